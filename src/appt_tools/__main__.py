@@ -1,0 +1,3 @@
+from appt_tools.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""HTTP status and transport failure → the `Calcom*` errors of `appt_tools.errors`, in one place.
+
+Cal.com answers errors in two body shapes (NOTES §4): the v2 envelope
+`{"status":"error","error":{"code","message","details"?}}` and the plain Nest body
+`{"statusCode":N,"message":"…"}` thrown by its shared booking core. Both are read here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx2
+
+from appt_tools.calcom import _wire
+from appt_tools.errors import (
+    CalcomAuthError,
+    CalcomError,
+    CalcomNotFound,
+    CalcomRateLimited,
+    CalcomRejected,
+    CalcomSlotTaken,
+    CalcomUnavailable,
+)
+
+# What Cal.com says when the time is no longer free (NOTES §4, §6): the availability check (400),
+# the idempotency-key race (409), and a full seated slot (409).
+_SLOT_TAKEN_MARKERS = (
+    "already has booking",
+    "not available",
+    "booking_conflict_error",
+    "booking_seats_full_error",
+    "no more seats left",
+)
+_MAX_MESSAGE = 300
+
+
+def error_from_response(response: httpx2.Response, *, secret: str) -> CalcomError:
+    """The domain error for a non-2xx Cal.com response. `secret` is scrubbed from the message."""
+    status = response.status_code
+    said = _redact(_message(response), secret)
+    if status == 429:
+        limit = _wire.rate_limit(response.headers)
+        return CalcomRateLimited(
+            f"Cal.com rate limit reached: {said}", retry_after=limit.reset_seconds if limit else None
+        )
+    if status in (401, 403):
+        return CalcomAuthError(f"Cal.com refused the API key ({status}): {said}", status=status)
+    if status == 404:
+        return CalcomNotFound(f"Cal.com found no such resource: {said}", status=status)
+    if status in (400, 409) and any(marker in said.lower() for marker in _SLOT_TAKEN_MARKERS):
+        return CalcomSlotTaken(f"That time is no longer available on Cal.com: {said}", status=status)
+    if 400 <= status < 500:
+        return CalcomRejected(f"Cal.com rejected the request ({status}): {said}", status=status)
+    return CalcomUnavailable(f"Cal.com failed ({status}): {said}", status=status)
+
+
+def error_from_transport(exc: httpx2.HTTPError, *, method: str, secret: str) -> CalcomUnavailable:
+    """A timeout or connection failure. For a POST the outcome is unknown, and the message says so."""
+    if isinstance(exc, httpx2.TimeoutException):
+        what = "Cal.com did not answer in time"
+    else:
+        what = f"Could not talk to Cal.com ({type(exc).__name__}: {_redact(str(exc), secret) or 'no detail'})"
+    if method.upper() != "GET":
+        what += "; the request may still have been carried out, so look it up before retrying"
+    return CalcomUnavailable(what)
+
+
+def malformed(detail: str, *, status: int) -> CalcomUnavailable:
+    """A 2xx whose body is not what Cal.com documents."""
+    return CalcomUnavailable(f"Cal.com sent a response we could not read ({detail})", status=status)
+
+
+def _message(response: httpx2.Response) -> str:
+    """Cal.com's own words from either error shape, falling back to the status text."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    parts: list[str] = []
+    if isinstance(body, dict):
+        error = body.get("error")
+        if body.get("status") == "error" and isinstance(error, dict):
+            parts = list(_texts(error.get("message")))
+            details = error.get("details")
+            if isinstance(details, dict):
+                # The global ValidationPipe says only "Bad Request Exception" and puts the
+                # reasons in details.errors[*].constraints.
+                parts += [p for p in _texts(details.get("errors")) if p not in parts]
+        else:
+            parts = list(_texts(body.get("message")))
+    text = "; ".join(parts) or response.reason_phrase or "no message"
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _texts(value: object) -> Iterator[str]:
+    """Strings from a message, a list of messages, or class-validator ValidationErrors."""
+    if isinstance(value, str) and value.strip():
+        yield value.strip()
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        constraints = value.get("constraints")
+        if isinstance(constraints, dict):
+            yield from _texts(list(constraints.values()))
+        yield from _texts(value.get("children"))
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if secret else text

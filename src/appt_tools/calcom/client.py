@@ -1,0 +1,230 @@
+"""The Cal.com API v2 client: one shared HTTP connection pool, domain models in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import quote
+
+import httpx2
+
+from appt_tools.calcom import _errors, _wire
+from appt_tools.models import Booking, BookingPage, BookingRequest, EventType, HostProfile, RateLimit, Slot
+
+# `cal-api-version` per endpoint family, keyed by the path segment after /v2/ (NOTES §2). A
+# missing or wrong value silently reaches a legacy controller, so it is set per request from this
+# table and never on the client as a whole. None: the family accepts any version, send none.
+API_VERSIONS: Final[Mapping[str, str | None]] = {
+    "bookings": "2024-08-13",
+    "slots": "2024-09-04",
+    "event-types": "2024-06-14",
+    "me": None,
+}
+
+BOOKING_STATUS_FILTERS: Final = frozenset({"upcoming", "recurring", "past", "cancelled", "unconfirmed"})
+_MAX_TAKE: Final = 250
+
+_T = TypeVar("_T")
+
+
+class CalcomClient:
+    """Talks to Cal.com API v2 with an API key; raises `appt_tools.errors.CalcomError` subclasses.
+
+    Use as an async context manager (or call `aclose`). `last_rate_limit` holds the most recent
+    `X-RateLimit-*` reading; it keeps its value when a response carries none.
+    """
+
+    last_rate_limit: RateLimit | None
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "https://api.cal.com",
+        *,
+        timeout: float = 10.0,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._api_key = api_key
+        # Every path below starts with /v2; the Platform docs give the API URL with /v2 included
+        # (NOTES §1), so accept either form rather than request /v2/v2/….
+        self._base_url = base_url.rstrip("/").removesuffix("/v2")
+        self.last_rate_limit = None
+        self._http = httpx2.AsyncClient(
+            base_url=self._base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"CalcomClient(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- endpoints ------------------------------------------------------------------------------
+
+    async def me(self) -> HostProfile:
+        """The Cal.com user that owns the API key."""
+        return await self._call(_wire.me, "GET", "/v2/me")
+
+    async def event_types(self, username: str) -> list[EventType]:
+        """That user's event types (hidden ones only when the key is the owner's)."""
+        return await self._call(_wire.event_types, "GET", "/v2/event-types", params={"username": username})
+
+    async def slots(
+        self,
+        event_type_id: int,
+        start: datetime,
+        end: datetime,
+        *,
+        time_zone: str | None = None,
+        duration_minutes: int | None = None,
+        booking_uid_to_reschedule: str | None = None,
+    ) -> list[Slot]:
+        """Free slots of an event type starting in [start, end), in UTC, sorted by start."""
+        params = {
+            "eventTypeId": str(event_type_id),
+            "start": _utc(start, "start"),
+            "end": _utc(end, "end"),
+            "format": "range",
+        }
+        if time_zone is not None:
+            params["timeZone"] = time_zone
+        if duration_minutes is not None:
+            params["duration"] = str(duration_minutes)
+        if booking_uid_to_reschedule is not None:
+            params["bookingUidToReschedule"] = booking_uid_to_reschedule
+        length = timedelta(minutes=duration_minutes) if duration_minutes is not None else None
+        found = await self._call(
+            lambda body: _wire.slots(body, default_length=length), "GET", "/v2/slots", params=params
+        )
+        # Cal.com widens a midnight `end` to 23:59:59 of that day and has returned slots outside
+        # the range (NOTES §3.1, §9.3), so keep only what was asked for.
+        return [slot for slot in found if start <= slot.start < end]
+
+    async def create_booking(self, request: BookingRequest) -> Booking:
+        """Book a slot. A taken slot raises `CalcomSlotTaken`."""
+        attendee: dict[str, str] = {
+            "name": request.attendee_name,
+            "email": request.attendee_email,
+            "timeZone": request.attendee_time_zone,
+        }
+        if request.attendee_phone:
+            attendee["phoneNumber"] = request.attendee_phone
+        payload: dict[str, Any] = {
+            "start": _utc(request.start, "start"),
+            "eventTypeId": request.event_type_id,
+            "attendee": attendee,
+        }
+        if request.length_minutes is not None:
+            payload["lengthInMinutes"] = request.length_minutes
+        if request.metadata:
+            payload["metadata"] = dict(request.metadata)
+        return await self._call(_wire.booking, "POST", "/v2/bookings", json=payload)
+
+    async def list_bookings(
+        self,
+        *,
+        attendee_email: str | None = None,
+        event_type_id: int | None = None,
+        after_start: datetime | None = None,
+        before_end: datetime | None = None,
+        status: Sequence[str] = (),
+        take: int = 100,
+        skip: int = 0,
+    ) -> BookingPage:
+        """The key owner's bookings, filtered (attendee email matches exactly), one page."""
+        if not 1 <= take <= _MAX_TAKE or skip < 0:
+            raise ValueError(f"take must be 1..{_MAX_TAKE} and skip >= 0, got take={take} skip={skip}")
+        unknown = sorted(set(status) - BOOKING_STATUS_FILTERS)
+        if unknown:
+            raise ValueError(f"unknown status filter(s) {unknown}; use {sorted(BOOKING_STATUS_FILTERS)}")
+        params = {"take": str(take), "skip": str(skip)}
+        if attendee_email is not None:
+            params["attendeeEmail"] = attendee_email
+        if event_type_id is not None:
+            params["eventTypeId"] = str(event_type_id)
+        if after_start is not None:
+            params["afterStart"] = _utc(after_start, "after_start")
+        if before_end is not None:
+            params["beforeEnd"] = _utc(before_end, "before_end")
+        if status:
+            params["status"] = ",".join(status)
+        return await self._call(_wire.booking_page, "GET", "/v2/bookings", params=params)
+
+    async def get_booking(self, uid: str) -> Booking:
+        """One booking by uid; `CalcomNotFound` if Cal.com has none."""
+        return await self._call(_wire.booking, "GET", f"/v2/bookings/{_segment(uid)}")
+
+    async def reschedule_booking(self, uid: str, start: datetime, *, reason: str | None = None) -> Booking:
+        """Move a booking. Cal.com makes a NEW booking (new uid) and cancels the old one (NOTES §3.3)."""
+        payload = {"start": _utc(start, "start")}
+        if reason is not None:
+            payload["reschedulingReason"] = reason
+        path = f"/v2/bookings/{_segment(uid)}/reschedule"
+        new = await self._call(_wire.booking, "POST", path, json=payload)
+        if new.rescheduled_from_uid is None:
+            new = new.model_copy(update={"rescheduled_from_uid": uid})
+        return new
+
+    async def cancel_booking(self, uid: str, reason: str) -> Booking:
+        """Cancel a booking. The host must give a reason (NOTES §3.4); the booking comes back cancelled."""
+        payload = {"cancellationReason": reason}
+        return await self._call(_wire.booking, "POST", f"/v2/bookings/{_segment(uid)}/cancel", json=payload)
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        mapper: Callable[[object], _T],
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> _T:
+        """Send one request and map its body; every failure becomes a `CalcomError`."""
+        version = API_VERSIONS[path.split("/")[2]]
+        headers = {"cal-api-version": version} if version is not None else {}
+        try:
+            response = await self._http.request(method, path, params=params, json=json, headers=headers)
+        except httpx2.HTTPError as exc:
+            raise _errors.error_from_transport(exc, method=method, secret=self._api_key) from None
+        self.last_rate_limit = _wire.rate_limit(response.headers) or self.last_rate_limit
+        if not response.is_success:
+            raise _errors.error_from_response(response, secret=self._api_key)
+        try:
+            body = response.json()
+        except ValueError:
+            raise _errors.malformed("the body is not JSON", status=response.status_code) from None
+        try:
+            return mapper(body)
+        except _wire.MalformedResponse as exc:
+            raise _errors.malformed(str(exc), status=response.status_code) from None
+
+
+def _utc(value: datetime, name: str) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ`, the only form Cal.com reads the same everywhere (NOTES §3)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _segment(uid: str) -> str:
+    if not uid:
+        raise ValueError("booking uid must not be empty")
+    return quote(uid, safe="")

@@ -1,0 +1,112 @@
+"""The one error hierarchy every layer raises and every surface renders.
+
+    AppError                      code, message (for the model to act on), retryable
+    ├── InvalidArgument           invalid_argument: a field is wrong; `field` names it
+    │   └── LockedField           locked_field: to/from numbers, call type, booking uid
+    ├── NotFound                  appointment_not_found / event_type_not_found
+    ├── Conflict                  already_cancelled, not_reschedulable
+    ├── SlotUnavailable           slot_unavailable: carries the nearest free alternatives
+    ├── NotConfigured             calcom_not_configured: no API key
+    └── CalcomError               any failure talking to Cal.com
+        ├── CalcomAuthError       calcom_auth_failed (401/403)
+        ├── CalcomNotFound        calcom_not_found (404)
+        ├── CalcomRejected        calcom_rejected (other 4xx: Cal.com refused the request)
+        ├── CalcomSlotTaken       calcom_slot_taken (400 "already has booking", 409 conflict)
+        ├── CalcomRateLimited     calcom_rate_limited (429), retry_after seconds
+        └── CalcomUnavailable     calcom_unavailable (5xx, timeouts, connection errors)
+
+Messages never contain the Cal.com API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from appt_tools.models import Slot
+
+
+class AppError(Exception):
+    code: str = "error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class InvalidArgument(AppError):
+    code = "invalid_argument"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class LockedField(InvalidArgument):
+    code = "locked_field"
+
+
+class NotFound(AppError):
+    code = "not_found"
+
+
+class Conflict(AppError):
+    code = "conflict"
+
+
+class SlotUnavailable(AppError):
+    code = "slot_unavailable"
+
+    def __init__(self, message: str, alternatives: Sequence[Slot] = ()) -> None:
+        super().__init__(message)
+        self.alternatives = tuple(alternatives)
+
+
+class NotConfigured(AppError):
+    code = "calcom_not_configured"
+
+
+class CalcomError(AppError):
+    """Cal.com answered with an error or could not be reached. `status` is the HTTP status, if any."""
+
+    code = "calcom_error"
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+
+
+class CalcomAuthError(CalcomError):
+    code = "calcom_auth_failed"
+
+
+class CalcomNotFound(CalcomError):
+    code = "calcom_not_found"
+
+
+class CalcomRejected(CalcomError):
+    code = "calcom_rejected"
+
+
+class CalcomSlotTaken(CalcomError):
+    code = "calcom_slot_taken"
+
+
+class CalcomRateLimited(CalcomError):
+    code = "calcom_rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class CalcomUnavailable(CalcomError):
+    """5xx, timeout or connection failure. For a POST, the outcome may be unknown."""
+
+    code = "calcom_unavailable"
+    retryable = True

@@ -1,0 +1,331 @@
+"""The MCP server: a thin adapter that shapes arguments, calls the service and shapes results.
+
+Arguments are checked strictly before the SDK sees them: an unknown argument is refused with
+the list of valid ones (the SDK would silently drop it), and a string is never coerced into a
+number. Failures reach the model as `isError` results whose text is an `ErrorView` JSON object
+with a stable `code`, a `message` saying what to do next, and `retryable`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field, ValidationError
+
+from appt_tools.errors import AppError, InvalidArgument, LockedField
+from appt_tools.service import LOCKED_FIELDS, AppointmentService
+from appt_tools.views import (
+    AppointmentResult,
+    AppointmentView,
+    ErrorView,
+    EventTypesResult,
+    EventTypeView,
+    HistoryView,
+    SearchResult,
+    SlotsResult,
+    appointment_say,
+    booked_say,
+    cancelled_say,
+    rescheduled_say,
+)
+
+INSTRUCTIONS = """\
+Books, moves and cancels appointments for this business in its Cal.com calendar.
+Flow: 1) find_slots for the day the caller wants; 2) offer a few times (use each slot's `spoken` form) and
+confirm one, plus the caller's name and e-mail; 3) book_appointment with that slot's `start`, the call's
+to/from numbers and call type. Never book a time the caller has not confirmed. To change or cancel, find the
+appointment with search_appointments (by name, e-mail or phone) or use its id, then reschedule or cancel.
+Every result has `say`: a sentence you can read to the caller. Errors carry a `code`, a `message` with the
+next step, and `retryable`; on `slot_unavailable`, offer the `alternatives` it lists.
+Times: pass ISO 8601 with an offset (e.g. '2026-11-24T15:00:00-05:00'), or pass `timezone`."""
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+Date = Annotated[
+    str | None, Field(description="Day to search, YYYY-MM-DD, e.g. '2026-11-24'. Default: today.", examples=["2026-11-24"])
+]
+TimeZone = Annotated[
+    str | None,
+    Field(description="IANA time zone, e.g. 'America/New_York'. Default: the business's.", examples=["America/New_York"]),
+]
+EventTypeId = Annotated[
+    int | None, Field(description="Cal.com event type id from list_event_types. Default: the configured one.")
+]
+AppointmentId = Annotated[
+    str,
+    Field(
+        description="The appointment id from book_appointment or search_appointments (e.g. 'apt_3kq9x2mz7w1b'); "
+        "a Cal.com booking uid also works."
+    ),
+]
+
+
+class AppointmentServer(MCPServer):
+    """MCPServer with strict argument checking and domain errors rendered for the model."""
+
+    def __init__(self, service: AppointmentService, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service = service
+        self._schemas: dict[str, dict[str, Any]] = {}
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            if not self._schemas:
+                await self.list_tools()
+            self._check_arguments(name, arguments)
+            return await super().call_tool(name, arguments, context)
+        except AppError as exc:
+            raise ToolError(self._render(exc)) from exc
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, AppError):
+                raise ToolError(self._render(cause)) from cause
+            if isinstance(cause, ValidationError):
+                raise ToolError(self._render(_from_validation(cause))) from cause
+            raise
+
+    def _render(self, error: AppError) -> str:
+        return ErrorView.of(error, self.service.timezone).model_dump_json(exclude_none=True)
+
+    def _check_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+        schema = self._schemas.get(name)
+        if schema is None:
+            return  # unknown tool: the SDK answers that
+        properties: dict[str, Any] = schema.get("properties", {})
+        for key, value in arguments.items():
+            if key not in properties:
+                if name == "update_appointment" and key in LOCKED_FIELDS:
+                    raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
+                valid = ", ".join(properties)
+                raise InvalidArgument(key, f"is not an argument of {name}; valid arguments are: {valid}.")
+            if isinstance(value, str) and _types(properties[key]) <= {"integer", "number", "boolean", "null"}:
+                raise InvalidArgument(key, f"must be a JSON {' or '.join(sorted(_types(properties[key]) - {'null'}))}, not the string {value!r}.")
+
+    async def list_tools(self) -> Any:
+        tools = await super().list_tools()
+        self._schemas = {t.name: t.input_schema for t in tools}
+        return tools
+
+
+def _types(prop: dict[str, Any]) -> set[str]:
+    if "type" in prop:
+        return {prop["type"]} if isinstance(prop["type"], str) else set(prop["type"])
+    return {t for option in prop.get("anyOf", []) for t in _types(option)}
+
+
+def _from_validation(error: ValidationError) -> InvalidArgument:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "arguments"
+    return InvalidArgument(field, first["msg"] + ".")
+
+
+def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> AppointmentServer:
+    server = AppointmentServer(service, name="appt-tools", instructions=INSTRUCTIONS, log_level=log_level)
+
+    def tz() -> str:
+        return service.timezone
+
+    def now() -> Any:
+        return service._clock()  # noqa: SLF001 - the service's clock decides "completed"
+
+    def result(appointment: Any, say: str, history: list[HistoryView] | None = None) -> AppointmentResult:
+        return AppointmentResult(appointment=AppointmentView.of(appointment, tz(), now()), history=history, say=say)
+
+    @server.tool(title="Find free slots", annotations=READ_ONLY)
+    async def find_slots(
+        date: Date = None,
+        timezone: TimeZone = None,
+        event_type_id: EventTypeId = None,
+        duration_minutes: Annotated[
+            int | None, Field(description="Length in minutes, only for event types that offer several, e.g. 30.")
+        ] = None,
+        start: Annotated[
+            str | None, Field(description="Instead of date: range start, ISO 8601, e.g. '2026-11-24T12:00:00-05:00'.")
+        ] = None,
+        end: Annotated[str | None, Field(description="Instead of date: range end, ISO 8601 (at most 31 days after start).")] = None,
+    ) -> SlotsResult:
+        """Free appointment times on a day (or in a start/end range) from the business's Cal.com calendar.
+        Call this before booking. If the day has nothing free, the next free times after it are returned."""
+        found = await service.find_slots(
+            day=date,
+            start=start,
+            end=end,
+            timezone=timezone,
+            event_type_id=event_type_id,
+            duration_minutes=duration_minutes,
+        )
+        return SlotsResult.of(found)
+
+    @server.tool(
+        title="Book an appointment",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+    )
+    async def book_appointment(
+        start: Annotated[
+            str,
+            Field(
+                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
+                "(or without offset plus `timezone`)."
+            ),
+        ],
+        attendee_name: Annotated[str, Field(description="The caller's full name, e.g. 'Ana Ruiz'.")],
+        attendee_email: Annotated[str, Field(description="Where the invite goes, e.g. 'ana@example.com'.")],
+        to_number: Annotated[str, Field(description="The number that was called, E.164, e.g. '+14155550100'.")],
+        from_number: Annotated[str, Field(description="The number that called, E.164, e.g. '+14155550123'.")],
+        call_type: Annotated[
+            Literal["inbound", "outbound", "web"],
+            Field(description="'inbound' (caller phoned us), 'outbound' (we phoned them) or 'web' (chat/web call)."),
+        ],
+        title: Annotated[str | None, Field(description="Short title, e.g. 'Roof inspection'. Default: event type and name.")] = None,
+        description: Annotated[str | None, Field(description="Notes for the host, e.g. what the caller needs.")] = None,
+        label: Annotated[str | None, Field(description="A tag for filtering, e.g. 'new-client'.")] = None,
+        business_name: Annotated[str | None, Field(description="The business the meeting is with, e.g. 'Acme Dental'.")] = None,
+        event_type_id: EventTypeId = None,
+        timezone: Annotated[
+            str | None, Field(description="The caller's IANA time zone, e.g. 'America/Chicago'. Default: the business's.")
+        ] = None,
+        duration_minutes: Annotated[int | None, Field(description="Length, only for event types that offer several.")] = None,
+    ) -> AppointmentResult:
+        """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
+        the call's numbers and type. Only book a slot the caller agreed to. On `slot_unavailable`, offer the
+        returned alternatives."""
+        booked = await service.book(
+            start=start,
+            attendee_name=attendee_name,
+            attendee_email=attendee_email,
+            to_number=to_number,
+            from_number=from_number,
+            call_type=call_type,
+            title=title,
+            description=description,
+            label=label,
+            business_name=business_name,
+            event_type_id=event_type_id,
+            timezone=timezone,
+            duration_minutes=duration_minutes,
+        )
+        return result(booked, booked_say(booked, tz()))
+
+    @server.tool(
+        title="Reschedule an appointment",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
+    )
+    async def reschedule(
+        appointment_id: AppointmentId,
+        new_start: Annotated[
+            str, Field(description="New start from find_slots, ISO 8601 with offset, e.g. '2026-11-25T10:00:00-05:00'.")
+        ],
+        reason: Annotated[str | None, Field(description="Why it moves, e.g. 'Caller is travelling'.")] = None,
+        timezone: TimeZone = None,
+    ) -> AppointmentResult:
+        """Move an appointment to a new free time. Cal.com makes a new booking uid and notifies the attendee;
+        the appointment id stays the same. Cancelled appointments cannot be moved."""
+        moved = await service.reschedule(appointment_id, new_start, reason=reason, timezone=timezone)
+        return result(moved, rescheduled_say(moved, tz()))
+
+    @server.tool(
+        title="Cancel an appointment",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
+    )
+    async def cancel(
+        appointment_id: AppointmentId,
+        reason: Annotated[
+            str | None, Field(description="Why, e.g. 'Caller no longer needs it'. Default: cancelled at the caller's request.")
+        ] = None,
+    ) -> AppointmentResult:
+        """Cancel an appointment in Cal.com (the attendee is notified). Permanent: it stays searchable as cancelled."""
+        cancelled = await service.cancel(appointment_id, reason=reason)
+        return result(cancelled, cancelled_say(cancelled, tz()))
+
+    @server.tool(title="Search appointments", annotations=LOCAL_READ)
+    async def search_appointments(
+        query: Annotated[
+            str | None,
+            Field(description="Free text over title, attendee name and e-mail, business, label and phone numbers, e.g. 'ruiz'."),
+        ] = None,
+        status: Annotated[
+            str | None,
+            Field(description="pending, active, rescheduled, cancelled, completed or failed; several comma-separated."),
+        ] = None,
+        label: Annotated[str | None, Field(description="Exact label, e.g. 'new-client'.")] = None,
+        call_type: Annotated[Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")] = None,
+        date_from: Annotated[str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")] = None,
+        date_to: Annotated[str | None, Field(description="Last day (inclusive), YYYY-MM-DD.")] = None,
+        sort_by: Annotated[
+            Literal[
+                "start", "end", "created_at", "updated_at", "title", "attendee_name", "attendee_email",
+                "business_name", "label", "status", "call_type",
+            ],
+            Field(description="Column to sort by."),
+        ] = "start",
+        sort_order: Annotated[Literal["asc", "desc"], Field(description="asc or desc.")] = "asc",
+        page: Annotated[int, Field(description="Page number, from 1.")] = 1,
+        page_size: Annotated[int, Field(description="10, 25, 50 or 100.")] = 10,
+    ) -> SearchResult:
+        """Find recorded appointments by text and filters, sorted and paged, with the total count.
+        Failed bookings are left out unless status asks for them."""
+        found = await service.search(
+            query=query,
+            status=status,
+            label=label,
+            call_type=call_type,
+            date_from=date_from,
+            date_to=date_to,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            page=page,
+            page_size=page_size,
+        )
+        return SearchResult.of(found, tz(), now())
+
+    @server.tool(title="Get an appointment", annotations=LOCAL_READ)
+    async def get_appointment(appointment_id: AppointmentId) -> AppointmentResult:
+        """One appointment with its full history (created, rescheduled from → to, updated, cancelled)."""
+        found = await service.get(appointment_id)
+        history = [HistoryView.of(h, tz()) for h in await service.history(found.id)]
+        return result(found, appointment_say(found, tz(), now()), history)
+
+    @server.tool(
+        title="Update appointment details",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+    )
+    async def update_appointment(
+        appointment_id: AppointmentId,
+        title: Annotated[str | None, Field(description="New title.")] = None,
+        description: Annotated[str | None, Field(description="New description.")] = None,
+        label: Annotated[str | None, Field(description="New label, e.g. 'vip'.")] = None,
+        attendee_name: Annotated[str | None, Field(description="Corrected attendee name.")] = None,
+        attendee_email: Annotated[str | None, Field(description="Corrected attendee e-mail.")] = None,
+    ) -> AppointmentResult:
+        """Correct our record's title, description, label, attendee name or e-mail (Cal.com is not re-notified).
+        To/from numbers, call type and booking uid are fixed; to change the time use reschedule."""
+        changed = await service.update(
+            appointment_id,
+            {
+                "title": title,
+                "description": description,
+                "label": label,
+                "attendee_name": attendee_name,
+                "attendee_email": attendee_email,
+            },
+        )
+        return result(changed, "I've updated the appointment details.")
+
+    @server.tool(title="List event types", annotations=READ_ONLY)
+    async def list_event_types(
+        refresh: Annotated[bool, Field(description="true to sync the list from Cal.com first.")] = False,
+    ) -> EventTypesResult:
+        """The kinds of meeting that can be booked (id, length, location), and which one is the default."""
+        types = await (service.refresh_event_types() if refresh else service.list_event_types())
+        default = service.settings.event_type_id or next((t.id for t in types if not t.hidden), None)
+        views = [EventTypeView.of(t, default) for t in types]
+        names = ", ".join(f"{v.title} ({v.length_minutes} minutes)" for v in views[:4])
+        say = f"We offer {names}." if views else "No meeting types are set up yet."
+        return EventTypesResult(event_types=views, say=say[:200])
+
+    return server
+

@@ -1,0 +1,233 @@
+"""Domain models: the leaves of the house. No I/O, no library but pydantic and the stdlib.
+
+Every datetime here is timezone-aware. Storage and Cal.com speak UTC; presentation converts
+to the business's IANA zone at the edge.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CallType = Literal["inbound", "outbound", "web"]
+CALL_TYPES: tuple[CallType, ...] = ("inbound", "outbound", "web")
+
+# Cal.com's booking status, lower-cased as API v2 returns it (NOTES §3.2).
+BookingStatus = Literal["accepted", "pending", "cancelled", "rejected", "awaiting_host"]
+
+
+class AppointmentStatus(StrEnum):
+    """Our status. `completed` is derived (end has passed, not cancelled), never stored."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- Cal.com side ---------------------------------------------------------------------------
+
+
+class HostProfile(_Frozen):
+    """The Cal.com user that owns the API key (GET /v2/me)."""
+
+    id: int
+    username: str
+    email: str
+    time_zone: str
+
+
+class EventType(_Frozen):
+    """A Cal.com event type, reduced to what booking needs."""
+
+    id: int
+    title: str
+    slug: str
+    length_minutes: int
+    length_options: tuple[int, ...] = ()
+    description: str = ""
+    location_type: str | None = Field(
+        default=None, description="Cal.com location type of the first location, e.g. 'integration', 'address'."
+    )
+    location_integration: str | None = Field(default=None, description="e.g. 'cal-video', 'zoom', 'google-meet'.")
+    location_address: str | None = None
+    requires_confirmation: bool = False
+    hidden: bool = False
+
+
+class Slot(_Frozen):
+    """A free interval on the host's calendar."""
+
+    start: datetime
+    end: datetime
+
+
+class BookingRequest(_Frozen):
+    """What we ask Cal.com to book."""
+
+    start: datetime
+    event_type_id: int
+    attendee_name: str
+    attendee_email: str
+    attendee_time_zone: str
+    attendee_phone: str | None = None
+    length_minutes: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class Booking(_Frozen):
+    """A Cal.com booking as our client sees it."""
+
+    uid: str
+    id: int | None = None
+    status: BookingStatus
+    title: str = ""
+    start: datetime
+    end: datetime
+    event_type_id: int | None = None
+    meeting_url: str | None = None
+    location: str | None = None
+    attendee_name: str | None = None
+    attendee_email: str | None = None
+    cancellation_reason: str | None = None
+    rescheduled_from_uid: str | None = None
+    rescheduled_to_uid: str | None = None
+
+
+class BookingPage(_Frozen):
+    bookings: tuple[Booking, ...]
+    total: int
+
+
+class RateLimit(_Frozen):
+    """Cal.com's X-RateLimit-*-Default headers; reset is seconds from now (NOTES §5)."""
+
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
+# --- our side -------------------------------------------------------------------------------
+
+
+class HistoryEntry(_Frozen):
+    at: datetime
+    action: Literal["created", "booked", "rescheduled", "updated", "cancelled", "failed", "synced"]
+    detail: str = ""
+    from_start: datetime | None = None
+    to_start: datetime | None = None
+    from_booking_uid: str | None = None
+    to_booking_uid: str | None = None
+
+
+class NewAppointment(_Frozen):
+    """An appointment validated and ready to record, before Cal.com is asked."""
+
+    title: str
+    description: str = ""
+    label: str = ""
+    attendee_name: str
+    attendee_email: str
+    business_name: str = ""
+    to_number: str
+    from_number: str
+    call_type: CallType
+    event_type_id: int
+    start: datetime
+    end: datetime
+    timezone: str
+
+
+class Appointment(_Frozen):
+    """An appointment as the store holds it. `id` survives reschedules; `booking_uid` does not."""
+
+    id: str
+    booking_uid: str | None
+    previous_booking_uids: tuple[str, ...] = ()
+    title: str
+    description: str = ""
+    label: str = ""
+    attendee_name: str
+    attendee_email: str
+    business_name: str = ""
+    to_number: str
+    from_number: str
+    call_type: CallType
+    event_type_id: int
+    start: datetime
+    end: datetime
+    timezone: str
+    status: AppointmentStatus
+    meeting_url: str | None = None
+    location: str | None = None
+    cancellation_reason: str | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    def effective_status(self, now: datetime) -> AppointmentStatus:
+        """Completed once its end has passed, unless cancelled or never booked."""
+        live = (AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED, AppointmentStatus.PENDING)
+        if self.status in live and self.end <= now and self.booking_uid is not None:
+            return AppointmentStatus.COMPLETED
+        return self.status
+
+
+AppointmentChanges = dict[str, object]
+
+SortField = Literal[
+    "start",
+    "end",
+    "created_at",
+    "updated_at",
+    "title",
+    "attendee_name",
+    "attendee_email",
+    "business_name",
+    "label",
+    "status",
+    "call_type",
+]
+SORT_FIELDS: tuple[SortField, ...] = (
+    "start",
+    "end",
+    "created_at",
+    "updated_at",
+    "title",
+    "attendee_name",
+    "attendee_email",
+    "business_name",
+    "label",
+    "status",
+    "call_type",
+)
+PAGE_SIZES = (10, 25, 50, 100)
+
+
+class SearchQuery(_Frozen):
+    text: str | None = None
+    statuses: tuple[AppointmentStatus, ...] = ()
+    label: str | None = None
+    call_type: CallType | None = None
+    start_from: datetime | None = None
+    start_to: datetime | None = None
+    sort_by: SortField = "start"
+    descending: bool = False
+    page: int = 1
+    page_size: int = 10
+
+
+class SearchPage(_Frozen):
+    items: tuple[Appointment, ...]
+    total: int
+    page: int
+    page_size: int

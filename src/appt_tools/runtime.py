@@ -1,0 +1,72 @@
+"""The composition root: settings → store → Cal.com client → service, opened and closed in one place."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from appt_tools import config
+from appt_tools.calcom import CalcomClient
+from appt_tools.service import AppointmentService, Clock, utcnow
+from appt_tools.store import Store
+
+if TYPE_CHECKING:
+    from appt_tools.sandbox import RunningSandbox
+
+
+@dataclass(frozen=True)
+class CalcomTarget:
+    """Where Cal.com is, when it is not taken from settings (sandbox mode)."""
+
+    base_url: str
+    api_key: str
+
+
+@asynccontextmanager
+async def open_service(
+    *,
+    database_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    calcom: CalcomTarget | None = None,
+    clock: Clock = utcnow,
+) -> AsyncIterator[AppointmentService]:
+    url = database_url or config.database_url(environ)
+    async with Store.from_url(url) as store:
+        settings = config.resolve(await store.get_settings(), environ)
+        if calcom is not None:
+            settings = settings.model_copy(
+                update={"calcom_api_key": SecretStr(calcom.api_key), "calcom_base_url": calcom.base_url}
+            )
+        key = settings.calcom_api_key
+        client = CalcomClient(key.get_secret_value(), settings.calcom_base_url) if key is not None else None
+        try:
+            yield AppointmentService(store, client, settings, clock=clock)
+        finally:
+            if client is not None:
+                await client.aclose()
+
+
+@asynccontextmanager
+async def open_sandbox_service(
+    *, database_url: str | None = None, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[AppointmentService, RunningSandbox]]:
+    """Start the Cal.com sandbox in-process and a service wired to it, on a fresh database file
+    (unless one is given), so the store and the sandbox start out in agreement."""
+    from appt_tools.sandbox import run_sandbox  # sandbox mode only: never imported otherwise
+
+    with tempfile.TemporaryDirectory(prefix="appt-tools-sandbox-") as tmp:
+        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'sandbox.db'}"
+        async with run_sandbox() as sandbox:
+            target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
+            async with open_service(database_url=url, environ=environ, calcom=target) as service:
+                await service.refresh_event_types()
+                service.settings = service.settings.model_copy(
+                    update={"event_type_id": sandbox.state.default_event_type_id}
+                )
+                yield service, sandbox

@@ -1,0 +1,594 @@
+"""The use cases: find, book, reschedule, cancel, search, update. Every surface (MCP, CLI, demo)
+calls these; they validate raw input, talk to Cal.com and the store, and keep the two in agreement.
+
+Order of work for a change: validate everything (nothing written yet), check the slot against
+Cal.com's free slots, record the intent in the store, ask Cal.com, record the outcome. A Cal.com
+refusal leaves a `failed` record with the reason; an unknown outcome (timeout) leaves `pending`
+with `last_error` saying so, never `active`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from appt_tools import spoken, validation
+from appt_tools.calcom import CalcomClient
+from appt_tools.config import Settings
+from appt_tools.errors import (
+    CalcomError,
+    CalcomRejected,
+    CalcomSlotTaken,
+    CalcomUnavailable,
+    Conflict,
+    InvalidArgument,
+    LockedField,
+    NotConfigured,
+    NotFound,
+    SlotUnavailable,
+)
+from appt_tools.models import (
+    PAGE_SIZES,
+    SORT_FIELDS,
+    Appointment,
+    AppointmentStatus,
+    Booking,
+    BookingRequest,
+    EventType,
+    HistoryEntry,
+    NewAppointment,
+    SearchPage,
+    SearchQuery,
+    Slot,
+)
+from appt_tools.store import Store
+
+Clock = Callable[[], datetime]
+LOCKED_FIELDS = ("to_number", "from_number", "call_type", "booking_uid")
+EDITABLE_FIELDS = ("title", "description", "label", "attendee_name", "attendee_email")
+DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
+ALTERNATIVES = 3
+LOOKAHEAD = timedelta(days=14)
+MAX_SLOTS = 100
+NOT_CONFIGURED = (
+    "Cal.com is not configured: set APPT_TOOLS_CALCOM_API_KEY (or run 'appt-tools settings set calcom_api_key …'), "
+    "or start with --sandbox to try it without an account."
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SlotSearch:
+    """Free slots for a request; `later` is set when the requested window had none and these come after it."""
+
+    event_type: EventType
+    duration_minutes: int
+    timezone: str
+    window_start: datetime
+    window_end: datetime
+    slots: tuple[Slot, ...]
+    later: bool
+    truncated: bool
+
+
+class AppointmentService:
+    def __init__(
+        self, store: Store, calcom: CalcomClient | None, settings: Settings, *, clock: Clock = utcnow
+    ) -> None:
+        self.store = store
+        self._calcom = calcom
+        self.settings = settings
+        self._clock = clock
+
+    # --- settings and event types -------------------------------------------------------------
+
+    @property
+    def timezone(self) -> str:
+        return self.settings.timezone or "UTC"
+
+    @property
+    def calcom(self) -> CalcomClient:
+        if self._calcom is None:
+            raise NotConfigured(NOT_CONFIGURED)
+        return self._calcom
+
+    async def refresh_event_types(self) -> list[EventType]:
+        """Sync event types from Cal.com; adopt the host's time zone if none is configured."""
+        me = await self.calcom.me()
+        types = await self.calcom.event_types(me.username)
+        await self.store.replace_event_types(types, now=self._clock())
+        if self.settings.timezone is None:
+            await self.store.set_setting("timezone", me.time_zone)
+            self.settings = self.settings.model_copy(update={"timezone": me.time_zone})
+        return types
+
+    async def list_event_types(self) -> list[EventType]:
+        types = await self.store.list_event_types()
+        if not types and self._calcom is not None:
+            types = await self.refresh_event_types()
+        return types
+
+    async def event_type(self, event_type_id: int | None) -> EventType:
+        types = await self.list_event_types()
+        if not types:
+            raise NotConfigured(NOT_CONFIGURED)
+        wanted = event_type_id if event_type_id is not None else self.settings.event_type_id
+        if wanted is None:
+            return next((t for t in types if not t.hidden), types[0])
+        for candidate in types:
+            if candidate.id == wanted:
+                return candidate
+        known = "; ".join(f"{t.id} ({t.title}, {t.length_minutes} min)" for t in types)
+        raise InvalidArgument("event_type_id", f"unknown event type {wanted}; known event types: {known}.")
+
+    def _duration(self, event_type: EventType, requested: int | None) -> int:
+        requested = validation.duration("duration_minutes", requested)
+        options = event_type.length_options or (event_type.length_minutes,)
+        if requested is None:
+            configured = self.settings.duration_minutes
+            return configured if configured in options else event_type.length_minutes
+        if requested not in options:
+            allowed = ", ".join(str(o) for o in options)
+            raise InvalidArgument(
+                "duration_minutes", f"{event_type.title} can be {allowed} minutes long, not {requested}."
+            )
+        return requested
+
+    # --- slots --------------------------------------------------------------------------------
+
+    async def find_slots(
+        self,
+        *,
+        day: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        timezone: str | None = None,
+        event_type_id: int | None = None,
+        duration_minutes: int | None = None,
+    ) -> SlotSearch:
+        tz_name = timezone or self.timezone
+        tz = validation.zone("timezone", tz_name)
+        if day is not None and (start is not None or end is not None):
+            raise InvalidArgument("date", "give either date, or start and end, not both.")
+        now = self._clock()
+        if start is not None or end is not None:
+            if start is None or end is None:
+                raise InvalidArgument("start" if start is None else "end", "start and end go together.")
+            lo = validation.instant("start", start, tz_name)
+            hi = validation.instant("end", end, tz_name)
+            validation.window(lo, hi)
+        else:
+            wanted = validation.day("date", day) if day is not None else now.astimezone(tz).date()
+            lo, hi = _local_day(wanted, tz)
+        if hi <= now:
+            raise InvalidArgument("date" if day is not None else "end", "that time is already past; ask for a later one.")
+        event_type = await self.event_type(event_type_id)
+        length = self._duration(event_type, duration_minutes)
+        slots = await self._free(event_type, max(lo, now), hi, length)
+        later = False
+        if not slots:
+            later = True
+            slots = (await self._free(event_type, hi, hi + LOOKAHEAD, length))[:5]
+        return SlotSearch(
+            event_type=event_type,
+            duration_minutes=length,
+            timezone=tz_name,
+            window_start=lo,
+            window_end=hi,
+            slots=tuple(slots[:MAX_SLOTS]),
+            later=later,
+            truncated=len(slots) > MAX_SLOTS,
+        )
+
+    async def _free(
+        self, event_type: EventType, lo: datetime, hi: datetime, length: int, *, rescheduling: str | None = None
+    ) -> list[Slot]:
+        """Cal.com's free slots within [lo, hi). Cal.com widens a midnight `end` to 23:59:59Z, so filter."""
+        duration = length if event_type.length_options else None
+        found = await self.calcom.slots(
+            event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
+        )
+        return [s for s in found if lo <= s.start < hi]
+
+    async def _check_free(
+        self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
+    ) -> None:
+        """Raise SlotUnavailable (with the nearest free slots) unless `start` is a free slot."""
+        now = self._clock()
+        around = await self._free(
+            event_type, max(now, start - timedelta(days=1)), start + timedelta(days=7), length, rescheduling=rescheduling
+        )
+        if any(s.start == start for s in around):
+            return
+        raise self._unavailable(start, _nearest(around, start), taken=False)
+
+    async def _alternatives(self, event_type: EventType, start: datetime, length: int) -> list[Slot]:
+        try:
+            now = self._clock()
+            around = await self._free(event_type, max(now, start - timedelta(days=1)), start + timedelta(days=7), length)
+        except CalcomError:
+            return []
+        return _nearest([s for s in around if s.start != start], start)
+
+    def _unavailable(self, start: datetime, alternatives: Sequence[Slot], *, taken: bool) -> SlotUnavailable:
+        tz = self.timezone
+        opening = (
+            f"{spoken.when(start, tz)} was just taken."
+            if taken
+            else f"{spoken.when(start, tz)} is not a free time."
+        )
+        if alternatives:
+            offer = spoken.choices([s.start for s in alternatives], tz)
+            message = f"{opening} The nearest free times are {offer}. Offer these to the caller and book the one they choose."
+        else:
+            message = f"{opening} Nothing is free in the week around it; call find_slots with a later date."
+        return SlotUnavailable(message, alternatives)
+
+    # --- booking ------------------------------------------------------------------------------
+
+    async def book(
+        self,
+        *,
+        start: str,
+        attendee_name: str,
+        attendee_email: str,
+        to_number: str,
+        from_number: str,
+        call_type: str,
+        title: str | None = None,
+        description: str | None = None,
+        label: str | None = None,
+        business_name: str | None = None,
+        event_type_id: int | None = None,
+        timezone: str | None = None,
+        duration_minutes: int | None = None,
+    ) -> Appointment:
+        now = self._clock()
+        name = validation.text("attendee_name", attendee_name, required=True)
+        mail = validation.email("attendee_email", attendee_email)
+        to_e164 = validation.phone_e164("to_number", to_number)
+        from_e164 = validation.phone_e164("from_number", from_number)
+        kind = validation.call_type("call_type", call_type)
+        if timezone is not None:
+            validation.zone("timezone", timezone)
+        when = validation.instant("start", start, timezone)
+        validation.in_future("start", when, now, tz_name=timezone or self.timezone)
+        event_type = await self.event_type(event_type_id)
+        length = self._duration(event_type, duration_minutes)
+        new = NewAppointment(
+            title=validation.text("title", title) or f"{event_type.title} with {name}",
+            description=validation.text("description", description),
+            label=validation.text("label", label),
+            attendee_name=name,
+            attendee_email=mail,
+            business_name=validation.text("business_name", business_name) or self.settings.business_name,
+            to_number=to_e164,
+            from_number=from_e164,
+            call_type=kind,
+            event_type_id=event_type.id,
+            start=when.astimezone(UTC),
+            end=(when + timedelta(minutes=length)).astimezone(UTC),
+            timezone=timezone or self.timezone,
+        )
+        await self._check_free(event_type, new.start, length)
+
+        appointment = await self.store.add_appointment(new, now=self._clock())
+        request = BookingRequest(
+            start=new.start,
+            event_type_id=event_type.id,
+            attendee_name=name,
+            attendee_email=mail,
+            attendee_time_zone=new.timezone,
+            attendee_phone={"inbound": from_e164, "outbound": to_e164}.get(kind),
+            length_minutes=length if event_type.length_options else None,
+            metadata={"appointment_id": appointment.id, "call_type": kind},
+        )
+        try:
+            booking = await self.calcom.create_booking(request)
+        except CalcomSlotTaken as exc:
+            await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
+            raise self._unavailable(new.start, await self._alternatives(event_type, new.start, length), taken=True) from exc
+        except CalcomUnavailable as exc:
+            found = await self._find_created(request)
+            if found is None:
+                await self._unknown(appointment, exc)
+                raise CalcomUnavailable(
+                    "The calendar did not confirm this booking in time, so it is not confirmed yet. Do not book "
+                    f"again: check it later with get_appointment (id {appointment.id}).",
+                    status=exc.status,
+                    retryable=False,
+                ) from exc
+            booking = found
+        except CalcomError as exc:
+            await self._fail(appointment, f"Cal.com refused the booking: {exc.message}")
+            raise
+        return await self.store.update_appointment(
+            appointment.id,
+            {
+                "booking_uid": booking.uid,
+                "status": AppointmentStatus.ACTIVE if booking.status == "accepted" else AppointmentStatus.PENDING,
+                "start": booking.start,
+                "end": booking.end,
+                "meeting_url": booking.meeting_url,
+                "location": booking.location,
+                "last_error": None,
+            },
+            now=self._clock(),
+            history=self._entry(
+                "booked", f"Booked in Cal.com (status {booking.status}).", to_start=booking.start, to_uid=booking.uid
+            ),
+        )
+
+    async def _find_created(self, request: BookingRequest) -> Booking | None:
+        """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""
+        try:
+            page = await self.calcom.list_bookings(
+                attendee_email=request.attendee_email,
+                event_type_id=request.event_type_id,
+                after_start=request.start,
+                before_end=request.start + timedelta(days=1),
+                take=50,
+            )
+        except CalcomError:
+            return None
+        for booking in page.bookings:
+            if booking.start == request.start and booking.status in ("accepted", "pending"):
+                return booking
+        return None
+
+    async def _fail(self, appointment: Appointment, reason: str) -> None:
+        await self.store.update_appointment(
+            appointment.id,
+            {"status": AppointmentStatus.FAILED, "last_error": reason},
+            now=self._clock(),
+            history=self._entry("failed", reason),
+        )
+
+    async def _unknown(self, appointment: Appointment, exc: CalcomError) -> None:
+        reason = f"Cal.com did not answer ({exc.message}); the outcome is unknown until reconciled."
+        await self.store.update_appointment(
+            appointment.id, {"last_error": reason}, now=self._clock(), history=self._entry("failed", reason)
+        )
+
+    # --- changing a booking -------------------------------------------------------------------
+
+    async def get(self, appointment_id: str) -> Appointment:
+        """By appointment id, or by any Cal.com booking uid it has had."""
+        key = (appointment_id or "").strip()
+        if not key:
+            raise InvalidArgument("appointment_id", "must not be empty; e.g. 'apt_3kq9x2mz7w1b'.")
+        found = await self.store.get_appointment(key) or await self.store.get_by_booking_uid(key)
+        if found is None:
+            raise NotFound(
+                f"No appointment has id {key!r}. Use search_appointments to find it by name, e-mail or phone.",
+                code="appointment_not_found",
+            )
+        return found
+
+    async def history(self, appointment_id: str) -> list[HistoryEntry]:
+        return await self.store.history(appointment_id)
+
+    def _ensure_live(self, appointment: Appointment, action: str) -> str:
+        """The booking uid of an appointment that can still be changed, or a Conflict saying why not."""
+        now = self._clock()
+        status = appointment.effective_status(now)
+        if status is AppointmentStatus.CANCELLED:
+            code = "already_cancelled" if action == "cancel" else "not_reschedulable"
+            detail = "It is already cancelled; nothing to do." if action == "cancel" else (
+                "It was cancelled, and a cancelled appointment cannot be rescheduled. Book a new one instead."
+            )
+            raise Conflict(detail, code=code)
+        if status is AppointmentStatus.FAILED:
+            raise Conflict("It was never booked in Cal.com (the booking failed), so it cannot be changed.", code="not_booked")
+        if status is AppointmentStatus.COMPLETED:
+            raise Conflict("It has already taken place, so it cannot be changed.", code="already_ended")
+        if appointment.booking_uid is None:
+            raise Conflict(
+                "Its booking is not confirmed by Cal.com yet; try again in a minute.", code="not_confirmed", retryable=True
+            )
+        return appointment.booking_uid
+
+    async def reschedule(
+        self, appointment_id: str, new_start: str, *, reason: str | None = None, timezone: str | None = None
+    ) -> Appointment:
+        appointment = await self.get(appointment_id)
+        uid = self._ensure_live(appointment, "reschedule")
+        if timezone is not None:
+            validation.zone("timezone", timezone)
+        when = validation.instant("new_start", new_start, timezone).astimezone(UTC)
+        validation.in_future("new_start", when, self._clock(), tz_name=timezone or self.timezone)
+        if when == appointment.start:
+            raise InvalidArgument("new_start", "the appointment is already at that time; choose a different one.")
+        why = validation.text("reason", reason) or None
+        event_type = await self.event_type(appointment.event_type_id)
+        length = int((appointment.end - appointment.start).total_seconds() // 60)
+        await self._check_free(event_type, when, length, rescheduling=uid)
+        try:
+            booking = await self.calcom.reschedule_booking(uid, when, reason=why)
+        except CalcomSlotTaken as exc:
+            raise self._unavailable(when, await self._alternatives(event_type, when, length), taken=True) from exc
+        except CalcomUnavailable as exc:
+            moved = await self._find_rescheduled(uid)
+            if moved is None:
+                await self._unknown(appointment, exc)
+                raise CalcomUnavailable(
+                    "The calendar did not confirm the new time, so the appointment may still be at the old time. "
+                    "Do not try again yet; check it with get_appointment in a minute.",
+                    status=exc.status,
+                    retryable=False,
+                ) from exc
+            booking = moved
+        return await self.store.update_appointment(
+            appointment.id,
+            {
+                "booking_uid": booking.uid,
+                "start": booking.start,
+                "end": booking.end,
+                "status": AppointmentStatus.RESCHEDULED if booking.status == "accepted" else AppointmentStatus.PENDING,
+                "meeting_url": booking.meeting_url,
+                "location": booking.location,
+                "last_error": None,
+            },
+            now=self._clock(),
+            history=self._entry(
+                "rescheduled",
+                why or "Rescheduled.",
+                from_start=appointment.start,
+                to_start=booking.start,
+                from_uid=uid,
+                to_uid=booking.uid,
+            ),
+        )
+
+    async def _find_rescheduled(self, old_uid: str) -> Booking | None:
+        try:
+            old = await self.calcom.get_booking(old_uid)
+            return await self.calcom.get_booking(old.rescheduled_to_uid) if old.rescheduled_to_uid else None
+        except CalcomError:
+            return None
+
+    async def cancel(self, appointment_id: str, *, reason: str | None = None) -> Appointment:
+        appointment = await self.get(appointment_id)
+        uid = self._ensure_live(appointment, "cancel")
+        why = validation.text("reason", reason) or DEFAULT_CANCEL_REASON
+        try:
+            await self.calcom.cancel_booking(uid, why)
+            detail = why
+        except CalcomRejected as exc:
+            if "already been cancelled" not in exc.message:
+                raise
+            detail = f"{why} (Cal.com already had it cancelled.)"
+        return await self.store.update_appointment(
+            appointment.id,
+            {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},
+            now=self._clock(),
+            history=self._entry("cancelled", detail, from_uid=uid),
+        )
+
+    async def update(self, appointment_id: str, changes: Mapping[str, str | None]) -> Appointment:
+        """Edit our own fields. To/from numbers, call type and the booking uid are fixed at creation."""
+        for key in changes:
+            if key in LOCKED_FIELDS:
+                raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
+            if key not in EDITABLE_FIELDS:
+                raise InvalidArgument(key, f"is not an appointment field you can edit; use {', '.join(EDITABLE_FIELDS)}.")
+        given = {k: v for k, v in changes.items() if v is not None}
+        if not given:
+            raise InvalidArgument("changes", f"nothing to update; pass at least one of {', '.join(EDITABLE_FIELDS)}.")
+        appointment = await self.get(appointment_id)
+        clean: dict[str, object] = {}
+        for key, value in given.items():
+            if key == "attendee_email":
+                clean[key] = validation.email(key, value)
+            else:
+                clean[key] = validation.text(key, value, required=key in ("title", "attendee_name"))
+        changed = {k: v for k, v in clean.items() if getattr(appointment, k) != v}
+        if not changed:
+            return appointment
+        detail = "; ".join(f"{k}: {getattr(appointment, k)!r} → {v!r}" for k, v in changed.items())
+        return await self.store.update_appointment(
+            appointment.id, changed, now=self._clock(), history=self._entry("updated", detail)
+        )
+
+    # --- search -------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        *,
+        query: str | None = None,
+        status: str | None = None,
+        label: str | None = None,
+        call_type: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        sort_by: str = "start",
+        sort_order: str = "asc",
+        page: int = 1,
+        page_size: int = 10,
+    ) -> SearchPage:
+        statuses = _statuses(status)
+        if sort_by not in SORT_FIELDS:
+            raise InvalidArgument("sort_by", f"{sort_by!r} is not sortable; use one of {', '.join(SORT_FIELDS)}.")
+        if sort_order not in ("asc", "desc"):
+            raise InvalidArgument("sort_order", f"{sort_order!r} is not an order; use 'asc' or 'desc'.")
+        if page_size not in PAGE_SIZES:
+            raise InvalidArgument("page_size", f"{page_size} is not a page size; use one of 10, 25, 50 or 100.")
+        if page < 1:
+            raise InvalidArgument("page", f"{page} is not a page number; pages start at 1.")
+        tz = ZoneInfo(self.timezone)
+        lo = _local_day(validation.day("date_from", date_from), tz)[0] if date_from else None
+        hi = _local_day(validation.day("date_to", date_to), tz)[1] if date_to else None
+        if lo is not None and hi is not None and hi <= lo:
+            raise InvalidArgument("date_to", "must be on or after date_from.")
+        text = validation.text("query", query) or None
+        return await self.store.search(
+            SearchQuery(
+                text=text,
+                statuses=statuses,
+                label=validation.text("label", label) or None,
+                call_type=validation.call_type("call_type", call_type) if call_type else None,
+                start_from=lo,
+                start_to=hi,
+                sort_by=sort_by,  # type: ignore[arg-type]  # checked against SORT_FIELDS above
+                descending=sort_order == "desc",
+                page=page,
+                page_size=page_size,
+            ),
+            now=self._clock(),
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _entry(
+        self,
+        action: str,
+        detail: str,
+        *,
+        from_start: datetime | None = None,
+        to_start: datetime | None = None,
+        from_uid: str | None = None,
+        to_uid: str | None = None,
+    ) -> HistoryEntry:
+        return HistoryEntry.model_validate(
+            {
+                "at": self._clock(),
+                "action": action,
+                "detail": detail,
+                "from_start": from_start,
+                "to_start": to_start,
+                "from_booking_uid": from_uid,
+                "to_booking_uid": to_uid,
+            }
+        )
+
+
+def _local_day(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """A local calendar day as a UTC interval (23 or 25 hours long across a DST change)."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _nearest(slots: Sequence[Slot], target: datetime) -> list[Slot]:
+    closest = sorted(slots, key=lambda s: (abs((s.start - target).total_seconds()), s.start))[:ALTERNATIVES]
+    return sorted(closest, key=lambda s: s.start)
+
+
+def _statuses(raw: str | None) -> tuple[AppointmentStatus, ...]:
+    """'active', 'cancelled,completed' or None (everything but failed bookings)."""
+    if raw is None or not raw.strip():
+        return tuple(s for s in AppointmentStatus if s is not AppointmentStatus.FAILED)
+    chosen: list[AppointmentStatus] = []
+    for part in raw.split(","):
+        name = part.strip().lower()
+        try:
+            chosen.append(AppointmentStatus(name))
+        except ValueError:
+            valid = ", ".join(s.value for s in AppointmentStatus)
+            raise InvalidArgument("status", f"{part.strip()!r} is not a status; use one of {valid}.") from None
+    return tuple(chosen)

@@ -1,0 +1,47 @@
+"""Times as a voice assistant says them: 'Tuesday, November 24 at 3:00 PM'."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+
+def local(moment: datetime, tz_name: str) -> datetime:
+    return moment.astimezone(ZoneInfo(tz_name))
+
+
+def clock(moment: datetime, tz_name: str) -> str:
+    """'3:00 PM', '10:30 AM'."""
+    at = local(moment, tz_name)
+    hour = at.hour % 12 or 12
+    return f"{hour}:{at.minute:02d} {'AM' if at.hour < 12 else 'PM'}"
+
+
+def day(moment: datetime, tz_name: str) -> str:
+    """'Tuesday, November 24'."""
+    at = local(moment, tz_name)
+    return f"{at:%A}, {at:%B} {at.day}"
+
+
+def when(moment: datetime, tz_name: str) -> str:
+    """'Tuesday, November 24 at 3:00 PM'."""
+    return f"{day(moment, tz_name)} at {clock(moment, tz_name)}"
+
+
+def choices(moments: Sequence[datetime], tz_name: str) -> str:
+    """'Tuesday, November 24 at 3:00 PM or 3:30 PM', grouping times that share a day."""
+    parts: list[str] = []
+    last_day = None
+    for moment in moments:
+        this_day = day(moment, tz_name)
+        parts.append(clock(moment, tz_name) if this_day == last_day else when(moment, tz_name))
+        last_day = this_day
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def iso(moment: datetime, tz_name: str) -> str:
+    """ISO 8601 with the zone's offset, seconds precision: '2026-11-24T15:00:00-05:00'."""
+    return local(moment, tz_name).isoformat(timespec="seconds")

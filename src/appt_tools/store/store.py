@@ -1,0 +1,294 @@
+"""`Store`: the local record of appointments, their history, synced event types and settings.
+
+One session (and one transaction) per operation. Every datetime in is aware (ValueError if
+naive); every datetime out is aware UTC. Only domain models of `appt_tools.models` come out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+
+from pydantic import ValidationError
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from appt_tools.models import (
+    Appointment,
+    AppointmentStatus,
+    EventType,
+    HistoryEntry,
+    NewAppointment,
+    SearchPage,
+    SearchQuery,
+)
+from appt_tools.store import _search
+from appt_tools.store._convert import (
+    CHANGEABLE_FIELDS,
+    appointment_from_row,
+    appointment_row,
+    event_type_from_row,
+    fill_event_type_row,
+    history_from_row,
+    history_row,
+    utc,
+    utc_or_none,
+)
+from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine
+from appt_tools.store.tables import (
+    AppointmentRow,
+    Base,
+    BookingUidRow,
+    EventTypeRow,
+    HistoryRow,
+    SettingRow,
+)
+
+APPOINTMENT_ID_PREFIX = "apt_"
+
+
+def new_appointment_id() -> str:
+    """'apt_' + 12 url-safe random characters (72 random bits)."""
+    return APPOINTMENT_ID_PREFIX + secrets.token_urlsafe(9)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        prepare_engine(engine)
+        self._engine = engine
+        self._read = async_sessionmaker(engine, expire_on_commit=False)
+        writer = engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+        self._write = async_sessionmaker(writer, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        """A store on `url` (e.g. 'sqlite+aiosqlite:///path/appt.db'); schema not yet created."""
+        return cls(create_engine(url))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def create_schema(self) -> None:
+        """Create missing tables and indexes; a no-op on an up-to-date database."""
+        async with self._engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        await self.create_schema()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- appointments ---------------------------------------------------------------------
+
+    async def add_appointment(self, new: NewAppointment, *, now: datetime) -> Appointment:
+        """Record `new` as pending (no booking uid yet), with a 'created' history entry."""
+        now = utc(now, "now")
+        row = appointment_row(new_appointment_id(), new, now)
+        async with self._write() as session, session.begin():
+            session.add(row)
+            await session.flush()
+            session.add(history_row(row.id, HistoryEntry(at=now, action="created", to_start=row.start_at)))
+        return appointment_from_row(row, ())
+
+    async def get_appointment(self, appointment_id: str) -> Appointment | None:
+        async with self._read() as session, session.begin():
+            row = await session.get(AppointmentRow, appointment_id)
+            if row is None:
+                return None
+            uids = await _uids_by_appointment(session, [row.id])
+            return appointment_from_row(row, uids.get(row.id, []))
+
+    async def get_by_booking_uid(self, uid: str) -> Appointment | None:
+        """The appointment whose current, or any earlier, booking uid is `uid`."""
+        earlier = select(BookingUidRow.appointment_id).where(BookingUidRow.uid == uid)
+        statement = select(AppointmentRow).where(
+            or_(AppointmentRow.booking_uid == uid, AppointmentRow.id.in_(earlier))
+        )
+        async with self._read() as session, session.begin():
+            row = (await session.scalars(statement.limit(1))).first()
+            if row is None:
+                return None
+            uids = await _uids_by_appointment(session, [row.id])
+            return appointment_from_row(row, uids.get(row.id, []))
+
+    async def update_appointment(
+        self,
+        appointment_id: str,
+        changes: Mapping[str, object],
+        *,
+        now: datetime,
+        history: HistoryEntry | None = None,
+    ) -> Appointment:
+        """Apply `changes` (Appointment field names) and append `history`, in one transaction.
+
+        ValueError: unknown or unchangeable field, invalid value, naive datetime, status
+        `completed` (derived, never stored), or a booking uid that belongs to another
+        appointment. KeyError: no appointment `appointment_id`.
+        `updated_at` becomes `now` when `changes` is not empty.
+        """
+        now = utc(now, "now")
+        unknown = sorted(set(changes) - set(CHANGEABLE_FIELDS))
+        if unknown:
+            raise ValueError(f"cannot change appointment field(s): {', '.join(unknown)}")
+        for name in ("start", "end"):
+            value = changes.get(name)
+            if isinstance(value, datetime):
+                utc(value, name)
+        if changes.get("status") in (AppointmentStatus.COMPLETED, AppointmentStatus.COMPLETED.value):
+            raise ValueError("status: 'completed' is derived, never stored")
+        entry_row = None if history is None else history_row(appointment_id, history)
+
+        async with self._write() as session, session.begin():
+            row = await session.get(AppointmentRow, appointment_id, with_for_update=True)
+            if row is None:
+                raise KeyError(appointment_id)
+            uids = (await _uids_by_appointment(session, [row.id])).get(row.id, [])
+            current = appointment_from_row(row, uids)
+            try:
+                merged = Appointment.model_validate({**current.model_dump(), **changes})
+            except ValidationError as error:
+                raise ValueError(f"invalid appointment change: {error}") from error
+
+            if "booking_uid" in changes and merged.booking_uid is not None:
+                new_uid = merged.booking_uid
+                owner = await session.scalar(
+                    select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid)
+                )
+                if owner is None:
+                    session.add(BookingUidRow(appointment_id=row.id, uid=new_uid, created_at=now))
+                    uids.append(new_uid)
+                elif owner != row.id:
+                    raise ValueError(f"booking_uid: {new_uid!r} already belongs to appointment {owner}")
+
+            for field in changes:
+                setattr(row, CHANGEABLE_FIELDS[field], _column_value(merged, field))
+            if changes:
+                row.updated_at = now
+            if entry_row is not None:
+                session.add(entry_row)
+            await session.flush()
+            return appointment_from_row(row, uids)
+
+    async def history(self, appointment_id: str) -> list[HistoryEntry]:
+        """History of `appointment_id`, oldest first ([] for an unknown id)."""
+        statement = (
+            select(HistoryRow)
+            .where(HistoryRow.appointment_id == appointment_id)
+            .order_by(HistoryRow.at, HistoryRow.id)
+        )
+        async with self._read() as session, session.begin():
+            return [history_from_row(row) for row in await session.scalars(statement)]
+
+    async def search(self, query: SearchQuery, *, now: datetime) -> SearchPage:
+        """One page of appointments matching `query`; `total` counts the whole filter.
+
+        Statuses filter by effective status at `now`; returned items carry the stored status.
+        """
+        if query.page < 1:
+            raise ValueError(f"page: must be 1 or more, not {query.page}")
+        if query.page_size < 1:
+            raise ValueError(f"page_size: must be 1 or more, not {query.page_size}")
+        now = utc(now, "now")
+        utc_or_none(query.start_from, "start_from")
+        utc_or_none(query.start_to, "start_to")
+        terms = _search.conditions(query, now)
+        count = select(func.count()).select_from(AppointmentRow).where(*terms)
+        page = (
+            select(AppointmentRow)
+            .where(*terms)
+            .order_by(*_search.order_by(query))
+            .limit(query.page_size)
+            .offset((query.page - 1) * query.page_size)
+        )
+        async with self._read() as session, session.begin():
+            total = (await session.scalar(count)) or 0
+            rows = list(await session.scalars(page))
+            uids = await _uids_by_appointment(session, [row.id for row in rows])
+            items = tuple(appointment_from_row(row, uids.get(row.id, [])) for row in rows)
+        return SearchPage(items=items, total=total, page=query.page, page_size=query.page_size)
+
+    # --- event types --------------------------------------------------------------------------
+
+    async def replace_event_types(self, event_types: Sequence[EventType], *, now: datetime) -> None:
+        """Make the stored event types exactly `event_types` (upsert these, delete the rest)."""
+        now = utc(now, "now")
+        ids = [event_type.id for event_type in event_types]
+        if len(set(ids)) != len(ids):
+            raise ValueError("event_types: duplicate ids")
+        async with self._write() as session, session.begin():
+            existing = {row.id: row for row in await session.scalars(select(EventTypeRow))}
+            for event_type in event_types:
+                row = existing.pop(event_type.id, None)
+                if row is None:
+                    row = EventTypeRow(id=event_type.id)
+                    session.add(row)
+                fill_event_type_row(row, event_type, now)
+            for stale in existing.values():
+                await session.delete(stale)
+
+    async def list_event_types(self) -> list[EventType]:
+        """All synced event types, by title (then id)."""
+        statement = select(EventTypeRow).order_by(EventTypeRow.title, EventTypeRow.id)
+        async with self._read() as session, session.begin():
+            return [event_type_from_row(row) for row in await session.scalars(statement)]
+
+    async def get_event_type(self, event_type_id: int) -> EventType | None:
+        async with self._read() as session, session.begin():
+            row = await session.get(EventTypeRow, event_type_id)
+            return None if row is None else event_type_from_row(row)
+
+    # --- settings ---------------------------------------------------------------------------
+
+    async def get_settings(self) -> dict[str, str]:
+        async with self._read() as session, session.begin():
+            return {row.key: row.value for row in await session.scalars(select(SettingRow))}
+
+    async def set_setting(self, key: str, value: str | None) -> None:
+        """Set `key` to `value`; `None` deletes it."""
+        async with self._write() as session, session.begin():
+            row = await session.get(SettingRow, key)
+            if value is None:
+                if row is not None:
+                    await session.delete(row)
+            elif row is None:
+                session.add(SettingRow(key=key, value=value))
+            else:
+                row.value = value
+
+
+def _column_value(appointment: Appointment, field: str) -> object:
+    value = getattr(appointment, field)
+    if isinstance(value, AppointmentStatus):
+        return value.value
+    if isinstance(value, datetime):
+        return utc(value, field)
+    return value
+
+
+async def _uids_by_appointment(session: AsyncSession, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Every booking uid of each appointment, oldest first."""
+    ids = list(appointment_ids)
+    if not ids:
+        return {}
+    statement = (
+        select(BookingUidRow.appointment_id, BookingUidRow.uid)
+        .where(BookingUidRow.appointment_id.in_(ids))
+        .order_by(BookingUidRow.created_at, BookingUidRow.id)
+    )
+    result: dict[str, list[str]] = {}
+    for appointment_id, uid in await session.execute(statement):
+        result.setdefault(appointment_id, []).append(uid)
+    return result

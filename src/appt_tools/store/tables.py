@@ -1,0 +1,151 @@
+"""Declarative tables of the local store. Portable SQL only: SQLite now, PostgreSQL later.
+
+Datetimes are stored as timezone-naive UTC (`UTCDateTime`) and come back aware (UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+STORED_STATUSES = ("pending", "active", "rescheduled", "cancelled", "failed")
+_CALL_TYPES = ("inbound", "outbound", "web")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetime in Python, naive UTC in the database. Naive input is refused."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (a timezone is required)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class AppointmentRow(Base):
+    __tablename__ = "appointments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    booking_uid: Mapped[str | None] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    label: Mapped[str] = mapped_column(String(255), default="")
+    attendee_name: Mapped[str] = mapped_column(String(255))
+    attendee_email: Mapped[str] = mapped_column(String(320))
+    business_name: Mapped[str] = mapped_column(String(255), default="")
+    to_number: Mapped[str] = mapped_column(String(32))
+    from_number: Mapped[str] = mapped_column(String(32))
+    call_type: Mapped[str] = mapped_column(String(16))
+    event_type_id: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    meeting_url: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+    cancellation_reason: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", STORED_STATUSES), name="status"),
+        CheckConstraint(_in("call_type", _CALL_TYPES), name="call_type"),
+        # Unique, but NULL (not yet booked) may repeat: both SQLite and PostgreSQL allow that.
+        Index(None, "booking_uid", unique=True),
+        # Filters and sort keys.
+        Index(None, "start_at"),
+        Index(None, "end_at"),
+        Index(None, "status", "end_at"),
+        Index(None, "label"),
+        Index(None, "call_type"),
+        Index(None, "created_at"),
+        Index(None, "updated_at"),
+        Index(None, "title"),
+        Index(None, "attendee_name"),
+        Index(None, "attendee_email"),
+        Index(None, "business_name"),
+    )
+
+
+class BookingUidRow(Base):
+    """Every Cal.com booking uid an appointment has had, the current one included."""
+
+    __tablename__ = "booking_uids"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
+    uid: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HistoryRow(Base):
+    __tablename__ = "appointment_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    from_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    to_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    from_booking_uid: Mapped[str | None] = mapped_column(String(255))
+    to_booking_uid: Mapped[str | None] = mapped_column(String(255))
+
+
+class EventTypeRow(Base):
+    """A Cal.com event type as last synced. `id` is Cal.com's id."""
+
+    __tablename__ = "event_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(Text)
+    slug: Mapped[str] = mapped_column(String(255))
+    length_minutes: Mapped[int] = mapped_column(Integer)
+    length_options: Mapped[list[int]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    location_type: Mapped[str | None] = mapped_column(String(64))
+    location_integration: Mapped[str | None] = mapped_column(String(64))
+    location_address: Mapped[str | None] = mapped_column(Text)
+    requires_confirmation: Mapped[bool] = mapped_column(default=False)
+    hidden: Mapped[bool] = mapped_column(default=False)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SettingRow(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

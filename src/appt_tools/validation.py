@@ -1,0 +1,130 @@
+"""Input parsing shared by every surface: each function returns a clean value or raises
+`InvalidArgument` naming the field, why it is wrong, and what a valid value looks like."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from appt_tools.errors import InvalidArgument
+from appt_tools.models import CALL_TYPES, CallType
+
+MAX_TEXT = {"title": 200, "attendee_name": 120, "business_name": 200, "label": 60, "description": 5000}
+
+
+def zone(field: str, name: str) -> ZoneInfo:
+    """An IANA time zone such as 'America/New_York'."""
+    if not name or name != name.strip() or name.startswith("/") or ".." in name:
+        raise InvalidArgument(field, f"{name!r} is not an IANA time zone; use e.g. 'America/New_York' or 'Europe/London'.")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument(
+            field, f"unknown time zone {name!r}; use an IANA name such as 'America/New_York' or 'Europe/London'."
+        ) from None
+
+
+def is_time_zone(name: str) -> bool:
+    return name in available_timezones()
+
+
+def email(field: str, value: str) -> str:
+    """A deliverable-looking address, normalised (domain lower-cased)."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidArgument(field, f"{value!r} is not a valid e-mail address ({exc}); e.g. 'ana@example.com'.") from None
+
+
+def phone_e164(field: str, value: str) -> str:
+    """A phone number already in E.164 form: '+', country code, number, no spaces, e.g. '+14155550123'."""
+    hint = "use E.164: '+', the country code and the number, no spaces, e.g. '+14155550123'."
+    raw = value.strip()
+    if not raw.startswith("+") or not raw[1:].isdigit():
+        raise InvalidArgument(field, f"{value!r} is not in E.164 form; {hint}")
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        raise InvalidArgument(field, f"{value!r} is not a phone number; {hint}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidArgument(field, f"{value!r} is not a valid number for its country code; {hint}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def call_type(field: str, value: str) -> CallType:
+    for known in CALL_TYPES:
+        if value == known:
+            return known
+    raise InvalidArgument(field, f"{value!r} is not a call type; use one of {', '.join(CALL_TYPES)}.")
+
+
+def text(field: str, value: str | None, *, required: bool = False) -> str:
+    cleaned = (value or "").strip()
+    if required and not cleaned:
+        raise InvalidArgument(field, "must not be empty.")
+    limit = MAX_TEXT.get(field, 500)
+    if len(cleaned) > limit:
+        raise InvalidArgument(field, f"is {len(cleaned)} characters long; the limit is {limit}.")
+    return cleaned
+
+
+def instant(field: str, value: str, tz_name: str | None) -> datetime:
+    """An ISO 8601 date-time. With an offset ('2026-11-24T15:00:00-05:00' or '…Z') it is exact;
+    without one it is read in `tz_name`; with neither it is refused rather than guessed."""
+    raw = value.strip()
+    try:
+        parsed = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise InvalidArgument(
+            field, f"{value!r} is not an ISO 8601 date-time; use e.g. '2026-11-24T15:00:00-05:00' or '2026-11-24T20:00:00Z'."
+        ) from None
+    if parsed.tzinfo is None:
+        if tz_name is None:
+            raise InvalidArgument(
+                field,
+                f"{value!r} has no UTC offset and no time zone was given; add an offset "
+                "('2026-11-24T15:00:00-05:00') or pass timezone (e.g. 'America/New_York').",
+            )
+        parsed = parsed.replace(tzinfo=zone("timezone", tz_name))
+        if parsed.replace(fold=1).utcoffset() != parsed.utcoffset() and _skipped(parsed):
+            raise InvalidArgument(field, f"{value!r} does not exist in {tz_name} (the clocks skip it for daylight saving).")
+    return parsed
+
+
+def _skipped(local: datetime) -> bool:
+    """True for a wall time inside a spring-forward gap (it does not survive a UTC round trip)."""
+    tz = local.tzinfo
+    assert tz is not None
+    back = local.astimezone(ZoneInfo("UTC")).astimezone(tz)
+    return back.replace(tzinfo=None) != local.replace(tzinfo=None)
+
+
+def day(field: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidArgument(field, f"{value!r} is not a date; use YYYY-MM-DD, e.g. '2026-11-24'.") from None
+
+
+def in_future(field: str, when: datetime, now: datetime, *, tz_name: str) -> None:
+    if when <= now:
+        shown = when.astimezone(ZoneInfo(tz_name)).strftime("%Y-%m-%d %H:%M")
+        raise InvalidArgument(field, f"{shown} ({tz_name}) is in the past; choose a time after now.")
+
+
+def duration(field: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if value < 5 or value > 24 * 60:
+        raise InvalidArgument(field, f"{value} minutes is out of range; use 5 to 1440, e.g. 30.")
+    return value
+
+
+def window(start: datetime, end: datetime, *, max_days: int = 31) -> None:
+    if end <= start:
+        raise InvalidArgument("end", "must be after start.")
+    if end - start > timedelta(days=max_days):
+        raise InvalidArgument("end", f"the range is longer than {max_days} days; ask for a shorter one.")

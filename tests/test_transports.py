@@ -1,0 +1,76 @@
+"""End to end over real transports: `appt-tools serve --sandbox` as a subprocess, over stdio and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+from helpers import booking_args, next_weekday
+
+pytestmark = pytest.mark.e2e
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {"APPT_TOOLS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}", "PYTHONUNBUFFERED": "1"}
+
+
+async def _conversation(client: Client) -> None:
+    tools = (await client.list_tools()).tools
+    assert len(tools) == 8
+    assert all(t.description and t.input_schema and t.output_schema for t in tools)
+    slots = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
+    assert not slots.is_error, slots.content
+    start = slots.structured_content["slots"][0]["start"]  # type: ignore[index]
+    booked = await client.call_tool("book_appointment", booking_args(start))
+    assert not booked.is_error, booked.content
+    appointment = booked.structured_content["appointment"]  # type: ignore[index]
+    assert appointment["status"] == "active"
+    found = await client.call_tool("search_appointments", {"query": "+14155550123"})
+    assert found.structured_content["total"] == 1  # type: ignore[index]
+
+
+async def test_serve_sandbox_over_stdio_runs_the_conversation(tmp_path):
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "appt_tools", "serve", "--sandbox"], env=_env(tmp_path)
+    )
+    async with Client(params) as client:
+        await _conversation(client)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_serve_sandbox_over_streamable_http_runs_the_conversation(tmp_path):
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appt_tools", "serve", "--sandbox", "--transport", "http", "--port", str(port),
+        env={**os.environ, **_env(tmp_path)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    await writer.wait_closed()
+                    break
+                except OSError:
+                    assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
+                    await asyncio.sleep(0.1)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            await _conversation(client)
+    finally:
+        process.terminate()
+        await process.wait()
