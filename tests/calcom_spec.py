@@ -366,9 +366,7 @@ def validate_request(
     declared = {p["name"]: p for p in _params(op.request_op, "query")}
     unknown = sorted(set(query) - set(declared))
     if unknown:
-        raise AssertionError(
-            f"{where}: unknown query parameter(s) {unknown}; the spec has {sorted(declared)}"
-        )
+        raise AssertionError(f"{where}: unknown query parameter(s) {unknown}; the spec has {sorted(declared)}")
     for name, param in declared.items():
         if name not in query:
             if param.get("required"):
@@ -387,9 +385,7 @@ def validate_request(
         if name == VERSION_HEADER:
             allowed = _expected_versions(param)
             if sent[name] not in allowed:
-                raise AssertionError(
-                    f"{where}: {VERSION_HEADER} is {sent[name]!r}, the spec requires {allowed}"
-                )
+                raise AssertionError(f"{where}: {VERSION_HEADER} is {sent[name]!r}, the spec requires {allowed}")
     if VERSION_HEADER in sent and VERSION_HEADER not in header_params:
         raise AssertionError(f"{where}: sends {VERSION_HEADER} but the operation declares none (NOTES §2)")
     if "authorization" in sent and not re.fullmatch(r"Bearer \S+", sent["authorization"]):

@@ -12,6 +12,7 @@ from appt_tools.sandbox import RunningSandbox, SandboxState, run_sandbox
 from appt_tools.service import AppointmentService
 from helpers import BUSINESS_ENV, HOST_TZ
 
+
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
     async with run_sandbox(SandboxState(host_time_zone=HOST_TZ)) as running:

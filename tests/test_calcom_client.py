@@ -44,9 +44,7 @@ def booking_json(**overrides: Any) -> dict[str, Any]:
         "uid": "qKcFyCSn9qfuj1Ba435EXE",
         "title": "30 min between Host and Ana Ruiz",
         "description": "",
-        "hosts": [
-            {"id": 7, "name": "Host", "email": "host@example.com", "username": "host", "timeZone": "UTC"}
-        ],
+        "hosts": [{"id": 7, "name": "Host", "email": "host@example.com", "username": "host", "timeZone": "UTC"}],
         "status": "accepted",
         "start": "2050-09-05T07:00:00.000Z",
         "end": "2050-09-05T07:30:00.000Z",
@@ -59,9 +57,7 @@ def booking_json(**overrides: Any) -> dict[str, Any]:
         "createdAt": "2050-09-01T10:00:00.000Z",
         "updatedAt": "2050-09-01T10:00:00.000Z",
         "icsUid": "ics-1194",
-        "attendees": [
-            {"name": "Ana Ruiz", "email": "ana@example.com", "timeZone": "Europe/Madrid", "absent": False}
-        ],
+        "attendees": [{"name": "Ana Ruiz", "email": "ana@example.com", "timeZone": "Europe/Madrid", "absent": False}],
         "bookingFieldsResponses": {"name": "Ana Ruiz", "email": "ana@example.com"},
         "metadata": {},
     }
@@ -228,9 +224,7 @@ async def test_event_types_are_asked_for_by_username_and_keep_length_location_an
     recorder = Recorder(
         success(
             [
-                event_type_json(
-                    lengthInMinutesOptions=[30, 60], requiresConfirmation=True, newField={"x": 1}
-                ),
+                event_type_json(lengthInMinutesOptions=[30, 60], requiresConfirmation=True, newField={"x": 1}),
                 event_type_json(
                     id=124,
                     slug="visit",
@@ -277,9 +271,7 @@ async def test_slots_are_asked_for_in_utc_range_format_and_come_back_in_utc_sort
     recorder = Recorder(
         success(
             {
-                "2050-09-06": [
-                    {"start": "2050-09-06T09:00:00.000+02:00", "end": "2050-09-06T09:30:00.000+02:00"}
-                ],
+                "2050-09-06": [{"start": "2050-09-06T09:00:00.000+02:00", "end": "2050-09-06T09:30:00.000+02:00"}],
                 "2050-09-05": [
                     {"start": "2050-09-05T10:00:00.000+02:00", "end": "2050-09-05T10:30:00.000+02:00"},
                     {
@@ -463,9 +455,7 @@ async def test_every_cal_com_booking_status_is_understood(status: str) -> None:
 
 async def test_list_bookings_sends_every_filter_and_reads_the_total() -> None:
     recorder = Recorder(
-        success(
-            [booking_json(), booking_json(uid="second", eventTypeId=None)], pagination=pagination_json(7, 2)
-        )
+        success([booking_json(), booking_json(uid="second", eventTypeId=None)], pagination=pagination_json(7, 2))
     )
     async with client_for(recorder) as client:
         page = await client.list_bookings(
@@ -486,9 +476,7 @@ async def test_list_bookings_sends_every_filter_and_reads_the_total() -> None:
         "take": "2",
         "skip": "4",
     }
-    assert (
-        b"attendeeEmail=ana%2Btest%40example.com" in recorder.last.url.raw_path
-    )  # a raw "+" would read as " "
+    assert b"attendeeEmail=ana%2Btest%40example.com" in recorder.last.url.raw_path  # a raw "+" would read as " "
     assert page.total == 7
     assert [b.uid for b in page.bookings] == ["qKcFyCSn9qfuj1Ba435EXE", "second"]
     assert page.bookings[1].event_type_id == 123  # read from eventType.id when eventTypeId is absent
@@ -555,9 +543,7 @@ async def test_reschedule_sends_the_new_utc_start_and_returns_the_new_booking_li
 
 
 async def test_cancel_sends_the_reason_and_returns_the_cancelled_booking() -> None:
-    cancelled = booking_json(
-        status="cancelled", cancellationReason="client asked", cancelledByEmail="h@x.com"
-    )
+    cancelled = booking_json(status="cancelled", cancellationReason="client asked", cancelledByEmail="h@x.com")
     recorder = Recorder(success(cancelled))
     async with client_for(recorder) as client:
         booking = await client.cancel_booking("abc", "client asked")
@@ -589,9 +575,7 @@ VALIDATION_PIPE = httpx2.Response(
                 "errors": [
                     {
                         "property": "attendee",
-                        "children": [
-                            {"property": "email", "constraints": {"isEmail": "email must be an email"}}
-                        ],
+                        "children": [{"property": "email", "constraints": {"isEmail": "email must be an email"}}],
                     }
                 ]
             },
@@ -794,9 +778,7 @@ async def test_timeouts_and_connection_failures_are_unavailable_and_retryable(ex
     ("answer", "call"),
     [
         pytest.param(httpx2.Response(200, text="<html>maintenance</html>"), "me", id="not json"),
-        pytest.param(
-            httpx2.Response(200, json={"status": "error", "data": me_json()}), "me", id="error status"
-        ),
+        pytest.param(httpx2.Response(200, json={"status": "error", "data": me_json()}), "me", id="error status"),
         pytest.param(httpx2.Response(200, json=me_json()), "me", id="no envelope"),
         pytest.param(success({"id": 7}), "me", id="profile fields missing"),
         pytest.param(success({"2050-09-05": ["2050-09-05T07:00:00.000Z"]}), "slots", id="slots as strings"),

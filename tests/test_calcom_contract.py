@@ -76,18 +76,14 @@ CALLS: list[Any] = [
         lambda c: c.create_booking(BOOKING.model_copy(update={"attendee_phone": "+34600111222"})),
         id="create+phone",
     ),
-    pytest.param(
-        lambda c: c.create_booking(BOOKING.model_copy(update={"length_minutes": 60})), id="create+length"
-    ),
+    pytest.param(lambda c: c.create_booking(BOOKING.model_copy(update={"length_minutes": 60})), id="create+length"),
     pytest.param(
         lambda c: c.create_booking(BOOKING.model_copy(update={"metadata": {"appointmentId": "apt_1"}})),
         id="create+metadata",
     ),
     pytest.param(
         lambda c: c.create_booking(
-            BOOKING.model_copy(
-                update={"attendee_phone": "+34600111222", "length_minutes": 60, "metadata": {"a": "b"}}
-            )
+            BOOKING.model_copy(update={"attendee_phone": "+34600111222", "length_minutes": 60, "metadata": {"a": "b"}})
         ),
         id="create+all",
     ),
@@ -158,9 +154,7 @@ async def recorded(call: Call) -> httpx2.Request:
 async def test_the_contract_check_rejects_a_wrong_or_missing_version_header() -> None:
     create = await recorded(lambda c: c.create_booking(BOOKING))
     headers = dict(create.headers)
-    with pytest.raises(
-        AssertionError, match=r"cal-api-version is '2024-09-04', the spec requires \('2024-08-13',\)"
-    ):
+    with pytest.raises(AssertionError, match=r"cal-api-version is '2024-09-04', the spec requires \('2024-08-13',\)"):
         check(create, headers={**headers, "cal-api-version": "2024-09-04"})
     del headers["cal-api-version"]
     with pytest.raises(AssertionError, match="required header 'cal-api-version' is missing"):

@@ -25,7 +25,12 @@ def test_api_key_is_secret_and_masked():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("timezone", "Nowhere/Land"), ("event_type_id", "abc"), ("duration_minutes", "-5"), ("calcom_base_url", "ftp://x")],
+    [
+        ("timezone", "Nowhere/Land"),
+        ("event_type_id", "abc"),
+        ("duration_minutes", "-5"),
+        ("calcom_base_url", "ftp://x"),
+    ],
 )
 def test_bad_setting_values_are_refused_by_name(key, value):
     with pytest.raises(InvalidArgument) as err:

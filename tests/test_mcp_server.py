@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from mcp.client import Client
@@ -52,8 +53,20 @@ async def test_the_eight_tools_are_listed_with_descriptions_schemas_and_honest_a
     assert tools["cancel"].annotations.destructive_hint is True
     assert tools["reschedule"].annotations.destructive_hint is True
     props = tools["book_appointment"].input_schema["properties"]
-    for name in ("start", "title", "attendee_name", "attendee_email", "to_number", "from_number", "call_type",
-                 "description", "label", "business_name", "event_type_id", "timezone"):
+    for name in (
+        "start",
+        "title",
+        "attendee_name",
+        "attendee_email",
+        "to_number",
+        "from_number",
+        "call_type",
+        "description",
+        "label",
+        "business_name",
+        "event_type_id",
+        "timezone",
+    ):
         assert name in props
 
 
@@ -72,7 +85,9 @@ async def test_a_whole_conversation_books_moves_and_cancels(service, sandbox):
         assert found["total"] == 1 and found["items"][0]["id"] == appointment["id"]
 
         moved = await _ok(
-            client, "reschedule", {"appointment_id": appointment["id"], "new_start": slots["slots"][3]["start"]}
+            client,
+            "reschedule",
+            {"appointment_id": appointment["id"], "new_start": slots["slots"][3]["start"]},
         )
         assert moved["appointment"]["id"] == appointment["id"]
         assert moved["appointment"]["previous_booking_uids"] == [appointment["booking_uid"]]
@@ -82,8 +97,8 @@ async def test_a_whole_conversation_books_moves_and_cancels(service, sandbox):
         got = await _ok(client, "get_appointment", {"appointment_id": appointment["id"]})
         assert [h["action"] for h in got["history"]] == ["created", "booked", "rescheduled", "cancelled"]
 
-    kinds = sorted(m.kind for m in sandbox.state.outbox)
-    assert {"booking", "reschedule", "cancellation"} <= {k.split("_")[0] for k in kinds} or len(kinds) >= 3
+    to_attendee = [m.kind for m in sandbox.state.outbox if m.to == "ana.ruiz@example.com"]
+    assert to_attendee == ["scheduled", "rescheduled", "cancelled"]
 
 
 async def test_a_taken_slot_is_an_error_with_alternatives(service):
@@ -96,7 +111,7 @@ async def test_a_taken_slot_is_an_error_with_alternatives(service):
     assert error["code"] == "slot_unavailable"
     assert error["retryable"] is False
     assert error["alternatives"] and all(a["start"] != start for a in error["alternatives"])
-    assert "T" not in error["say"] and "http" not in error["say"]
+    assert not re.search(r"\d{4}-\d{2}-\d{2}|http|apt_", error["say"])
 
 
 async def test_an_unknown_argument_is_refused_with_the_valid_ones(service):

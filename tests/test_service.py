@@ -69,7 +69,11 @@ async def test_booking_records_the_call_and_books_in_calcom(service, sandbox):
     assert booked.meeting_url and booked.meeting_url.startswith("https://")
     stored = await service.store.get_appointment(booked.id)
     assert stored is not None
-    assert (stored.to_number, stored.from_number, stored.call_type) == ("+14155550100", "+14155550123", "inbound")
+    assert (stored.to_number, stored.from_number, stored.call_type) == (
+        "+14155550100",
+        "+14155550123",
+        "inbound",
+    )
     assert stored.business_name == "Acme Dental"
     assert [h.action for h in await service.history(booked.id)] == ["created", "booked"]
 
@@ -118,14 +122,21 @@ async def test_reschedule_keeps_the_id_and_tracks_every_uid(service, sandbox):
     assert moved.booking_uid != booked.booking_uid
     assert moved.previous_booking_uids == (booked.booking_uid,)
     assert moved.status is AppointmentStatus.RESCHEDULED
-    assert (moved.to_number, moved.from_number, moved.call_type) == (booked.to_number, booked.from_number, "inbound")
+    assert (moved.to_number, moved.from_number, moved.call_type) == (
+        booked.to_number,
+        booked.from_number,
+        "inbound",
+    )
     assert moved.start.isoformat() == datetime.fromisoformat(new_start).astimezone(UTC).isoformat()
     old = sandbox.state.bookings[booked.booking_uid]
     assert old.status == "cancelled"
     assert old.rescheduled_to_uid == moved.booking_uid
     history = await service.history(booked.id)
     assert history[-1].action == "rescheduled"
-    assert (history[-1].from_booking_uid, history[-1].to_booking_uid) == (booked.booking_uid, moved.booking_uid)
+    assert (history[-1].from_booking_uid, history[-1].to_booking_uid) == (
+        booked.booking_uid,
+        moved.booking_uid,
+    )
     by_old_uid = await service.get(booked.booking_uid or "")
     assert by_old_uid.id == booked.id
 
@@ -168,18 +179,63 @@ async def test_search_shows_passed_appointments_as_completed(service, db_url, sa
 
 
 BAD_INPUTS: list[tuple[str, Callable[[AppointmentService, str], Awaitable[object]], str, str]] = [
-    ("malformed e-mail", lambda s, t: s.book(**booking_args(t, attendee_email="ana@")), "invalid_argument", "attendee_email"),
-    ("to number not E.164", lambda s, t: s.book(**booking_args(t, to_number="415-555-0100")), "invalid_argument", "to_number"),
-    ("from number not E.164", lambda s, t: s.book(**booking_args(t, from_number="0123")), "invalid_argument", "from_number"),
-    ("unknown time zone", lambda s, t: s.book(**booking_args(t, timezone="Mars/Olympus")), "invalid_argument", "timezone"),
-    ("start with no offset and no zone", lambda s, t: s.book(**booking_args(t[:19])), "invalid_argument", "start"),
-    ("start in the past", lambda s, t: s.book(**booking_args("2020-01-06T15:00:00Z")), "invalid_argument", "start"),
-    ("unknown call type", lambda s, t: s.book(**booking_args(t, call_type="sms")), "invalid_argument", "call_type"),
-    ("unknown event type", lambda s, t: s.book(**booking_args(t, event_type_id=999999)), "invalid_argument", "event_type_id"),
+    (
+        "malformed e-mail",
+        lambda s, t: s.book(**booking_args(t, attendee_email="ana@")),
+        "invalid_argument",
+        "attendee_email",
+    ),
+    (
+        "to number not E.164",
+        lambda s, t: s.book(**booking_args(t, to_number="415-555-0100")),
+        "invalid_argument",
+        "to_number",
+    ),
+    (
+        "from number not E.164",
+        lambda s, t: s.book(**booking_args(t, from_number="0123")),
+        "invalid_argument",
+        "from_number",
+    ),
+    (
+        "unknown time zone",
+        lambda s, t: s.book(**booking_args(t, timezone="Mars/Olympus")),
+        "invalid_argument",
+        "timezone",
+    ),
+    (
+        "start with no offset and no zone",
+        lambda s, t: s.book(**booking_args(t[:19])),
+        "invalid_argument",
+        "start",
+    ),
+    (
+        "start in the past",
+        lambda s, t: s.book(**booking_args("2020-01-06T15:00:00Z")),
+        "invalid_argument",
+        "start",
+    ),
+    (
+        "unknown call type",
+        lambda s, t: s.book(**booking_args(t, call_type="sms")),
+        "invalid_argument",
+        "call_type",
+    ),
+    (
+        "unknown event type",
+        lambda s, t: s.book(**booking_args(t, event_type_id=999999)),
+        "invalid_argument",
+        "event_type_id",
+    ),
     ("unknown appointment id", lambda s, t: s.cancel("apt_doesnotexist"), "appointment_not_found", ""),
     ("page size 7", lambda s, t: s.search(page_size=7), "invalid_argument", "page_size"),
     ("unknown status", lambda s, t: s.search(status="done"), "invalid_argument", "status"),
-    ("changing a locked field", lambda s, t: s.update("apt_any", {"call_type": "web"}), "locked_field", "call_type"),
+    (
+        "changing a locked field",
+        lambda s, t: s.update("apt_any", {"call_type": "web"}),
+        "locked_field",
+        "call_type",
+    ),
 ]
 
 

@@ -160,9 +160,7 @@ async def test_a_new_appointment_is_pending_unbooked_with_a_created_history_entr
     assert appointment.booking_uid is None
     assert appointment.previous_booking_uids == ()
     assert appointment.created_at == appointment.updated_at == NOW
-    assert await store.history(appointment.id) == [
-        HistoryEntry(at=NOW, action="created", to_start=appointment.start)
-    ]
+    assert await store.history(appointment.id) == [HistoryEntry(at=NOW, action="created", to_start=appointment.start)]
 
 
 async def test_appointment_ids_are_apt_prefixed_url_safe_and_unique(store: Store) -> None:
@@ -284,9 +282,7 @@ async def test_an_update_without_changes_only_appends_history(store: Store) -> N
     appointment = await add(store)
     entry = HistoryEntry(at=NOW + timedelta(hours=1), action="synced", detail="no drift")
 
-    unchanged = await store.update_appointment(
-        appointment.id, {}, now=NOW + timedelta(hours=1), history=entry
-    )
+    unchanged = await store.update_appointment(appointment.id, {}, now=NOW + timedelta(hours=1), history=entry)
 
     assert unchanged == appointment
     assert await store.history(appointment.id) == [
@@ -316,9 +312,7 @@ async def test_the_update_and_its_history_entry_commit_or_fail_together(store: S
 
 
 @pytest.mark.parametrize("field", ["id", "created_at", "updated_at", "previous_booking_uids", "colour"])
-async def test_an_update_of_an_unknown_or_unchangeable_field_raises_value_error(
-    store: Store, field: str
-) -> None:
+async def test_an_update_of_an_unknown_or_unchangeable_field_raises_value_error(store: Store, field: str) -> None:
     appointment = await add(store)
 
     with pytest.raises(ValueError, match=field):
@@ -338,9 +332,7 @@ async def test_an_update_of_an_unknown_or_unchangeable_field_raises_value_error(
         {"event_type_id": "seven"},
     ],
 )
-async def test_an_update_with_an_invalid_value_raises_value_error(
-    store: Store, changes: dict[str, object]
-) -> None:
+async def test_an_update_with_an_invalid_value_raises_value_error(store: Store, changes: dict[str, object]) -> None:
     appointment = await add(store)
 
     with pytest.raises(ValueError):
@@ -392,9 +384,7 @@ async def test_a_reschedule_keeps_the_id_and_old_booking_uids_still_find_it(stor
 async def test_clearing_the_booking_uid_keeps_every_earlier_uid(store: Store) -> None:
     appointment = await add(store, {"booking_uid": "uid-1"})
 
-    cleared = await store.update_appointment(
-        appointment.id, {"booking_uid": None, "status": "failed"}, now=NOW
-    )
+    cleared = await store.update_appointment(appointment.id, {"booking_uid": None, "status": "failed"}, now=NOW)
 
     assert cleared.booking_uid is None
     assert cleared.previous_booking_uids == ("uid-1",)
@@ -452,9 +442,7 @@ TEXT_FIELDS = [
 
 
 @pytest.mark.parametrize("field", TEXT_FIELDS)
-async def test_text_search_matches_a_case_insensitive_substring_of_each_field(
-    store: Store, field: str
-) -> None:
+async def test_text_search_matches_a_case_insensitive_substring_of_each_field(store: Store, field: str) -> None:
     value = "+1555987654" if field.endswith("_number") else "xxZebRAyy"
     needle = "5598765" if field.endswith("_number") else "zEBra"
     fields: dict[str, Any] = {field: value}
@@ -484,8 +472,7 @@ async def test_like_wildcards_and_escape_characters_in_text_match_literally(
     store: Store, text: str, expected_title: str
 ) -> None:
     by_title = {
-        title: (await add(store, title=title)).id
-        for title in ("100% sure", "1000 sure", "a_b", "axb", "a/b", "a\\b")
+        title: (await add(store, title=title)).id for title in ("100% sure", "1000 sure", "a_b", "axb", "a/b", "a\\b")
     }
 
     assert await ids_of(store, SearchQuery(text=text)) == [by_title[expected_title]]
@@ -659,9 +646,7 @@ async def test_search_sorts_by_every_field_with_id_breaking_ties(
             end=start + timedelta(minutes=15 * (7 - n)),
         )
         later = NOW + timedelta(minutes=(n * 7) % 5)
-        added.append(
-            await store.update_appointment(appointment.id, changes or {"last_error": None}, now=later)
-        )
+        added.append(await store.update_appointment(appointment.id, changes or {"last_error": None}, now=later))
     expected = sorted(added, key=lambda a: (_sort_key(a, field), a.id), reverse=descending)
 
     found = await ids_of(store, SearchQuery(sort_by=field, descending=descending, page_size=100))

@@ -53,7 +53,15 @@ def _free_port() -> int:
 async def test_serve_sandbox_over_streamable_http_runs_the_conversation(tmp_path):
     port = _free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "appt_tools", "serve", "--sandbox", "--transport", "http", "--port", str(port),
+        sys.executable,
+        "-m",
+        "appt_tools",
+        "serve",
+        "--sandbox",
+        "--transport",
+        "http",
+        "--port",
+        str(port),
         env={**os.environ, **_env(tmp_path)},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

@@ -107,7 +107,9 @@ async def _serve(args: argparse.Namespace) -> int:
         else:
             service = await stack.enter_async_context(open_service())
             if service.settings.calcom_api_key is None:
-                _say(f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured.")
+                _say(
+                    f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
+                )
         server = build_server(service)
         if args.transport == "stdio":
             await server.run_stdio_async()
@@ -143,7 +145,9 @@ async def _settings(args: argparse.Namespace) -> int:
     print(f"database_url      {config.database_url()}")
     for key in config.SETTING_KEYS:
         value = settings.masked_key() if key == "calcom_api_key" else getattr(settings, key)
-        print(f"{key:<17} {value if value not in (None, '') else '(not set)'}  [{settings.sources.get(key, 'default')}]")
+        print(
+            f"{key:<17} {value if value not in (None, '') else '(not set)'}  [{settings.sources.get(key, 'default')}]"
+        )
     return 0
 
 
@@ -166,12 +170,13 @@ async def _event_types(args: argparse.Namespace) -> int:
 async def _schemas(args: argparse.Namespace) -> int:
     from appt_tools import schema_export
 
+    schemas = await schema_export.current_schemas()
     if args.check:
-        problems = await schema_export.drift(args.dir)
+        problems = schema_export.drift(args.dir, schemas)
         for problem in problems:
             _say(problem)
         return 1 if problems else 0
-    for path in await schema_export.export(args.dir):
+    for path in schema_export.write(args.dir, schemas):
         _say(f"wrote {path}")
     return 0
 

@@ -38,7 +38,7 @@ async def _call(client: Client, name: str, arguments: dict[str, Any]) -> dict[st
 
 async def run_demo() -> int:
     async with run_sandbox() as sandbox:
-        tz = sandbox.state.host_time_zone
+        tz = sandbox.state.host.time_zone
         with tempfile.TemporaryDirectory(prefix="appt-tools-demo-") as tmp:
             env = {
                 "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
@@ -87,12 +87,20 @@ async def _flow(client: Client, tz: str) -> None:
     moved = await _call(
         client,
         "reschedule",
-        {"appointment_id": appointment["id"], "new_start": later["slots"][1]["start"], "reason": "Caller asked for later"},
+        {
+            "appointment_id": appointment["id"],
+            "new_start": later["slots"][1]["start"],
+            "reason": "Caller asked for later",
+        },
     )
     m = moved["appointment"]
-    _line(f"  same id {m['id']}, new uid {m['booking_uid']} (was {', '.join(m['previous_booking_uids'])}), status {m['status']}")
+    _line(
+        f"  same id {m['id']}, new uid {m['booking_uid']} (was {', '.join(m['previous_booking_uids'])}), status {m['status']}"
+    )
 
-    cancelled = await _call(client, "cancel", {"appointment_id": appointment["id"], "reason": "Caller found another clinic"})
+    cancelled = await _call(
+        client, "cancel", {"appointment_id": appointment["id"], "reason": "Caller found another clinic"}
+    )
     _line(f"  status {cancelled['appointment']['status']}")
     await _call(client, "search_appointments", {"query": "ruiz", "status": "cancelled"})
 
@@ -110,4 +118,6 @@ async def _show_sandbox(base_url: str, api_key: str) -> None:
     _line(f"\nE-mails the sandbox Cal.com sent ({len(mails)}):")
     for mail in mails:
         _line(f"  - {mail.get('kind', '?'):<14} to {mail.get('to')}: {mail.get('subject')}")
-    _line(f"Bookings in the sandbox Cal.com: {len(bookings['data'])} ({', '.join(b['status'] for b in bookings['data'])})")
+    _line(
+        f"Bookings in the sandbox Cal.com: {len(bookings['data'])} ({', '.join(b['status'] for b in bookings['data'])})"
+    )

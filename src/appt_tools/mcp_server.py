@@ -46,11 +46,15 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 Date = Annotated[
-    str | None, Field(description="Day to search, YYYY-MM-DD, e.g. '2026-11-24'. Default: today.", examples=["2026-11-24"])
+    str | None,
+    Field(description="Day to search, YYYY-MM-DD, e.g. '2026-11-24'. Default: today.", examples=["2026-11-24"]),
 ]
 TimeZone = Annotated[
     str | None,
-    Field(description="IANA time zone, e.g. 'America/New_York'. Default: the business's.", examples=["America/New_York"]),
+    Field(
+        description="IANA time zone, e.g. 'America/New_York'. Default: the business's.",
+        examples=["America/New_York"],
+    ),
 ]
 EventTypeId = Annotated[
     int | None, Field(description="Cal.com event type id from list_event_types. Default: the configured one.")
@@ -103,7 +107,10 @@ class AppointmentServer(MCPServer):
                 valid = ", ".join(properties)
                 raise InvalidArgument(key, f"is not an argument of {name}; valid arguments are: {valid}.")
             if isinstance(value, str) and _types(properties[key]) <= {"integer", "number", "boolean", "null"}:
-                raise InvalidArgument(key, f"must be a JSON {' or '.join(sorted(_types(properties[key]) - {'null'}))}, not the string {value!r}.")
+                raise InvalidArgument(
+                    key,
+                    f"must be a JSON {' or '.join(sorted(_types(properties[key]) - {'null'}))}, not the string {value!r}.",
+                )
 
     async def list_tools(self) -> Any:
         tools = await super().list_tools()
@@ -130,7 +137,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         return service.timezone
 
     def now() -> Any:
-        return service._clock()  # noqa: SLF001 - the service's clock decides "completed"
+        return service._clock()
 
     def result(appointment: Any, say: str, history: list[HistoryView] | None = None) -> AppointmentResult:
         return AppointmentResult(appointment=AppointmentView.of(appointment, tz(), now()), history=history, say=say)
@@ -141,12 +148,17 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         timezone: TimeZone = None,
         event_type_id: EventTypeId = None,
         duration_minutes: Annotated[
-            int | None, Field(description="Length in minutes, only for event types that offer several, e.g. 30.")
+            int | None,
+            Field(description="Length in minutes, only for event types that offer several, e.g. 30."),
         ] = None,
         start: Annotated[
-            str | None, Field(description="Instead of date: range start, ISO 8601, e.g. '2026-11-24T12:00:00-05:00'.")
+            str | None,
+            Field(description="Instead of date: range start, ISO 8601, e.g. '2026-11-24T12:00:00-05:00'."),
         ] = None,
-        end: Annotated[str | None, Field(description="Instead of date: range end, ISO 8601 (at most 31 days after start).")] = None,
+        end: Annotated[
+            str | None,
+            Field(description="Instead of date: range end, ISO 8601 (at most 31 days after start)."),
+        ] = None,
     ) -> SlotsResult:
         """Free appointment times on a day (or in a start/end range) from the business's Cal.com calendar.
         Call this before booking. If the day has nothing free, the next free times after it are returned."""
@@ -162,7 +174,9 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
 
     @server.tool(
         title="Book an appointment",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
     )
     async def book_appointment(
         start: Annotated[
@@ -180,15 +194,23 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             Literal["inbound", "outbound", "web"],
             Field(description="'inbound' (caller phoned us), 'outbound' (we phoned them) or 'web' (chat/web call)."),
         ],
-        title: Annotated[str | None, Field(description="Short title, e.g. 'Roof inspection'. Default: event type and name.")] = None,
+        title: Annotated[
+            str | None,
+            Field(description="Short title, e.g. 'Roof inspection'. Default: event type and name."),
+        ] = None,
         description: Annotated[str | None, Field(description="Notes for the host, e.g. what the caller needs.")] = None,
         label: Annotated[str | None, Field(description="A tag for filtering, e.g. 'new-client'.")] = None,
-        business_name: Annotated[str | None, Field(description="The business the meeting is with, e.g. 'Acme Dental'.")] = None,
+        business_name: Annotated[
+            str | None, Field(description="The business the meeting is with, e.g. 'Acme Dental'.")
+        ] = None,
         event_type_id: EventTypeId = None,
         timezone: Annotated[
-            str | None, Field(description="The caller's IANA time zone, e.g. 'America/Chicago'. Default: the business's.")
+            str | None,
+            Field(description="The caller's IANA time zone, e.g. 'America/Chicago'. Default: the business's."),
         ] = None,
-        duration_minutes: Annotated[int | None, Field(description="Length, only for event types that offer several.")] = None,
+        duration_minutes: Annotated[
+            int | None, Field(description="Length, only for event types that offer several.")
+        ] = None,
     ) -> AppointmentResult:
         """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
         the call's numbers and type. Only book a slot the caller agreed to. On `slot_unavailable`, offer the
@@ -212,12 +234,15 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
 
     @server.tool(
         title="Reschedule an appointment",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+        ),
     )
     async def reschedule(
         appointment_id: AppointmentId,
         new_start: Annotated[
-            str, Field(description="New start from find_slots, ISO 8601 with offset, e.g. '2026-11-25T10:00:00-05:00'.")
+            str,
+            Field(description="New start from find_slots, ISO 8601 with offset, e.g. '2026-11-25T10:00:00-05:00'."),
         ],
         reason: Annotated[str | None, Field(description="Why it moves, e.g. 'Caller is travelling'.")] = None,
         timezone: TimeZone = None,
@@ -229,12 +254,15 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
 
     @server.tool(
         title="Cancel an appointment",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+        ),
     )
     async def cancel(
         appointment_id: AppointmentId,
         reason: Annotated[
-            str | None, Field(description="Why, e.g. 'Caller no longer needs it'. Default: cancelled at the caller's request.")
+            str | None,
+            Field(description="Why, e.g. 'Caller no longer needs it'. Default: cancelled at the caller's request."),
         ] = None,
     ) -> AppointmentResult:
         """Cancel an appointment in Cal.com (the attendee is notified). Permanent: it stays searchable as cancelled."""
@@ -245,20 +273,35 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
     async def search_appointments(
         query: Annotated[
             str | None,
-            Field(description="Free text over title, attendee name and e-mail, business, label and phone numbers, e.g. 'ruiz'."),
+            Field(
+                description="Free text over title, attendee name and e-mail, business, label and phone numbers, e.g. 'ruiz'."
+            ),
         ] = None,
         status: Annotated[
             str | None,
             Field(description="pending, active, rescheduled, cancelled, completed or failed; several comma-separated."),
         ] = None,
         label: Annotated[str | None, Field(description="Exact label, e.g. 'new-client'.")] = None,
-        call_type: Annotated[Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")] = None,
-        date_from: Annotated[str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")] = None,
+        call_type: Annotated[
+            Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")
+        ] = None,
+        date_from: Annotated[
+            str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")
+        ] = None,
         date_to: Annotated[str | None, Field(description="Last day (inclusive), YYYY-MM-DD.")] = None,
         sort_by: Annotated[
             Literal[
-                "start", "end", "created_at", "updated_at", "title", "attendee_name", "attendee_email",
-                "business_name", "label", "status", "call_type",
+                "start",
+                "end",
+                "created_at",
+                "updated_at",
+                "title",
+                "attendee_name",
+                "attendee_email",
+                "business_name",
+                "label",
+                "status",
+                "call_type",
             ],
             Field(description="Column to sort by."),
         ] = "start",
@@ -291,7 +334,9 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
 
     @server.tool(
         title="Update appointment details",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
     )
     async def update_appointment(
         appointment_id: AppointmentId,
@@ -328,4 +373,3 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         return EventTypesResult(event_types=views, say=say[:200])
 
     return server
-

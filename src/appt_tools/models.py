@@ -56,7 +56,8 @@ class EventType(_Frozen):
     length_options: tuple[int, ...] = ()
     description: str = ""
     location_type: str | None = Field(
-        default=None, description="Cal.com location type of the first location, e.g. 'integration', 'address'."
+        default=None,
+        description="Cal.com location type of the first location, e.g. 'integration', 'address'.",
     )
     location_integration: str | None = Field(default=None, description="e.g. 'cal-video', 'zoom', 'google-meet'.")
     location_address: str | None = None

@@ -31,9 +31,8 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
 
-async def export(directory: Path) -> list[Path]:
+def write(directory: Path, schemas: dict[str, dict[str, Any]]) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    schemas = await current_schemas()
     written = []
     for stale in directory.glob("*.json"):
         if stale.stem not in schemas:
@@ -45,9 +44,8 @@ async def export(directory: Path) -> list[Path]:
     return written
 
 
-async def drift(directory: Path) -> list[str]:
+def drift(directory: Path, schemas: dict[str, dict[str, Any]]) -> list[str]:
     """What differs between the files and the live tool list (empty when in step)."""
-    schemas = await current_schemas()
     problems = []
     on_disk = {p.stem: p for p in directory.glob("*.json")}
     for name, schema in schemas.items():

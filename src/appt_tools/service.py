@@ -77,9 +77,7 @@ class SlotSearch:
 
 
 class AppointmentService:
-    def __init__(
-        self, store: Store, calcom: CalcomClient | None, settings: Settings, *, clock: Clock = utcnow
-    ) -> None:
+    def __init__(self, store: Store, calcom: CalcomClient | None, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.store = store
         self._calcom = calcom
         self.settings = settings
@@ -166,7 +164,9 @@ class AppointmentService:
             wanted = validation.day("date", day) if day is not None else now.astimezone(tz).date()
             lo, hi = _local_day(wanted, tz)
         if hi <= now:
-            raise InvalidArgument("date" if day is not None else "end", "that time is already past; ask for a later one.")
+            raise InvalidArgument(
+                "date" if day is not None else "end", "that time is already past; ask for a later one."
+            )
         event_type = await self.event_type(event_type_id)
         length = self._duration(event_type, duration_minutes)
         slots = await self._free(event_type, max(lo, now), hi, length)
@@ -186,7 +186,13 @@ class AppointmentService:
         )
 
     async def _free(
-        self, event_type: EventType, lo: datetime, hi: datetime, length: int, *, rescheduling: str | None = None
+        self,
+        event_type: EventType,
+        lo: datetime,
+        hi: datetime,
+        length: int,
+        *,
+        rescheduling: str | None = None,
     ) -> list[Slot]:
         """Cal.com's free slots within [lo, hi). Cal.com widens a midnight `end` to 23:59:59Z, so filter."""
         duration = length if event_type.length_options else None
@@ -201,7 +207,11 @@ class AppointmentService:
         """Raise SlotUnavailable (with the nearest free slots) unless `start` is a free slot."""
         now = self._clock()
         around = await self._free(
-            event_type, max(now, start - timedelta(days=1)), start + timedelta(days=7), length, rescheduling=rescheduling
+            event_type,
+            max(now, start - timedelta(days=1)),
+            start + timedelta(days=7),
+            length,
+            rescheduling=rescheduling,
         )
         if any(s.start == start for s in around):
             return
@@ -210,7 +220,9 @@ class AppointmentService:
     async def _alternatives(self, event_type: EventType, start: datetime, length: int) -> list[Slot]:
         try:
             now = self._clock()
-            around = await self._free(event_type, max(now, start - timedelta(days=1)), start + timedelta(days=7), length)
+            around = await self._free(
+                event_type, max(now, start - timedelta(days=1)), start + timedelta(days=7), length
+            )
         except CalcomError:
             return []
         return _nearest([s for s in around if s.start != start], start)
@@ -218,13 +230,13 @@ class AppointmentService:
     def _unavailable(self, start: datetime, alternatives: Sequence[Slot], *, taken: bool) -> SlotUnavailable:
         tz = self.timezone
         opening = (
-            f"{spoken.when(start, tz)} was just taken."
-            if taken
-            else f"{spoken.when(start, tz)} is not a free time."
+            f"{spoken.when(start, tz)} was just taken." if taken else f"{spoken.when(start, tz)} is not a free time."
         )
         if alternatives:
             offer = spoken.choices([s.start for s in alternatives], tz)
-            message = f"{opening} The nearest free times are {offer}. Offer these to the caller and book the one they choose."
+            message = (
+                f"{opening} The nearest free times are {offer}. Offer these to the caller and book the one they choose."
+            )
         else:
             message = f"{opening} Nothing is free in the week around it; call find_slots with a later date."
         return SlotUnavailable(message, alternatives)
@@ -292,7 +304,9 @@ class AppointmentService:
             booking = await self.calcom.create_booking(request)
         except CalcomSlotTaken as exc:
             await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
-            raise self._unavailable(new.start, await self._alternatives(event_type, new.start, length), taken=True) from exc
+            raise self._unavailable(
+                new.start, await self._alternatives(event_type, new.start, length), taken=True
+            ) from exc
         except CalcomUnavailable as exc:
             found = await self._find_created(request)
             if found is None:
@@ -320,7 +334,10 @@ class AppointmentService:
             },
             now=self._clock(),
             history=self._entry(
-                "booked", f"Booked in Cal.com (status {booking.status}).", to_start=booking.start, to_uid=booking.uid
+                "booked",
+                f"Booked in Cal.com (status {booking.status}).",
+                to_start=booking.start,
+                to_uid=booking.uid,
             ),
         )
 
@@ -379,17 +396,24 @@ class AppointmentService:
         status = appointment.effective_status(now)
         if status is AppointmentStatus.CANCELLED:
             code = "already_cancelled" if action == "cancel" else "not_reschedulable"
-            detail = "It is already cancelled; nothing to do." if action == "cancel" else (
-                "It was cancelled, and a cancelled appointment cannot be rescheduled. Book a new one instead."
+            detail = (
+                "It is already cancelled; nothing to do."
+                if action == "cancel"
+                else ("It was cancelled, and a cancelled appointment cannot be rescheduled. Book a new one instead.")
             )
             raise Conflict(detail, code=code)
         if status is AppointmentStatus.FAILED:
-            raise Conflict("It was never booked in Cal.com (the booking failed), so it cannot be changed.", code="not_booked")
+            raise Conflict(
+                "It was never booked in Cal.com (the booking failed), so it cannot be changed.",
+                code="not_booked",
+            )
         if status is AppointmentStatus.COMPLETED:
             raise Conflict("It has already taken place, so it cannot be changed.", code="already_ended")
         if appointment.booking_uid is None:
             raise Conflict(
-                "Its booking is not confirmed by Cal.com yet; try again in a minute.", code="not_confirmed", retryable=True
+                "Its booking is not confirmed by Cal.com yet; try again in a minute.",
+                code="not_confirmed",
+                retryable=True,
             )
         return appointment.booking_uid
 
@@ -476,7 +500,9 @@ class AppointmentService:
             if key in LOCKED_FIELDS:
                 raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
             if key not in EDITABLE_FIELDS:
-                raise InvalidArgument(key, f"is not an appointment field you can edit; use {', '.join(EDITABLE_FIELDS)}.")
+                raise InvalidArgument(
+                    key, f"is not an appointment field you can edit; use {', '.join(EDITABLE_FIELDS)}."
+                )
         given = {k: v for k, v in changes.items() if v is not None}
         if not given:
             raise InvalidArgument("changes", f"nothing to update; pass at least one of {', '.join(EDITABLE_FIELDS)}.")
@@ -534,7 +560,7 @@ class AppointmentService:
                 call_type=validation.call_type("call_type", call_type) if call_type else None,
                 start_from=lo,
                 start_to=hi,
-                sort_by=sort_by,  # type: ignore[arg-type]  # checked against SORT_FIELDS above
+                sort_by=sort_by,  # checked against SORT_FIELDS above
                 descending=sort_order == "desc",
                 page=page,
                 page_size=page_size,

@@ -18,12 +18,15 @@ MAX_TEXT = {"title": 200, "attendee_name": 120, "business_name": 200, "label": 6
 def zone(field: str, name: str) -> ZoneInfo:
     """An IANA time zone such as 'America/New_York'."""
     if not name or name != name.strip() or name.startswith("/") or ".." in name:
-        raise InvalidArgument(field, f"{name!r} is not an IANA time zone; use e.g. 'America/New_York' or 'Europe/London'.")
+        raise InvalidArgument(
+            field, f"{name!r} is not an IANA time zone; use e.g. 'America/New_York' or 'Europe/London'."
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidArgument(
-            field, f"unknown time zone {name!r}; use an IANA name such as 'America/New_York' or 'Europe/London'."
+            field,
+            f"unknown time zone {name!r}; use an IANA name such as 'America/New_York' or 'Europe/London'.",
         ) from None
 
 
@@ -36,7 +39,9 @@ def email(field: str, value: str) -> str:
     try:
         return validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise InvalidArgument(field, f"{value!r} is not a valid e-mail address ({exc}); e.g. 'ana@example.com'.") from None
+        raise InvalidArgument(
+            field, f"{value!r} is not a valid e-mail address ({exc}); e.g. 'ana@example.com'."
+        ) from None
 
 
 def phone_e164(field: str, value: str) -> str:
@@ -79,7 +84,8 @@ def instant(field: str, value: str, tz_name: str | None) -> datetime:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:
         raise InvalidArgument(
-            field, f"{value!r} is not an ISO 8601 date-time; use e.g. '2026-11-24T15:00:00-05:00' or '2026-11-24T20:00:00Z'."
+            field,
+            f"{value!r} is not an ISO 8601 date-time; use e.g. '2026-11-24T15:00:00-05:00' or '2026-11-24T20:00:00Z'.",
         ) from None
     if parsed.tzinfo is None:
         if tz_name is None:
@@ -90,7 +96,9 @@ def instant(field: str, value: str, tz_name: str | None) -> datetime:
             )
         parsed = parsed.replace(tzinfo=zone("timezone", tz_name))
         if parsed.replace(fold=1).utcoffset() != parsed.utcoffset() and _skipped(parsed):
-            raise InvalidArgument(field, f"{value!r} does not exist in {tz_name} (the clocks skip it for daylight saving).")
+            raise InvalidArgument(
+                field, f"{value!r} does not exist in {tz_name} (the clocks skip it for daylight saving)."
+            )
     return parsed
 
 

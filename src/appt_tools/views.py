@@ -9,7 +9,15 @@ from pydantic import BaseModel, Field
 
 from appt_tools import spoken
 from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
-from appt_tools.models import Appointment, AppointmentStatus, CallType, EventType, HistoryEntry, SearchPage, Slot
+from appt_tools.models import (
+    Appointment,
+    AppointmentStatus,
+    CallType,
+    EventType,
+    HistoryEntry,
+    SearchPage,
+    Slot,
+)
 from appt_tools.service import SlotSearch
 
 SAY = "One short sentence the assistant can read aloud as is."
@@ -241,8 +249,10 @@ class ErrorView(BaseModel):
         if isinstance(error, SlotUnavailable):
             alternatives = [SlotView.of(s, tz) for s in error.alternatives]
             offer = spoken.choices([s.start for s in error.alternatives], tz)
-            say = f"That time isn't available. I can offer {offer} instead." if offer else (
-                "That time isn't available, and nothing is free close to it."
+            say = (
+                f"That time isn't available. I can offer {offer} instead."
+                if offer
+                else ("That time isn't available, and nothing is free close to it.")
             )
         elif isinstance(error, InvalidArgument):
             field = error.field

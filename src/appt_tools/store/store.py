@@ -114,9 +114,7 @@ class Store:
     async def get_by_booking_uid(self, uid: str) -> Appointment | None:
         """The appointment whose current, or any earlier, booking uid is `uid`."""
         earlier = select(BookingUidRow.appointment_id).where(BookingUidRow.uid == uid)
-        statement = select(AppointmentRow).where(
-            or_(AppointmentRow.booking_uid == uid, AppointmentRow.id.in_(earlier))
-        )
+        statement = select(AppointmentRow).where(or_(AppointmentRow.booking_uid == uid, AppointmentRow.id.in_(earlier)))
         async with self._read() as session, session.begin():
             row = (await session.scalars(statement.limit(1))).first()
             if row is None:
@@ -164,9 +162,7 @@ class Store:
 
             if "booking_uid" in changes and merged.booking_uid is not None:
                 new_uid = merged.booking_uid
-                owner = await session.scalar(
-                    select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid)
-                )
+                owner = await session.scalar(select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid))
                 if owner is None:
                     session.add(BookingUidRow(appointment_id=row.id, uid=new_uid, created_at=now))
                     uids.append(new_uid)
@@ -185,9 +181,7 @@ class Store:
     async def history(self, appointment_id: str) -> list[HistoryEntry]:
         """History of `appointment_id`, oldest first ([] for an unknown id)."""
         statement = (
-            select(HistoryRow)
-            .where(HistoryRow.appointment_id == appointment_id)
-            .order_by(HistoryRow.at, HistoryRow.id)
+            select(HistoryRow).where(HistoryRow.appointment_id == appointment_id).order_by(HistoryRow.at, HistoryRow.id)
         )
         async with self._read() as session, session.begin():
             return [history_from_row(row) for row in await session.scalars(statement)]
