@@ -155,7 +155,9 @@ async def _event_types(args: argparse.Namespace) -> int:
     from appt_tools.runtime import open_service
 
     async with open_service() as service:
-        types = await (service.refresh_event_types() if args.action == "refresh" else service.store.list_event_types())
+        if args.action == "refresh":
+            await service.refresh_event_types()
+        types = await service.store.list_event_types()
         default = service.settings.event_type_id
     if not types:
         _say("no event types synced yet: run 'appt-tools event-types refresh'")

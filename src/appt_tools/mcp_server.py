@@ -16,6 +16,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from appt_tools.errors import AppError, InvalidArgument, LockedField
+from appt_tools.models import Appointment
 from appt_tools.service import LOCKED_FIELDS, AppointmentService
 from appt_tools.views import (
     AppointmentResult,
@@ -136,10 +137,9 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
     def tz() -> str:
         return service.timezone
 
-    def now() -> Any:
-        return service._clock()
+    now = service.now
 
-    def result(appointment: Any, say: str, history: list[HistoryView] | None = None) -> AppointmentResult:
+    def result(appointment: Appointment, say: str, history: list[HistoryView] | None = None) -> AppointmentResult:
         return AppointmentResult(appointment=AppointmentView.of(appointment, tz(), now()), history=history, say=say)
 
     @server.tool(title="Find free slots", annotations=READ_ONLY)

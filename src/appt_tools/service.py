@@ -83,6 +83,9 @@ class AppointmentService:
         self.settings = settings
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock()
+
     # --- settings and event types -------------------------------------------------------------
 
     @property

@@ -88,9 +88,7 @@ def create_app(state: SandboxState) -> Starlette:
 
     async def route_not_found(request: Request, exc: Exception) -> Response:
         # Nest answers an unknown path or method with 404 "Cannot <METHOD> <url>".
-        return _problem_response(
-            state, Problem(404, f"Cannot {request.method} {_url(request)}"), _url(request)
-        )
+        return _problem_response(state, Problem(404, f"Cannot {request.method} {_url(request)}"), _url(request))
 
     routes = [
         v2("/v2/me", "GET", _me, None, "required"),
@@ -215,9 +213,7 @@ async def _event_types(call: Call) -> tuple[int, Body]:
 async def _slots(call: Call) -> tuple[int, Body]:
     query = parse_slots(call.params, call.state)
     meeting = timedelta(minutes=query.length)
-    free = call.state.free_slots(
-        query.event_type, query.start, query.end, query.length, ignore_uid=query.ignore_uid
-    )
+    free = call.state.free_slots(query.event_type, query.start, query.end, query.length, ignore_uid=query.ignore_uid)
     data: dict[str, list[dict[str, str]]] = {}
     for start in free:
         slot = {"start": iso_in_zone(start, query.time_zone)}
@@ -284,9 +280,7 @@ def _sandbox_endpoint(
 
 def _outbox(request: Request, state: SandboxState) -> Body:
     uid, to = request.query_params.get("bookingUid"), request.query_params.get("to")
-    messages = [
-        m for m in state.outbox if (uid is None or m.booking_uid == uid) and (to is None or m.to == to)
-    ]
+    messages = [m for m in state.outbox if (uid is None or m.booking_uid == uid) and (to is None or m.to == to)]
     return {"status": "success", "data": [_outbox_json(m) for m in messages]}
 
 

@@ -109,8 +109,7 @@ def format_field_errors(errors: Sequence[FieldError]) -> str:
     The space after each item (even with no children) is part of the real format.
     """
     return ", ".join(
-        f"{e.prop} property is wrong,{', '.join(e.constraints)} {format_field_errors(e.children)}"
-        for e in errors
+        f"{e.prop} property is wrong,{', '.join(e.constraints)} {format_field_errors(e.children)}" for e in errors
     )
 
 
@@ -123,10 +122,7 @@ def invalid_query(errors: Sequence[tuple[str, dict[str, str]]]) -> Problem:
     """400 from Cal.com's global ValidationPipe: a generic message, the class-validator errors
     (property and constraint name -> message) under `details.errors`."""
     details = {
-        "errors": [
-            {"property": prop, "children": [], "constraints": dict(constraints)}
-            for prop, constraints in errors
-        ]
+        "errors": [{"property": prop, "children": [], "constraints": dict(constraints)} for prop, constraints in errors]
     }
     return Problem(400, "Bad Request Exception", details=details)
 

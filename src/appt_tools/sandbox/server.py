@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ from appt_tools.sandbox.app import create_app
 from appt_tools.sandbox.state import SandboxState
 
 _STARTUP_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,6 @@ class RunningSandbox:
         return self.state.api_key
 
 
-class _GuestServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to whoever owns the event loop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @asynccontextmanager
 async def run_sandbox(
     state: SandboxState | None = None, host: str = "127.0.0.1", port: int = 0
@@ -48,7 +41,9 @@ async def run_sandbox(
     """
     world = state if state is not None else SandboxState()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP,
+    # and without it every keep-alive request waits ~40 ms on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -57,25 +52,48 @@ async def run_sandbox(
         raise
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(world), log_level="warning", access_log=False, lifespan="off")
-    server = _GuestServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"appt-tools sandbox :{bound_port}")
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    # Driven step by step rather than with `serve()`, which waits up to 0.1 s to notice `should_exit`
+    # and then sleeps another 0.1 s: tests start and stop a sandbox each, so that adds up. No signal
+    # handlers are installed either: the owner of the event loop decides what Ctrl-C does.
     try:
-        await _wait_started(server, task)
+        async with asyncio.timeout(_STARTUP_TIMEOUT):
+            await server.startup(sockets=[sock])
+    except BaseException:
+        sock.close()
+        raise
+    ticker = asyncio.create_task(server.main_loop(), name=f"appt-tools sandbox :{bound_port}")
+    try:
         shown_host = f"[{host}]" if family == socket.AF_INET6 else host
         yield RunningSandbox(f"http://{shown_host}:{bound_port}", world)
     finally:
         server.should_exit = True
-        await task
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        await _stop(server)
         sock.close()
 
 
-async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    async with asyncio.timeout(_STARTUP_TIMEOUT):
-        while not server.started:
-            if task.done():
-                task.result()  # surfaces the startup error
-                raise RuntimeError("the sandbox server stopped before it started")
-            await asyncio.sleep(0.005)
+async def _stop(server: uvicorn.Server) -> None:
+    """uvicorn's graceful shutdown without its fixed pause: stop listening, close idle keep-alive
+    connections, let requests in flight finish (bounded), then cancel what is left."""
+    for listener in server.servers:
+        listener.close()
+    for connection in list(server.server_state.connections):
+        connection.shutdown()
+    try:
+        async with asyncio.timeout(_STOP_TIMEOUT):
+            # uvicorn offers no event for "every connection closed"; poll its state briefly.
+            while server.server_state.connections or server.server_state.tasks:  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
+    except TimeoutError:
+        for task in list(server.server_state.tasks):
+            task.cancel()
+    for listener in server.servers:
+        await listener.wait_closed()
 
 
 def main(port: int, host: str) -> None:

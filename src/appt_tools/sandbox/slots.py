@@ -52,9 +52,7 @@ class Schedule:
         return datetime.combine(day, wall, tzinfo=self.zone).astimezone(UTC)
 
 
-def is_free(
-    start: datetime, end: datetime, before: timedelta, after: timedelta, busy: Iterable[Interval]
-) -> bool:
+def is_free(start: datetime, end: datetime, before: timedelta, after: timedelta, busy: Iterable[Interval]) -> bool:
     """True when [start - before, end + after] touches no busy interval (touching ends are fine)."""
     lo, hi = start - before, end + after
     return all(hi <= busy_start or lo >= busy_end for busy_start, busy_end in busy)

@@ -84,9 +84,7 @@ class EventTypeDef:
 def default_event_types() -> list[EventTypeDef]:
     video = Location("integration", integration="cal-video")
     return [
-        EventTypeDef(
-            1001, "consultation", "Consultation", 30, (video,), "A 30-minute consultation on Cal Video."
-        ),
+        EventTypeDef(1001, "consultation", "Consultation", 30, (video,), "A 30-minute consultation on Cal Video."),
         EventTypeDef(
             1002,
             "quick-call",
@@ -235,9 +233,7 @@ class _Bucket:
 class RateLimiter:
     """Cal.com's throttler: `limit` hits per `window` per tracker, then blocked for `block` (NOTES §5)."""
 
-    def __init__(
-        self, limit: int, window: timedelta = timedelta(seconds=60), block: timedelta | None = None
-    ) -> None:
+    def __init__(self, limit: int, window: timedelta = timedelta(seconds=60), block: timedelta | None = None) -> None:
         self.limit = limit
         self.window = window
         self.block = block if block is not None else timedelta(seconds=60)
@@ -255,9 +251,7 @@ class RateLimiter:
         if bucket.hits > self.limit:
             bucket.blocked_until = now + self.block
             return RateDecision(False, self.limit, 0, _ceil_seconds(self.block))
-        return RateDecision(
-            True, self.limit, self.limit - bucket.hits, _ceil_seconds(bucket.window_ends - now)
-        )
+        return RateDecision(True, self.limit, self.limit - bucket.hits, _ceil_seconds(bucket.window_ends - now))
 
 
 def _ceil_seconds(delta: timedelta) -> int:
@@ -560,9 +554,7 @@ class SandboxState:
 
     # --- outbox ----------------------------------------------------------------------------------
 
-    def _notify(
-        self, booking: BookingRecord, kind: OutboxKind, *, host_kind: OutboxKind | None = None
-    ) -> None:
+    def _notify(self, booking: BookingRecord, kind: OutboxKind, *, host_kind: OutboxKind | None = None) -> None:
         """Record the e-mails Cal.com sends: attendee and guests in their zone, the host in theirs."""
         at = self.now()
         people = [(booking.attendee.email, booking.attendee.time_zone, kind)]
