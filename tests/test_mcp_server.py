@@ -161,3 +161,17 @@ async def test_api_key_never_appears_in_results_or_errors(service, sandbox):
             result = await client.call_tool(name, args)
             seen.append(result.model_dump_json())
     assert all(sandbox.api_key not in text for text in seen)
+
+
+async def test_without_a_key_booking_tools_explain_how_to_configure_and_search_still_works(db_url):
+    from appt_tools.runtime import open_service
+
+    async with open_service(database_url=db_url, environ={}) as service:
+        assert service.settings.calcom_api_key is None
+        async with Client(build_server(service)) as client:
+            for name, args in [("find_slots", {}), ("book_appointment", booking_args("2099-01-05T15:00:00Z"))]:
+                error = await _error(client, name, args)
+                assert error["code"] == "calcom_not_configured"
+                assert "APPT_TOOLS_CALCOM_API_KEY" in error["message"]
+            found = await _ok(client, "search_appointments", {})
+            assert found["total"] == 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx2
 import pytest
@@ -46,7 +47,7 @@ async def test_find_slots_on_a_weekday_lists_times_in_working_hours(service):
     local_hours = {s.start.astimezone(found.slots[0].start.tzinfo).hour for s in found.slots}
     assert found.slots[0].start.utcoffset() is not None
     for slot in found.slots:
-        local = slot.start.astimezone(__import__("zoneinfo").ZoneInfo(HOST_TZ))
+        local = slot.start.astimezone(ZoneInfo(HOST_TZ))
         assert 9 <= local.hour < 17
         assert slot.end - slot.start == timedelta(minutes=found.duration_minutes)
     assert local_hours
@@ -336,3 +337,38 @@ async def test_a_booking_made_before_a_timeout_is_found_not_booked_twice(service
     assert len(sandbox.state.bookings) == 1
     await failing.calcom.aclose()
     await transport.upstream.aclose()  # type: ignore[attr-defined]
+
+
+def _around_next_dst_change() -> tuple[date, date]:
+    """The last weekday before and the first weekday after the host zone's next DST change."""
+    tz = ZoneInfo(HOST_TZ)
+    day = next_weekday()
+    offset = datetime.combine(day, time(12), tzinfo=tz).utcoffset()
+    while datetime.combine(day + timedelta(days=1), time(12), tzinfo=tz).utcoffset() == offset:
+        day += timedelta(days=1)
+    before, after = day, day + timedelta(days=1)
+    while before.weekday() >= 5:
+        before -= timedelta(days=1)
+    while after.weekday() >= 5:
+        after += timedelta(days=1)
+    return before, after
+
+
+async def test_slots_follow_working_hours_across_a_dst_change(service):
+    before, after = _around_next_dst_change()
+    first = []
+    for day in (before, after):
+        found = await service.find_slots(day=day.isoformat())
+        assert not found.later, day
+        local = found.slots[0].start.astimezone(ZoneInfo(HOST_TZ))
+        assert (local.date(), local.hour, local.minute) == (day, 9, 0)
+        first.append(found.slots[0].start.astimezone(UTC).hour)
+    assert abs(first[0] - first[1]) == 1  # 09:00 local is 13:00Z in summer time and 14:00Z in winter time
+
+
+async def test_a_booking_across_a_dst_change_keeps_its_local_time(service):
+    _, after = _around_next_dst_change()
+    found = await service.find_slots(day=after.isoformat(), timezone=HOST_TZ)
+    naive_local = found.slots[0].start.astimezone(ZoneInfo(HOST_TZ)).replace(tzinfo=None).isoformat()
+    booked = await service.book(**booking_args(naive_local, timezone=HOST_TZ))
+    assert booked.start == found.slots[0].start.astimezone(UTC)
