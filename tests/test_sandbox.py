@@ -281,7 +281,7 @@ def _event_types_data(response: httpx2.Response) -> list[dict[str, Any]]:
 
 async def test_slots_are_keyed_by_local_date_with_the_zones_offset_or_z_without_a_zone() -> None:
     async with opened() as (_, client):
-        params = {"eventTypeId": CONSULTATION, "start": "2030-10-29", "end": "2030-10-29"}
+        params: dict[str, Any] = {"eventTypeId": CONSULTATION, "start": "2030-10-29", "end": "2030-10-29"}
         local = success(
             await client.get("/v2/slots", params={**params, "timeZone": "Europe/Madrid"}, headers=SLOTS),
             "GET",
@@ -348,7 +348,12 @@ async def test_booked_times_and_their_buffers_are_not_offered() -> None:
 
 async def test_range_format_and_duration_pick_the_length_of_a_multi_length_type() -> None:
     async with opened() as (_, client):
-        params = {"eventTypeId": FLEXIBLE, "start": "2030-10-29", "end": "2030-10-29", "format": "range"}
+        params: dict[str, Any] = {
+            "eventTypeId": FLEXIBLE,
+            "start": "2030-10-29",
+            "end": "2030-10-29",
+            "format": "range",
+        }
         for duration, first_end, count in ((None, "13:30", 16), (60, "14:00", 8), (15, "13:15", 32)):
             query = params if duration is None else {**params, "duration": duration}
             data = success(await client.get("/v2/slots", params=query, headers=SLOTS), "GET", "/v2/slots")
@@ -726,6 +731,42 @@ async def test_the_host_must_give_a_reason_to_cancel_and_cannot_cancel_twice() -
         )
         # The slot is free again.
         assert (await client.post("/v2/bookings", json=booking_body(TUE_0900), headers=BOOKINGS)).status_code == 201
+
+
+async def test_a_booking_that_has_ended_cannot_be_cancelled() -> None:
+    clock = Clock(NOW)
+    async with opened(SandboxState(now=clock)) as (_, client):
+        booking = await book(client, TUE_0900)
+        clock.advance(days=2)
+        response = await client.post(
+            f"/v2/bookings/{booking['uid']}/cancel", json={"cancellationReason": "Late"}, headers=BOOKINGS
+        )
+        assert plain_error(response, 400) == "Cannot cancel a booking that has already ended"
+
+
+async def test_a_reschedule_needs_confirmation_again_unless_the_host_makes_it() -> None:
+    async with opened() as (_, client):
+        request = await book(client, TUE_0900, INTRO)
+        url = f"/v2/bookings/{request['uid']}/reschedule"
+        by_attendee = success(
+            await client.post(url, json={"start": TUE_0930}, headers=BOOKINGS),
+            "POST",
+            "/v2/bookings/{bookingUid}/reschedule",
+            201,
+        )
+        assert by_attendee["status"] == "pending"
+        by_host = success(
+            await client.post(
+                f"/v2/bookings/{by_attendee['uid']}/reschedule",
+                json={"start": TUE_1000, "rescheduledBy": "host@example.com"},
+                headers=BOOKINGS,
+            ),
+            "POST",
+            "/v2/bookings/{bookingUid}/reschedule",
+            201,
+        )
+        assert by_host["status"] == "accepted"
+        assert by_host["rescheduledByEmail"] == "host@example.com"
 
 
 async def test_an_attendee_without_the_key_may_cancel_without_a_reason() -> None:

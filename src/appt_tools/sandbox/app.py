@@ -156,7 +156,7 @@ def _credential(request: Request, state: SandboxState) -> tuple[bool, str]:
 def _problem_response(
     state: SandboxState, problem: Problem, url: str, headers: dict[str, str] | None = None
 ) -> Response:
-    out = {**(headers or {}), **problem.headers}
+    out = dict(headers or {})
     if not problem.plain:
         out["X-Request-Id"] = str(uuid.uuid4())
     body = problem.body(path=url, timestamp=iso_z(state.now()))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from functools import cache
-from typing import Final, Literal
-from zoneinfo import ZoneInfo, available_timezones
+from typing import Final, Literal, TypeGuard
+from zoneinfo import available_timezones
 
 import phonenumbers
 
@@ -86,9 +86,11 @@ def parse_iso(value: object) -> datetime | None:
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    # Keep a day of headroom on both sides so date arithmetic on the value cannot overflow.
+    return parsed if datetime.min.year < parsed.year < datetime.max.year else None
 
 
 @cache
@@ -101,11 +103,7 @@ def zone_name(value: object) -> str | None:
     """The canonical IANA name, matched case-insensitively like JavaScript's Intl, or None."""
     if not isinstance(value, str):
         return None
-    name = _zones().get(value.lower())
-    if name is None:
-        return None
-    ZoneInfo(name)
-    return name
+    return _zones().get(value.lower())
 
 
 def is_email(value: object) -> bool:
@@ -121,7 +119,7 @@ def is_phone(value: object) -> bool:
         return False
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -168,7 +166,7 @@ def parse_create(raw: object, state: SandboxState) -> NewBooking:
         length = body["lengthInMinutes"]
         if not is_int(length):
             errors.append(FieldError("lengthInMinutes", ("lengthInMinutes must be an integer number",)))
-        elif isinstance(length, int) and length < 1:
+        elif length < 1:
             errors.append(FieldError("lengthInMinutes", ("lengthInMinutes must not be less than 1",)))
     if "eventTypeId" in body and not is_int(body["eventTypeId"]):
         errors.append(FieldError("eventTypeId", ("eventTypeId must be an integer number",)))
@@ -202,7 +200,7 @@ def parse_create(raw: object, state: SandboxState) -> NewBooking:
     if "routing" in body and not isinstance(body["routing"], dict):
         errors.append(FieldError("routing", ("nested property routing must be either object or array",)))
     count = body.get("recurrenceCount", 1)
-    if not (is_int(count) and isinstance(count, int) and count >= 1):
+    if not (is_int(count) and count >= 1):
         errors.append(FieldError("recurrenceCount", ("recurrenceCount must be an integer number",)))
     if "instant" in body and not isinstance(body["instant"], bool):
         errors.append(FieldError("instant", ("instant must be a boolean value",)))
@@ -484,7 +482,7 @@ def parse_slots(params: Mapping[str, str], state: SandboxState) -> SlotsInput:
             options = ", ".join(str(n) for n in et.length_options)
             raise bad_request(f"Requested duration {duration} is not one of the event type's lengths: {options}")
         length = duration
-    if end.time() == time(0):
+    if end.hour == end.minute == end.second == 0:
         end = end.replace(hour=23, minute=59, second=59)
     end = min(end, _one_year_after(state.now()))
     return SlotsInput(

@@ -58,14 +58,12 @@ class Problem(Exception):
         *,
         plain: bool = False,
         details: object | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.plain = plain
         self.details = details
-        self.headers = headers or {}
 
     def body(self, *, path: str, timestamp: str) -> dict[str, object]:
         if self.plain:

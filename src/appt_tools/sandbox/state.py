@@ -1,9 +1,10 @@
 """The sandbox's world: one host, its event types, its bookings and the e-mails Cal.com would have sent.
 
-Everything is in memory and asyncio-safe: every read-check-write runs without an `await` in between,
-except booking creation, which (like Cal.com) checks availability, does its slow work (video room,
-calendar event: here `before_insert`), then inserts under a lock where an idempotency key of
-host + start + end must still be unique (NOTES §6). Only a true race reaches that check: 409.
+Everything is in memory and asyncio-safe: each read-check-write runs with no `await` inside it, so
+it is atomic on the event loop. Booking creation is the one operation that awaits in the middle, as
+Cal.com's does: it checks availability, does its slow work (video room, calendar event; here
+`before_insert`), then inserts, refusing a second accepted booking with the same idempotency key of
+host + start + end (NOTES §6). Only a true race reaches that unique check: 409.
 """
 
 from __future__ import annotations
@@ -289,7 +290,6 @@ class SandboxState:
         # Awaited between the availability check and the insert, where Cal.com creates the meeting and the
         # calendar event. Tests put a barrier here to stage the exact race that ends in 409.
         self.before_insert: Callable[[], Awaitable[None]] | None = None
-        self._insert_lock = asyncio.Lock()
         self._next_booking_id = 1
         self._random = random.Random()
 
@@ -319,8 +319,7 @@ class SandboxState:
         self, et: EventTypeDef, start: datetime, end: datetime, length: int, *, ignore_uid: str | None = None
     ) -> list[datetime]:
         """Bookable starts in [start, end]: on the grid, after the minimum notice, clear of live bookings."""
-        now = self.now()
-        earliest = max(now, now + timedelta(minutes=et.minimum_notice))
+        earliest = self.now() + timedelta(minutes=et.minimum_notice)
         meeting = timedelta(minutes=length)
         busy = self._busy(ignore_uid)
         return [
@@ -378,18 +377,17 @@ class SandboxState:
         self._check_bookable(et, request.start, request.length, None)
         status: BookingState = "pending" if et.requires_confirmation else "accepted"
         await self._slow_work()
-        async with self._insert_lock:
-            booking = self._insert(
-                et,
-                request.start,
-                request.length,
-                status,
-                request.attendee,
-                request.location,
-                guests=list(request.guests),
-                metadata=dict(request.metadata),
-                responses=dict(request.responses),
-            )
+        booking = self._insert(
+            et,
+            request.start,
+            request.length,
+            status,
+            request.attendee,
+            request.location,
+            guests=list(request.guests),
+            metadata=dict(request.metadata),
+            responses=dict(request.responses),
+        )
         if status == "pending":
             self._notify(booking, "requested", host_kind="awaiting_approval")
         else:
@@ -408,31 +406,30 @@ class SandboxState:
         by_owner = rescheduled_by is not None and rescheduled_by.lower() == self.host.email.lower()
         status: BookingState = "pending" if et.requires_confirmation and not by_owner else "accepted"
         await self._slow_work()
-        async with self._insert_lock:
-            self._ensure_reschedulable(old)
-            responses = dict(old.responses)
-            if reason:
-                responses["rescheduleReason"] = reason
-            new = self._insert(
-                et,
-                start,
-                old.duration,
-                status,
-                old.attendee,
-                old.venue,
-                guests=list(old.guests),
-                metadata=dict(old.metadata),
-                responses=responses,
-                ignore_key_of=old.uid,
-            )
-            new.rescheduled_from_uid = old.uid
-            new.rescheduling_reason = reason
-            new.rescheduled_by_email = rescheduled_by
-            old.status = "cancelled"
-            old.idempotency_key = None
-            old.rescheduled_to_uid = new.uid
-            old.rescheduled_by_email = rescheduled_by
-            old.updated_at = self.now()
+        self._ensure_reschedulable(old)  # a concurrent reschedule may have won meanwhile
+        responses = dict(old.responses)
+        if reason:
+            responses["rescheduleReason"] = reason
+        new = self._insert(
+            et,
+            start,
+            old.duration,
+            status,
+            old.attendee,
+            old.venue,
+            guests=list(old.guests),
+            metadata=dict(old.metadata),
+            responses=responses,
+            ignore_key_of=old.uid,
+        )
+        new.rescheduled_from_uid = old.uid
+        new.rescheduling_reason = reason
+        new.rescheduled_by_email = rescheduled_by
+        old.status = "cancelled"
+        old.idempotency_key = None
+        old.rescheduled_to_uid = new.uid
+        old.rescheduled_by_email = rescheduled_by
+        old.updated_at = self.now()
         self._notify(new, "rescheduled")
         return new
 
