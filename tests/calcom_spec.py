@@ -8,7 +8,7 @@ Both raise AssertionError with a readable message on the first mismatch. The spe
 SOURCE.md there, since the exceptions below were written for exactly those bytes. Where this
 module departs from the published document, it does so in the first section only:
 
-- `_pin_known_spec_flaws`: the spec's known flaws (NOTES §11, plus two of the same kind);
+- `_pin_known_spec_flaws`: the spec's known flaws (NOTES §11, plus three of the same kind);
 - `_forbid_unknown_fields`: request bodies reject unknown fields, as Cal.com's pipes do (NOTES §1);
 - `_ERROR_BODY_SCHEMA`: the two real error shapes, which the spec does not describe (NOTES §4).
 
@@ -113,7 +113,7 @@ def _pin_known_spec_flaws(doc: Json) -> None:
             pinned += 1
     assert pinned, "no booking status enum found; re-check NOTES §11"
 
-    # Two more flaws of the same kind, found while writing this module and not yet listed in
+    # Three more flaws of the same kind, found while writing this module and not yet listed in
     # NOTES §11; without them no real event-type response validates.
     # (a) Event-type `locations` items are a oneOf without a discriminator, and the
     #     organizersDefaultApp branch requires only `type`, so every location matches two
@@ -126,7 +126,54 @@ def _pin_known_spec_flaws(doc: Json) -> None:
         type_value = schemas[ref.rsplit("/", 1)[-1]]["properties"]["type"]["example"]
         mapping[type_value] = ref
     locations["discriminator"] = {"propertyName": "type", "mapping": mapping}
-    # (b) Nest's generator writes `X | null` as {"nullable": true, "allOf"/"$ref": …} with no
+    # (b) Event-type `bookingFields` items: every field schema types `isDefault` as `object`,
+    #     though its description (and Cal.com) says a boolean, always true for the default fields
+    #     and always false for custom ones; and the items are a oneOf without a discriminator whose
+    #     default-field branches require only slug, isDefault and type and pin neither value, so
+    #     every default field (notes, guests, title, rescheduleReason, …) matches several branches.
+    #     Make `isDefault` boolean and split the items on it: a default field is discriminated by
+    #     `slug` (each branch's slug default), a custom field by `type` (each branch's "only allowed
+    #     value for type is `<x>`" example). One discriminator names one property, hence two, under
+    #     a oneOf that isDefault true/false makes exclusive, not an anyOf: a non-boolean isDefault,
+    #     an unknown slug or type, or a missing required key still fails. The email field's
+    #     `required` is typed `object` too, though its description says it "can be set to false"
+    #     (and it is true by default): make it boolean as well.
+    by_kind: dict[bool, dict[str, str]] = {True: {}, False: {}}  # isDefault -> {slug or type: $ref}
+    booking_fields = schemas["EventTypeOutput_2024_06_14"]["properties"]["bookingFields"]
+    assert list(booking_fields["items"]) == ["oneOf"], "spec changed at EventTypeOutput_2024_06_14.bookingFields"
+    for branch in booking_fields["items"]["oneOf"]:
+        ref = branch["$ref"]
+        field = schemas[ref.rsplit("/", 1)[-1]]["properties"]
+        is_default = field["isDefault"]
+        always = is_default["default"]
+        assert {k: v for k, v in is_default.items() if k != "description"} == {
+            "type": "object",
+            "example": always,
+            "default": always,
+        } and isinstance(always, bool), f"spec changed at {ref}.isDefault"
+        is_default["type"] = "boolean"
+        key = field["slug"]["default"] if always else field["type"]["example"]
+        assert key not in by_kind[always], f"two booking field branches for {key!r}"
+        by_kind[always][key] = ref
+    email_required = schemas["EmailDefaultFieldOutput_2024_06_14"]["properties"]["required"]
+    assert set(email_required) == {"type", "description"} and email_required["type"] == "object", (
+        "spec changed at EmailDefaultFieldOutput_2024_06_14.required"
+    )
+    email_required["type"] = "boolean"
+    booking_fields["items"] = {
+        "oneOf": [
+            {
+                "title": "default field" if always else "custom field",
+                "type": "object",
+                "required": ["isDefault"],
+                "properties": {"isDefault": {"type": "boolean", "enum": [always]}},
+                "oneOf": [{"$ref": ref} for ref in refs.values()],
+                "discriminator": {"propertyName": "slug" if always else "type", "mapping": refs},
+            }
+            for always, refs in by_kind.items()
+        ]
+    }
+    # (c) Nest's generator writes `X | null` as {"nullable": true, "allOf"/"$ref": …} with no
     #     `type`, where OpenAPI 3.0.3 ignores `nullable`; the API does send null (event-type
     #     `recurrence` is required and null when not recurring). Say "null or X" explicitly.
     _allow_declared_nulls(doc)

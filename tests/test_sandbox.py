@@ -262,18 +262,25 @@ async def test_event_types_without_username_are_the_callers_own_unless_the_old_b
 
 
 def _event_types_data(response: httpx2.Response) -> list[dict[str, Any]]:
-    """`data`, spec-checked. The spec types each booking field's `isDefault` as an object and gives the
-    field kinds no discriminator, so Cal.com's real default fields match no branch: check the rest of
-    the body against the spec and the fields' real shape here, until calcom_spec pins that flaw."""
+    """`data`, after checking the status and the whole body against the spec, booking fields included."""
     assert response.status_code == 200, response.text
     body = response.json()
+    validate_response("GET", "/v2/event-types", 200, body)
     for event_type in body["data"]:
         fields = event_type["bookingFields"]
         assert [f["slug"] for f in fields][:2] == ["name", "email"]
         assert all(f["isDefault"] is True and isinstance(f["required"], bool) for f in fields)
-    stripped = {**body, "data": [{**t, "bookingFields": []} for t in body["data"]]}
-    validate_response("GET", "/v2/event-types", 200, stripped)
     return list(body["data"])
+
+
+async def test_a_booking_field_whose_is_default_is_not_a_boolean_fails_the_spec() -> None:
+    async with opened() as (_, client):
+        body = (await client.get("/v2/event-types", params={"username": "host"}, headers=EVENT_TYPES)).json()
+    validate_response("GET", "/v2/event-types", 200, body)
+    notes = next(f for f in body["data"][0]["bookingFields"] if f["slug"] == "notes")
+    notes["isDefault"] = "yes"
+    with pytest.raises(AssertionError, match="isDefault"):
+        validate_response("GET", "/v2/event-types", 200, body)
 
 
 # --- slots ----------------------------------------------------------------------------------------

@@ -372,3 +372,22 @@ async def test_a_booking_across_a_dst_change_keeps_its_local_time(service):
     naive_local = found.slots[0].start.astimezone(ZoneInfo(HOST_TZ)).replace(tzinfo=None).isoformat()
     booked = await service.book(**booking_args(naive_local, timezone=HOST_TZ))
     assert booked.start == found.slots[0].start.astimezone(UTC)
+
+
+async def test_search_finds_a_phone_number_however_it_is_typed(service):
+    booked = await service.book(**booking_args(await _first_slot(service)))
+    for typed in ("+14155550123", "(415) 555-0123", "415.555.0123", "+1 415 555 0123", "0100"):
+        found = await service.search(query=typed)
+        assert [a.id for a in found.items] == [booked.id], typed
+    assert (await service.search(query="555-9999")).total == 0
+
+
+async def test_a_retried_identical_booking_returns_the_first_and_books_nothing_new(service, sandbox):
+    args = booking_args(await _first_slot(service))
+    first = await service.book(**args)
+    again = await service.book(**args)
+    assert again.id == first.id and again.booking_uid == first.booking_uid
+    assert len(sandbox.state.bookings) == 1
+    assert (await service.search()).total == 1
+    other_caller = await service.find_slots(day=next_weekday().isoformat())
+    assert all(s.start != first.start for s in other_caller.slots)

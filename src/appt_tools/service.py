@@ -9,6 +9,7 @@ with `last_error` saying so, never `active`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -197,38 +198,35 @@ class AppointmentService:
         *,
         rescheduling: str | None = None,
     ) -> list[Slot]:
-        """Cal.com's free slots within [lo, hi). Cal.com widens a midnight `end` to 23:59:59Z, so filter."""
+        """Cal.com's free slots starting within [lo, hi)."""
         duration = length if event_type.length_options else None
-        found = await self.calcom.slots(
+        return await self.calcom.slots(
             event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
         )
-        return [s for s in found if lo <= s.start < hi]
+
+    async def _near(
+        self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
+    ) -> list[Slot]:
+        """Free slots from a day before `start` (but not before now) to a week after it: one Cal.com call
+        that both confirms `start` is free and yields the nearest alternatives when it is not."""
+        lo = max(self._clock(), start - timedelta(days=1))
+        return await self._free(event_type, lo, start + timedelta(days=7), length, rescheduling=rescheduling)
 
     async def _check_free(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
     ) -> None:
         """Raise SlotUnavailable (with the nearest free slots) unless `start` is a free slot."""
-        now = self._clock()
-        around = await self._free(
-            event_type,
-            max(now, start - timedelta(days=1)),
-            start + timedelta(days=7),
-            length,
-            rescheduling=rescheduling,
-        )
-        if any(s.start == start for s in around):
-            return
-        raise self._unavailable(start, _nearest(around, start), taken=False)
+        around = await self._near(event_type, start, length, rescheduling=rescheduling)
+        if not any(s.start == start for s in around):
+            raise self._unavailable(start, _nearest(around, start), taken=False)
 
-    async def _alternatives(self, event_type: EventType, start: datetime, length: int) -> list[Slot]:
+    async def _taken(self, event_type: EventType, start: datetime, length: int) -> SlotUnavailable:
+        """Cal.com refused `start` as taken: the error, with fresh alternatives when Cal.com gives them."""
         try:
-            now = self._clock()
-            around = await self._free(
-                event_type, max(now, start - timedelta(days=1)), start + timedelta(days=7), length
-            )
+            around = await self._near(event_type, start, length)
         except CalcomError:
-            return []
-        return _nearest([s for s in around if s.start != start], start)
+            around = []
+        return self._unavailable(start, _nearest([s for s in around if s.start != start], start), taken=True)
 
     def _unavailable(self, start: datetime, alternatives: Sequence[Slot], *, taken: bool) -> SlotUnavailable:
         tz = self.timezone
@@ -290,6 +288,9 @@ class AppointmentService:
             end=(when + timedelta(minutes=length)).astimezone(UTC),
             timezone=timezone or self.timezone,
         )
+        already = await self._same_booking(new)
+        if already is not None:
+            return already
         await self._check_free(event_type, new.start, length)
 
         appointment = await self.store.add_appointment(new, now=self._clock())
@@ -307,9 +308,7 @@ class AppointmentService:
             booking = await self.calcom.create_booking(request)
         except CalcomSlotTaken as exc:
             await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
-            raise self._unavailable(
-                new.start, await self._alternatives(event_type, new.start, length), taken=True
-            ) from exc
+            raise await self._taken(event_type, new.start, length) from exc
         except CalcomUnavailable as exc:
             found = await self._find_created(request)
             if found is None:
@@ -343,6 +342,30 @@ class AppointmentService:
                 to_uid=booking.uid,
             ),
         )
+
+    async def _same_booking(self, new: NewAppointment) -> Appointment | None:
+        """A live booking for the same caller, attendee, numbers, event type and start: a retried call,
+        answered with what the first call booked instead of a second booking or a 'slot taken'."""
+        found = await self.store.search(
+            SearchQuery(
+                text=new.attendee_email,
+                statuses=(AppointmentStatus.ACTIVE, AppointmentStatus.PENDING, AppointmentStatus.RESCHEDULED),
+                start_from=new.start,
+                start_to=new.start + timedelta(seconds=1),
+                page_size=100,
+            ),
+            now=self._clock(),
+        )
+        for candidate in found.items:
+            same = (
+                candidate.attendee_email.lower() == new.attendee_email.lower()
+                and (candidate.to_number, candidate.from_number) == (new.to_number, new.from_number)
+                and candidate.event_type_id == new.event_type_id
+                and candidate.booking_uid is not None
+            )
+            if same:
+                return candidate
+        return None
 
     async def _find_created(self, request: BookingRequest) -> Booking | None:
         """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""
@@ -438,7 +461,7 @@ class AppointmentService:
         try:
             booking = await self.calcom.reschedule_booking(uid, when, reason=why)
         except CalcomSlotTaken as exc:
-            raise self._unavailable(when, await self._alternatives(event_type, when, length), taken=True) from exc
+            raise await self._taken(event_type, when, length) from exc
         except CalcomUnavailable as exc:
             moved = await self._find_rescheduled(uid)
             if moved is None:
@@ -554,7 +577,7 @@ class AppointmentService:
         hi = _local_day(validation.day("date_to", date_to), tz)[1] if date_to else None
         if lo is not None and hi is not None and hi <= lo:
             raise InvalidArgument("date_to", "must be on or after date_from.")
-        text = validation.text("query", query) or None
+        text = _phone_digits(validation.text("query", query)) or None
         return await self.store.search(
             SearchQuery(
                 text=text,
@@ -606,6 +629,13 @@ def _local_day(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 def _nearest(slots: Sequence[Slot], target: datetime) -> list[Slot]:
     closest = sorted(slots, key=lambda s: (abs((s.start - target).total_seconds()), s.start))[:ALTERNATIVES]
     return sorted(closest, key=lambda s: s.start)
+
+
+def _phone_digits(query: str) -> str:
+    """'(415) 555-0123' → '4155550123', so a number typed any way finds the stored E.164 form."""
+    if not re.fullmatch(r"\+?[\d\s().-]+", query) or sum(c.isdigit() for c in query) < 4:
+        return query
+    return ("+" if query.startswith("+") else "") + "".join(c for c in query if c.isdigit())
 
 
 def _statuses(raw: str | None) -> tuple[AppointmentStatus, ...]:
