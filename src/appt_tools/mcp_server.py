@@ -8,7 +8,9 @@ with a stable `code`, a `message` saying what to do next, and `retryable`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -43,6 +45,7 @@ Every result has `say`: a sentence you can read to the caller. Errors carry a `c
 next step, and `retryable`; on `slot_unavailable`, offer the `alternatives` it lists.
 Times: pass ISO 8601 with an offset (e.g. '2026-11-24T15:00:00-05:00'), or pass `timezone`."""
 
+ToolFn = TypeVar("ToolFn", bound=Callable[..., Awaitable[Any]])
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -53,7 +56,8 @@ Date = Annotated[
 TimeZone = Annotated[
     str | None,
     Field(
-        description="IANA time zone, e.g. 'America/New_York'. Default: the business's.",
+        description="IANA time zone to read `date` in and show times in, e.g. 'America/New_York'. "
+        "Default: the business's.",
         examples=["America/New_York"],
     ),
 ]
@@ -139,10 +143,20 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
 
     now = service.now
 
+    def tool(title: str, annotations: ToolAnnotations) -> Callable[[ToolFn], ToolFn]:
+        """Register a tool; its docstring, folded to one paragraph, is the description the model reads."""
+
+        def register(fn: ToolFn) -> ToolFn:
+            description = " ".join(inspect.cleandoc(fn.__doc__ or "").split())
+            server.add_tool(fn, title=title, description=description, annotations=annotations)
+            return fn
+
+        return register
+
     def result(appointment: Appointment, say: str, history: list[HistoryView] | None = None) -> AppointmentResult:
         return AppointmentResult(appointment=AppointmentView.of(appointment, tz(), now()), history=history, say=say)
 
-    @server.tool(title="Find free slots", annotations=READ_ONLY)
+    @tool(title="Find free slots", annotations=READ_ONLY)
     async def find_slots(
         date: Date = None,
         timezone: TimeZone = None,
@@ -172,7 +186,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         )
         return SlotsResult.of(found)
 
-    @server.tool(
+    @tool(
         title="Book an appointment",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
@@ -206,7 +220,10 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         event_type_id: EventTypeId = None,
         timezone: Annotated[
             str | None,
-            Field(description="The caller's IANA time zone, e.g. 'America/Chicago'. Default: the business's."),
+            Field(
+                description="The caller's IANA time zone, e.g. 'America/Chicago': used for the invite and to read "
+                "`start` when it has no offset. Default for the invite: the business's."
+            ),
         ] = None,
         duration_minutes: Annotated[
             int | None, Field(description="Length, only for event types that offer several.")
@@ -232,7 +249,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         )
         return result(booked, booked_say(booked, tz()))
 
-    @server.tool(
+    @tool(
         title="Reschedule an appointment",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
@@ -245,14 +262,17 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             Field(description="New start from find_slots, ISO 8601 with offset, e.g. '2026-11-25T10:00:00-05:00'."),
         ],
         reason: Annotated[str | None, Field(description="Why it moves, e.g. 'Caller is travelling'.")] = None,
-        timezone: TimeZone = None,
+        timezone: Annotated[
+            str | None,
+            Field(description="IANA zone to read `new_start` in when it has no offset, e.g. 'America/New_York'."),
+        ] = None,
     ) -> AppointmentResult:
         """Move an appointment to a new free time. Cal.com makes a new booking uid and notifies the attendee;
         the appointment id stays the same. Cancelled appointments cannot be moved."""
         moved = await service.reschedule(appointment_id, new_start, reason=reason, timezone=timezone)
         return result(moved, rescheduled_say(moved, tz()))
 
-    @server.tool(
+    @tool(
         title="Cancel an appointment",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
@@ -269,7 +289,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         cancelled = await service.cancel(appointment_id, reason=reason)
         return result(cancelled, cancelled_say(cancelled, tz()))
 
-    @server.tool(title="Search appointments", annotations=LOCAL_READ)
+    @tool(title="Search appointments", annotations=LOCAL_READ)
     async def search_appointments(
         query: Annotated[
             str | None,
@@ -325,14 +345,14 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         )
         return SearchResult.of(found, tz(), now())
 
-    @server.tool(title="Get an appointment", annotations=LOCAL_READ)
+    @tool(title="Get an appointment", annotations=LOCAL_READ)
     async def get_appointment(appointment_id: AppointmentId) -> AppointmentResult:
         """One appointment with its full history (created, rescheduled from → to, updated, cancelled)."""
         found = await service.get(appointment_id)
         history = [HistoryView.of(h, tz()) for h in await service.history(found.id)]
         return result(found, appointment_say(found, tz(), now()), history)
 
-    @server.tool(
+    @tool(
         title="Update appointment details",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -360,7 +380,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         )
         return result(changed, "I've updated the appointment details.")
 
-    @server.tool(title="List event types", annotations=READ_ONLY)
+    @tool(title="List event types", annotations=READ_ONLY)
     async def list_event_types(
         refresh: Annotated[bool, Field(description="true to sync the list from Cal.com first.")] = False,
     ) -> EventTypesResult:
