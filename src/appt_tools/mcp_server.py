@@ -18,7 +18,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from appt_tools.errors import AppError, InvalidArgument, LockedField
-from appt_tools.models import Appointment
+from appt_tools.models import Appointment, SortField
 from appt_tools.service import LOCKED_FIELDS, AppointmentService
 from appt_tools.views import (
     AppointmentResult,
@@ -48,6 +48,13 @@ Times: pass ISO 8601 with an offset (e.g. '2026-11-24T15:00:00-05:00'), or pass 
 ToolFn = TypeVar("ToolFn", bound=Callable[..., Awaitable[Any]])
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+# A booking is new state in Cal.com; a second identical call returns the first (not idempotent in general).
+CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+# Reschedule and cancel replace or end a Cal.com booking and notify the attendee.
+CHANGES_BOOKING = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
+LOCAL_EDIT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 Date = Annotated[
     str | None,
@@ -186,12 +193,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         )
         return SlotsResult.of(found)
 
-    @tool(
-        title="Book an appointment",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
-    )
+    @tool(title="Book an appointment", annotations=CREATES)
     async def book_appointment(
         start: Annotated[
             str,
@@ -249,12 +251,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         )
         return result(booked, booked_say(booked, tz()))
 
-    @tool(
-        title="Reschedule an appointment",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-        ),
-    )
+    @tool(title="Reschedule an appointment", annotations=CHANGES_BOOKING)
     async def reschedule(
         appointment_id: AppointmentId,
         new_start: Annotated[
@@ -272,12 +269,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         moved = await service.reschedule(appointment_id, new_start, reason=reason, timezone=timezone)
         return result(moved, rescheduled_say(moved, tz()))
 
-    @tool(
-        title="Cancel an appointment",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-        ),
-    )
+    @tool(title="Cancel an appointment", annotations=CHANGES_BOOKING)
     async def cancel(
         appointment_id: AppointmentId,
         reason: Annotated[
@@ -309,22 +301,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")
         ] = None,
         date_to: Annotated[str | None, Field(description="Last day (inclusive), YYYY-MM-DD.")] = None,
-        sort_by: Annotated[
-            Literal[
-                "start",
-                "end",
-                "created_at",
-                "updated_at",
-                "title",
-                "attendee_name",
-                "attendee_email",
-                "business_name",
-                "label",
-                "status",
-                "call_type",
-            ],
-            Field(description="Column to sort by."),
-        ] = "start",
+        sort_by: Annotated[SortField, Field(description="Column to sort by.")] = "start",
         sort_order: Annotated[Literal["asc", "desc"], Field(description="asc or desc.")] = "asc",
         page: Annotated[int, Field(description="Page number, from 1.")] = 1,
         page_size: Annotated[int, Field(description="10, 25, 50 or 100.")] = 10,
@@ -352,12 +329,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         history = [HistoryView.of(h, tz()) for h in await service.history(found.id)]
         return result(found, appointment_say(found, tz(), now()), history)
 
-    @tool(
-        title="Update appointment details",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
-    )
+    @tool(title="Update appointment details", annotations=LOCAL_EDIT)
     async def update_appointment(
         appointment_id: AppointmentId,
         title: Annotated[str | None, Field(description="New title.")] = None,

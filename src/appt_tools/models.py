@@ -148,25 +148,12 @@ class NewAppointment(_Frozen):
     timezone: str
 
 
-class Appointment(_Frozen):
+class Appointment(NewAppointment):
     """An appointment as the store holds it. `id` survives reschedules; `booking_uid` does not."""
 
     id: str
     booking_uid: str | None
     previous_booking_uids: tuple[str, ...] = ()
-    title: str
-    description: str = ""
-    label: str = ""
-    attendee_name: str
-    attendee_email: str
-    business_name: str = ""
-    to_number: str
-    from_number: str
-    call_type: CallType
-    event_type_id: int
-    start: datetime
-    end: datetime
-    timezone: str
     status: AppointmentStatus
     meeting_url: str | None = None
     location: str | None = None
