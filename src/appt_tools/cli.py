@@ -172,13 +172,13 @@ async def _event_types(args: argparse.Namespace) -> int:
 async def _schemas(args: argparse.Namespace) -> int:
     from appt_tools import schema_export
 
-    schemas = await schema_export.current_schemas()
+    files = await schema_export.current_files()
     if args.check:
-        problems = schema_export.drift(args.dir, schemas)
+        problems = schema_export.drift(args.dir, files)
         for problem in problems:
             _say(problem)
         return 1 if problems else 0
-    for path in schema_export.write(args.dir, schemas):
+    for path in schema_export.write(args.dir, files):
         _say(f"wrote {path}")
     return 0
 

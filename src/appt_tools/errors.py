@@ -61,9 +61,10 @@ class Conflict(AppError):
 class SlotUnavailable(AppError):
     code = "slot_unavailable"
 
-    def __init__(self, message: str, alternatives: Sequence[Slot] = ()) -> None:
+    def __init__(self, message: str, alternatives: Sequence[Slot] = (), *, taken: bool = False) -> None:
         super().__init__(message)
         self.alternatives = tuple(alternatives)
+        self.taken = taken  # Cal.com refused it just now (a race), rather than it never being free
 
 
 class NotConfigured(AppError):

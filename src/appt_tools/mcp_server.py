@@ -14,11 +14,14 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import Field, ValidationError
 
-from appt_tools.errors import AppError, InvalidArgument, LockedField
+from appt_tools import say
+from appt_tools.errors import AppError, InvalidArgument, LockedField, NotFound
 from appt_tools.models import Appointment, SortField
+from appt_tools.schema_formats import strict_schema
 from appt_tools.service import LOCKED_FIELDS, AppointmentService
 from appt_tools.views import (
     AppointmentResult,
@@ -29,10 +32,6 @@ from appt_tools.views import (
     HistoryView,
     SearchResult,
     SlotsResult,
-    appointment_say,
-    booked_say,
-    cancelled_say,
-    rescheduled_say,
 )
 
 INSTRUCTIONS = """\
@@ -81,7 +80,11 @@ AppointmentId = Annotated[
 
 
 class AppointmentServer(MCPServer):
-    """MCPServer with strict argument checking and domain errors rendered for the model."""
+    """MCPServer with strict argument checking and domain errors rendered for the model.
+
+    `invoke` runs a tool for any other surface (plain HTTP, Vapi, Retell) through exactly the same
+    checks, so every surface accepts and refuses the same calls.
+    """
 
     def __init__(self, service: AppointmentService, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -90,44 +93,66 @@ class AppointmentServer(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
-            if not self._schemas:
-                await self.list_tools()
-            self._check_arguments(name, arguments)
-            return await super().call_tool(name, arguments, context)
+            return await self._run(name, arguments, context)
         except AppError as exc:
-            raise ToolError(self._render(exc)) from exc
+            raise ToolError(self.render_error(exc).model_dump_json(exclude_none=True)) from exc
+
+    async def invoke(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A tool's structured result (its `say` included). Raises AppError for anything the caller can fix."""
+        result = await self._run(name, arguments, None)
+        assert isinstance(result, CallToolResult) and result.structured_content is not None
+        return dict(result.structured_content)
+
+    def render_error(self, error: AppError) -> ErrorView:
+        return ErrorView.of(error, self.service.timezone)
+
+    async def tool_schemas(self) -> dict[str, dict[str, Any]]:
+        """Input schema of each tool, by name."""
+        if not self._schemas:
+            self._schemas = {t.name: t.input_schema for t in await self.list_tools()}
+        return self._schemas
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The SDK's tool list with strict input and output schemas (see `strict_schema`)."""
+        return [
+            tool.model_copy(
+                update={
+                    "input_schema": strict_schema(tool.input_schema),
+                    "output_schema": strict_schema(tool.output_schema) if tool.output_schema else None,
+                }
+            )
+            for tool in await super().list_tools()
+        ]
+
+    async def _run(self, name: str, arguments: dict[str, Any], context: Any) -> Any:
+        schema = (await self.tool_schemas()).get(name)
+        if schema is None:
+            known = ", ".join(await self.tool_schemas())
+            raise NotFound(f"There is no tool named {name!r}; the tools are: {known}.", code="unknown_tool")
+        _check_arguments(name, schema, arguments)
+        try:
+            return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, AppError):
-                raise ToolError(self._render(cause)) from cause
+                raise cause from None
             if isinstance(cause, ValidationError):
-                raise ToolError(self._render(_from_validation(cause))) from cause
+                raise _from_validation(cause) from cause
             raise
 
-    def _render(self, error: AppError) -> str:
-        return ErrorView.of(error, self.service.timezone).model_dump_json(exclude_none=True)
 
-    def _check_arguments(self, name: str, arguments: dict[str, Any]) -> None:
-        schema = self._schemas.get(name)
-        if schema is None:
-            return  # unknown tool: the SDK answers that
-        properties: dict[str, Any] = schema.get("properties", {})
-        for key, value in arguments.items():
-            if key not in properties:
-                if name == "update_appointment" and key in LOCKED_FIELDS:
-                    raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
-                valid = ", ".join(properties)
-                raise InvalidArgument(key, f"is not an argument of {name}; valid arguments are: {valid}.")
-            if isinstance(value, str) and _types(properties[key]) <= {"integer", "number", "boolean", "null"}:
-                raise InvalidArgument(
-                    key,
-                    f"must be a JSON {' or '.join(sorted(_types(properties[key]) - {'null'}))}, not the string {value!r}.",
-                )
-
-    async def list_tools(self) -> Any:
-        tools = await super().list_tools()
-        self._schemas = {t.name: t.input_schema for t in tools}
-        return tools
+def _check_arguments(name: str, schema: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Refuse what the SDK would quietly accept: unknown arguments (it drops them) and numbers or
+    booleans sent as strings (it coerces them)."""
+    properties: dict[str, Any] = schema.get("properties", {})
+    for key, value in arguments.items():
+        if key not in properties:
+            if name == "update_appointment" and key in LOCKED_FIELDS:
+                raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
+            raise InvalidArgument(key, f"is not an argument of {name}; valid arguments are: {', '.join(properties)}.")
+        kinds = _types(properties[key]) - {"null"}
+        if isinstance(value, str) and kinds and kinds <= {"integer", "number", "boolean"}:
+            raise InvalidArgument(key, f"must be a JSON {' or '.join(sorted(kinds))}, not the string {value!r}.")
 
 
 def _types(prop: dict[str, Any]) -> set[str]:
@@ -249,7 +274,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             timezone=timezone,
             duration_minutes=duration_minutes,
         )
-        return result(booked, booked_say(booked, tz()))
+        return result(booked, say.booked(booked, tz()))
 
     @tool(title="Reschedule an appointment", annotations=CHANGES_BOOKING)
     async def reschedule(
@@ -267,7 +292,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         """Move an appointment to a new free time. Cal.com makes a new booking uid and notifies the attendee;
         the appointment id stays the same. Cancelled appointments cannot be moved."""
         moved = await service.reschedule(appointment_id, new_start, reason=reason, timezone=timezone)
-        return result(moved, rescheduled_say(moved, tz()))
+        return result(moved, say.rescheduled(moved, tz()))
 
     @tool(title="Cancel an appointment", annotations=CHANGES_BOOKING)
     async def cancel(
@@ -279,7 +304,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
     ) -> AppointmentResult:
         """Cancel an appointment in Cal.com (the attendee is notified). Permanent: it stays searchable as cancelled."""
         cancelled = await service.cancel(appointment_id, reason=reason)
-        return result(cancelled, cancelled_say(cancelled, tz()))
+        return result(cancelled, say.cancelled(cancelled, tz()))
 
     @tool(title="Search appointments", annotations=LOCAL_READ)
     async def search_appointments(
@@ -301,10 +326,10 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")
         ] = None,
         date_to: Annotated[str | None, Field(description="Last day (inclusive), YYYY-MM-DD.")] = None,
-        sort_by: Annotated[SortField, Field(description="Column to sort by.")] = "start",
-        sort_order: Annotated[Literal["asc", "desc"], Field(description="asc or desc.")] = "asc",
-        page: Annotated[int, Field(description="Page number, from 1.")] = 1,
-        page_size: Annotated[int, Field(description="10, 25, 50 or 100.")] = 10,
+        sort_by: Annotated[SortField | None, Field(description="Column to sort by. Default: start.")] = None,
+        sort_order: Annotated[Literal["asc", "desc"] | None, Field(description="asc or desc. Default: asc.")] = None,
+        page: Annotated[int | None, Field(description="Page number, from 1. Default: 1.")] = None,
+        page_size: Annotated[int | None, Field(description="10, 25, 50 or 100. Default: 10.")] = None,
     ) -> SearchResult:
         """Find recorded appointments by text and filters, sorted and paged, with the total count.
         Failed bookings are left out unless status asks for them."""
@@ -327,7 +352,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         """One appointment with its full history (created, rescheduled from → to, updated, cancelled)."""
         found = await service.get(appointment_id)
         history = [HistoryView.of(h, tz()) for h in await service.history(found.id)]
-        return result(found, appointment_say(found, tz(), now()), history)
+        return result(found, say.appointment(found, tz(), now()), history)
 
     @tool(title="Update appointment details", annotations=LOCAL_EDIT)
     async def update_appointment(
@@ -350,18 +375,19 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
                 "attendee_email": attendee_email,
             },
         )
-        return result(changed, "I've updated the appointment details.")
+        return result(changed, say.updated())
 
     @tool(title="List event types", annotations=READ_ONLY)
     async def list_event_types(
-        refresh: Annotated[bool, Field(description="true to sync the list from Cal.com first.")] = False,
+        refresh: Annotated[
+            bool | None, Field(description="true to sync the list from Cal.com first. Default: false.")
+        ] = None,
     ) -> EventTypesResult:
         """The kinds of meeting that can be booked (id, length, location), and which one is the default."""
         types = await (service.refresh_event_types() if refresh else service.list_event_types())
         default = service.settings.event_type_id or next((t.id for t in types if not t.hidden), None)
         views = [EventTypeView.of(t, default) for t in types]
-        names = ", ".join(f"{v.title} ({v.length_minutes} minutes)" for v in views[:4])
-        say = f"We offer {names}." if views else "No meeting types are set up yet."
-        return EventTypesResult(event_types=views, say=say[:200])
+        sentence = say.event_types([v.title for v in views], [v.length_minutes for v in views])
+        return EventTypesResult(event_types=views, say=sentence)
 
     return server

@@ -1,4 +1,9 @@
-"""`tool_schemas/`: one JSON file per tool, written from the running server's own tool list."""
+"""`tool_schemas/`: every tool in every ecosystem's format, written from the running server's own tool list.
+
+tool_schemas/<tool>.json            MCP: name, title, description, inputSchema, outputSchema, annotations
+tool_schemas/openai/<tool>.json     OpenAI function calling, strict mode
+tool_schemas/anthropic/<tool>.json  Anthropic Messages API tool
+"""
 
 from __future__ import annotations
 
@@ -8,51 +13,66 @@ from typing import Any
 
 from appt_tools.mcp_server import build_server
 from appt_tools.runtime import open_service
+from appt_tools.schema_formats import anthropic_tool, openai_tool
 
 MEMORY_DB = "sqlite+aiosqlite:///:memory:"
+FORMATS = ("", "openai", "anthropic")
 
 
-async def current_schemas() -> dict[str, dict[str, Any]]:
-    """Each tool as the server lists it: name, title, description, inputSchema, outputSchema, annotations."""
+async def current_files() -> dict[str, dict[str, Any]]:
+    """What tool_schemas/ should hold, keyed by path relative to it."""
     async with open_service(database_url=MEMORY_DB, environ={}) as service:
         tools = await build_server(service).list_tools()
-    return {
-        tool.name: tool.model_dump(
+    files: dict[str, dict[str, Any]] = {}
+    for tool in tools:
+        description = tool.description or ""
+        files[f"{tool.name}.json"] = tool.model_dump(
             by_alias=True,
             exclude_none=True,
             mode="json",
             include={"name", "title", "description", "input_schema", "output_schema", "annotations"},
         )
-        for tool in tools
-    }
+        files[f"openai/{tool.name}.json"] = openai_tool(tool.name, description, tool.input_schema)
+        files[f"anthropic/{tool.name}.json"] = anthropic_tool(tool.name, description, tool.input_schema)
+    return files
 
 
 def render(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def write(directory: Path, schemas: dict[str, dict[str, Any]]) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+def _on_disk(directory: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for sub in FORMATS:
+        folder = directory / sub if sub else directory
+        for path in folder.glob("*.json"):
+            found[path.relative_to(directory).as_posix()] = path
+    return found
+
+
+def write(directory: Path, files: dict[str, dict[str, Any]]) -> list[Path]:
+    stale = _on_disk(directory)
     written = []
-    for stale in directory.glob("*.json"):
-        if stale.stem not in schemas:
-            stale.unlink()
-    for name, schema in schemas.items():
-        path = directory / f"{name}.json"
-        path.write_text(render(schema), encoding="utf-8")
+    for relative, content in files.items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(content), encoding="utf-8")
+        stale.pop(relative, None)
         written.append(path)
+    for path in stale.values():
+        path.unlink()
     return written
 
 
-def drift(directory: Path, schemas: dict[str, dict[str, Any]]) -> list[str]:
+def drift(directory: Path, files: dict[str, dict[str, Any]]) -> list[str]:
     """What differs between the files and the live tool list (empty when in step)."""
+    on_disk = _on_disk(directory)
     problems = []
-    on_disk = {p.stem: p for p in directory.glob("*.json")}
-    for name, schema in schemas.items():
-        path = on_disk.pop(name, None)
+    for relative, content in files.items():
+        path = on_disk.pop(relative, None)
         if path is None:
-            problems.append(f"{name}: no file {directory / (name + '.json')}")
-        elif path.read_text(encoding="utf-8") != render(schema):
-            problems.append(f"{name}: {path} differs from the live tool")
-    problems.extend(f"{name}: {path} has no live tool" for name, path in on_disk.items())
+            problems.append(f"{relative}: missing")
+        elif path.read_text(encoding="utf-8") != render(content):
+            problems.append(f"{relative}: differs from the live tool")
+    problems.extend(f"{relative}: no such live tool" for relative in on_disk)
     return problems

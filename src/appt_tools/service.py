@@ -240,7 +240,7 @@ class AppointmentService:
             )
         else:
             message = f"{opening} Nothing is free in the week around it; call find_slots with a later date."
-        return SlotUnavailable(message, alternatives)
+        return SlotUnavailable(message, alternatives, taken=taken)
 
     # --- booking ------------------------------------------------------------------------------
 
@@ -558,11 +558,16 @@ class AppointmentService:
         call_type: str | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
-        sort_by: str = "start",
-        sort_order: str = "asc",
-        page: int = 1,
-        page_size: int = 10,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
     ) -> SearchPage:
+        """None means the default: sorted by start, ascending, page 1 of 10."""
+        sort_by = sort_by or "start"
+        sort_order = sort_order or "asc"
+        page = 1 if page is None else page
+        page_size = 10 if page_size is None else page_size
         statuses = _statuses(status)
         if sort_by not in SORT_FIELDS:
             raise InvalidArgument("sort_by", f"{sort_by!r} is not sortable; use one of {', '.join(SORT_FIELDS)}.")

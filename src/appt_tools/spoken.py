@@ -1,4 +1,4 @@
-"""Times as a voice assistant says them: 'Tuesday, November 24 at 3:00 PM'."""
+"""Times as a voice assistant says them: 'Tuesday, November 24 at 3 PM'."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ def local(moment: datetime, tz_name: str) -> datetime:
 
 
 def clock(moment: datetime, tz_name: str) -> str:
-    """'3:00 PM', '10:30 AM'."""
+    """'3 PM', '10:30 AM': minutes only when there are some, as people say it."""
     at = local(moment, tz_name)
     hour = at.hour % 12 or 12
-    return f"{hour}:{at.minute:02d} {'AM' if at.hour < 12 else 'PM'}"
+    minutes = f":{at.minute:02d}" if at.minute else ""
+    return f"{hour}{minutes} {'AM' if at.hour < 12 else 'PM'}"
 
 
 def day(moment: datetime, tz_name: str) -> str:
@@ -25,21 +26,26 @@ def day(moment: datetime, tz_name: str) -> str:
 
 
 def when(moment: datetime, tz_name: str) -> str:
-    """'Tuesday, November 24 at 3:00 PM'."""
+    """'Tuesday, November 24 at 3 PM'."""
     return f"{day(moment, tz_name)} at {clock(moment, tz_name)}"
 
 
 def choices(moments: Sequence[datetime], tz_name: str) -> str:
-    """'Tuesday, November 24 at 3:00 PM or 3:30 PM', grouping times that share a day."""
+    """'Tuesday, November 24 at 3 PM or 3:30 PM', grouping times that share a day."""
     parts: list[str] = []
     last_day = None
     for moment in moments:
         this_day = day(moment, tz_name)
         parts.append(clock(moment, tz_name) if this_day == last_day else when(moment, tz_name))
         last_day = this_day
+    return join(parts, "or")
+
+
+def join(parts: Sequence[str], word: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
     if len(parts) <= 1:
         return "".join(parts)
-    return ", ".join(parts[:-1]) + " or " + parts[-1]
+    return ", ".join(parts[:-1]) + f" {word} " + parts[-1]
 
 
 def iso(moment: datetime, tz_name: str) -> str:

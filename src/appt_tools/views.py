@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from appt_tools import spoken
+from appt_tools import say, spoken
 from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
 from appt_tools.models import (
     Appointment,
@@ -26,7 +26,7 @@ SAY = "One short sentence the assistant can read aloud as is."
 class SlotView(BaseModel):
     start: str = Field(description="ISO 8601 start with the time zone's offset, e.g. '2026-11-24T15:00:00-05:00'.")
     end: str = Field(description="ISO 8601 end with offset.")
-    spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3:00 PM'.")
+    spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
 
     @classmethod
     def of(cls, slot: Slot, tz: str) -> SlotView:
@@ -49,16 +49,7 @@ class SlotsResult(BaseModel):
     def of(cls, found: SlotSearch) -> SlotsResult:
         tz = found.timezone
         slots = [SlotView.of(s, tz) for s in found.slots]
-        times = [s.start for s in found.slots]
-        asked = spoken.day(found.window_start, tz)
-        if found.later and times:
-            say = f"Nothing is free on {asked}. The next free times are {spoken.choices(times[:3], tz)}."
-        elif found.later:
-            say = f"Nothing is free on {asked} or in the two weeks after it."
-        elif len(times) <= 3:
-            say = f"I have {spoken.choices(times, tz)}."
-        else:
-            say = f"I have {len(times)} free times, the first being {spoken.choices(times[:3], tz)}."
+        say_text = say.slots(found.slots, tz, day_asked=found.window_start, later=found.later)
         return cls(
             timezone=tz,
             event_type_id=found.event_type.id,
@@ -67,7 +58,7 @@ class SlotsResult(BaseModel):
             slots=slots,
             requested_window_empty=found.later,
             truncated=found.truncated,
-            say=say,
+            say=say_text,
         )
 
 
@@ -84,7 +75,7 @@ class AppointmentView(BaseModel):
     label: str
     start: str = Field(description="ISO 8601 start in the business's time zone, with offset.")
     end: str = Field(description="ISO 8601 end in the business's time zone, with offset.")
-    start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3:00 PM'.")
+    start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
     timezone: str = Field(description="The zone `start` and `end` are shown in.")
     attendee_name: str
     attendee_email: str
@@ -154,26 +145,6 @@ class AppointmentResult(BaseModel):
     say: str = Field(description=SAY)
 
 
-def booked_say(a: Appointment, tz: str) -> str:
-    when = spoken.when(a.start, tz)
-    if a.status is AppointmentStatus.PENDING:
-        return f"I've requested {when} for {a.attendee_name}; the host still has to confirm it."
-    return f"You're booked for {when}. A confirmation is on its way to your e-mail."
-
-
-def rescheduled_say(a: Appointment, tz: str) -> str:
-    return f"Done, it's moved to {spoken.when(a.start, tz)}. An updated invite is on its way."
-
-
-def cancelled_say(a: Appointment, tz: str) -> str:
-    return f"The appointment on {spoken.when(a.start, tz)} is cancelled."
-
-
-def appointment_say(a: Appointment, tz: str, now: datetime) -> str:
-    status = a.effective_status(now).value
-    return f"{a.title} on {spoken.when(a.start, tz)} is {status}."
-
-
 class SearchResult(BaseModel):
     items: list[AppointmentView]
     total: int = Field(description="Matches over all pages.")
@@ -185,20 +156,14 @@ class SearchResult(BaseModel):
     @classmethod
     def of(cls, found: SearchPage, tz: str, now: datetime) -> SearchResult:
         pages = max(1, -(-found.total // found.page_size))
-        if found.total == 0:
-            say = "I couldn't find any matching appointments."
-        elif found.total == 1 and found.items:
-            only = found.items[0]
-            say = f"I found one: {only.title} on {spoken.when(only.start, tz)}, {only.effective_status(now).value}."
-        else:
-            say = f"I found {found.total} matching appointments."
+        first = found.items[0] if found.items else None
         return cls(
             items=[AppointmentView.of(a, tz, now) for a in found.items],
             total=found.total,
             page=found.page,
             page_size=found.page_size,
             total_pages=pages,
-            say=say,
+            say=say.search(found.total, first, tz, now),
         )
 
 
@@ -243,31 +208,12 @@ class ErrorView(BaseModel):
 
     @classmethod
     def of(cls, error: AppError, tz: str) -> ErrorView:
-        alternatives = None
-        say = "Sorry, something went wrong on my side."
-        field = None
-        if isinstance(error, SlotUnavailable):
-            alternatives = [SlotView.of(s, tz) for s in error.alternatives]
-            offer = spoken.choices([s.start for s in error.alternatives], tz)
-            say = (
-                f"That time isn't available. I can offer {offer} instead."
-                if offer
-                else ("That time isn't available, and nothing is free close to it.")
-            )
-        elif isinstance(error, InvalidArgument):
-            field = error.field
-            say = "I need to check one of the details again."
-        elif error.code in ("calcom_unavailable", "calcom_rate_limited"):
-            say = "The calendar isn't answering right now; please give me a moment."
-        elif error.code in ("already_cancelled",):
-            say = "That appointment is already cancelled."
-        elif error.code == "appointment_not_found":
-            say = "I couldn't find that appointment."
+        alternatives = [SlotView.of(s, tz) for s in error.alternatives] if isinstance(error, SlotUnavailable) else None
         return cls(
             code=error.code,
             message=error.message,
             retryable=error.retryable,
-            field=field,
+            field=error.field if isinstance(error, InvalidArgument) else None,
             alternatives=alternatives,
-            say=say[:200],
+            say=say.error(error, tz),
         )
