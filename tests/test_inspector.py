@@ -1,0 +1,75 @@
+"""A real MCP client we did not write: the official MCP Inspector CLI (from npm), over streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from helpers import next_weekday
+
+pytestmark = pytest.mark.e2e
+INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"  # the release that runs on node 20 (shared/mcp/NOTES.md)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _http_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
+    env["APPT_TOOLS_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'inspector.db'}"
+    command = [sys.executable, "-m", "appt_tools", "serve", "--sandbox", "--transport", "http", "--port", str(port)]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as server:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert server.poll() is None, "the server exited"
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _inspector(url: str, *args: str) -> dict[str, object]:
+    npx = shutil.which("npx")
+    assert npx, "node's npx is needed for the MCP Inspector test (.ci/run installs nothing else for it)"
+    done = subprocess.run(
+        [npx, "-y", INSPECTOR, "--cli", url, *args], capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_the_mcp_inspector_lists_and_calls_our_tools_over_streamable_http(tmp_path):
+    with _http_server(tmp_path) as url:
+        listed = _inspector(url, "--method", "tools/list")
+        tools = {t["name"]: t for t in listed["tools"]}  # type: ignore[union-attr,index]
+        assert len(tools) == 8
+        assert tools["book_appointment"]["inputSchema"]["additionalProperties"] is False
+        called = _inspector(
+            url, "--method", "tools/call", "--tool-name", "find_slots", "--tool-arg", f"date={next_weekday()}"
+        )
+        assert called.get("isError") is not True, called
+        content = called["structuredContent"]
+        assert content["slots"] and content["say"].startswith("I have")  # type: ignore[index]
