@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -41,7 +43,12 @@ async def store(db_url: str) -> AsyncIterator[Store]:
         yield opened
 
 
+_distinct_starts = itertools.count()
+
+
 def new_appointment(**overrides: Any) -> NewAppointment:
+    # Each default start is its own minute: only one unbooked (in-flight) appointment may hold a start.
+    offset = timedelta(days=1, minutes=next(_distinct_starts))
     fields: dict[str, Any] = {
         "title": "Consultation",
         "description": "First visit",
@@ -53,8 +60,8 @@ def new_appointment(**overrides: Any) -> NewAppointment:
         "from_number": "+15550000002",
         "call_type": "inbound",
         "event_type_id": 7,
-        "start": NOW + timedelta(days=1),
-        "end": NOW + timedelta(days=1, minutes=30),
+        "start": NOW + offset,
+        "end": NOW + offset + timedelta(minutes=30),
         "timezone": "America/New_York",
     }
     fields.update(overrides)
@@ -497,9 +504,10 @@ async def _status_zoo(store: Store) -> dict[str, Appointment]:
         "cancelled_future": (future, {"booking_uid": "u-cf", "status": "cancelled"}),
         "failed_past": (past, {"status": "failed"}),
     }
+    # A distinct second each: two unbooked (in-flight) appointments may not share a start.
     return {
-        name: await add(store, changes, start=start, end=start + timedelta(minutes=30))
-        for name, (start, changes) in cases.items()
+        name: await add(store, changes, start=start + timedelta(seconds=n), end=start + timedelta(minutes=30))
+        for n, (name, (start, changes)) in enumerate(cases.items())
     }
 
 
@@ -578,10 +586,14 @@ async def test_start_range_includes_its_start_and_excludes_its_end(store: Store)
 
 
 async def test_filters_combine_and_total_counts_the_whole_filter(store: Store) -> None:
-    matching = [(await add(store, label="vip", call_type="web", title=f"Zebra {n}")).id for n in range(4)]
-    await add(store, label="vip", call_type="inbound", title="Zebra x")
-    await add(store, label="other", call_type="web", title="Zebra y")
-    await add(store, label="vip", call_type="web", title="Lion")
+    same = {"start": NOW + timedelta(days=1), "end": NOW + timedelta(days=1, hours=1)}
+    booked = (({"booking_uid": f"u-{n}"}) for n in itertools.count())
+    matching = [
+        (await add(store, next(booked), label="vip", call_type="web", title=f"Zebra {n}", **same)).id for n in range(4)
+    ]
+    await add(store, next(booked), label="vip", call_type="inbound", title="Zebra x", **same)
+    await add(store, next(booked), label="other", call_type="web", title="Zebra y", **same)
+    await add(store, next(booked), label="vip", call_type="web", title="Lion", **same)
 
     page = await store.search(SearchQuery(text="zebra", label="VIP", call_type="web", page_size=2), now=NOW)
 
@@ -656,7 +668,10 @@ async def test_search_sorts_by_every_field_with_id_breaking_ties(
 
 async def test_pages_are_stable_disjoint_and_cover_everything(store: Store) -> None:
     same_start = NOW + timedelta(days=1)
-    all_ids = {(await add(store, start=same_start, end=same_start + timedelta(hours=1))).id for _ in range(7)}
+    all_ids = {
+        (await add(store, {"booking_uid": f"u-{n}"}, start=same_start, end=same_start + timedelta(hours=1))).id
+        for n in range(7)
+    }
 
     pages = [await store.search(SearchQuery(page=page, page_size=3), now=NOW) for page in (1, 2, 3, 4)]
 

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings_sub.add_parser("show")
     setter = settings_sub.add_parser("set", help="store a setting (the environment still wins)")
     setter.add_argument("key", choices=config.SETTING_KEYS)
-    setter.add_argument("value", nargs="?", help="omit for calcom_api_key: it is asked for without echo")
+    setter.add_argument("value", nargs="?", help="omit for secrets (API keys): they are asked for without echo")
     unset = settings_sub.add_parser("unset", help="remove a stored setting")
     unset.add_argument("key", choices=config.SETTING_KEYS)
 
@@ -130,24 +130,22 @@ async def _settings(args: argparse.Namespace) -> int:
     async with Store.from_url(config.database_url()) as store:
         if args.action == "set":
             value = args.value
+            secret = args.key in config.SECRET_KEYS
             if value is None:
-                if args.key != "calcom_api_key":
+                if not secret:
                     _say(f"error: {args.key} needs a value")
                     return 2
-                value = getpass.getpass("Cal.com API key (input hidden): ")
+                value = getpass.getpass(f"{args.key} (input hidden): ")
             config.parse_setting(args.key, value)  # refuse a bad value before storing it
             await store.set_setting(args.key, value.strip())
-            _say(f"stored {args.key}" + (f" = {value.strip()}" if args.key != "calcom_api_key" else ""))
+            _say(f"stored {args.key}" + ("" if secret else f" = {value.strip()}"))
         elif args.action == "unset":
             await store.set_setting(args.key, None)
             _say(f"removed stored {args.key}")
         settings = config.resolve(await store.get_settings())
     print(f"database_url      {config.database_url()}")
     for key in config.SETTING_KEYS:
-        value = settings.masked_key() if key == "calcom_api_key" else getattr(settings, key)
-        print(
-            f"{key:<17} {value if value not in (None, '') else '(not set)'}  [{settings.sources.get(key, 'default')}]"
-        )
+        print(f"{key:<17} {settings.shown(key)}  [{settings.sources.get(key, 'default')}]")
     return 0
 
 

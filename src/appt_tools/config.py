@@ -1,7 +1,8 @@
 """Settings: read once at the entry point and passed down. The environment wins over stored values.
 
-The Cal.com API key is a `SecretStr`: it prints as '**********' and is only unwrapped by the
-Cal.com client's constructor.
+Secrets (the Cal.com API key, the HTTP API keys, the Vapi secret and the Retell API key) are
+`SecretStr`: they print as '**********', are shown masked by `settings show`, and are only unwrapped
+where they are used (the Cal.com client's constructor, the HTTP app's credential checks).
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ ENV = {
     "timezone": "APPT_TOOLS_TIMEZONE",
     "duration_minutes": "APPT_TOOLS_DURATION_MINUTES",
     "business_name": "APPT_TOOLS_BUSINESS_NAME",
+    "http_api_keys": "APPT_TOOLS_HTTP_API_KEYS",
+    "vapi_secret": "APPT_TOOLS_VAPI_SECRET",
+    "retell_api_key": "APPT_TOOLS_RETELL_API_KEY",
 }
 DATABASE_ENV = "APPT_TOOLS_DATABASE_URL"
 SETTING_KEYS = tuple(ENV)
+# Asked for without echo when `settings set` gets no value, and shown masked.
+SECRET_KEYS = ("calcom_api_key", "http_api_keys", "vapi_secret", "retell_api_key")
+# Long enough that guessing is hopeless; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes one.
+MIN_HTTP_KEY_LENGTH = 24
 Source = Literal["environment", "stored", "default"]
 
 
@@ -48,6 +56,9 @@ class Settings(BaseModel):
     timezone: str | None = None
     duration_minutes: int | None = None
     business_name: str = ""
+    http_api_keys: tuple[SecretStr, ...] = ()
+    vapi_secret: SecretStr | None = None
+    retell_api_key: SecretStr | None = None
     sources: dict[str, Source] = {}
 
     def masked_key(self) -> str:
@@ -56,14 +67,28 @@ class Settings(BaseModel):
         raw = self.calcom_api_key.get_secret_value()
         return f"{raw[:4]}…{raw[-4:]}" if len(raw) > 12 else "****"
 
+    def shown(self, key: str) -> str:
+        """A setting as `settings show` prints it: secrets masked, HTTP keys by their last four characters
+        only (enough to tell which one to revoke)."""
+        if key == "calcom_api_key":
+            return self.masked_key()
+        value = getattr(self, key)
+        if key == "http_api_keys":
+            return ", ".join(f"…{k.get_secret_value()[-4:]}" for k in value) or "(not set)"
+        if isinstance(value, SecretStr):
+            return "****"
+        return "(not set)" if value in (None, "") else str(value)
+
 
 def parse_setting(key: str, value: str) -> object:
     """Validate one setting as typed by a person; raises InvalidArgument naming the key."""
     value = value.strip()
-    if key == "calcom_api_key":
+    if key in ("calcom_api_key", "vapi_secret", "retell_api_key"):
         if not value:
             raise InvalidArgument(key, "must not be empty.")
         return SecretStr(value)
+    if key == "http_api_keys":
+        return _http_api_keys(value)
     if key == "calcom_base_url":
         if not value.startswith(("http://", "https://")):
             raise InvalidArgument(key, f"{value!r} is not an http(s) URL; e.g. 'https://api.cal.com'.")
@@ -78,6 +103,21 @@ def parse_setting(key: str, value: str) -> object:
     if key == "business_name":
         return validation.text(key, value)
     raise InvalidArgument("key", f"unknown setting {key!r}; use one of {', '.join(SETTING_KEYS)}.")
+
+
+def _http_api_keys(value: str) -> tuple[SecretStr, ...]:
+    """Comma-separated bearer keys. The messages never repeat a key, not even a bad one."""
+    keys = [part.strip() for part in value.split(",") if part.strip()]
+    if not keys:
+        raise InvalidArgument("http_api_keys", "must list at least one key (several are separated by commas).")
+    for number, key in enumerate(keys, 1):
+        if len(key) < MIN_HTTP_KEY_LENGTH or any(c.isspace() for c in key):
+            raise InvalidArgument(
+                "http_api_keys",
+                f"key {number} is too short or contains spaces; use at least {MIN_HTTP_KEY_LENGTH} characters, "
+                'e.g. from: python -c "import secrets; print(secrets.token_urlsafe(32))".',
+            )
+    return tuple(SecretStr(key) for key in keys)
 
 
 def resolve(stored: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:

@@ -6,6 +6,7 @@
     ├── NotFound                  appointment_not_found / event_type_not_found
     ├── Conflict                  already_cancelled, not_reschedulable
     ├── SlotUnavailable           slot_unavailable: carries the nearest free alternatives
+    ├── SlotHeld                  slot_held: another booking for that start is in flight (internal)
     ├── NotConfigured             calcom_not_configured: no API key
     └── CalcomError               any failure talking to Cal.com
         ├── CalcomAuthError       calcom_auth_failed (401/403)
@@ -65,6 +66,17 @@ class SlotUnavailable(AppError):
         super().__init__(message)
         self.alternatives = tuple(alternatives)
         self.taken = taken  # Cal.com refused it just now (a race), rather than it never being free
+
+
+class SlotHeld(AppError):
+    """Another booking for this start is in flight right now (the store's guard, before Cal.com is asked)."""
+
+    code = "slot_held"
+    retryable = True
+
+    def __init__(self, holder_id: str) -> None:
+        super().__init__("Another booking for this time is being made right now; try again in a moment.")
+        self.holder_id = holder_id
 
 
 class NotConfigured(AppError):

@@ -170,6 +170,25 @@ class Appointment(NewAppointment):
         return self.status
 
 
+class IdempotencyRecord(_Frozen):
+    """What a caller's idempotency key stands for: a request (by hash) and, once known, its outcome."""
+
+    key: str
+    request_hash: str
+    appointment_id: str | None = None
+    done: bool = False
+    error: dict[str, object] | None = Field(default=None, description="code, message, retryable of a failed first call.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class Claim(_Frozen):
+    """The result of claiming a key: `mine` when this call should do the work."""
+
+    record: IdempotencyRecord
+    mine: bool
+
+
 AppointmentChanges = dict[str, object]
 
 SortField = Literal[

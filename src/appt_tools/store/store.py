@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from appt_tools.errors import SlotHeld
 from appt_tools.models import (
     Appointment,
     AppointmentStatus,
+    Claim,
     EventType,
     HistoryEntry,
+    IdempotencyRecord,
     NewAppointment,
     SearchPage,
     SearchQuery,
@@ -43,6 +47,7 @@ from appt_tools.store.tables import (
     BookingUidRow,
     EventTypeRow,
     HistoryRow,
+    IdempotencyRow,
     SettingRow,
 )
 
@@ -93,15 +98,38 @@ class Store:
 
     # --- appointments ---------------------------------------------------------------------
 
-    async def add_appointment(self, new: NewAppointment, *, now: datetime) -> Appointment:
-        """Record `new` as pending (no booking uid yet), with a 'created' history entry."""
+    async def add_appointment(
+        self, new: NewAppointment, *, now: datetime, idempotency_key: str | None = None
+    ) -> Appointment:
+        """Record `new` as pending (no booking uid yet), with a 'created' history entry, and link it to
+        `idempotency_key` in the same transaction. SlotHeld: another booking for that start is in flight."""
         now = utc(now, "now")
         row = appointment_row(new_appointment_id(), new, now)
-        async with self._write() as session, session.begin():
-            session.add(row)
-            await session.flush()
-            session.add(history_row(row.id, HistoryEntry(at=now, action="created", to_start=row.start_at)))
+        try:
+            async with self._write() as session, session.begin():
+                session.add(row)
+                await session.flush()
+                session.add(history_row(row.id, HistoryEntry(at=now, action="created", to_start=row.start_at)))
+                if idempotency_key is not None:
+                    claimed = await session.get(IdempotencyRow, idempotency_key, with_for_update=True)
+                    if claimed is not None:
+                        claimed.appointment_id = row.id
+                        claimed.updated_at = now
+        except IntegrityError:
+            holder = await self._in_flight_at(row.start_at)
+            if holder is None:
+                raise
+            raise SlotHeld(holder) from None
         return appointment_from_row(row, ())
+
+    async def _in_flight_at(self, start: datetime) -> str | None:
+        statement = select(AppointmentRow.id).where(
+            AppointmentRow.start_at == start,
+            AppointmentRow.status == AppointmentStatus.PENDING.value,
+            AppointmentRow.booking_uid.is_(None),
+        )
+        async with self._read() as session, session.begin():
+            return await session.scalar(statement)
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
         async with self._read() as session, session.begin():
@@ -214,6 +242,49 @@ class Store:
             items = tuple(appointment_from_row(row, uids.get(row.id, [])) for row in rows)
         return SearchPage(items=items, total=total, page=query.page, page_size=query.page_size)
 
+    # --- idempotency keys ----------------------------------------------------------------------
+
+    async def claim_key(self, key: str, request_hash: str, *, now: datetime, stale_after: timedelta) -> Claim:
+        """Claim `key` for a request, atomically across processes. `mine` is False when another call
+        holds it (done, or in flight and touched within `stale_after`); a stale claim is taken over."""
+        now = utc(now, "now")
+        async with self._write() as session, session.begin():
+            row = await session.get(IdempotencyRow, key, with_for_update=True)
+            if row is None:
+                row = IdempotencyRow(key=key, request_hash=request_hash, done=False, created_at=now, updated_at=now)
+                session.add(row)
+                await session.flush()
+                return Claim(record=_key_from_row(row), mine=True)
+            stale = not row.done and row.request_hash == request_hash and utc(row.updated_at, "at") <= now - stale_after
+            if stale:
+                row.updated_at = now
+            return Claim(record=_key_from_row(row), mine=stale)
+
+    async def get_key(self, key: str) -> IdempotencyRecord | None:
+        async with self._read() as session, session.begin():
+            row = await session.get(IdempotencyRow, key)
+            return None if row is None else _key_from_row(row)
+
+    async def finish_key(
+        self,
+        key: str,
+        *,
+        now: datetime,
+        appointment_id: str | None = None,
+        error: Mapping[str, object] | None = None,
+    ) -> None:
+        """Record the outcome the key stands for from now on."""
+        now = utc(now, "now")
+        async with self._write() as session, session.begin():
+            row = await session.get(IdempotencyRow, key, with_for_update=True)
+            if row is None:
+                raise KeyError(key)
+            row.done = True
+            row.error = dict(error) if error is not None else None
+            if appointment_id is not None:
+                row.appointment_id = appointment_id
+            row.updated_at = now
+
     # --- event types --------------------------------------------------------------------------
 
     async def replace_event_types(self, event_types: Sequence[EventType], *, now: datetime) -> None:
@@ -261,6 +332,18 @@ class Store:
                 session.add(SettingRow(key=key, value=value))
             else:
                 row.value = value
+
+
+def _key_from_row(row: IdempotencyRow) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        key=row.key,
+        request_hash=row.request_hash,
+        appointment_id=row.appointment_id,
+        done=row.done,
+        error=row.error,
+        created_at=utc(row.created_at, "created_at"),
+        updated_at=utc(row.updated_at, "updated_at"),
+    )
 
 
 def _column_value(appointment: Appointment, field: str) -> object:

@@ -7,13 +7,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 STORED_STATUSES = ("pending", "active", "rescheduled", "cancelled", "failed")
 _CALL_TYPES = ("inbound", "outbound", "web")
+IN_FLIGHT = "status = 'pending' AND booking_uid IS NULL"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -85,6 +98,16 @@ class AppointmentRow(Base):
         CheckConstraint(_in("call_type", _CALL_TYPES), name="call_type"),
         # Unique, but NULL (not yet booked) may repeat: both SQLite and PostgreSQL allow that.
         Index(None, "booking_uid", unique=True),
+        # At most one booking in flight (recorded, Cal.com not yet answered) per start, across every
+        # process sharing the database: a concurrent second attempt waits instead of racing Cal.com.
+        # Confirmed bookings are not constrained here; Cal.com is the authority on those.
+        Index(
+            "uq_appointments_in_flight_start",
+            "start_at",
+            unique=True,
+            sqlite_where=text(IN_FLIGHT),
+            postgresql_where=text(IN_FLIGHT),
+        ),
         # Filters and sort keys.
         Index(None, "start_at"),
         Index(None, "end_at"),
@@ -149,3 +172,17 @@ class SettingRow(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class IdempotencyRow(Base):
+    """A caller's idempotency key (scoped by tool) and what it produced."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
