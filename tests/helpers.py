@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx2
+
 HOST_TZ = "America/New_York"
 BUSINESS_ENV = {"APPT_TOOLS_TIMEZONE": HOST_TZ, "APPT_TOOLS_BUSINESS_NAME": "Acme Dental"}
 
@@ -31,3 +33,44 @@ def booking_args(start: str, **overrides: object) -> dict[str, object]:
     }
     args.update(overrides)
     return args
+
+
+class Flaky(httpx2.AsyncBaseTransport):
+    """A real HTTP transport to the sandbox that fails chosen requests, before they reach it or after
+    it has carried them out (the answer lost). Rules: (method, path prefix, phase, what), used up in order."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.AsyncHTTPTransport()
+        self.rules: list[tuple[str, str, str, Exception | httpx2.Response]] = []
+        self.seen: list[str] = []
+
+    def fail(self, method: str, path: str, what: Exception | httpx2.Response, *, after: bool = False) -> None:
+        self.rules.append((method, path, "after" if after else "before", what))
+
+    def _take(self, request: httpx2.Request, phase: str) -> Exception | httpx2.Response | None:
+        for rule in self.rules:
+            method, path, when, what = rule
+            if when == phase and request.method == method and request.url.path.startswith(path):
+                self.rules.remove(rule)
+                return what
+        return None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.seen.append(f"{request.method} {request.url.path}")
+        before = self._take(request, "before")
+        if isinstance(before, Exception):
+            raise before
+        if before is not None:
+            return before
+        response = await self._inner.handle_async_request(request)
+        after = self._take(request, "after")
+        if after is None:
+            return response
+        await response.aread()
+        await response.aclose()
+        if isinstance(after, Exception):
+            raise after
+        return after
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta

@@ -119,7 +119,19 @@ class CalcomRateLimited(CalcomError):
 
 
 class CalcomUnavailable(CalcomError):
-    """5xx, timeout or connection failure. For a POST, the outcome may be unknown."""
+    """5xx, timeout or connection failure. `outcome_unknown`: a write may have been carried out
+    anyway, so look it up before retrying it."""
 
     code = "calcom_unavailable"
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, retryable=retryable)
+        self.outcome_unknown = outcome_unknown

@@ -70,6 +70,13 @@ TimeZone = Annotated[
 EventTypeId = Annotated[
     int | None, Field(description="Cal.com event type id from list_event_types. Default: the configured one.")
 ]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="A unique id for this request, e.g. 'call-7f3a-book-1'. A repeat with the same key returns the "
+        "first result and never books twice; use a new key for each new request."
+    ),
+]
 AppointmentId = Annotated[
     str,
     Field(
@@ -255,6 +262,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
         duration_minutes: Annotated[
             int | None, Field(description="Length, only for event types that offer several.")
         ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> AppointmentResult:
         """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
         the call's numbers and type. Only book a slot the caller agreed to. On `slot_unavailable`, offer the
@@ -273,6 +281,7 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             event_type_id=event_type_id,
             timezone=timezone,
             duration_minutes=duration_minutes,
+            idempotency_key=idempotency_key,
         )
         return result(booked, say.booked(booked, tz()))
 
@@ -288,10 +297,13 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             str | None,
             Field(description="IANA zone to read `new_start` in when it has no offset, e.g. 'America/New_York'."),
         ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> AppointmentResult:
         """Move an appointment to a new free time. Cal.com makes a new booking uid and notifies the attendee;
         the appointment id stays the same. Cancelled appointments cannot be moved."""
-        moved = await service.reschedule(appointment_id, new_start, reason=reason, timezone=timezone)
+        moved = await service.reschedule(
+            appointment_id, new_start, reason=reason, timezone=timezone, idempotency_key=idempotency_key
+        )
         return result(moved, say.rescheduled(moved, tz()))
 
     @tool(title="Cancel an appointment", annotations=CHANGES_BOOKING)
@@ -301,9 +313,10 @@ def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> 
             str | None,
             Field(description="Why, e.g. 'Caller no longer needs it'. Default: cancelled at the caller's request."),
         ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> AppointmentResult:
         """Cancel an appointment in Cal.com (the attendee is notified). Permanent: it stays searchable as cancelled."""
-        cancelled = await service.cancel(appointment_id, reason=reason)
+        cancelled = await service.cancel(appointment_id, reason=reason, idempotency_key=idempotency_key)
         return result(cancelled, say.cancelled(cancelled, tz()))
 
     @tool(title="Search appointments", annotations=LOCAL_READ)

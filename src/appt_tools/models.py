@@ -177,7 +177,9 @@ class IdempotencyRecord(_Frozen):
     request_hash: str
     appointment_id: str | None = None
     done: bool = False
-    error: dict[str, object] | None = Field(default=None, description="code, message, retryable of a failed first call.")
+    error: dict[str, object] | None = Field(
+        default=None, description="code, message, retryable of a failed first call."
+    )
     created_at: datetime
     updated_at: datetime
 

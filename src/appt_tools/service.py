@@ -9,16 +9,21 @@ with `last_error` saying so, never `active`.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 from appt_tools import spoken, validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import Settings
 from appt_tools.errors import (
+    AppError,
     CalcomError,
     CalcomRejected,
     CalcomSlotTaken,
@@ -28,6 +33,7 @@ from appt_tools.errors import (
     LockedField,
     NotConfigured,
     NotFound,
+    SlotHeld,
     SlotUnavailable,
 )
 from appt_tools.models import (
@@ -53,6 +59,11 @@ DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
 ALTERNATIVES = 3
 LOOKAHEAD = timedelta(days=14)
 MAX_SLOTS = 100
+# How long a call waits for another one doing the same booking (same key, or same slot in flight).
+PEER_WAIT_SECONDS = 15.0
+POLL_SECONDS = 0.05
+# A claimed idempotency key untouched this long belongs to a call that died (a crash): taken over.
+KEY_STALE_AFTER = timedelta(minutes=2)
 NOT_CONFIGURED = (
     "Cal.com is not configured: set APPT_TOOLS_CALCOM_API_KEY (or run 'appt-tools settings set calcom_api_key …'), "
     "or start with --sandbox to try it without an account."
@@ -214,11 +225,12 @@ class AppointmentService:
 
     async def _check_free(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
-    ) -> None:
-        """Raise SlotUnavailable (with the nearest free slots) unless `start` is a free slot."""
+    ) -> list[Slot]:
+        """The free slots around `start`; SlotUnavailable (with the nearest ones) unless `start` is one."""
         around = await self._near(event_type, start, length, rescheduling=rescheduling)
         if not any(s.start == start for s in around):
             raise self._unavailable(start, _nearest(around, start), taken=False)
+        return around
 
     async def _taken(self, event_type: EventType, start: datetime, length: int) -> SlotUnavailable:
         """Cal.com refused `start` as taken: the error, with fresh alternatives when Cal.com gives them."""
@@ -260,6 +272,7 @@ class AppointmentService:
         event_type_id: int | None = None,
         timezone: str | None = None,
         duration_minutes: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Appointment:
         now = self._clock()
         name = validation.text("attendee_name", attendee_name, required=True)
@@ -271,6 +284,7 @@ class AppointmentService:
             validation.zone("timezone", timezone)
         when = validation.instant("start", start, timezone)
         validation.in_future("start", when, now, tz_name=timezone or self.timezone)
+        key = validation.idempotency_key(idempotency_key)
         event_type = await self.event_type(event_type_id)
         length = self._duration(event_type, duration_minutes)
         new = NewAppointment(
@@ -288,41 +302,85 @@ class AppointmentService:
             end=(when + timedelta(minutes=length)).astimezone(UTC),
             timezone=timezone or self.timezone,
         )
-        already = await self._same_booking(new)
-        if already is not None:
-            return already
-        await self._check_free(event_type, new.start, length)
-
-        appointment = await self.store.add_appointment(new, now=self._clock())
-        request = BookingRequest(
-            start=new.start,
-            event_type_id=event_type.id,
-            attendee_name=name,
-            attendee_email=mail,
-            attendee_time_zone=new.timezone,
-            attendee_phone={"inbound": from_e164, "outbound": to_e164}.get(kind),
-            length_minutes=length if event_type.length_options else None,
-            metadata={"appointment_id": appointment.id, "call_type": kind},
+        return await self._keyed(
+            "book",
+            key,
+            {**new.model_dump(mode="json"), "duration": length},
+            work=lambda scoped: self._book(new, event_type, length, scoped),
+            resume=lambda appointment: self._settle_booking(appointment, event_type, length),
         )
+
+    async def _book(self, new: NewAppointment, event_type: EventType, length: int, key: str | None) -> Appointment:
+        joined = await self._join_same(new, event_type, length)
+        if joined is not None:
+            return joined
         try:
-            booking = await self.calcom.create_booking(request)
-        except CalcomSlotTaken as exc:
-            await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
-            raise await self._taken(event_type, new.start, length) from exc
-        except CalcomUnavailable as exc:
-            found = await self._find_created(request)
-            if found is None:
-                await self._unknown(appointment, exc)
-                raise CalcomUnavailable(
-                    "The calendar did not confirm this booking in time, so it is not confirmed yet. Do not book "
-                    f"again: check it later with get_appointment (id {appointment.id}).",
-                    status=exc.status,
-                    retryable=False,
-                ) from exc
-            booking = found
-        except CalcomError as exc:
-            await self._fail(appointment, f"Cal.com refused the booking: {exc.message}")
+            around = await self._check_free(event_type, new.start, length)
+        except SlotUnavailable:
+            # Not free: perhaps because a concurrent identical call has just booked it.
+            joined = await self._join_same(new, event_type, length)
+            if joined is not None:
+                return joined
             raise
+        for _ in range(2):
+            try:
+                appointment = await self.store.add_appointment(new, now=self._clock(), idempotency_key=key)
+            except SlotHeld as held:
+                holder = await self._wait_settled(held.holder_id)
+                if holder is not None and holder.booking_uid is not None and _same_request(holder, new):
+                    return holder
+                if holder is None or holder.status is AppointmentStatus.FAILED:
+                    continue  # the other attempt failed: the slot may be ours after all
+                others = [s for s in around if s.start != new.start]
+                raise self._unavailable(new.start, _nearest(others, new.start), taken=True) from None
+            return await self._settle_booking(appointment, event_type, length)
+        raise self._unavailable(new.start, _nearest([s for s in around if s.start != new.start], new.start), taken=True)
+
+    async def _settle_booking(self, appointment: Appointment, event_type: EventType, length: int) -> Appointment:
+        """Take a recorded appointment to its outcome: booked (uid), failed, or still unknown (raises)."""
+        if appointment.booking_uid is not None or appointment.status is not AppointmentStatus.PENDING:
+            return appointment
+        request = BookingRequest(
+            start=appointment.start,
+            event_type_id=event_type.id,
+            attendee_name=appointment.attendee_name,
+            attendee_email=appointment.attendee_email,
+            attendee_time_zone=appointment.timezone,
+            attendee_phone={"inbound": appointment.from_number, "outbound": appointment.to_number}.get(
+                appointment.call_type
+            ),
+            length_minutes=length if event_type.length_options else None,
+            metadata={"appointment_id": appointment.id, "call_type": appointment.call_type},
+        )
+        # An earlier attempt whose answer was lost may have booked it: look before booking again.
+        booking = await self._find_created(request) if appointment.last_error else None
+        if booking is None:
+            try:
+                booking = await self.calcom.create_booking(request)
+            except CalcomSlotTaken as exc:
+                twin = await self._booked_twin(appointment)
+                if twin is not None:  # the same request, booked a moment ago by a concurrent call
+                    await self._fail(appointment, f"Same request as {twin.id}, which was booked first.")
+                    return twin
+                await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
+                raise await self._taken(event_type, appointment.start, length) from exc
+            except CalcomUnavailable as exc:
+                found = await self._find_created(request)
+                if found is None:
+                    await self._unknown(appointment, exc)
+                    raise CalcomUnavailable(
+                        "The calendar did not confirm this booking in time, so it is not confirmed yet. Do not book "
+                        f"again: check it later with get_appointment (id {appointment.id}).",
+                        status=exc.status,
+                        retryable=False,
+                    ) from exc
+                booking = found
+            except CalcomError as exc:
+                await self._fail(appointment, f"Cal.com refused the booking: {exc.message}")
+                raise
+        return await self._record_booked(appointment, booking)
+
+    async def _record_booked(self, appointment: Appointment, booking: Booking) -> Appointment:
         return await self.store.update_appointment(
             appointment.id,
             {
@@ -343,7 +401,93 @@ class AppointmentService:
             ),
         )
 
-    async def _same_booking(self, new: NewAppointment) -> Appointment | None:
+    async def _wait_settled(self, appointment_id: str) -> Appointment | None:
+        """Wait (bounded) while another call books `appointment_id`; its state when settled or on time-out."""
+        deadline = monotonic() + PEER_WAIT_SECONDS
+        while True:
+            current = await self.store.get_appointment(appointment_id)
+            in_flight = (
+                current is not None and current.status is AppointmentStatus.PENDING and current.booking_uid is None
+            )
+            if not in_flight or (current is not None and current.last_error) or monotonic() >= deadline:
+                return current
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _keyed(
+        self,
+        tool: str,
+        key: str | None,
+        payload: Mapping[str, object],
+        *,
+        work: Callable[[str | None], Awaitable[Appointment]],
+        resume: Callable[[Appointment], Awaitable[Appointment]],
+    ) -> Appointment:
+        """Run `work` once per idempotency key. A repeat gets the first call's result (waiting while it is
+        in flight); after an unknown outcome the repeat `resume`s, which looks in Cal.com before acting."""
+        if key is None:
+            return await work(None)
+        scoped = f"{tool}:{key}"
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        deadline = monotonic() + PEER_WAIT_SECONDS
+        while True:
+            claim = await self.store.claim_key(scoped, digest, now=self._clock(), stale_after=KEY_STALE_AFTER)
+            if claim.record.request_hash != digest:
+                raise InvalidArgument(
+                    "idempotency_key", "was already used for a different request; use a new key for each new request."
+                )
+            if claim.mine:
+                break
+            if claim.record.done:
+                return await self._replay(claim.record.error, claim.record.appointment_id)
+            if monotonic() >= deadline:
+                raise Conflict(
+                    "The same request is still being processed; try again in a moment.",
+                    code="in_progress",
+                    retryable=True,
+                )
+            await asyncio.sleep(POLL_SECONDS)
+        try:
+            linked = claim.record.appointment_id
+            existing = await self.store.get_appointment(linked) if linked else None
+            appointment = await (resume(existing) if existing is not None else work(scoped))
+        except CalcomUnavailable:
+            await self.store.release_key(scoped)  # the outcome is unknown: a repeat resumes and looks first
+            raise
+        except AppError as exc:
+            error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+            await self.store.finish_key(scoped, now=self._clock(), error=error)
+            raise
+        await self.store.finish_key(scoped, now=self._clock(), appointment_id=appointment.id)
+        return appointment
+
+    async def _replay(self, error: Mapping[str, object] | None, appointment_id: str | None) -> Appointment:
+        if error is not None:
+            code, message = str(error.get("code")), str(error.get("message"))
+            if code == SlotUnavailable.code:
+                raise SlotUnavailable(message)
+            raise AppError(message, code=code, retryable=bool(error.get("retryable")))
+        if appointment_id is None:
+            raise Conflict("The first call with this key did not finish; use a new key.", code="in_progress")
+        return await self.get(appointment_id)
+
+    async def _join_same(self, new: NewAppointment, event_type: EventType, length: int) -> Appointment | None:
+        """The outcome of an identical request made earlier or in flight right now, if there is one."""
+        same = await self._same_booking(new)
+        if same is not None and same.booking_uid is None and not same.last_error:
+            same = await self._wait_settled(same.id)
+            if same is not None and same.booking_uid is None and not same.last_error:
+                raise Conflict(
+                    "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
+                )
+        if same is None or same.status is AppointmentStatus.FAILED:
+            return None
+        return await self._settle_booking(same, event_type, length)
+
+    async def _booked_twin(self, appointment: Appointment) -> Appointment | None:
+        twin = await self._same_booking(appointment, exclude=appointment.id)
+        return twin if twin is not None and twin.booking_uid is not None else None
+
+    async def _same_booking(self, new: NewAppointment, *, exclude: str | None = None) -> Appointment | None:
         """A live booking for the same caller, attendee, numbers, event type and start: a retried call,
         answered with what the first call booked instead of a second booking or a 'slot taken'."""
         found = await self.store.search(
@@ -356,16 +500,7 @@ class AppointmentService:
             ),
             now=self._clock(),
         )
-        for candidate in found.items:
-            same = (
-                candidate.attendee_email.lower() == new.attendee_email.lower()
-                and (candidate.to_number, candidate.from_number) == (new.to_number, new.from_number)
-                and candidate.event_type_id == new.event_type_id
-                and candidate.booking_uid is not None
-            )
-            if same:
-                return candidate
-        return None
+        return next((c for c in found.items if c.id != exclude and _same_request(c, new)), None)
 
     async def _find_created(self, request: BookingRequest) -> Booking | None:
         """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""
@@ -444,17 +579,37 @@ class AppointmentService:
         return appointment.booking_uid
 
     async def reschedule(
-        self, appointment_id: str, new_start: str, *, reason: str | None = None, timezone: str | None = None
+        self,
+        appointment_id: str,
+        new_start: str,
+        *,
+        reason: str | None = None,
+        timezone: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Appointment:
         appointment = await self.get(appointment_id)
-        uid = self._ensure_live(appointment, "reschedule")
         if timezone is not None:
             validation.zone("timezone", timezone)
         when = validation.instant("new_start", new_start, timezone).astimezone(UTC)
         validation.in_future("new_start", when, self._clock(), tz_name=timezone or self.timezone)
+        why = validation.text("reason", reason) or None
+        key = validation.idempotency_key(idempotency_key)
+
+        async def work(_: object) -> Appointment:
+            return await self._reschedule(await self.get(appointment.id), when, why)
+
+        payload = {"appointment_id": appointment.id, "new_start": when.isoformat(), "reason": why}
+        return await self._keyed("reschedule", key, payload, work=work, resume=work)
+
+    async def _reschedule(self, appointment: Appointment, when: datetime, why: str | None) -> Appointment:
+        uid = self._ensure_live(appointment, "reschedule")
+        if appointment.last_error:
+            # An earlier attempt's answer was lost: it may have moved the booking already.
+            moved = await self._find_rescheduled(uid)
+            if moved is not None and moved.start == when:
+                return await self._record_moved(appointment, moved, why)
         if when == appointment.start:
             raise InvalidArgument("new_start", "the appointment is already at that time; choose a different one.")
-        why = validation.text("reason", reason) or None
         event_type = await self.event_type(appointment.event_type_id)
         length = int((appointment.end - appointment.start).total_seconds() // 60)
         await self._check_free(event_type, when, length, rescheduling=uid)
@@ -473,6 +628,9 @@ class AppointmentService:
                     retryable=False,
                 ) from exc
             booking = moved
+        return await self._record_moved(appointment, booking, why)
+
+    async def _record_moved(self, appointment: Appointment, booking: Booking, why: str | None) -> Appointment:
         return await self.store.update_appointment(
             appointment.id,
             {
@@ -490,7 +648,7 @@ class AppointmentService:
                 why or "Rescheduled.",
                 from_start=appointment.start,
                 to_start=booking.start,
-                from_uid=uid,
+                from_uid=appointment.booking_uid,
                 to_uid=booking.uid,
             ),
         )
@@ -502,10 +660,21 @@ class AppointmentService:
         except CalcomError:
             return None
 
-    async def cancel(self, appointment_id: str, *, reason: str | None = None) -> Appointment:
+    async def cancel(
+        self, appointment_id: str, *, reason: str | None = None, idempotency_key: str | None = None
+    ) -> Appointment:
         appointment = await self.get(appointment_id)
-        uid = self._ensure_live(appointment, "cancel")
         why = validation.text("reason", reason) or DEFAULT_CANCEL_REASON
+        key = validation.idempotency_key(idempotency_key)
+
+        async def work(_: object) -> Appointment:
+            return await self._cancel(await self.get(appointment.id), why)
+
+        payload = {"appointment_id": appointment.id, "reason": why}
+        return await self._keyed("cancel", key, payload, work=work, resume=work)
+
+    async def _cancel(self, appointment: Appointment, why: str) -> Appointment:
+        uid = self._ensure_live(appointment, "cancel")
         try:
             await self.calcom.cancel_booking(uid, why)
             detail = why
@@ -634,6 +803,16 @@ def _local_day(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 def _nearest(slots: Sequence[Slot], target: datetime) -> list[Slot]:
     closest = sorted(slots, key=lambda s: (abs((s.start - target).total_seconds()), s.start))[:ALTERNATIVES]
     return sorted(closest, key=lambda s: s.start)
+
+
+def _same_request(existing: Appointment, new: NewAppointment) -> bool:
+    """Same caller, attendee, numbers, event type and start: a repeat of the same booking request."""
+    return (
+        existing.attendee_email.lower() == new.attendee_email.lower()
+        and (existing.to_number, existing.from_number) == (new.to_number, new.from_number)
+        and existing.event_type_id == new.event_type_id
+        and existing.start == new.start
+    )
 
 
 def _phone_digits(query: str) -> str:

@@ -136,3 +136,15 @@ def window(start: datetime, end: datetime, *, max_days: int = 31) -> None:
         raise InvalidArgument("end", "must be after start.")
     if end - start > timedelta(days=max_days):
         raise InvalidArgument("end", f"the range is longer than {max_days} days; ask for a shorter one.")
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """A caller's idempotency key: 1 to 200 printable characters, e.g. a call id plus a step."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > 200 or not key.isprintable():
+        raise InvalidArgument(
+            "idempotency_key", "must be 1 to 200 printable characters, e.g. 'call-7f3a-book-1' (one per request)."
+        )
+    return key

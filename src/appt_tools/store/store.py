@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from pydantic import ValidationError
@@ -52,6 +52,7 @@ from appt_tools.store.tables import (
 )
 
 APPOINTMENT_ID_PREFIX = "apt_"
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def new_appointment_id() -> str:
@@ -264,6 +265,13 @@ class Store:
         async with self._read() as session, session.begin():
             row = await session.get(IdempotencyRow, key)
             return None if row is None else _key_from_row(row)
+
+    async def release_key(self, key: str) -> None:
+        """Leave `key` unfinished but claimable at once: the outcome is unknown and a repeat must resume."""
+        async with self._write() as session, session.begin():
+            row = await session.get(IdempotencyRow, key, with_for_update=True)
+            if row is not None and not row.done:
+                row.updated_at = _LONG_AGO
 
     async def finish_key(
         self,
