@@ -393,7 +393,7 @@ class AppointmentService:
                 "last_error": None,
             },
             now=self._clock(),
-            history=self._entry(
+            history=self.history_entry(
                 "booked",
                 f"Booked in Cal.com (status {booking.status}).",
                 to_start=booking.start,
@@ -524,13 +524,13 @@ class AppointmentService:
             appointment.id,
             {"status": AppointmentStatus.FAILED, "last_error": reason},
             now=self._clock(),
-            history=self._entry("failed", reason),
+            history=self.history_entry("failed", reason),
         )
 
     async def _unknown(self, appointment: Appointment, exc: CalcomError) -> None:
         reason = f"Cal.com did not answer ({exc.message}); the outcome is unknown until reconciled."
         await self.store.update_appointment(
-            appointment.id, {"last_error": reason}, now=self._clock(), history=self._entry("failed", reason)
+            appointment.id, {"last_error": reason}, now=self._clock(), history=self.history_entry("failed", reason)
         )
 
     # --- changing a booking -------------------------------------------------------------------
@@ -643,7 +643,7 @@ class AppointmentService:
                 "last_error": None,
             },
             now=self._clock(),
-            history=self._entry(
+            history=self.history_entry(
                 "rescheduled",
                 why or "Rescheduled.",
                 from_start=appointment.start,
@@ -686,7 +686,7 @@ class AppointmentService:
             appointment.id,
             {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},
             now=self._clock(),
-            history=self._entry("cancelled", detail, from_uid=uid),
+            history=self.history_entry("cancelled", detail, from_uid=uid),
         )
 
     async def update(self, appointment_id: str, changes: Mapping[str, str | None]) -> Appointment:
@@ -713,7 +713,7 @@ class AppointmentService:
             return appointment
         detail = "; ".join(f"{k}: {getattr(appointment, k)!r} → {v!r}" for k, v in changed.items())
         return await self.store.update_appointment(
-            appointment.id, changed, now=self._clock(), history=self._entry("updated", detail)
+            appointment.id, changed, now=self._clock(), history=self.history_entry("updated", detail)
         )
 
     # --- search -------------------------------------------------------------------------------
@@ -770,7 +770,7 @@ class AppointmentService:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _entry(
+    def history_entry(
         self,
         action: str,
         detail: str,
