@@ -37,22 +37,28 @@ def booking_args(start: str, **overrides: object) -> dict[str, object]:
 
 class Flaky(httpx2.AsyncBaseTransport):
     """A real HTTP transport to the sandbox that fails chosen requests, before they reach it or after
-    it has carried them out (the answer lost). Rules: (method, path prefix, phase, what), used up in order."""
+    it has carried them out (the answer lost). Rules: (method, path prefix, phase, what, times left), in order;
+    `times=None` fails every matching request (the client's own retries included)."""
 
     def __init__(self) -> None:
         self._inner = httpx2.AsyncHTTPTransport()
-        self.rules: list[tuple[str, str, str, Exception | httpx2.Response]] = []
+        self.rules: list[list[object]] = []
         self.seen: list[str] = []
 
-    def fail(self, method: str, path: str, what: Exception | httpx2.Response, *, after: bool = False) -> None:
-        self.rules.append((method, path, "after" if after else "before", what))
+    def fail(
+        self, method: str, path: str, what: Exception | httpx2.Response, *, after: bool = False, times: int | None = 1
+    ) -> None:
+        self.rules.append([method, path, "after" if after else "before", what, times])
 
     def _take(self, request: httpx2.Request, phase: str) -> Exception | httpx2.Response | None:
         for rule in self.rules:
-            method, path, when, what = rule
-            if when == phase and request.method == method and request.url.path.startswith(path):
-                self.rules.remove(rule)
-                return what
+            method, path, when, what, times = rule
+            if when == phase and request.method == method and request.url.path.startswith(str(path)):
+                if times is not None:
+                    rule[4] = int(str(times)) - 1
+                    if rule[4] == 0:
+                        self.rules.remove(rule)
+                return what  # type: ignore[return-value]
         return None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:

@@ -157,8 +157,12 @@ class Recorder:
         return self.requests[-1]
 
 
+async def no_wait(seconds: float) -> None:
+    """Back-off and pacing waits cost nothing here; test_calcom_resilience measures them."""
+
+
 def client_for(recorder: Recorder) -> CalcomClient:
-    return CalcomClient(API_KEY, "https://cal.test", transport=httpx2.MockTransport(recorder))
+    return CalcomClient(API_KEY, "https://cal.test", transport=httpx2.MockTransport(recorder), sleep=no_wait)
 
 
 def body_of(request: httpx2.Request) -> Any:
@@ -759,19 +763,29 @@ def raising(exc: Exception) -> Handler:
 
 
 @pytest.mark.parametrize(
-    "exc",
-    [httpx2.ConnectTimeout("timed out"), httpx2.ReadTimeout("timed out"), httpx2.ConnectError("refused")],
+    ("exc", "write_may_have_landed"),
+    [
+        (httpx2.ConnectTimeout("timed out"), False),
+        (httpx2.ReadTimeout("timed out"), True),
+        (httpx2.ConnectError("refused"), False),
+    ],
     ids=["connect timeout", "read timeout", "connection refused"],
 )
-async def test_timeouts_and_connection_failures_are_unavailable_and_retryable(exc: Exception) -> None:
+async def test_timeouts_and_connection_failures_are_unavailable_and_a_write_that_may_have_landed_says_so(
+    exc: Exception, write_may_have_landed: bool
+) -> None:
     async with client_for(Recorder(raising(exc))) as client:
         with pytest.raises(CalcomUnavailable) as on_read:
             await client.get_booking("abc")
         with pytest.raises(CalcomUnavailable) as on_write:
             await client.create_booking(BookingRequest(start=START, event_type_id=123, **ATTENDEE))
     assert on_read.value.retryable and on_read.value.status is None
+    assert not on_read.value.outcome_unknown
     assert "look it up before retrying" not in on_read.value.message
-    assert "look it up before retrying" in on_write.value.message
+    # A connection that was never made carried no request, so nothing was booked.
+    assert on_write.value.outcome_unknown is write_may_have_landed
+    assert on_write.value.retryable is not write_may_have_landed
+    assert ("look it up before retrying" in on_write.value.message) is write_may_have_landed
 
 
 @pytest.mark.parametrize(

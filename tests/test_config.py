@@ -41,3 +41,47 @@ def test_bad_setting_values_are_refused_by_name(key, value):
 def test_database_url_defaults_to_the_user_data_directory():
     assert config.database_url({}).startswith("sqlite+aiosqlite:///")
     assert config.database_url({"APPT_TOOLS_DATABASE_URL": "sqlite+aiosqlite:///x.db"}) == "sqlite+aiosqlite:///x.db"
+
+
+def test_http_api_keys_vapi_and_retell_secrets_come_from_the_environment_and_stay_secret():
+    keys = "k_live_0123456789abcdefghijKEY1, k_live_0123456789abcdefghijKEY2"
+    settings = config.resolve(
+        {"http_api_keys": "k_live_storedstoredstoredKEY3"},
+        {
+            "APPT_TOOLS_HTTP_API_KEYS": keys,
+            "APPT_TOOLS_VAPI_SECRET": "vapi-secret-0123456789",
+            "APPT_TOOLS_RETELL_API_KEY": "key_retell_0123456789",
+        },
+    )
+    assert [k.get_secret_value() for k in settings.http_api_keys] == [k.strip() for k in keys.split(",")]
+    assert settings.sources["http_api_keys"] == "environment"
+    dumped = repr(settings) + settings.model_dump_json()
+    for secret in ("0123456789abcdefghij", "vapi-secret", "key_retell"):
+        assert secret not in dumped
+    assert settings.shown("http_api_keys") == "…KEY1, …KEY2"
+    assert settings.shown("vapi_secret") == settings.shown("retell_api_key") == "****"
+
+
+def test_stored_http_api_keys_are_used_when_the_environment_has_none():
+    settings = config.resolve({"http_api_keys": "k_live_storedstoredstoredKEY3"}, {})
+    assert [k.get_secret_value() for k in settings.http_api_keys] == ["k_live_storedstoredstoredKEY3"]
+    assert settings.sources["http_api_keys"] == "stored"
+    assert config.resolve({}, {}).http_api_keys == ()
+    assert config.resolve({}, {}).shown("http_api_keys") == "(not set)"
+
+
+@pytest.mark.parametrize(
+    "value", ["", " , ", "tiny_key", "k_live_0123456789abcdefghijKEY1,tiny", "has a space in it, ok?"]
+)
+def test_weak_or_empty_http_api_keys_are_refused_without_repeating_them(value):
+    with pytest.raises(InvalidArgument) as err:
+        config.parse_setting("http_api_keys", value)
+    assert err.value.field == "http_api_keys"
+    assert all(part.strip() not in err.value.message for part in value.split(",") if part.strip())
+
+
+def test_every_secret_setting_is_listed_as_secret():
+    assert set(config.SECRET_KEYS) <= set(config.SETTING_KEYS)
+    for key in config.SECRET_KEYS:
+        with pytest.raises(InvalidArgument):
+            config.parse_setting(key, "  ")

@@ -73,7 +73,7 @@ async def test_a_repeat_of_a_refused_call_gets_the_same_refusal(service, sandbox
 async def test_a_lost_answer_then_a_retry_with_the_key_finds_the_booking_instead_of_booking_again(service, sandbox):
     flaky = Flaky()
     flaky.fail("POST", "/v2/bookings", httpx2.ReadTimeout("lost"), after=True)  # Cal.com booked; answer lost
-    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"))  # and the look-up fails too
+    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"), times=None)  # and the look-up fails too
     args = booking_args(await _slot(service), idempotency_key="call-5-book")
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable):
@@ -91,7 +91,7 @@ async def test_a_lost_answer_then_a_retry_with_the_key_finds_the_booking_instead
 async def test_a_request_that_never_reached_calcom_is_booked_on_retry_exactly_once(service, sandbox):
     flaky = Flaky()
     flaky.fail("POST", "/v2/bookings", httpx2.ReadTimeout("lost"))  # never reached Cal.com
-    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"))
+    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"), times=None)
     args = booking_args(await _slot(service), idempotency_key="call-6-book")
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable):
@@ -106,7 +106,7 @@ async def test_a_request_that_never_reached_calcom_is_booked_on_retry_exactly_on
 async def test_a_repeat_without_a_key_after_a_lost_answer_finds_the_first_booking(service, sandbox):
     flaky = Flaky()
     flaky.fail("POST", "/v2/bookings", httpx2.ReadTimeout("lost"), after=True)
-    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"))
+    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"), times=None)
     args = booking_args(await _slot(service))
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable):

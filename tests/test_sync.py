@@ -42,7 +42,7 @@ async def _calcom(sandbox: Any) -> AsyncIterator[httpx2.AsyncClient]:
 async def _lost_answer(service: AppointmentService, sandbox: Any, store: Store, *, reached: bool) -> str:
     flaky = Flaky()
     flaky.fail("POST", "/v2/bookings", httpx2.ReadTimeout("lost"), after=reached)
-    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"))
+    flaky.fail("GET", "/v2/bookings", httpx2.ReadTimeout("lost"), times=None)
     env = {**BUSINESS_ENV, "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id)}
     async with CalcomClient(sandbox.api_key, sandbox.base_url, transport=flaky) as client:
         unlucky = AppointmentService(store, client, resolve({}, env))

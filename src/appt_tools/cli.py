@@ -12,11 +12,13 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appt_tools import config
 from appt_tools.errors import AppError
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+if TYPE_CHECKING:
+    from appt_tools.mcp_server import AppointmentServer
 
 
 def _say(*parts: object) -> None:
@@ -53,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     events_sub.add_parser("refresh", help="sync from Cal.com")
     events_sub.add_parser("list", help="show the synced list")
 
+    reconcile = sub.add_parser("reconcile", help="compare the store with Cal.com over a window and repair it")
+    reconcile.add_argument("--days-back", type=int, default=7, help="from this many days ago (default 7)")
+    reconcile.add_argument("--days-ahead", type=int, default=90, help="to this many days ahead (default 90)")
+
     schemas = sub.add_parser("schemas", help="tool JSON schemas")
     schemas_sub = schemas.add_subparsers(dest="action", required=True)
     export = schemas_sub.add_parser("export", help="write tool_schemas/*.json from the live tool list")
@@ -88,6 +94,8 @@ async def _run(args: argparse.Namespace) -> int:
         return await _settings(args)
     if args.command == "event-types":
         return await _event_types(args)
+    if args.command == "reconcile":
+        return await _reconcile(args)
     if args.command == "schemas":
         return await _schemas(args)
     raise AssertionError(args.command)
@@ -114,13 +122,46 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.transport == "stdio":
             await server.run_stdio_async()
             return 0
-        import uvicorn
+        return await _serve_http(server, args)
+    return 0
 
-        app = server.streamable_http_app(host=args.host)
-        _say(f"MCP streamable HTTP on http://{args.host}:{args.port}/mcp")
-        await uvicorn.Server(
-            uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-        ).serve()
+
+async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> int:
+    """MCP, /tools, Vapi and Retell in one process. Keys come from the environment or the store, never
+    from the command line, and are never printed."""
+    import uvicorn
+
+    from appt_tools.auth import Credentials, is_loopback
+    from appt_tools.http_app import HttpSettings, build_http_app
+
+    service = server.service
+    credentials = Credentials.of(service.settings)
+    if not credentials.api_keys and not is_loopback(args.host):
+        _say(
+            f"error: refusing to serve on {args.host} without an API key: anyone who can reach it could book and "
+            f"cancel. Set one (at least {config.MIN_HTTP_KEY_LENGTH} characters), then start again:\n"
+            f"  export {config.ENV['http_api_keys']}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
+            "or store it (asked for without echo): appt-tools settings set http_api_keys"
+        )
+        return 2
+
+    async def reload() -> Credentials:
+        # Stored keys are re-read while serving, so `settings set/unset http_api_keys` revokes without a restart.
+        return Credentials.of(config.resolve(await service.store.get_settings()))
+
+    settings = HttpSettings(host=args.host, credentials=credentials, reload_credentials=reload, sandbox=args.sandbox)
+    base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    _say(f"serving on {base}: /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, /healthz, /openapi.json")
+    count = len(credentials.api_keys)
+    _say(
+        f"auth: {count} API key{'s' if count != 1 else ''} (Authorization: Bearer)"
+        if count
+        else "auth: none (no API key configured; open on loopback only)"
+    )
+    app = build_http_app(server, settings=settings)
+    await uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    ).serve()
     return 0
 
 
@@ -165,6 +206,27 @@ async def _event_types(args: argparse.Namespace) -> int:
         where = t.location_integration or t.location_address or t.location_type or "-"
         print(f"{mark} {t.id:>8}  {t.title:<36} {lengths:>10} min  {where}")
     return 0
+
+
+async def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from appt_tools.runtime import open_service
+    from appt_tools.sync import Reconciler
+
+    async with open_service() as service:
+        now = service.now()
+        report = await Reconciler(service).reconcile(
+            now - timedelta(days=args.days_back), now + timedelta(days=args.days_ahead)
+        )
+    print(
+        f"checked {report.checked} appointment(s); repaired {len(report.repaired)}; unresolved {len(report.unresolved)}"
+    )
+    for line in report.repaired:
+        print(f"  repaired   {line}")
+    for line in report.unresolved:
+        print(f"  unresolved {line}")
+    return 1 if report.unresolved else 0
 
 
 async def _schemas(args: argparse.Namespace) -> int:

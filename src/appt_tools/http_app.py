@@ -47,6 +47,7 @@ from appt_tools.errors import (
     InvalidArgument,
     NotConfigured,
     NotFound,
+    SlotHeld,
     SlotUnavailable,
 )
 from appt_tools.mcp_server import AppointmentServer
@@ -83,15 +84,15 @@ def http_status(error: AppError) -> int:
         return 422
     if isinstance(error, NotFound):  # appointment_not_found, unknown_tool, event_type_not_found
         return 404
-    if isinstance(error, Conflict | SlotUnavailable):  # already_cancelled, not_reschedulable, slot_unavailable…
+    if isinstance(error, Conflict | SlotUnavailable | SlotHeld):  # already_cancelled, slot_unavailable, slot_held…
         return 409
     if isinstance(error, NotConfigured):
         return 503
     if isinstance(error, CalcomRateLimited):
         return 429
     if isinstance(error, CalcomUnavailable):
-        # Not retryable means the outcome of a booking is unknown: 502, so no proxy retries it blindly.
-        return 503 if error.retryable else 502
+        # A write whose outcome is unknown is a 502, not a 503 that a proxy might retry blindly.
+        return 503 if error.retryable and not error.outcome_unknown else 502
     if isinstance(error, CalcomError):  # calcom_auth_failed, calcom_rejected…: our upstream refused us
         return 502
     return 400

@@ -3,11 +3,15 @@
 Cal.com answers errors in two body shapes (NOTES §4): the v2 envelope
 `{"status":"error","error":{"code","message","details"?}}` and the plain Nest body
 `{"statusCode":N,"message":"…"}` thrown by its shared booking core. Both are read here.
+
+A write (POST) that failed after its request may have reached Cal.com is `outcome_unknown`: Cal.com
+has no idempotency key (NOTES §6), so the message says to look it up before trying again.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 
 import httpx2
@@ -35,14 +39,16 @@ _SLOT_TAKEN_MARKERS = (
 _MAX_MESSAGE = 300
 
 
-def error_from_response(response: httpx2.Response, *, secret: str) -> CalcomError:
+def error_from_response(response: httpx2.Response, *, method: str, secret: str) -> CalcomError:
     """The domain error for a non-2xx Cal.com response. `secret` is scrubbed from the message."""
     status = response.status_code
     said = _redact(_message(response), secret)
     if status == 429:
         limit = _wire.rate_limit(response.headers)
+        wait = f" Try again in about {_seconds(limit.reset_seconds)}." if limit else ""
         return CalcomRateLimited(
-            f"Cal.com rate limit reached: {said}", retry_after=limit.reset_seconds if limit else None
+            f"Cal.com rate limit reached: {said.rstrip('. ')}.{wait}",
+            retry_after=limit.reset_seconds if limit else None,
         )
     if status in (401, 403):
         return CalcomAuthError(f"Cal.com refused the API key ({status}): {said}", status=status)
@@ -52,23 +58,53 @@ def error_from_response(response: httpx2.Response, *, secret: str) -> CalcomErro
         return CalcomSlotTaken(f"That time is no longer available on Cal.com: {said}", status=status)
     if 400 <= status < 500:
         return CalcomRejected(f"Cal.com rejected the request ({status}): {said}", status=status)
-    return CalcomUnavailable(f"Cal.com failed ({status}): {said}", status=status)
+    # A 5xx can come after the booking was written (a failing notification or calendar sync).
+    return _unavailable(f"Cal.com failed ({status}): {said}", method=method, maybe_done=True, status=status)
 
 
 def error_from_transport(exc: httpx2.HTTPError, *, method: str, secret: str) -> CalcomUnavailable:
-    """A timeout or connection failure. For a POST the outcome is unknown, and the message says so."""
-    if isinstance(exc, httpx2.TimeoutException):
+    """A timeout or connection failure. For a POST that may have been sent, the message says the
+    outcome is unknown; one that certainly never left (see `never_sent`) changed nothing."""
+    if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout):
+        what = "Could not connect to Cal.com in time"
+    elif isinstance(exc, httpx2.TimeoutException):
         what = "Cal.com did not answer in time"
     else:
         what = f"Could not talk to Cal.com ({type(exc).__name__}: {_redact(str(exc), secret) or 'no detail'})"
-    if method.upper() != "GET":
-        what += "; the request may still have been carried out, so look it up before retrying"
-    return CalcomUnavailable(what)
+    return _unavailable(what, method=method, maybe_done=not never_sent(exc))
 
 
-def malformed(detail: str, *, status: int) -> CalcomUnavailable:
-    """A 2xx whose body is not what Cal.com documents."""
-    return CalcomUnavailable(f"Cal.com sent a response we could not read ({detail})", status=status)
+def never_sent(exc: BaseException) -> bool:
+    """True when the request certainly never reached Cal.com: no connection was ever made for it."""
+    return isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
+
+
+def is_safe(method: str) -> bool:
+    """A method whose repetition changes nothing on Cal.com."""
+    return method.upper() in ("GET", "HEAD", "OPTIONS")
+
+
+def circuit_open(wait: float) -> CalcomUnavailable:
+    """Cal.com failed several times in a row and the client is not calling it for a while."""
+    return CalcomUnavailable(
+        "The calendar is not answering right now (Cal.com failed several times in a row), so nothing was "
+        f"sent to it. Try again in about {_seconds(wait)}."
+    )
+
+
+def paced(wait: float) -> CalcomRateLimited:
+    """Sending now would exceed Cal.com's rate limit, and waiting would exceed the time budget."""
+    return CalcomRateLimited(
+        f"Too many calendar requests in the last minute, so nothing was sent. Try again in about {_seconds(wait)}.",
+        status=None,
+        retry_after=float(math.ceil(wait)),
+    )
+
+
+def malformed(detail: str, *, status: int, method: str) -> CalcomUnavailable:
+    """A 2xx whose body is not what Cal.com documents. A write it answered was likely carried out."""
+    what = f"Cal.com sent a response we could not read ({detail})"
+    return _unavailable(what, method=method, maybe_done=True, status=status)
 
 
 def _message(response: httpx2.Response) -> str:
@@ -105,6 +141,24 @@ def _texts(value: object) -> Iterator[str]:
         if isinstance(constraints, dict):
             yield from _texts(list(constraints.values()))
         yield from _texts(value.get("children"))
+
+
+def _unavailable(what: str, *, method: str, maybe_done: bool, status: int | None = None) -> CalcomUnavailable:
+    if is_safe(method):
+        return CalcomUnavailable(what, status=status)
+    if not maybe_done:
+        return CalcomUnavailable(f"{what}; nothing was sent, so nothing was changed", status=status)
+    return CalcomUnavailable(
+        f"{what}; the request may still have been carried out, so look it up before retrying",
+        status=status,
+        retryable=False,
+        outcome_unknown=True,
+    )
+
+
+def _seconds(wait: float) -> str:
+    whole = math.ceil(wait)
+    return "a second" if whole <= 1 else f"{whole} seconds"
 
 
 def _redact(text: str, secret: str) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import random as _random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -11,6 +14,9 @@ from urllib.parse import quote
 import httpx2
 
 from appt_tools.calcom import _errors, _wire
+from appt_tools.calcom._breaker import CircuitBreaker
+from appt_tools.calcom._pacing import Pacer
+from appt_tools.calcom._policy import Guard
 from appt_tools.models import Booking, BookingPage, BookingRequest, EventType, HostProfile, RateLimit, Slot
 
 # `cal-api-version` per endpoint family, keyed by the path segment after /v2/ (NOTES §2). A
@@ -34,9 +40,16 @@ class CalcomClient:
 
     Use as an async context manager (or call `aclose`). `last_rate_limit` holds the most recent
     `X-RateLimit-*` reading; it keeps its value when a response carries none.
-    """
 
-    last_rate_limit: RateLimit | None
+    Built for a caller on the phone (see `_policy`): each call ends within its time budget,
+    `timeout` seconds for a write and `read_timeout` (default 80% of it) for a read, pacing waits
+    and retries included. Reads are retried up to `max_attempts` times; a write only when it
+    certainly never reached Cal.com, so nothing is booked twice. Requests are paced to `rate_limit`
+    per `rate_window` seconds, per client instance (not across processes sharing a key). After
+    `breaker_threshold` failures in a row (timeouts, connection errors, 5xx) calls fail at once
+    for `breaker_cooldown` seconds, then one probe is let through. `transport` is the innermost
+    HTTP transport; `clock`, `sleep` and `random` are seams for tests.
+    """
 
     def __init__(
         self,
@@ -44,13 +57,33 @@ class CalcomClient:
         base_url: str = "https://api.cal.com",
         *,
         timeout: float = 10.0,
+        read_timeout: float | None = None,
+        max_attempts: int = 3,
+        rate_limit: int = 120,
+        rate_window: float = 60.0,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 30.0,
         transport: httpx2.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         self._api_key = api_key
         # Every path below starts with /v2; the Platform docs give the API URL with /v2 included
         # (NOTES §1), so accept either form rather than request /v2/v2/….
         self._base_url = base_url.rstrip("/").removesuffix("/v2")
-        self.last_rate_limit = None
+        self._pacer = Pacer(rate_limit, rate_window, clock=clock)
+        self._guard = Guard(
+            read_budget=read_timeout if read_timeout is not None else 0.8 * timeout,
+            write_budget=timeout,
+            max_attempts=max_attempts,
+            pacer=self._pacer,
+            breaker=CircuitBreaker(breaker_threshold, breaker_cooldown, clock=clock),
+            clock=clock,
+            sleep=sleep,
+            random=random,
+        )
+        # Each attempt sets its own timeouts from what is left of its call's budget.
         self._http = httpx2.AsyncClient(
             base_url=self._base_url,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -60,6 +93,10 @@ class CalcomClient:
 
     def __repr__(self) -> str:
         return f"CalcomClient(base_url={self._base_url!r})"
+
+    @property
+    def last_rate_limit(self) -> RateLimit | None:
+        return self._pacer.last
 
     async def __aenter__(self) -> Self:
         return self
@@ -197,24 +234,26 @@ class CalcomClient:
         params: Mapping[str, str] | None = None,
         json: Mapping[str, Any] | None = None,
     ) -> _T:
-        """Send one request and map its body; every failure becomes a `CalcomError`."""
+        """Send one request under the retry policy and map its body; every failure becomes a `CalcomError`."""
         version = API_VERSIONS[path.split("/")[2]]
         headers = {"cal-api-version": version} if version is not None else {}
+
+        async def send(limits: httpx2.Timeout) -> httpx2.Response:
+            return await self._http.request(method, path, params=params, json=json, headers=headers, timeout=limits)
+
+        def read(response: httpx2.Response) -> _T:
+            if not response.is_success:
+                raise _errors.error_from_response(response, method=method, secret=self._api_key)
+            try:
+                body = response.json()
+            except ValueError:
+                raise _wire.MalformedResponse("the body is not JSON") from None
+            return mapper(body)
+
         try:
-            response = await self._http.request(method, path, params=params, json=json, headers=headers)
+            return await self._guard.call(method, send, read)
         except httpx2.HTTPError as exc:
             raise _errors.error_from_transport(exc, method=method, secret=self._api_key) from None
-        self.last_rate_limit = _wire.rate_limit(response.headers) or self.last_rate_limit
-        if not response.is_success:
-            raise _errors.error_from_response(response, secret=self._api_key)
-        try:
-            body = response.json()
-        except ValueError:
-            raise _errors.malformed("the body is not JSON", status=response.status_code) from None
-        try:
-            return mapper(body)
-        except _wire.MalformedResponse as exc:
-            raise _errors.malformed(str(exc), status=response.status_code) from None
 
 
 def _utc(value: datetime, name: str) -> str:

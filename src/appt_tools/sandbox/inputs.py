@@ -573,8 +573,8 @@ def parse_bookings_query(params: Mapping[str, str]) -> BookingQuery:
                 errors.append((key, {"isEnum": f'{label} must be either "asc" or "desc".'}))
             else:
                 sort.append((name, params[key] == "desc"))
-    take = _bounded(params, "take", 100, 1, 250, errors)
-    skip = _bounded(params, "skip", 0, 0, None, errors)
+    take = bounded_int(params, "take", 100, 1, 250, errors)
+    skip = bounded_int(params, "skip", 0, 0, None, errors)
     if errors:
         raise invalid_query(errors)
     return BookingQuery(
@@ -596,7 +596,7 @@ def parse_bookings_query(params: Mapping[str, str]) -> BookingQuery:
     )
 
 
-def _bounded(
+def bounded_int(
     params: Mapping[str, str],
     key: str,
     default: int,

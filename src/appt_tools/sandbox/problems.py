@@ -2,6 +2,7 @@
 
     Problem                 an HTTP error; `plain` picks the body shape
     ├── envelope (default)  {"status":"error","timestamp","path","error":{code,message,details}}
+    │                       (tRPC errors from Cal.com's shared handlers: code "TRPCError", no details)
     └── plain               {"statusCode":N,"message":"…"}: errors from Cal.com's shared booking core
 
 The world (`state.py`) raises these directly: in a Cal.com stand-in, the HTTP answer *is* the behaviour.
@@ -34,6 +35,8 @@ MSG_INVALID_KEY: Final = "CustomThrottlerGuard - Invalid API Key"
 MSG_INVALID_TOKEN: Final = "ApiAuthStrategy - Invalid Access Token"
 MSG_THROTTLED: Final = "CustomThrottlerGuard - Too many requests. Please try again later."
 MSG_INTERNAL: Final = "Internal server error"
+# Cal.com's TRPCExceptionFilter replaces a tRPC BAD_REQUEST's own message with this one.
+MSG_TRPC_BAD_REQUEST: Final = "Bad request: Please check your request data and try again"
 
 # Nest exception class and reason phrase per status, as the envelope's `error.code` and `details.error`.
 _NEST: Final[dict[int, tuple[str, str]]] = {
@@ -58,16 +61,21 @@ class Problem(Exception):
         *,
         plain: bool = False,
         details: object | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.plain = plain
         self.details = details
+        self.code = code  # set for a tRPC error, whose envelope carries no details
 
     def body(self, *, path: str, timestamp: str) -> dict[str, object]:
         if self.plain:
             return {"statusCode": self.status, "message": self.message}
+        if self.code is not None:
+            error = {"code": self.code, "message": self.message}
+            return {"status": "error", "timestamp": timestamp, "path": path, "error": error}
         code, reason = _NEST.get(self.status, ("HttpException", "Error"))
         details = self.details
         if details is None:
@@ -90,6 +98,11 @@ def not_found(message: str) -> Problem:
 
 def plain(status: int, message: str) -> Problem:
     return Problem(status, message, plain=True)
+
+
+def trpc_bad_request() -> Problem:
+    """A tRPC BAD_REQUEST from Cal.com's shared handlers (confirm, decline), as its filter writes it."""
+    return Problem(400, MSG_TRPC_BAD_REQUEST, code="TRPCError")
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
-"""Serve the sandbox over real HTTP with uvicorn, inside the caller's event loop."""
+"""Serve the sandbox over real HTTP with uvicorn, inside the caller's event loop.
+
+The running sandbox also owns what reaches outside the request cycle: the httpx2 client its webhook
+deliveries use (made on the first delivery, closed on exit), and the server's connections, which the `drop` and
+`timeout` faults close without an answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx2
 import uvicorn
 
 from appt_tools.sandbox.app import create_app
@@ -65,16 +71,43 @@ async def run_sandbox(
         sock.close()
         raise
     ticker = asyncio.create_task(server.main_loop(), name=f"appt-tools sandbox :{bound_port}")
+    world.faults.open()
+    world.faults.connection_closer = _closer(server)
+    world.webhooks.start(lambda: _webhook_client(world.webhook_timeout))
     try:
         shown_host = f"[{host}]" if family == socket.AF_INET6 else host
         yield RunningSandbox(f"http://{shown_host}:{bound_port}", world)
     finally:
+        world.faults.close()  # held (timeout) answers end now, so the shutdown below is quick
         server.should_exit = True
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         await _stop(server)
+        world.faults.connection_closer = None
+        await world.webhooks.stop()  # and closes its client
         sock.close()
+
+
+def _webhook_client(timeout: float) -> httpx2.AsyncClient:
+    """Cal.com's fetch does not follow redirects; no proxies from the environment either."""
+    return httpx2.AsyncClient(follow_redirects=False, timeout=timeout, trust_env=False)
+
+
+def _closer(server: uvicorn.Server) -> Callable[[Mapping[str, object]], bool]:
+    """Close the connection a request came on, without an answer: find it by the client's address."""
+
+    def close(scope: Mapping[str, object]) -> bool:
+        client = scope.get("client")
+        peer = tuple(client) if isinstance(client, list | tuple) else None
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if peer is not None and getattr(connection, "client", None) == peer and transport is not None:
+                transport.close()
+                return True
+        return False
+
+    return close
 
 
 async def _stop(server: uvicorn.Server) -> None:

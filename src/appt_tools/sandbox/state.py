@@ -1,25 +1,29 @@
-"""The sandbox's world: one host, its event types, its bookings and the e-mails Cal.com would have sent.
+"""The sandbox's world: one host, its event types, its bookings and what Cal.com would have sent.
 
 Everything is in memory and asyncio-safe: each read-check-write runs with no `await` inside it, so
 it is atomic on the event loop. Booking creation is the one operation that awaits in the middle, as
 Cal.com's does: it checks availability, does its slow work (video room, calendar event; here
 `before_insert`), then inserts, refusing a second accepted booking with the same idempotency key of
 host + start + end (NOTES §6). Only a true race reaches that unique check: 409.
+
+Each change of a booking records the e-mails Cal.com sends (`outbox`) and emits the webhook Cal.com
+fires (`webhooks`, NOTES §8): BOOKING_CREATED, BOOKING_REQUESTED, BOOKING_RESCHEDULED,
+BOOKING_CANCELLED and BOOKING_REJECTED. `faults` holds what tests ask the HTTP side to do wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
+from appt_tools.sandbox.faults import FaultBook, FaultEvent
+from appt_tools.sandbox.payloads import TimeStyle, booking_payload, reschedule_fields
 from appt_tools.sandbox.problems import (
     MSG_ALREADY_CANCELLED,
     MSG_ALREADY_ENDED,
@@ -31,232 +35,41 @@ from appt_tools.sandbox.problems import (
     bad_request,
     not_found,
     plain,
+    trpc_bad_request,
+)
+from appt_tools.sandbox.ratelimit import DEFAULT_BLOCK, RateLimiter
+from appt_tools.sandbox.records import (
+    LIVE,
+    Attendee,
+    BookingQuery,
+    BookingRecord,
+    BookingState,
+    EventTypeDef,
+    Host,
+    Location,
+    NewBooking,
+    OutboxKind,
+    OutboxMessage,
+    default_event_types,
 )
 from appt_tools.sandbox.slots import WEEKDAYS_9_TO_5, Interval, Schedule, WorkingHours, is_free, iso_z
+from appt_tools.sandbox.webhooks import Delivery, WebhookHub
 
-BookingState = Literal["accepted", "pending", "cancelled", "rejected"]
-OutboxKind = Literal["scheduled", "requested", "awaiting_approval", "rescheduled", "cancelled"]
-LIVE: Final[frozenset[str]] = frozenset({"accepted", "pending"})
+__all__ = [
+    "Attendee",
+    "BookingQuery",
+    "BookingRecord",
+    "EventTypeDef",
+    "Host",
+    "Location",
+    "NewBooking",
+    "OutboxMessage",
+    "SandboxState",
+]
+
 _BASE58: Final = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 _NO_MAILBOX: Final = "@sms.cal.com"  # Cal.com's faux address for phone-only attendees; never e-mailed
-
-
-@dataclass(frozen=True)
-class Host:
-    id: int
-    username: str
-    name: str
-    email: str
-    time_zone: str
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where a meeting happens: a video integration (`cal-video`, `zoom`, `google-meet`), an address, or
-    (deprecated `meetingUrl` on create) the caller's own link."""
-
-    type: Literal["integration", "address", "link"]
-    integration: str | None = None
-    address: str | None = None
-    link: str | None = None
-
-
-@dataclass(frozen=True)
-class EventTypeDef:
-    id: int
-    slug: str
-    title: str
-    length: int
-    locations: tuple[Location, ...]
-    description: str = ""
-    length_options: tuple[int, ...] = ()
-    requires_confirmation: bool = False
-    before_buffer: int = 0
-    after_buffer: int = 0
-    minimum_notice: int = 60
-    slot_interval: int | None = None
-    hidden: bool = False
-
-    def step(self, length: int) -> timedelta:
-        """Slot interval: the event type's own, else the meeting length."""
-        return timedelta(minutes=self.slot_interval or length)
-
-
-def default_event_types() -> list[EventTypeDef]:
-    video = Location("integration", integration="cal-video")
-    return [
-        EventTypeDef(1001, "consultation", "Consultation", 30, (video,), "A 30-minute consultation on Cal Video."),
-        EventTypeDef(
-            1002,
-            "quick-call",
-            "Quick call",
-            15,
-            (Location("integration", integration="zoom"),),
-            "15 minutes on Zoom.",
-        ),
-        EventTypeDef(
-            1003,
-            "product-demo",
-            "Product demo",
-            60,
-            (Location("integration", integration="google-meet"),),
-            "A one-hour demo on Google Meet, with 10 minutes free before and after.",
-            before_buffer=10,
-            after_buffer=10,
-        ),
-        EventTypeDef(
-            1004,
-            "in-person-visit",
-            "In-person visit",
-            45,
-            (Location("address", address="350 Fifth Avenue, New York, NY 10118"),),
-            "A visit at our office. Book at least 4 hours ahead.",
-            minimum_notice=240,
-        ),
-        EventTypeDef(
-            1005,
-            "intro-call",
-            "Intro call (needs confirmation)",
-            30,
-            (video,),
-            "The host confirms each request before it is booked.",
-            requires_confirmation=True,
-        ),
-        EventTypeDef(
-            1006,
-            "flexible-session",
-            "Flexible session",
-            30,
-            (video,),
-            "15, 30 or 60 minutes on Cal Video.",
-            length_options=(15, 30, 60),
-        ),
-    ]
-
-
-@dataclass
-class Attendee:
-    name: str
-    email: str
-    time_zone: str
-    language: str = "en"
-    phone_number: str | None = None
-
-
-@dataclass
-class BookingRecord:
-    id: int
-    uid: str
-    event_type_id: int
-    title: str
-    description: str
-    start: datetime
-    end: datetime
-    status: BookingState
-    attendee: Attendee
-    guests: list[str]
-    venue: Location
-    location: str
-    metadata: dict[str, object]
-    responses: dict[str, object]
-    created_at: datetime
-    updated_at: datetime
-    idempotency_key: str | None
-    cancellation_reason: str | None = None
-    cancelled_by_email: str | None = None
-    rescheduling_reason: str | None = None
-    rescheduled_by_email: str | None = None
-    rescheduled_from_uid: str | None = None
-    rescheduled_to_uid: str | None = None
-
-    @property
-    def duration(self) -> int:
-        return int((self.end - self.start).total_seconds() // 60)
-
-
-@dataclass(frozen=True)
-class NewBooking:
-    """A create request that passed validation."""
-
-    event_type: EventTypeDef
-    start: datetime
-    length: int
-    attendee: Attendee
-    location: Location
-    guests: tuple[str, ...] = ()
-    metadata: dict[str, object] = field(default_factory=dict)
-    responses: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    to: str
-    kind: OutboxKind
-    subject: str
-    booking_uid: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class BookingQuery:
-    statuses: tuple[str, ...] = ()
-    attendee_email: str | None = None
-    attendee_name: str | None = None
-    booking_uid: str | None = None
-    event_type_ids: tuple[int, ...] = ()
-    after_start: datetime | None = None
-    before_end: datetime | None = None
-    after_created_at: datetime | None = None
-    before_created_at: datetime | None = None
-    after_updated_at: datetime | None = None
-    before_updated_at: datetime | None = None
-    no_match: bool = False  # a team filter: the sandbox host has no team event types
-    sort: tuple[tuple[str, bool], ...] = ()  # (field, descending), most significant first
-    take: int = 100
-    skip: int = 0
-
-
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_seconds: int
-
-
-@dataclass
-class _Bucket:
-    hits: int
-    window_ends: datetime
-    blocked_until: datetime | None = None
-
-
-class RateLimiter:
-    """Cal.com's throttler: `limit` hits per `window` per tracker, then blocked for `block` (NOTES §5)."""
-
-    def __init__(self, limit: int, window: timedelta = timedelta(seconds=60), block: timedelta | None = None) -> None:
-        self.limit = limit
-        self.window = window
-        self.block = block if block is not None else timedelta(seconds=60)
-        self._buckets: dict[str, _Bucket] = {}
-
-    def hit(self, tracker: str, now: datetime) -> RateDecision:
-        bucket = self._buckets.get(tracker)
-        if bucket is not None and bucket.blocked_until is not None:
-            if now < bucket.blocked_until:
-                return RateDecision(False, self.limit, 0, _ceil_seconds(bucket.blocked_until - now))
-            bucket = None
-        if bucket is None or now >= bucket.window_ends:
-            bucket = self._buckets[tracker] = _Bucket(0, now + self.window)
-        bucket.hits += 1
-        if bucket.hits > self.limit:
-            bucket.blocked_until = now + self.block
-            return RateDecision(False, self.limit, 0, _ceil_seconds(self.block))
-        return RateDecision(True, self.limit, self.limit - bucket.hits, _ceil_seconds(bucket.window_ends - now))
-
-
-def _ceil_seconds(delta: timedelta) -> int:
-    return max(0, math.ceil(delta.total_seconds()))
+PayloadStatus = Literal["ACCEPTED", "PENDING", "CANCELLED", "REJECTED"]
 
 
 def _system_now() -> datetime:
@@ -275,6 +88,8 @@ class SandboxState:
         *,
         working_hours: WorkingHours = WEEKDAYS_9_TO_5,
         event_types_need_username: bool = False,
+        rate_limit_block: timedelta = DEFAULT_BLOCK,
+        webhook_timeout: float = 10.0,
     ) -> None:
         self.api_key = api_key or "cal_sandbox_" + secrets.token_hex(16)
         self.now: Callable[[], datetime] = now or _system_now
@@ -284,7 +99,10 @@ class SandboxState:
         self.default_event_type_id: int = self.event_types[0].id
         self.bookings: dict[str, BookingRecord] = {}
         self.outbox: list[OutboxMessage] = []
-        self.rate_limiter = RateLimiter(rate_limit)
+        self.rate_limiter = RateLimiter(rate_limit, block=rate_limit_block)
+        self.faults = FaultBook(self.now)
+        self.webhooks = WebhookHub(self.now)
+        self.webhook_timeout = webhook_timeout  # seconds each delivery may take
         # Before PR #25178 Cal.com answered GET /v2/event-types without `username` with []; True does that.
         self.event_types_need_username = event_types_need_username
         # Awaited between the availability check and the insert, where Cal.com creates the meeting and the
@@ -390,8 +208,10 @@ class SandboxState:
         )
         if status == "pending":
             self._notify(booking, "requested", host_kind="awaiting_approval")
+            self._emit("BOOKING_REQUESTED", booking, "PENDING")
         else:
             self._notify(booking, "scheduled")
+            self._emit("BOOKING_CREATED", booking, "ACCEPTED")
         return booking
 
     async def reschedule_booking(
@@ -431,6 +251,11 @@ class SandboxState:
         old.rescheduled_by_email = rescheduled_by
         old.updated_at = self.now()
         self._notify(new, "rescheduled")
+        extra = reschedule_fields(old, rescheduled_by)
+        if status == "pending":  # Cal.com's handleNewBooking: not confirmed by default means REQUESTED
+            self._emit("BOOKING_REQUESTED", new, "PENDING", extra=extra)
+        else:
+            self._emit("BOOKING_RESCHEDULED", new, "ACCEPTED", extra=extra)
         return new
 
     def cancel_booking(self, uid: str, *, reason: str | None, by_host: bool) -> BookingRecord:
@@ -442,12 +267,46 @@ class SandboxState:
             raise plain(400, MSG_ALREADY_ENDED)
         if by_host and not (reason or "").strip():
             raise plain(400, MSG_HOST_NEEDS_REASON)
+        had_meeting = booking.status == "accepted"
         booking.status = "cancelled"
         booking.idempotency_key = None
         booking.cancellation_reason = reason
         booking.cancelled_by_email = self.host.email if by_host else None
         booking.updated_at = now
         self._notify(booking, "cancelled")
+        extra = {"cancellationReason": reason, "cancelledBy": booking.cancelled_by_email}
+        self._emit("BOOKING_CANCELLED", booking, "CANCELLED", has_meeting=had_meeting, extra=extra)
+        return booking
+
+    def confirm_booking(self, uid: str) -> BookingRecord:
+        """The host accepts a pending booking (POST …/confirm): its meeting is made, the attendee told,
+        and BOOKING_CREATED fires with status ACCEPTED."""
+        booking = self._awaiting_decision(uid)
+        booking.status = "accepted"
+        booking.updated_at = self.now()
+        self._notify(booking, "scheduled")
+        self._emit("BOOKING_CREATED", booking, "ACCEPTED", times="millis")
+        return booking
+
+    def decline_booking(self, uid: str, *, reason: str | None) -> BookingRecord:
+        """The host rejects a pending booking (POST …/decline): the slot is freed, the attendees told,
+        and BOOKING_REJECTED fires."""
+        booking = self._awaiting_decision(uid)
+        booking.status = "rejected"
+        booking.idempotency_key = None
+        booking.rejection_reason = reason
+        booking.updated_at = self.now()
+        self._notify(booking, "declined", host=False)
+        extra = {"rejectionReason": reason}
+        self._emit("BOOKING_REJECTED", booking, "REJECTED", has_meeting=False, times="millis", extra=extra)
+        return booking
+
+    def _awaiting_decision(self, uid: str) -> BookingRecord:
+        """Cal.com's confirm handler refuses a booking that is already accepted with a tRPC 400; the
+        sandbox refuses cancelled and rejected ones the same way (Cal.com does not say)."""
+        booking = self.booking(uid)
+        if booking.status != "pending":
+            raise trpc_bad_request()
         return booking
 
     def _ensure_reschedulable(self, booking: BookingRecord) -> None:
@@ -549,14 +408,73 @@ class SandboxState:
             matches.sort(key=_SORT_KEYS[name], reverse=descending)
         return matches[query.skip : query.skip + query.take], len(matches)
 
+    # --- webhooks --------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        trigger: str,
+        booking: BookingRecord,
+        status: PayloadStatus,
+        *,
+        has_meeting: bool | None = None,
+        times: TimeStyle = "seconds",
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        payload = booking_payload(
+            booking,
+            self.event_type(booking.event_type_id),
+            self.host,
+            status=status,
+            has_meeting=status == "ACCEPTED" if has_meeting is None else has_meeting,
+            times=times,
+            extra=extra,
+        )
+        self.webhooks.emit(trigger, payload)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivery made, in order, each with its exact body, signature and outcome."""
+        return self.webhooks.deliveries
+
+    @property
+    def webhook_hold(self) -> bool:
+        """While True, new deliveries wait for `release_webhooks`."""
+        return self.webhooks.hold
+
+    @webhook_hold.setter
+    def webhook_hold(self, value: bool) -> None:
+        self.webhooks.hold = value
+
+    async def release_webhooks(self, order: Sequence[str] = ()) -> list[Delivery]:
+        """Send the held deliveries one at a time: those whose ids are in `order` first, in that order."""
+        return await self.webhooks.release(order)
+
+    async def webhooks_settled(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (bounded by default)
+        """Wait until every delivery that is not held has been answered (or failed)."""
+        await self.webhooks.settled(timeout)
+
+    def redeliver_webhook(self, delivery_id: str) -> Delivery:
+        """Send a delivery's exact bytes and signature again (a new Delivery)."""
+        return self.webhooks.redeliver(delivery_id)
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    @property
+    def fault_log(self) -> list[FaultEvent]:
+        """Every injected fault that fired, in order."""
+        return self.faults.log
+
     # --- outbox ----------------------------------------------------------------------------------
 
-    def _notify(self, booking: BookingRecord, kind: OutboxKind, *, host_kind: OutboxKind | None = None) -> None:
+    def _notify(
+        self, booking: BookingRecord, kind: OutboxKind, *, host_kind: OutboxKind | None = None, host: bool = True
+    ) -> None:
         """Record the e-mails Cal.com sends: attendee and guests in their zone, the host in theirs."""
         at = self.now()
         people = [(booking.attendee.email, booking.attendee.time_zone, kind)]
         people += [(guest, booking.attendee.time_zone, kind) for guest in booking.guests]
-        people.append((self.host.email, self.host.time_zone, host_kind or kind))
+        if host:
+            people.append((self.host.email, self.host.time_zone, host_kind or kind))
         for to, zone, what in people:
             if to.endswith(_NO_MAILBOX):
                 continue
@@ -571,6 +489,7 @@ _SUBJECTS: Final[dict[OutboxKind, str]] = {
     "awaiting_approval": "Awaiting Approval: {title} at {date}",
     "rescheduled": "Rescheduled: {title} at {date}",
     "cancelled": "Cancelled: {title} at {date}",
+    "declined": "Declined: {title} at {date}",
 }
 
 _SORT_KEYS: Final[dict[str, Callable[[BookingRecord], datetime]]] = {

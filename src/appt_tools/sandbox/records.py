@@ -1,0 +1,190 @@
+"""The sandbox's plain data: the host, event types, bookings, e-mails and booking queries.
+
+No behaviour lives here; `state.py` owns the rules that change these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+BookingState = Literal["accepted", "pending", "cancelled", "rejected"]
+OutboxKind = Literal["scheduled", "requested", "awaiting_approval", "rescheduled", "cancelled", "declined"]
+LIVE: Final[frozenset[str]] = frozenset({"accepted", "pending"})
+
+
+@dataclass(frozen=True)
+class Host:
+    id: int
+    username: str
+    name: str
+    email: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a meeting happens: a video integration (`cal-video`, `zoom`, `google-meet`), an address, or
+    (deprecated `meetingUrl` on create) the caller's own link."""
+
+    type: Literal["integration", "address", "link"]
+    integration: str | None = None
+    address: str | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class EventTypeDef:
+    id: int
+    slug: str
+    title: str
+    length: int
+    locations: tuple[Location, ...]
+    description: str = ""
+    length_options: tuple[int, ...] = ()
+    requires_confirmation: bool = False
+    before_buffer: int = 0
+    after_buffer: int = 0
+    minimum_notice: int = 60
+    slot_interval: int | None = None
+    hidden: bool = False
+
+    def step(self, length: int) -> timedelta:
+        """Slot interval: the event type's own, else the meeting length."""
+        return timedelta(minutes=self.slot_interval or length)
+
+
+def default_event_types() -> list[EventTypeDef]:
+    video = Location("integration", integration="cal-video")
+    return [
+        EventTypeDef(1001, "consultation", "Consultation", 30, (video,), "A 30-minute consultation on Cal Video."),
+        EventTypeDef(
+            1002,
+            "quick-call",
+            "Quick call",
+            15,
+            (Location("integration", integration="zoom"),),
+            "15 minutes on Zoom.",
+        ),
+        EventTypeDef(
+            1003,
+            "product-demo",
+            "Product demo",
+            60,
+            (Location("integration", integration="google-meet"),),
+            "A one-hour demo on Google Meet, with 10 minutes free before and after.",
+            before_buffer=10,
+            after_buffer=10,
+        ),
+        EventTypeDef(
+            1004,
+            "in-person-visit",
+            "In-person visit",
+            45,
+            (Location("address", address="350 Fifth Avenue, New York, NY 10118"),),
+            "A visit at our office. Book at least 4 hours ahead.",
+            minimum_notice=240,
+        ),
+        EventTypeDef(
+            1005,
+            "intro-call",
+            "Intro call (needs confirmation)",
+            30,
+            (video,),
+            "The host confirms each request before it is booked.",
+            requires_confirmation=True,
+        ),
+        EventTypeDef(
+            1006,
+            "flexible-session",
+            "Flexible session",
+            30,
+            (video,),
+            "15, 30 or 60 minutes on Cal Video.",
+            length_options=(15, 30, 60),
+        ),
+    ]
+
+
+@dataclass
+class Attendee:
+    name: str
+    email: str
+    time_zone: str
+    language: str = "en"
+    phone_number: str | None = None
+
+
+@dataclass
+class BookingRecord:
+    id: int
+    uid: str
+    event_type_id: int
+    title: str
+    description: str
+    start: datetime
+    end: datetime
+    status: BookingState
+    attendee: Attendee
+    guests: list[str]
+    venue: Location
+    location: str
+    metadata: dict[str, object]
+    responses: dict[str, object]
+    created_at: datetime
+    updated_at: datetime
+    idempotency_key: str | None
+    cancellation_reason: str | None = None
+    cancelled_by_email: str | None = None
+    rescheduling_reason: str | None = None
+    rescheduled_by_email: str | None = None
+    rescheduled_from_uid: str | None = None
+    rescheduled_to_uid: str | None = None
+    rejection_reason: str | None = None
+
+    @property
+    def duration(self) -> int:
+        return int((self.end - self.start).total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class NewBooking:
+    """A create request that passed validation."""
+
+    event_type: EventTypeDef
+    start: datetime
+    length: int
+    attendee: Attendee
+    location: Location
+    guests: tuple[str, ...] = ()
+    metadata: dict[str, object] = field(default_factory=dict)
+    responses: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    to: str
+    kind: OutboxKind
+    subject: str
+    booking_uid: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class BookingQuery:
+    statuses: tuple[str, ...] = ()
+    attendee_email: str | None = None
+    attendee_name: str | None = None
+    booking_uid: str | None = None
+    event_type_ids: tuple[int, ...] = ()
+    after_start: datetime | None = None
+    before_end: datetime | None = None
+    after_created_at: datetime | None = None
+    before_created_at: datetime | None = None
+    after_updated_at: datetime | None = None
+    before_updated_at: datetime | None = None
+    no_match: bool = False  # a team filter: the sandbox host has no team event types
+    sort: tuple[tuple[str, bool], ...] = ()  # (field, descending), most significant first
+    take: int = 100
+    skip: int = 0
