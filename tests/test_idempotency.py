@@ -157,3 +157,19 @@ async def test_reschedule_and_cancel_with_a_key_happen_once(service, sandbox):
     repeat = await service.cancel(booked.id, idempotency_key="call-9-cancel")
     assert cancelled.status is repeat.status is AppointmentStatus.CANCELLED
     assert len(_live_in_calcom(sandbox)) == 0
+
+
+async def test_a_request_that_could_not_be_sent_says_nothing_was_booked_and_a_retry_books_it(service, sandbox):
+    flaky = Flaky()
+    flaky.fail("POST", "/v2/bookings", httpx2.ConnectError("refused"), times=None)
+    args = booking_args(await _slot(service), idempotency_key="call-10-book")
+    async with _through(sandbox, service.store, flaky) as unlucky:
+        with pytest.raises(CalcomUnavailable) as err:
+            await unlucky.book(**args)
+    assert err.value.retryable and not err.value.outcome_unknown
+    assert "nothing was booked" in err.value.message
+    failed = await service.search(status="failed")
+    assert failed.total == 1 and failed.items[0].booking_uid is None
+    retried = await service.book(**args)
+    assert retried.status is AppointmentStatus.ACTIVE
+    assert len(_live_in_calcom(sandbox)) == 1

@@ -119,20 +119,26 @@ async def test_a_timeout_after_the_operation_is_the_booking_made_whose_answer_ne
 
 async def test_a_held_answer_ends_with_a_closed_connection_when_the_sandbox_stops() -> None:
     state = SandboxState(now=Clock(NOW))
-    state.faults.add(Fault("timeout", "GET /v2/me"))
+    state.faults.add(Fault("timeout", CREATE, phase="after"))  # held 60 s once booked
+    reached = asyncio.Event()
+
+    async def note_arrival() -> None:
+        reached.set()
+
+    state.before_insert = note_arrival
     started = time.monotonic()
     async with run_sandbox(state) as sandbox:
         auth = {"Authorization": f"Bearer {sandbox.api_key}"}
         client = httpx2.AsyncClient(base_url=sandbox.base_url, headers=auth, timeout=30)
-        waiting = asyncio.create_task(client.get("/v2/me"))
+        waiting = asyncio.create_task(client.post("/v2/bookings", json=booking_body(TUE_0900), headers=BOOKINGS))
         async with asyncio.timeout(5):
-            while not state.fault_log:  # the request has reached the hold
-                await asyncio.sleep(0.01)
+            await reached.wait()
     async with asyncio.timeout(5):
         with pytest.raises(httpx2.RemoteProtocolError):
             await waiting
     await client.aclose()
     assert time.monotonic() - started < 5
+    assert len(booked(state)) == 1
 
 
 @pytest.mark.parametrize(("phase", "made"), [("before", 0), ("after", 1)])

@@ -365,6 +365,16 @@ class AppointmentService:
                 await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
                 raise await self._taken(event_type, appointment.start, length) from exc
             except CalcomUnavailable as exc:
+                if not exc.outcome_unknown:
+                    await self._fail(
+                        appointment, f"Cal.com could not be reached, so nothing was booked ({exc.message})"
+                    )
+                    raise CalcomUnavailable(
+                        "The calendar is not answering, so nothing was booked. Try again in a moment, "
+                        "or offer to call the caller back.",
+                        status=exc.status,
+                        retryable=True,
+                    ) from exc
                 found = await self._find_created(request)
                 if found is None:
                     await self._unknown(appointment, exc)
@@ -373,6 +383,7 @@ class AppointmentService:
                         f"again: check it later with get_appointment (id {appointment.id}).",
                         status=exc.status,
                         retryable=False,
+                        outcome_unknown=True,
                     ) from exc
                 booking = found
             except CalcomError as exc:
@@ -449,6 +460,8 @@ class AppointmentService:
         try:
             linked = claim.record.appointment_id
             existing = await self.store.get_appointment(linked) if linked else None
+            if existing is not None and existing.status is AppointmentStatus.FAILED:
+                existing = None  # that attempt definitely booked nothing: try afresh
             appointment = await (resume(existing) if existing is not None else work(scoped))
         except CalcomUnavailable:
             await self.store.release_key(scoped)  # the outcome is unknown: a repeat resumes and looks first
@@ -626,6 +639,7 @@ class AppointmentService:
                     "Do not try again yet; check it with get_appointment in a minute.",
                     status=exc.status,
                     retryable=False,
+                    outcome_unknown=True,
                 ) from exc
             booking = moved
         return await self._record_moved(appointment, booking, why)
