@@ -85,3 +85,12 @@ def test_every_secret_setting_is_listed_as_secret():
     for key in config.SECRET_KEYS:
         with pytest.raises(InvalidArgument):
             config.parse_setting(key, "  ")
+
+
+def test_calcom_timeout_is_a_bounded_number_of_seconds():
+    assert config.resolve({}, {"APPT_TOOLS_CALCOM_TIMEOUT": "4.5"}).calcom_timeout == 4.5
+    assert config.resolve({}, {}).calcom_timeout == config.DEFAULT_CALCOM_TIMEOUT
+    for bad in ("0", "120", "soon"):
+        with pytest.raises(InvalidArgument) as err:
+            config.parse_setting("calcom_timeout", bad)
+        assert err.value.field == "calcom_timeout"

@@ -384,6 +384,20 @@ async def test_a_reschedule_is_delivered_with_the_new_uid_and_the_old_bookings_d
         assert [b["triggerEvent"] for b in receiver.bodies()] == ["BOOKING_CREATED", "BOOKING_RESCHEDULED"]
 
 
+async def test_a_reschedule_that_needs_confirmation_again_is_requested_with_the_reschedule_fields() -> None:
+    async with wired() as (sandbox, client, receiver):
+        old = await book(client, TUE_0900, INTRO)
+        moved = await client.post(f"/v2/bookings/{old['uid']}/reschedule", json={"start": MON_0900}, headers=BOOKINGS)
+        new = success(moved, "POST", "/v2/bookings/{bookingUid}/reschedule", 201)
+        await sandbox.state.webhooks_settled()
+        first, second = receiver.bodies()
+        assert (first["triggerEvent"], second["triggerEvent"]) == ("BOOKING_REQUESTED", "BOOKING_REQUESTED")
+        payload = second["payload"]
+        assert set(payload) == PAYLOAD_KEYS | RESCHEDULE_KEYS
+        assert (payload["uid"], payload["rescheduleUid"], payload["status"]) == (new["uid"], old["uid"], "PENDING")
+        assert payload["rescheduledBy"] is None
+
+
 async def test_a_cancellation_is_delivered_with_its_reason_and_who_cancelled() -> None:
     async with wired() as (sandbox, client, receiver):
         booking = await book(client, TUE_0900)

@@ -147,3 +147,17 @@ async def test_a_webhook_about_someone_elses_booking_changes_nothing(service, sa
     assert report.checked == 0
     report = await Reconciler(service).apply_webhook({"triggerEvent": "MEETING_ENDED", "payload": {}})
     assert report.checked == 0
+
+
+async def test_a_running_server_reconciles_on_its_own(service, sandbox):
+    import asyncio
+
+    from appt_tools.sync import reconciling
+
+    booked = await service.book(**booking_args(await _slot(service)))
+    async with _calcom(sandbox) as http:
+        await http.post(f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "Closed"})
+    async with reconciling(service, every_minutes=0.002), asyncio.timeout(10):  # every 0.12 s
+        while (await service.get(booked.id)).status is not AppointmentStatus.CANCELLED:
+            await asyncio.sleep(0.05)
+    assert (await service.get(booked.id)).cancellation_reason == "Closed"

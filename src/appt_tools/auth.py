@@ -44,10 +44,13 @@ class Credentials:
     api_keys: tuple[SecretStr, ...] = ()
     vapi_secret: SecretStr | None = None
     retell_api_key: SecretStr | None = None
+    calcom_webhook_secret: SecretStr | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Credentials:
-        return cls(settings.http_api_keys, settings.vapi_secret, settings.retell_api_key)
+        return cls(
+            settings.http_api_keys, settings.vapi_secret, settings.retell_api_key, settings.calcom_webhook_secret
+        )
 
 
 CredentialLoader = Callable[[], Awaitable[Credentials]]
@@ -87,6 +90,13 @@ def retell_signature_valid(body: bytes, signature: str | None, api_key: SecretSt
         return False
     expected = hmac.new(api_key.get_secret_value().encode(), body + stamp.encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, digest)
+
+
+def calcom_signature_valid(body: bytes, signature: str | None, secret: SecretStr) -> bool:
+    """Cal.com's `X-Cal-Signature-256`: lowercase hex HMAC-SHA256 of the raw body, keyed with the
+    webhook's secret (shared/calcom/NOTES.md §8)."""
+    expected = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, (signature or "").strip().lower())
 
 
 class Guard:
@@ -140,6 +150,12 @@ class Guard:
         signed = retell_signature_valid(body, headers.get("x-retell-signature"), key, now_ms=now_ms)
         return None if signed else unauthorized(RETELL)
 
+    async def check_calcom(self, headers: Mapping[str, str], body: bytes) -> JSONResponse | None:
+        """Webhooks are refused unless a secret is configured and the body is signed with it."""
+        secret = (await self.credentials()).calcom_webhook_secret
+        signed = secret is not None and calcom_signature_valid(body, headers.get("x-cal-signature-256"), secret)
+        return None if signed else unauthorized(CALCOM)
+
 
 def error_response(status: int, view: ErrorView, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The one error body of every HTTP route: `{"error": ErrorView}`."""
@@ -154,6 +170,11 @@ class Scheme:
 
 BEARER = Scheme("Bearer", "API key: send Authorization: Bearer <key>")
 VAPI = Scheme("X-Vapi-Secret", "Vapi secret: send the X-Vapi-Secret header configured in Vapi")
+CALCOM = Scheme(
+    "X-Cal-Signature-256",
+    "Cal.com signature: X-Cal-Signature-256 must be signed with the webhook secret set in "
+    "APPT_TOOLS_CALCOM_WEBHOOK_SECRET",
+)
 RETELL = Scheme("X-Retell-Signature", "Retell signature: X-Retell-Signature must be signed with the Retell API key")
 
 

@@ -104,6 +104,7 @@ async def _run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from appt_tools.mcp_server import build_server
     from appt_tools.runtime import open_sandbox_service, open_service
+    from appt_tools.sync import reconciling
 
     async with AsyncExitStack() as stack:
         if args.sandbox:
@@ -118,6 +119,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 _say(
                     f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
                 )
+        await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
         server = build_server(service)
         if args.transport == "stdio":
             await server.run_stdio_async()

@@ -18,6 +18,11 @@ from appt_tools import validation
 from appt_tools.errors import InvalidArgument
 
 DEFAULT_BASE_URL = "https://api.cal.com"
+# Seconds one Cal.com write may take in all, retries and waits included (reads get 80% of it): a
+# caller on the phone waits in silence, so a slow Cal.com must give up well before half a minute.
+DEFAULT_CALCOM_TIMEOUT = 10.0
+# A running server compares the store with Cal.com this often (0 turns it off); see sync.py.
+DEFAULT_RECONCILE_MINUTES = 15
 ENV = {
     "calcom_api_key": "APPT_TOOLS_CALCOM_API_KEY",
     "calcom_base_url": "APPT_TOOLS_CALCOM_BASE_URL",
@@ -25,14 +30,17 @@ ENV = {
     "timezone": "APPT_TOOLS_TIMEZONE",
     "duration_minutes": "APPT_TOOLS_DURATION_MINUTES",
     "business_name": "APPT_TOOLS_BUSINESS_NAME",
+    "calcom_timeout": "APPT_TOOLS_CALCOM_TIMEOUT",
     "http_api_keys": "APPT_TOOLS_HTTP_API_KEYS",
     "vapi_secret": "APPT_TOOLS_VAPI_SECRET",
     "retell_api_key": "APPT_TOOLS_RETELL_API_KEY",
+    "calcom_webhook_secret": "APPT_TOOLS_CALCOM_WEBHOOK_SECRET",
+    "reconcile_minutes": "APPT_TOOLS_RECONCILE_MINUTES",
 }
 DATABASE_ENV = "APPT_TOOLS_DATABASE_URL"
 SETTING_KEYS = tuple(ENV)
 # Asked for without echo when `settings set` gets no value, and shown masked.
-SECRET_KEYS = ("calcom_api_key", "http_api_keys", "vapi_secret", "retell_api_key")
+SECRET_KEYS = ("calcom_api_key", "http_api_keys", "vapi_secret", "retell_api_key", "calcom_webhook_secret")
 # Long enough that guessing is hopeless; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes one.
 MIN_HTTP_KEY_LENGTH = 24
 Source = Literal["environment", "stored", "default"]
@@ -56,9 +64,12 @@ class Settings(BaseModel):
     timezone: str | None = None
     duration_minutes: int | None = None
     business_name: str = ""
+    calcom_timeout: float = DEFAULT_CALCOM_TIMEOUT
     http_api_keys: tuple[SecretStr, ...] = ()
     vapi_secret: SecretStr | None = None
     retell_api_key: SecretStr | None = None
+    calcom_webhook_secret: SecretStr | None = None
+    reconcile_minutes: int = DEFAULT_RECONCILE_MINUTES
     sources: dict[str, Source] = {}
 
     def masked_key(self) -> str:
@@ -83,7 +94,7 @@ class Settings(BaseModel):
 def parse_setting(key: str, value: str) -> object:
     """Validate one setting as typed by a person; raises InvalidArgument naming the key."""
     value = value.strip()
-    if key in ("calcom_api_key", "vapi_secret", "retell_api_key"):
+    if key in ("calcom_api_key", "vapi_secret", "retell_api_key", "calcom_webhook_secret"):
         if not value:
             raise InvalidArgument(key, "must not be empty.")
         return SecretStr(value)
@@ -102,6 +113,18 @@ def parse_setting(key: str, value: str) -> object:
         return value
     if key == "business_name":
         return validation.text(key, value)
+    if key == "reconcile_minutes":
+        if not value.isdigit() or int(value) > 24 * 60:
+            raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from 0 (off) to 1440, e.g. 15.")
+        return int(value)
+    if key == "calcom_timeout":
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = 0.0
+        if not 1.0 <= seconds <= 60.0:
+            raise InvalidArgument(key, f"{value!r} is not a number of seconds from 1 to 60, e.g. 10.")
+        return seconds
     raise InvalidArgument("key", f"unknown setting {key!r}; use one of {', '.join(SETTING_KEYS)}.")
 
 

@@ -51,6 +51,7 @@ from appt_tools.errors import (
     SlotUnavailable,
 )
 from appt_tools.mcp_server import AppointmentServer
+from appt_tools.sync import Reconciler
 from appt_tools.views import ErrorView
 
 logger = logging.getLogger("appt_tools.http")
@@ -141,6 +142,7 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         Route("/vapi/tool-calls", endpoints.vapi, methods=["POST"]),
         Route("/retell/functions", endpoints.retell, methods=["POST"]),
         Route("/retell/functions/{name}", endpoints.retell, methods=["POST"]),
+        Route("/webhooks/calcom", endpoints.calcom_webhook, methods=["POST"]),
     ]
     # The SDK app's lifespan runs the MCP session manager; without it /mcp cannot serve.
     return Starlette(
@@ -214,6 +216,16 @@ class _Endpoints:
         # failed request it retries. A domain error is an answer the model must read (alternatives,
         # `say`), so it is a 200; only an unexpected failure is a 500, which Retell may retry.
         return error_response(500 if outcome.status == 500 else 200, outcome.error)
+
+    async def calcom_webhook(self, request: Request) -> Response:
+        """A booking changed in Cal.com: re-read the appointment it names from Cal.com and repair the
+        store. Redelivered or out-of-order webhooks converge, since Cal.com's state decides (sync.py)."""
+        body = await self._body(request)
+        refusal = await self.guard.check_calcom(request.headers, body)
+        if refusal is not None:
+            return refusal
+        report = await Reconciler(self.server.service).apply_webhook(_json_object(body))
+        return JSONResponse({"received": True, "checked": report.checked, "repaired": len(report.repaired)})
 
     async def _vapi_result(self, call: dict[str, Any]) -> dict[str, str]:
         answer = {"toolCallId": call["id"]}

@@ -44,7 +44,11 @@ async def open_service(
                 update={"calcom_api_key": SecretStr(calcom.api_key), "calcom_base_url": calcom.base_url}
             )
         key = settings.calcom_api_key
-        client = CalcomClient(key.get_secret_value(), settings.calcom_base_url) if key is not None else None
+        client = (
+            CalcomClient(key.get_secret_value(), settings.calcom_base_url, timeout=settings.calcom_timeout)
+            if key is not None
+            else None
+        )
         try:
             yield AppointmentService(store, client, settings, clock=clock)
         finally:

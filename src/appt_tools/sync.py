@@ -7,13 +7,21 @@ so redelivered or out-of-order webhooks converge on the same, true state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from appt_tools.errors import CalcomError, CalcomNotFound
 from appt_tools.models import Appointment, AppointmentStatus, Booking, SearchQuery
 from appt_tools.service import AppointmentService
+
+logger = logging.getLogger(__name__)
+# What the periodic run looks at: recent past (late cancellations, unknown outcomes) and the future.
+PERIODIC_BACK = timedelta(days=2)
+PERIODIC_AHEAD = timedelta(days=90)
 
 # An appointment recorded but not answered for this long belongs to a call that died or timed out.
 IN_FLIGHT_GRACE = timedelta(minutes=2)
@@ -238,3 +246,32 @@ def _booking_fields(booking: Booking) -> dict[str, object]:
         "last_error": None,
         "status": _status(booking),
     }
+
+
+@asynccontextmanager
+async def reconciling(service: AppointmentService, every_minutes: float) -> AsyncIterator[None]:
+    """Reconcile in the background every `every_minutes` while the server runs (0: never). The first run
+    waits a full interval, so starting the server costs no Cal.com request."""
+    if every_minutes <= 0 or service.settings.calcom_api_key is None:
+        yield
+        return
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every_minutes * 60)
+            now = service.now()
+            try:
+                report = await Reconciler(service).reconcile(now - PERIODIC_BACK, now + PERIODIC_AHEAD)
+            except Exception:  # the server must outlive a failed run; the next one tries again
+                logger.exception("periodic reconciliation failed")
+                continue
+            if report.repaired or report.unresolved:
+                logger.warning("reconciled: %d repaired, %d unresolved", len(report.repaired), len(report.unresolved))
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
