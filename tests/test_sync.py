@@ -158,6 +158,6 @@ async def test_a_running_server_reconciles_on_its_own(service, sandbox):
     async with _calcom(sandbox) as http:
         await http.post(f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "Closed"})
     async with reconciling(service, every_minutes=0.002), asyncio.timeout(10):  # every 0.12 s
-        while (await service.get(booked.id)).status is not AppointmentStatus.CANCELLED:
+        while (await service.get(booked.id)).status is not AppointmentStatus.CANCELLED:  # noqa: ASYNC110 - polls the store
             await asyncio.sleep(0.05)
     assert (await service.get(booked.id)).cancellation_reason == "Closed"
