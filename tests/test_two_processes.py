@@ -1,0 +1,87 @@
+"""Two server processes sharing one database and one Cal.com: a contested slot is still booked once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from appt_tools.models import AppointmentStatus, SearchQuery
+from appt_tools.store import Store
+from helpers import booking_args, next_weekday
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _server(env: dict[str, str]) -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port)]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+async def _ready(base: str) -> None:
+    async with httpx2.AsyncClient(base_url=base) as http, asyncio.timeout(30):
+        while True:
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                await asyncio.sleep(0.1)
+
+
+async def test_two_processes_on_one_database_book_a_contested_slot_once(sandbox, tmp_path: Path):
+    database = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
+    env |= {
+        "APPT_TOOLS_DATABASE_URL": database,
+        "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
+        "APPT_TOOLS_CALCOM_BASE_URL": sandbox.base_url,
+        "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id),
+        "APPT_TOOLS_TIMEZONE": "America/New_York",
+    }
+    with ExitStack() as stack:
+        bases = [stack.enter_context(_server(env)) for _ in range(2)]
+        await asyncio.gather(*(_ready(base) for base in bases))
+        async with httpx2.AsyncClient(timeout=30) as http:
+            found = await http.post(f"{bases[0]}/tools/find_slots", json={"date": next_weekday().isoformat()})
+            start = found.json()["slots"][2]["start"]
+            calls = [
+                http.post(
+                    f"{bases[i % 2]}/tools/book_appointment",
+                    json=booking_args(start, attendee_email=f"caller{i}@example.com"),
+                )
+                for i in range(8)
+            ]
+            answers = await asyncio.gather(*calls)
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 7, [a.text for a in answers]
+    assert all(a.json()["error"]["code"] == "slot_unavailable" for a in answers if a.status_code == 409)
+    live_in_calcom = [b for b in sandbox.state.bookings.values() if b.status == "accepted"]
+    assert len(live_in_calcom) == 1
+    async with Store.from_url(database) as store:
+        live = await store.search(
+            SearchQuery(statuses=(AppointmentStatus.ACTIVE, AppointmentStatus.PENDING)),
+            now=live_in_calcom[0].start,
+        )
+    assert live.total == 1
+    assert live.items[0].booking_uid == live_in_calcom[0].uid
