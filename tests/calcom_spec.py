@@ -178,6 +178,22 @@ def _pin_known_spec_flaws(doc: Json) -> None:
     #     `recurrence` is required and null when not recurring). Say "null or X" explicitly.
     _allow_declared_nulls(doc)
 
+    # User webhooks: the output differs from UserWebhookOutputDto in four places (Cal.com's source and
+    # its own e2e test agree): `id` is a string (a uuid), `triggers` items are trigger names, not
+    # objects, and `payloadTemplate` and `secret` are null when unset.
+    hook = schemas["UserWebhookOutputDto"]["properties"]
+    assert hook["id"] == {"type": "number"}, "spec changed at UserWebhookOutputDto.id"
+    assert hook["triggers"]["items"] == {"type": "object"}, "spec changed at UserWebhookOutputDto.triggers"
+    assert hook["secret"] == {"type": "string"}, "spec changed at UserWebhookOutputDto.secret"
+    assert hook["payloadTemplate"]["type"] == "string", "spec changed at UserWebhookOutputDto.payloadTemplate"
+    hook["id"] = {"type": "string"}
+    hook["triggers"]["items"] = {
+        "type": "string",
+        "enum": schemas["CreateWebhookInputDto"]["properties"]["triggers"]["enum"],
+    }
+    hook["secret"] = {"type": "string", "nullable": True}
+    hook["payloadTemplate"] = {**hook["payloadTemplate"], "nullable": True}
+
 
 def _allow_declared_nulls(node: object) -> None:
     if isinstance(node, dict):
