@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = sub.add_parser("reconcile", help="compare the store with Cal.com over a window and repair it")
     reconcile.add_argument("--days-back", type=int, default=7, help="from this many days ago (default 7)")
     reconcile.add_argument("--days-ahead", type=int, default=90, help="to this many days ahead (default 90)")
+    reconcile.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=120,
+        help="leave bookings younger than this that are still being made alone (default 120; 0 after a crash)",
+    )
 
     schemas = sub.add_parser("schemas", help="tool JSON schemas")
     schemas_sub = schemas.add_subparsers(dest="action", required=True)
@@ -218,7 +224,7 @@ async def _reconcile(args: argparse.Namespace) -> int:
 
     async with open_service() as service:
         now = service.now()
-        report = await Reconciler(service).reconcile(
+        report = await Reconciler(service, grace=timedelta(seconds=args.grace_seconds)).reconcile(
             now - timedelta(days=args.days_back), now + timedelta(days=args.days_ahead)
         )
     print(

@@ -44,8 +44,9 @@ class SyncReport:
 
 
 class Reconciler:
-    def __init__(self, service: AppointmentService) -> None:
+    def __init__(self, service: AppointmentService, *, grace: timedelta = IN_FLIGHT_GRACE) -> None:
         self.service = service
+        self.grace = grace
         self.store = service.store
         self._known: dict[str, Booking] = {}  # Cal.com's bookings fetched in bulk for this run
         self._window: tuple[datetime, datetime] | None = None  # ...and the span they cover
@@ -128,7 +129,7 @@ class Reconciler:
         """Recorded, but Cal.com's answer never came: find the booking, or conclude it was never made."""
         if appointment.status is not AppointmentStatus.PENDING:
             return
-        if not appointment.last_error and appointment.created_at > self.service.now() - IN_FLIGHT_GRACE:
+        if not appointment.last_error and appointment.created_at > self.service.now() - self.grace:
             return  # a call is probably still making it
         if self._window is not None and self._window[0] <= appointment.start < self._window[1]:
             candidates = list(self._known.values())
