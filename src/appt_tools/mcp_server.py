@@ -152,6 +152,12 @@ def _check_arguments(name: str, schema: dict[str, Any], arguments: dict[str, Any
     """Refuse what the SDK would quietly accept: unknown arguments (it drops them) and numbers or
     booleans sent as strings (it coerces them)."""
     properties: dict[str, Any] = schema.get("properties", {})
+    if len(arguments) > len(properties):  # explicit bound: a 10,000-item request is refused before any work
+        extra = next(key for key in arguments if key not in properties)
+        raise InvalidArgument(
+            extra,
+            f"is not an argument of {name}; it takes at most {len(properties)} arguments: {', '.join(properties)}.",
+        )
     for key, value in arguments.items():
         if key not in properties:
             if name == "update_appointment" and key in LOCKED_FIELDS:

@@ -551,8 +551,11 @@ class AppointmentService:
     async def get(self, appointment_id: str) -> Appointment:
         """By appointment id, or by any Cal.com booking uid it has had."""
         key = (appointment_id or "").strip()
-        if not key:
-            raise InvalidArgument("appointment_id", "must not be empty; e.g. 'apt_3kq9x2mz7w1b'.")
+        if not key or len(key) > 100:
+            raise InvalidArgument(
+                "appointment_id",
+                "must be an appointment id or booking uid of at most 100 characters; e.g. 'apt_3kq9x2mz7w1b'.",
+            )
         found = await self.store.get_appointment(key) or await self.store.get_by_booking_uid(key)
         if found is None:
             raise NotFound(
