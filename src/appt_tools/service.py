@@ -50,6 +50,7 @@ from appt_tools.models import (
     SearchQuery,
     Slot,
 )
+from appt_tools.slot_cache import SlotCache
 from appt_tools.store import Store
 
 Clock = Callable[[], datetime]
@@ -94,6 +95,7 @@ class AppointmentService:
         self._calcom = calcom
         self.settings = settings
         self._clock = clock
+        self.slot_cache = SlotCache()
 
     def now(self) -> datetime:
         return self._clock()
@@ -208,32 +210,53 @@ class AppointmentService:
         length: int,
         *,
         rescheduling: str | None = None,
+        cached: bool = True,
     ) -> list[Slot]:
-        """Cal.com's free slots starting within [lo, hi)."""
+        """Cal.com's free slots starting within [lo, hi); from the slot cache when it has them."""
         duration = length if event_type.length_options else None
-        return await self.calcom.slots(
+        if cached and rescheduling is None:
+            hit = self.slot_cache.get(event_type.id, duration, lo, hi)
+            if hit is not None:
+                return hit
+        slots = await self.calcom.slots(
             event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
         )
+        if rescheduling is None:
+            self.slot_cache.put(event_type.id, duration, lo, hi, slots)
+        return slots
 
     async def _near(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
     ) -> list[Slot]:
-        """Free slots from a day before `start` (but not before now) to a week after it: one Cal.com call
-        that both confirms `start` is free and yields the nearest alternatives when it is not."""
+        """Free slots from a day before `start` (but not before now) to a week after it, fresh from Cal.com:
+        one call that both confirms `start` is free and yields the nearest alternatives when it is not."""
         lo = max(self._clock(), start - timedelta(days=1))
-        return await self._free(event_type, lo, start + timedelta(days=7), length, rescheduling=rescheduling)
+        return await self._free(
+            event_type, lo, start + timedelta(days=7), length, rescheduling=rescheduling, cached=False
+        )
 
     async def _check_free(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
     ) -> list[Slot]:
-        """The free slots around `start`; SlotUnavailable (with the nearest ones) unless `start` is one."""
+        """The free slots around `start`; SlotUnavailable (with the nearest ones) unless `start` is one.
+        A slot the cache saw free a moment ago passes without a round trip (Cal.com decides at booking);
+        anything else is asked afresh, so a stale cache never refuses a caller."""
+        duration = length if event_type.length_options else None
+        seen = self.slot_cache.covering(event_type.id, duration, start)
+        if seen is not None and any(s.start == start for s in seen):
+            return seen
         around = await self._near(event_type, start, length, rescheduling=rescheduling)
         if not any(s.start == start for s in around):
             raise self._unavailable(start, _nearest(around, start), taken=False)
         return around
 
+    def slots_changed(self) -> None:
+        """The calendar changed (a booking made, moved, cancelled or synced): cached slots are stale."""
+        self.slot_cache.clear()
+
     async def _taken(self, event_type: EventType, start: datetime, length: int) -> SlotUnavailable:
         """Cal.com refused `start` as taken: the error, with fresh alternatives when Cal.com gives them."""
+        self.slots_changed()
         try:
             around = await self._near(event_type, start, length)
         except CalcomError:
@@ -392,6 +415,7 @@ class AppointmentService:
         return await self._record_booked(appointment, booking)
 
     async def _record_booked(self, appointment: Appointment, booking: Booking) -> Appointment:
+        self.slots_changed()
         return await self.store.update_appointment(
             appointment.id,
             {
@@ -648,6 +672,7 @@ class AppointmentService:
         return await self._record_moved(appointment, booking, why)
 
     async def _record_moved(self, appointment: Appointment, booking: Booking, why: str | None) -> Appointment:
+        self.slots_changed()
         return await self.store.update_appointment(
             appointment.id,
             {
@@ -699,6 +724,7 @@ class AppointmentService:
             if "already been cancelled" not in exc.message:
                 raise
             detail = f"{why} (Cal.com already had it cancelled.)"
+        self.slots_changed()
         return await self.store.update_appointment(
             appointment.id,
             {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},

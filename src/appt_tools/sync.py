@@ -226,6 +226,7 @@ class Reconciler:
             from_uid=from_uid,
             to_uid=to_uid,
         )
+        self.service.slots_changed()
         await self.store.update_appointment(appointment.id, changes, now=self.service.now(), history=entry)
 
 
