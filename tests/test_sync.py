@@ -161,3 +161,15 @@ async def test_a_running_server_reconciles_on_its_own(service, sandbox):
         while (await service.get(booked.id)).status is not AppointmentStatus.CANCELLED:  # noqa: ASYNC110 - polls the store
             await asyncio.sleep(0.05)
     assert (await service.get(booked.id)).cancellation_reason == "Closed"
+
+
+async def test_a_booking_the_host_confirms_in_cal_com_becomes_active(service, sandbox):
+    intro = next(t for t in await service.list_event_types() if t.requires_confirmation)
+    start = (await service.find_slots(day=next_weekday().isoformat(), event_type_id=intro.id)).slots[0]
+    booked = await service.book(**booking_args(start.start.isoformat(), event_type_id=intro.id))
+    assert booked.status is AppointmentStatus.PENDING
+    async with _calcom(sandbox) as http:
+        answer = await http.post(f"/v2/bookings/{booked.booking_uid}/confirm")
+        assert answer.status_code == 200, answer.text
+    await Reconciler(service).reconcile(*_window(service))
+    assert (await service.get(booked.id)).status is AppointmentStatus.ACTIVE

@@ -86,3 +86,26 @@ async def test_a_signed_body_that_is_not_json_is_a_400(service):
         answer = await client.post("/webhooks/calcom", content=body, headers=_signed(body))
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "invalid_request"
+
+
+async def test_the_sandbox_delivers_signed_webhooks_that_keep_the_store_in_step(service, sandbox):
+    slot = (await service.find_slots(day=next_weekday().isoformat())).slots[0]
+    booked = await service.book(**booking_args(slot.start.isoformat()))
+    headers = {"Authorization": f"Bearer {sandbox.api_key}", "cal-api-version": "2024-08-13"}
+    async with serving(service, _settings()) as client:
+        subscriber = str(client.base_url).rstrip("/") + "/webhooks/calcom"
+        async with httpx2.AsyncClient(base_url=sandbox.base_url, headers=headers) as calcom:
+            created = await calcom.post(
+                "/v2/webhooks",
+                json={"subscriberUrl": subscriber, "active": True, "secret": SECRET, "triggers": ["BOOKING_CANCELLED"]},
+            )
+            assert created.status_code == 201, created.text
+            cancelled = await calcom.post(
+                f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "Snow"}
+            )
+            assert cancelled.status_code == 200
+        await sandbox.state.webhooks_settled(timeout=10)
+    delivery = sandbox.state.deliveries[-1]
+    assert delivery.status_code == 200, delivery
+    fixed = await service.get(booked.id)
+    assert fixed.status is AppointmentStatus.CANCELLED and fixed.cancellation_reason == "Snow"
