@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 CallType = Literal["inbound", "outbound", "web"]
-CALL_TYPES: tuple[CallType, ...] = ("inbound", "outbound", "web")
+CALL_TYPES: tuple[CallType, ...] = get_args(CallType)
 
 # Cal.com's booking status, lower-cased as API v2 returns it (NOTES §3.2).
 BookingStatus = Literal["accepted", "pending", "cancelled", "rejected", "awaiting_host"]
@@ -191,8 +191,6 @@ class Claim(_Frozen):
     mine: bool
 
 
-AppointmentChanges = dict[str, object]
-
 SortField = Literal[
     "start",
     "end",
@@ -206,19 +204,7 @@ SortField = Literal[
     "status",
     "call_type",
 ]
-SORT_FIELDS: tuple[SortField, ...] = (
-    "start",
-    "end",
-    "created_at",
-    "updated_at",
-    "title",
-    "attendee_name",
-    "attendee_email",
-    "business_name",
-    "label",
-    "status",
-    "call_type",
-)
+SORT_FIELDS: tuple[SortField, ...] = get_args(SortField)
 PAGE_SIZES = (10, 25, 50, 100)
 
 
