@@ -10,10 +10,8 @@ with `last_error` saying so, never `active`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
@@ -23,7 +21,6 @@ from appt_tools import spoken, validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import Settings
 from appt_tools.errors import (
-    AppError,
     CalcomError,
     CalcomRejected,
     CalcomSlotTaken,
@@ -36,6 +33,7 @@ from appt_tools.errors import (
     SlotHeld,
     SlotUnavailable,
 )
+from appt_tools.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
 from appt_tools.models import (
     PAGE_SIZES,
     SORT_FIELDS,
@@ -60,11 +58,6 @@ DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
 ALTERNATIVES = 3
 LOOKAHEAD = timedelta(days=14)
 MAX_SLOTS = 100
-# How long a call waits for another one doing the same booking (same key, or same slot in flight).
-PEER_WAIT_SECONDS = 15.0
-POLL_SECONDS = 0.05
-# A claimed idempotency key untouched this long belongs to a call that died (a crash): taken over.
-KEY_STALE_AFTER = timedelta(minutes=2)
 NOT_CONFIGURED = (
     "Cal.com is not configured: set APPT_TOOLS_CALCOM_API_KEY (or run 'appt-tools settings set calcom_api_key …'), "
     "or start with --sandbox to try it without an account."
@@ -96,6 +89,7 @@ class AppointmentService:
         self.settings = settings
         self._clock = clock
         self.slot_cache = SlotCache()
+        self._keys = IdempotentCalls(store, clock, load=self.get)
 
     def now(self) -> datetime:
         return self._clock()
@@ -325,7 +319,7 @@ class AppointmentService:
             end=(when + timedelta(minutes=length)).astimezone(UTC),
             timezone=timezone or self.timezone,
         )
-        return await self._keyed(
+        return await self._keys.run(
             "book",
             key,
             {**new.model_dump(mode="json"), "duration": length},
@@ -447,65 +441,6 @@ class AppointmentService:
             if not in_flight or (current is not None and current.last_error) or monotonic() >= deadline:
                 return current
             await asyncio.sleep(POLL_SECONDS)
-
-    async def _keyed(
-        self,
-        tool: str,
-        key: str | None,
-        payload: Mapping[str, object],
-        *,
-        work: Callable[[str | None], Awaitable[Appointment]],
-        resume: Callable[[Appointment], Awaitable[Appointment]],
-    ) -> Appointment:
-        """Run `work` once per idempotency key. A repeat gets the first call's result (waiting while it is
-        in flight); after an unknown outcome the repeat `resume`s, which looks in Cal.com before acting."""
-        if key is None:
-            return await work(None)
-        scoped = f"{tool}:{key}"
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        deadline = monotonic() + PEER_WAIT_SECONDS
-        while True:
-            claim = await self.store.claim_key(scoped, digest, now=self._clock(), stale_after=KEY_STALE_AFTER)
-            if claim.record.request_hash != digest:
-                raise InvalidArgument(
-                    "idempotency_key", "was already used for a different request; use a new key for each new request."
-                )
-            if claim.mine:
-                break
-            if claim.record.done:
-                return await self._replay(claim.record.error, claim.record.appointment_id)
-            if monotonic() >= deadline:
-                raise Conflict(
-                    "The same request is still being processed; try again in a moment.",
-                    code="in_progress",
-                    retryable=True,
-                )
-            await asyncio.sleep(POLL_SECONDS)
-        try:
-            linked = claim.record.appointment_id
-            existing = await self.store.get_appointment(linked) if linked else None
-            if existing is not None and existing.status is AppointmentStatus.FAILED:
-                existing = None  # that attempt definitely booked nothing: try afresh
-            appointment = await (resume(existing) if existing is not None else work(scoped))
-        except CalcomUnavailable:
-            await self.store.release_key(scoped)  # the outcome is unknown: a repeat resumes and looks first
-            raise
-        except AppError as exc:
-            error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
-            await self.store.finish_key(scoped, now=self._clock(), error=error)
-            raise
-        await self.store.finish_key(scoped, now=self._clock(), appointment_id=appointment.id)
-        return appointment
-
-    async def _replay(self, error: Mapping[str, object] | None, appointment_id: str | None) -> Appointment:
-        if error is not None:
-            code, message = str(error.get("code")), str(error.get("message"))
-            if code == SlotUnavailable.code:
-                raise SlotUnavailable(message)
-            raise AppError(message, code=code, retryable=bool(error.get("retryable")))
-        if appointment_id is None:
-            raise Conflict("The first call with this key did not finish; use a new key.", code="in_progress")
-        return await self.get(appointment_id)
 
     async def _join_same(self, new: NewAppointment, event_type: EventType, length: int) -> Appointment | None:
         """The outcome of an identical request made earlier or in flight right now, if there is one."""
@@ -639,7 +574,7 @@ class AppointmentService:
             return await self._reschedule(await self.get(appointment.id), when, why)
 
         payload = {"appointment_id": appointment.id, "new_start": when.isoformat(), "reason": why}
-        return await self._keyed("reschedule", key, payload, work=work, resume=work)
+        return await self._keys.run("reschedule", key, payload, work=work, resume=work)
 
     async def _reschedule(self, appointment: Appointment, when: datetime, why: str | None) -> Appointment:
         uid = self._ensure_live(appointment, "reschedule")
@@ -713,7 +648,7 @@ class AppointmentService:
             return await self._cancel(await self.get(appointment.id), why)
 
         payload = {"appointment_id": appointment.id, "reason": why}
-        return await self._keyed("cancel", key, payload, work=work, resume=work)
+        return await self._keys.run("cancel", key, payload, work=work, resume=work)
 
     async def _cancel(self, appointment: Appointment, why: str) -> Appointment:
         uid = self._ensure_live(appointment, "cancel")

@@ -1,0 +1,93 @@
+"""Idempotency keys: a repeated call with the same key gets the first call's result, never a second booking.
+
+A key is claimed in the store (atomically, across processes) before any work. A repeat waits while the
+first call is in flight, replays its outcome once done, and, after an unknown outcome (the first call's
+Cal.com answer was lost), resumes: the `resume` it is given looks in Cal.com before acting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from time import monotonic
+
+from appt_tools.errors import AppError, CalcomUnavailable, Conflict, InvalidArgument, SlotUnavailable
+from appt_tools.models import Appointment, AppointmentStatus
+from appt_tools.store import Store
+
+# How long a call waits for another one doing the same booking (same key, or same slot in flight).
+PEER_WAIT_SECONDS = 15.0
+POLL_SECONDS = 0.05
+# A claimed key untouched this long belongs to a call that died (a crash): it is taken over.
+KEY_STALE_AFTER = timedelta(minutes=2)
+
+
+class IdempotentCalls:
+    def __init__(
+        self, store: Store, clock: Callable[[], datetime], *, load: Callable[[str], Awaitable[Appointment]]
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._load = load
+
+    async def run(
+        self,
+        tool: str,
+        key: str | None,
+        payload: Mapping[str, object],
+        *,
+        work: Callable[[str | None], Awaitable[Appointment]],
+        resume: Callable[[Appointment], Awaitable[Appointment]],
+    ) -> Appointment:
+        """Run `work` once per idempotency key. A repeat gets the first call's result (waiting while it is
+        in flight); after an unknown outcome the repeat `resume`s, which looks in Cal.com before acting."""
+        if key is None:
+            return await work(None)
+        scoped = f"{tool}:{key}"
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        deadline = monotonic() + PEER_WAIT_SECONDS
+        while True:
+            claim = await self._store.claim_key(scoped, digest, now=self._clock(), stale_after=KEY_STALE_AFTER)
+            if claim.record.request_hash != digest:
+                raise InvalidArgument(
+                    "idempotency_key", "was already used for a different request; use a new key for each new request."
+                )
+            if claim.mine:
+                break
+            if claim.record.done:
+                return await self._replay(claim.record.error, claim.record.appointment_id)
+            if monotonic() >= deadline:
+                raise Conflict(
+                    "The same request is still being processed; try again in a moment.",
+                    code="in_progress",
+                    retryable=True,
+                )
+            await asyncio.sleep(POLL_SECONDS)
+        try:
+            linked = claim.record.appointment_id
+            existing = await self._store.get_appointment(linked) if linked else None
+            if existing is not None and existing.status is AppointmentStatus.FAILED:
+                existing = None  # that attempt definitely booked nothing: try afresh
+            appointment = await (resume(existing) if existing is not None else work(scoped))
+        except CalcomUnavailable:
+            await self._store.release_key(scoped)  # the outcome is unknown: a repeat resumes and looks first
+            raise
+        except AppError as exc:
+            error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+            await self._store.finish_key(scoped, now=self._clock(), error=error)
+            raise
+        await self._store.finish_key(scoped, now=self._clock(), appointment_id=appointment.id)
+        return appointment
+
+    async def _replay(self, error: Mapping[str, object] | None, appointment_id: str | None) -> Appointment:
+        if error is not None:
+            code, message = str(error.get("code")), str(error.get("message"))
+            if code == SlotUnavailable.code:
+                raise SlotUnavailable(message)
+            raise AppError(message, code=code, retryable=bool(error.get("retryable")))
+        if appointment_id is None:
+            raise Conflict("The first call with this key did not finish; use a new key.", code="in_progress")
+        return await self._load(appointment_id)
