@@ -82,3 +82,28 @@ async def test_serve_sandbox_over_streamable_http_runs_the_conversation(tmp_path
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_the_same_conversation_over_stdio_ends_in_the_same_state_as_every_other_surface(sandbox, service, db_url):
+    from helpers import BUSINESS_ENV
+    from test_http_app import EXPECTED_STATE, _conversation, _final_state
+
+    env = {
+        **BUSINESS_ENV,
+        "APPT_TOOLS_DATABASE_URL": db_url,
+        "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
+        "APPT_TOOLS_CALCOM_BASE_URL": sandbox.base_url,
+        "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id),
+        "APPT_TOOLS_RECONCILE_MINUTES": "0",
+    }
+    params = StdioServerParameters(command=sys.executable, args=["-m", "appt_tools", "serve"], env=env)
+    async with Client(params) as client:
+
+        async def call(name: str, args: dict[str, object]) -> dict[str, object]:
+            result = await client.call_tool(name, args)
+            assert not result.is_error and result.structured_content is not None, result.content
+            return dict(result.structured_content)
+
+        await _conversation(call)  # type: ignore[arg-type]
+    state = await _final_state(service, sandbox)
+    assert {k: v for k, v in state.items() if k != "calcom"} == EXPECTED_STATE
