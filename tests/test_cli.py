@@ -137,3 +137,12 @@ def _wait_for(base: str) -> dict[str, object]:
             if time.monotonic() > deadline:
                 pytest.fail("the sandbox did not start")
             time.sleep(0.1)
+
+
+def test_the_demo_runs_the_whole_flow_through_a_real_mcp_session(tmp_path):
+    demo = _run(tmp_path, "demo")
+    assert demo.returncode == 0, demo.stderr
+    for step in ("find_slots", "book_appointment", "search_appointments", "reschedule", "cancel"):
+        assert f"→ {step}(" in demo.stdout
+    assert "You're booked for" in demo.stdout
+    assert re.search(r"scheduled .* rescheduled .* cancelled", demo.stdout.replace("\n", " "))
