@@ -159,7 +159,9 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> in
 
     settings = HttpSettings(host=args.host, credentials=credentials, reload_credentials=reload, sandbox=args.sandbox)
     base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
-    _say(f"serving on {base}: /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, /healthz, /openapi.json")
+    _say(
+        f"serving on {base}: / (dashboard), /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, /webhooks/calcom, /healthz"
+    )
     count = len(credentials.api_keys)
     _say(
         f"auth: {count} API key{'s' if count != 1 else ''} (Authorization: Bearer)"

@@ -7,6 +7,7 @@
                                        with {"error": ErrorView}                        bearer key
     POST /vapi/tool-calls              Vapi's tool-calls webhook                        X-Vapi-Secret, else bearer
     POST /retell/functions[/{name}]    Retell's custom function                         X-Retell-Signature, else bearer
+    GET  /, /calendar, /settings, /app/*   the owner's dashboard (appt_tools.web)   sign-in with a key, CSRF
 
 Every surface runs a tool through `AppointmentServer.invoke`, so all of them accept and refuse
 exactly the same calls as MCP does. Who may call what is decided in `appt_tools.auth`.
@@ -53,6 +54,7 @@ from appt_tools.errors import (
 from appt_tools.mcp_server import AppointmentServer
 from appt_tools.sync import Reconciler
 from appt_tools.views import ErrorView
+from appt_tools.web import dashboard_routes
 
 logger = logging.getLogger("appt_tools.http")
 
@@ -143,6 +145,8 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         Route("/retell/functions", endpoints.retell, methods=["POST"]),
         Route("/retell/functions/{name}", endpoints.retell, methods=["POST"]),
         Route("/webhooks/calcom", endpoints.calcom_webhook, methods=["POST"]),
+        # The owner's dashboard at / (pages, /app/*, /static/*): same service, same keys (web/session.py).
+        *dashboard_routes(server.service, guard, sandbox=settings.sandbox),
     ]
     # The SDK app's lifespan runs the MCP session manager; without it /mcp cannot serve.
     return Starlette(

@@ -100,6 +100,13 @@ class AppointmentService:
     def timezone(self) -> str:
         return self.settings.timezone or "UTC"
 
+    def use_calcom(self, client: CalcomClient | None) -> CalcomClient | None:
+        """Switch to another Cal.com client (a new key saved while running); returns the one replaced,
+        which the caller closes. Cached slots came from the old one, so they are dropped."""
+        old, self._calcom = self._calcom, client
+        self.slots_changed()
+        return old
+
     @property
     def calcom(self) -> CalcomClient:
         if self._calcom is None:

@@ -1,0 +1,532 @@
+// appt-tools dashboard: our own small script (no framework, nothing fetched from elsewhere).
+// The server renders every page and fragment; this script swaps fragments in (search as you type,
+// sorting, paging, months), runs the add/edit drawer, and sends changes with the CSRF token.
+"use strict";
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  const csrf = ($('meta[name="csrf-token"]') || {}).content || "";
+  const view = document.body.dataset.view;
+  const zone = document.body.dataset.timezone || "UTC";
+  const UNREACHABLE = "The server could not be reached. Check that it is running, then try again.";
+
+  // --- talking to the server -------------------------------------------------------------------
+
+  function signInAgain() {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+
+  async function call(method, url, body) {
+    const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (method !== "GET") {
+      options.headers["Content-Type"] = "application/json";
+      options.headers["X-CSRF-Token"] = csrf;
+      options.body = JSON.stringify(body || {});
+    }
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (_) {
+      return { ok: false, status: 0, data: { error: { message: UNREACHABLE } } };
+    }
+    if (response.status === 401) signInAgain();
+    let data;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = { error: { message: `The server answered with an error (${response.status}). Try again.` } };
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  async function fragment(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (response.status === 401) signInAgain();
+    if (!response.ok) throw new Error(`The server answered with an error (${response.status}).`);
+    return response.text();
+  }
+
+  function newKey() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return "dashboard-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  let toastTimer = 0;
+  function toast(message, bad = false) {
+    const box = $("#toast");
+    box.textContent = message;
+    box.classList.toggle("bad", bad);
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, bad ? 9000 : 5000);
+  }
+
+  function todayInZone() {
+    const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
+      .formatToParts(new Date());
+    const get = (type) => parts.find((p) => p.type === type).value;
+    return `${get("year")}-${get("month")}-${get("day")}`;
+  }
+
+  // --- the table -------------------------------------------------------------------------------
+
+  let tableQuery = ($("#table") || { dataset: {} }).dataset.query || "";
+  let tableLoads = 0;
+
+  async function loadTable(query) {
+    const region = $("#table-region");
+    if (!region) return;
+    const mine = ++tableLoads;
+    $("#table-busy").hidden = false;
+    try {
+      const html = await fragment("/app/table?" + query);
+      if (mine !== tableLoads) return; // a newer search is on its way
+      region.innerHTML = html;
+      tableQuery = query;
+      history.replaceState(null, "", "/?view=table" + (query ? "&" + query : ""));
+    } catch (err) {
+      if (mine === tableLoads) toast(err.message || UNREACHABLE, true);
+    } finally {
+      if (mine === tableLoads) $("#table-busy").hidden = true;
+    }
+  }
+
+  function controlsQuery() {
+    const data = new FormData($("#table-controls"));
+    data.delete("view");
+    data.set("page", "1");
+    const params = new URLSearchParams();
+    for (const [k, v] of data) if (v !== "") params.set(k, v);
+    return params.toString();
+  }
+
+  function setupTable() {
+    const controls = $("#table-controls");
+    if (!controls) return;
+    let timer = 0;
+    $("#search").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => loadTable(controlsQuery()), 250);
+    });
+    controls.addEventListener("submit", (e) => { e.preventDefault(); loadTable(controlsQuery()); });
+    $("#status-filter").addEventListener("change", () => loadTable(controlsQuery()));
+    $("#page-size").addEventListener("change", () => loadTable(controlsQuery()));
+    document.addEventListener("click", (e) => {
+      const link = e.target.closest("#table-region a[data-query]");
+      if (!link) return;
+      e.preventDefault();
+      const params = new URLSearchParams(link.dataset.query);
+      if (link.classList.contains("sort")) {
+        controls.elements.sort.value = params.get("sort");
+        controls.elements.order.value = params.get("order");
+      }
+      loadTable(link.dataset.query);
+    });
+  }
+
+  // --- the calendar ----------------------------------------------------------------------------
+
+  let calendarMonth = ($("#calendar") || { dataset: {} }).dataset.month || "";
+
+  async function loadCalendar(month) {
+    const region = $("#calendar-region");
+    if (!region) return;
+    $("#calendar-busy").hidden = false;
+    try {
+      region.innerHTML = await fragment("/app/calendar" + (month ? "?month=" + encodeURIComponent(month) : ""));
+      calendarMonth = $("#calendar").dataset.month;
+      history.replaceState(null, "", "/calendar?month=" + calendarMonth);
+      const panel = $("#day-panel");
+      if (panel && !panel.hidden) {
+        const day = $(`.day[data-date="${panel.dataset.date}"]`);
+        if (day) showDay(day); else panel.hidden = true;
+      }
+    } catch (err) {
+      toast(err.message || UNREACHABLE, true);
+      const busy = $("#calendar-busy");
+      if (busy) busy.hidden = true;
+    }
+  }
+
+  function showDay(day) {
+    const panel = $("#day-panel");
+    $$(".day.selected").forEach((d) => d.classList.remove("selected"));
+    day.classList.add("selected");
+    panel.dataset.date = day.dataset.date;
+    $("#day-panel-title").textContent = day.dataset.title;
+    const list = $("#day-panel-list");
+    list.replaceChildren();
+    for (const item of $$(".appt", day)) {
+      const li = document.createElement("li");
+      li.appendChild(item.cloneNode(true));
+      list.appendChild(li);
+    }
+    $("#day-panel-empty").hidden = list.children.length > 0;
+    $("#day-panel-book").hidden = day.dataset.date < todayInZone();
+    panel.hidden = false;
+  }
+
+  function setupCalendar() {
+    if (!$("#calendar-region")) return;
+    document.addEventListener("click", (e) => {
+      const nav = e.target.closest("#calendar-region a[data-month]");
+      if (nav) { e.preventDefault(); loadCalendar(nav.dataset.month); return; }
+      if (e.target.closest("[data-edit]")) return; // handled below, for table and calendar alike
+      const day = e.target.closest("#calendar-region .day");
+      if (day) showDay(day);
+    });
+    document.addEventListener("keydown", (e) => {
+      const day = e.target.closest && e.target.closest("#calendar-region .day");
+      if (day && (e.key === "Enter" || e.key === " ") && e.target === day) { e.preventDefault(); showDay(day); }
+    });
+    $("#day-panel-close").addEventListener("click", () => {
+      $("#day-panel").hidden = true;
+      $$(".day.selected").forEach((d) => d.classList.remove("selected"));
+    });
+    $("#day-panel-book").addEventListener("click", () => openDrawer(null, $("#day-panel").dataset.date));
+  }
+
+  function refreshView() {
+    if (view === "table") return loadTable(tableQuery);
+    if (view === "calendar") return loadCalendar(calendarMonth);
+    return undefined;
+  }
+
+  // --- the add/edit drawer ---------------------------------------------------------------------
+
+  const drawer = $("#drawer");
+  const form = $("#appointment-form");
+  const state = { id: null, original: null, start: null, key: newKey(), busy: false, slotLoads: 0 };
+
+  function clearErrors(root) {
+    $$(".field-error", root).forEach((el) => { el.textContent = ""; });
+    $$(".invalid", root).forEach((el) => el.classList.remove("invalid"));
+    const general = $("#form-error", root) || $("#settings-error", root);
+    if (general) general.hidden = true;
+  }
+
+  function clearField(root, name) {
+    if (!name) return;
+    const slot = $(`.field-error[data-for="${name}"]`, root);
+    if (slot) slot.textContent = "";
+    if (root.elements && root.elements[name] && root.elements[name].classList) root.elements[name].classList.remove("invalid");
+  }
+
+  function showError(root, error, generalSel) {
+    const where = error.field ? $(`.field-error[data-for="${error.field}"]`, root) : null;
+    const fields = error.fields || (where ? { [error.field]: error.message } : {});
+    let placed = false;
+    for (const [name, message] of Object.entries(fields)) {
+      const slot = $(`.field-error[data-for="${name}"]`, root);
+      if (!slot) continue;
+      slot.textContent = message;
+      const input = root.elements ? root.elements[name] : null;
+      if (input && input.classList) { input.classList.add("invalid"); if (!placed) input.focus(); }
+      placed = true;
+    }
+    if (!placed) {
+      const general = $(generalSel, root);
+      general.textContent = error.message;
+      general.hidden = false;
+    }
+  }
+
+  function progress(text) {
+    const box = $("#progress");
+    box.hidden = !text;
+    $("#progress-text").textContent = text || "";
+    state.busy = Boolean(text);
+    $$("button", form).forEach((b) => { if (b.id !== "drawer-close") b.disabled = state.busy; });
+  }
+
+  function closeDrawer() {
+    drawer.hidden = true;
+    $("#scrim").hidden = true;
+  }
+
+  function slotButton(slot, label) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "slot";
+    b.setAttribute("role", "radio");
+    b.setAttribute("aria-checked", "false");
+    b.dataset.start = slot.start;
+    b.textContent = label || slot.time;
+    b.title = `${slot.day}, ${slot.time}`;
+    return b;
+  }
+
+  function showSlots(slots, labelled) {
+    const box = $("#slots");
+    box.replaceChildren(...slots.map((s) => slotButton(s, labelled ? `${s.day.split(",")[0]} ${s.time}` : null)));
+    state.start = null;
+  }
+
+  async function loadSlots(date) {
+    const mine = ++state.slotLoads;
+    const message = $("#slots-message");
+    const next = $("#next-free-day");
+    clearErrors($("#time-picker"));
+    next.hidden = true;
+    $("#slots").replaceChildren();
+    state.start = null;
+    if (!date) { message.textContent = "Choose a day to see its free times."; return; }
+    $("#slots-busy").hidden = false;
+    message.textContent = "Looking up free times…";
+    const typeId = state.original ? state.original.event_type_id : form.elements.event_type_id.value;
+    const query = new URLSearchParams({ date });
+    if (typeId) query.set("event_type_id", typeId);
+    const { ok, data } = await call("GET", "/app/slots?" + query);
+    if (mine !== state.slotLoads) return;
+    $("#slots-busy").hidden = true;
+    if (!ok) {
+      message.textContent = "";
+      showError(form, { ...data.error, field: data.error.field === "start" ? "start" : "date" }, "#form-error");
+      return;
+    }
+    if (data.empty) {
+      message.textContent = data.message;
+      if (data.next_date) {
+        next.textContent = `Show ${data.next_day}`;
+        next.dataset.date = data.next_date;
+        next.hidden = false;
+      }
+      return;
+    }
+    message.textContent = `${data.slots.length} free time${data.slots.length === 1 ? "" : "s"} on ${data.day}:`;
+    showSlots(data.slots, false);
+  }
+
+  async function openDrawer(id, date) {
+    form.reset();
+    clearErrors(form);
+    progress("");
+    state.id = id;
+    state.original = null;
+    state.start = null;
+    state.key = newKey();
+    $("#slots").replaceChildren();
+    $("#history-list").replaceChildren();
+    $("#date").min = todayInZone();
+    drawer.classList.toggle("editing", Boolean(id));
+    for (const name of ["to_number", "from_number"]) form.elements[name].readOnly = Boolean(id);
+    form.elements.call_type.disabled = Boolean(id);
+    $("#drawer-status").hidden = true;
+    $("#time-picker").hidden = false;
+    $("#not-movable").hidden = true;
+    drawer.hidden = false;
+    $("#scrim").hidden = false;
+    if (!id) {
+      $("#drawer-title").textContent = "New appointment";
+      $("#save").textContent = "Book appointment";
+      form.elements.call_type.value = "web";
+      form.elements.date.value = date || "";
+      await loadSlots(date || "");
+      form.elements.attendee_name.focus();
+      return;
+    }
+    $("#drawer-title").textContent = "Edit appointment";
+    $("#save").textContent = "Save changes";
+    progress("Loading…");
+    const { ok, data } = await call("GET", `/app/appointments/${encodeURIComponent(id)}`);
+    progress("");
+    if (!ok) { showError(form, data.error, "#form-error"); return; }
+    const a = data.appointment;
+    state.original = a;
+    for (const name of ["title", "attendee_name", "attendee_email", "to_number", "from_number", "call_type", "description", "label"]) {
+      form.elements[name].value = a[name] || "";
+    }
+    $("#event-type-shown").textContent = a.event_type;
+    $("#current-time").textContent = `Now booked for ${a.when}. Pick a new time below to move it.`;
+    const badge = $("#drawer-status");
+    badge.textContent = a.status_label;
+    badge.className = "badge " + a.status;
+    badge.hidden = false;
+    $("#drawer-cancel-appointment").hidden = !a.changeable;
+    $("#time-picker").hidden = !a.changeable;
+    $("#not-movable").hidden = a.changeable;
+    if (!a.changeable) $("#current-time").textContent = `Booked for ${a.when}.`;
+    for (const h of a.history || []) {
+      const li = document.createElement("li");
+      li.textContent = `${h.at}: ${h.action}. ${h.detail}`;
+      $("#history-list").appendChild(li);
+    }
+    if (a.changeable) {
+      form.elements.date.value = a.local_date >= todayInZone() ? a.local_date : todayInZone();
+      await loadSlots(form.elements.date.value);
+    }
+  }
+
+  async function submitDrawer(e) {
+    e.preventDefault();
+    if (state.busy) return;
+    clearErrors(form);
+    const f = form.elements;
+    const details = {
+      title: f.title.value,
+      attendee_name: f.attendee_name.value,
+      attendee_email: f.attendee_email.value,
+      description: f.description.value,
+      label: f.label.value,
+    };
+    let url, body, doing;
+    if (!state.id) {
+      url = "/app/appointments";
+      body = { ...details, event_type_id: f.event_type_id.value, to_number: f.to_number.value, from_number: f.from_number.value,
+               call_type: f.call_type.value, start: state.start, idempotency_key: state.key };
+      doing = "Booking in Cal.com…";
+    } else {
+      url = `/app/appointments/${encodeURIComponent(state.id)}`;
+      body = { ...details };
+      if (state.start) { body.start = state.start; body.idempotency_key = state.key; }
+      doing = state.start ? "Moving it in Cal.com…" : "Saving…";
+    }
+    progress(doing);
+    const { ok, status, data } = await call("POST", url, body);
+    progress("");
+    if (status > 0 && status < 500) state.key = newKey(); // a definite answer: the next try is a new request
+    if (ok) {
+      closeDrawer();
+      toast(data.message);
+      refreshView();
+      return;
+    }
+    const error = data.error || { message: UNREACHABLE };
+    showError(form, error, "#form-error");
+    if (error.alternatives && error.alternatives.length) {
+      $("#slots-message").textContent = "Nearest free times:";
+      showSlots(error.alternatives, true);
+    }
+    if (error.saved) refreshView();
+  }
+
+  function setupDrawer() {
+    if (!drawer) return;
+    document.addEventListener("click", (e) => {
+      const edit = e.target.closest("[data-edit]");
+      if (edit) { e.preventDefault(); openDrawer(edit.dataset.edit); return; }
+      const cancel = e.target.closest("[data-cancel]");
+      if (cancel) { e.preventDefault(); confirmCancel(cancel.dataset.cancel, cancel.dataset.what); }
+    });
+    $("#new-appointment").addEventListener("click", () => openDrawer(null, ""));
+    $("#drawer-close").addEventListener("click", closeDrawer);
+    $("#scrim").addEventListener("click", () => { if (!state.busy) closeDrawer(); });
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !drawer.hidden && !state.busy) closeDrawer(); });
+    form.addEventListener("submit", submitDrawer);
+    form.addEventListener("input", (e) => clearField(form, e.target.name));
+    $("#date").addEventListener("change", () => loadSlots(form.elements.date.value));
+    form.elements.event_type_id.addEventListener("change", () => loadSlots(form.elements.date.value));
+    $("#next-free-day").addEventListener("click", (e) => {
+      form.elements.date.value = e.target.dataset.date;
+      loadSlots(e.target.dataset.date);
+    });
+    $("#slots").addEventListener("click", (e) => {
+      const b = e.target.closest(".slot");
+      if (!b) return;
+      $$(".slot", $("#slots")).forEach((s) => s.setAttribute("aria-checked", "false"));
+      b.setAttribute("aria-checked", "true");
+      state.start = b.dataset.start;
+      $('.field-error[data-for="start"]').textContent = "";
+    });
+    $("#drawer-cancel-appointment").addEventListener("click", () => {
+      const a = state.original;
+      if (a) confirmCancel(a.id, `${a.title} — ${a.when}`);
+    });
+  }
+
+  // --- cancelling, after confirmation -----------------------------------------------------------
+
+  function confirmCancel(id, what) {
+    const dialog = $("#confirm");
+    $("#confirm-text").textContent = `${what}. The attendee is told by Cal.com. This cannot be undone; the appointment stays in the table as cancelled.`;
+    $("#confirm-reason").value = "";
+    dialog.returnValue = "";
+    dialog.onclose = async () => {
+      if (dialog.returnValue !== "yes") return;
+      const reason = $("#confirm-reason").value.trim();
+      toast("Cancelling in Cal.com…");
+      const { ok, data } = await call("POST", `/app/appointments/${encodeURIComponent(id)}/cancel`,
+                                      { reason: reason || null, idempotency_key: newKey() });
+      if (!ok) { toast((data.error || {}).message || UNREACHABLE, true); return; }
+      if (!drawer.hidden && state.id === id) closeDrawer();
+      toast(data.message);
+      refreshView();
+    };
+    dialog.showModal();
+    $("#confirm-no").focus();
+  }
+
+  // --- settings --------------------------------------------------------------------------------
+
+  function setupSettings() {
+    const settings = $("#settings-form");
+    if (!settings) return;
+    const busy = (on) => {
+      $("#settings-busy").hidden = !on;
+      $$("button", settings).forEach((b) => { b.disabled = on; });
+    };
+    settings.addEventListener("input", (e) => clearField(settings, e.target.name));
+    settings.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearErrors(settings);
+      $("#settings-saved").hidden = true;
+      const body = {};
+      for (const name of ["calcom_api_key", "event_type_id", "timezone", "duration_minutes", "business_name"]) {
+        const input = settings.elements[name];
+        if (input && !input.disabled) body[name] = input.value;
+      }
+      busy(true);
+      const { ok, data } = await call("POST", "/app/settings", body);
+      busy(false);
+      if (!ok) { showError(settings, data.error || { message: UNREACHABLE }, "#settings-error"); return; }
+      settings.elements.calcom_api_key.value = "";
+      $("#key-shown").textContent = data.key_shown;
+      $("#stored-key-shown").textContent = data.stored_key_shown;
+      const saved = $("#settings-saved");
+      saved.textContent = [data.message, ...(data.notes || [])].join(" ");
+      saved.hidden = false;
+    });
+    $("#refresh-event-types").addEventListener("click", async () => {
+      const out = $("#refresh-result");
+      out.textContent = "Asking Cal.com for the event types…";
+      $("#refresh-busy").hidden = false;
+      busy(true);
+      const { ok, data } = await call("POST", "/app/event-types/refresh", {});
+      busy(false);
+      $("#refresh-busy").hidden = true;
+      if (!ok) { out.textContent = ""; showError(settings, { ...data.error, field: "event_type_id" }, "#settings-error"); return; }
+      const select = $("#event-type-id");
+      const chosen = select.value;
+      const first = select.options[0];
+      first.textContent = data.event_types.length ? "First bookable one" : "None synced yet: refresh";
+      select.replaceChildren(first, ...data.event_types.map((t) => {
+        const o = document.createElement("option");
+        o.value = String(t.id);
+        o.textContent = `${t.title} (${t.length_minutes} min)${t.hidden ? " — hidden" : ""}`;
+        return o;
+      }));
+      select.value = chosen;
+      out.textContent = data.message;
+    });
+    $("#test-connection").addEventListener("click", async () => {
+      const out = $("#test-result");
+      out.hidden = false;
+      out.replaceChildren(Object.assign(document.createElement("p"), { textContent: "Testing the connection to Cal.com…" }));
+      busy(true);
+      const { ok, data } = await call("POST", "/app/settings/test", {});
+      busy(false);
+      if (!ok) { out.replaceChildren(Object.assign(document.createElement("p"), { className: "fail", textContent: (data.error || {}).message || UNREACHABLE })); return; }
+      const lines = [Object.assign(document.createElement("p"), { className: "summary", textContent: data.summary })];
+      for (const check of data.checks) {
+        lines.push(Object.assign(document.createElement("p"), { className: check.ok ? "pass" : "fail", textContent: check.text }));
+      }
+      out.replaceChildren(...lines);
+    });
+  }
+
+  setupTable();
+  setupCalendar();
+  setupDrawer();
+  setupSettings();
+})();

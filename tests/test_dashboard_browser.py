@@ -1,0 +1,354 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Playwright, against the
+running HTTP app (uvicorn in this event loop) on the Cal.com sandbox.
+
+Chromium comes from apt (`apt-get install chromium`, /usr/bin/chromium); Playwright never downloads
+a browser. Locally these tests skip when Chromium is missing; in CI (CI=true) they fail instead.
+Screenshots of each view go to test-artifacts/dashboard/; with UPDATE_SCREENSHOTS=1 the README's
+copies in docs/screenshots/ are refreshed too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pydantic import SecretStr
+
+from appt_tools.auth import Credentials
+from appt_tools.http_app import HttpSettings
+from appt_tools.runtime import CalcomTarget, open_service
+from appt_tools.sandbox import RunningSandbox
+from appt_tools.service import AppointmentService
+from dashboard_support import served
+from helpers import booking_args, next_weekday
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+DOCS = ROOT / "docs" / "screenshots"
+# The README's pictures: artifact name → docs name.
+FOR_README = {
+    "table.png": "table.png",
+    "calendar.png": "calendar.png",
+    "drawer-new.png": "drawer-new.png",
+    "drawer-edit.png": "drawer-edit.png",
+    "settings.png": "settings.png",
+    "login.png": "login.png",
+}
+CALCOM_KEY = "cal_live_browser_0123456789_secretkey"
+HTTP_KEY = "k_live_0123456789abcdefghijBRWS"
+WAIT_MS = 15_000
+
+
+def _chromium_missing() -> bool:
+    return not CHROMIUM.exists()
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: browser tests must run; .ci/run installs chromium and playwright)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if _chromium_missing():
+        _unavailable(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _unavailable("playwright is not installed: pip install -e '.[dev]'")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=30_000)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def _page(browser: Browser) -> tuple[Page, list[str]]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 760}, timezone_id="America/New_York")
+    context.set_default_timeout(WAIT_MS)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
+async def _shot(page: Page, name: str, *, full_page: bool = False) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1" and name in FOR_README:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / name, DOCS / FOR_README[name])
+
+
+async def _seed(service: AppointmentService, day: date) -> None:
+    """A few appointments for the pictures: two on `day`, one the next weekday, one cancelled."""
+    people = [
+        ("Teeth cleaning", "Ana Ruiz", "ana@example.com", "new-client", "inbound", 2),
+        ("Root canal consult", "Bo Chen", "bo@example.com", "vip", "outbound", 8),
+        ("Check-up", "Cara Diaz", "cara@example.com", "", "inbound", 4),
+        ("Whitening", "Dev Patel", "dev@example.com", "follow-up", "web", 10),
+    ]
+    ids = []
+    for number, (title, name, mail, label, kind, index) in enumerate(people):
+        on = day if number < 2 else day + timedelta(days=1 if day.weekday() < 4 else 3)
+        slots = (await service.find_slots(day=on.isoformat())).slots
+        args: dict[str, Any] = booking_args(
+            slots[index].start.isoformat(),
+            title=title,
+            attendee_name=name,
+            attendee_email=mail,
+            label=label,
+            call_type=kind,
+            business_name="Acme Dental",
+        )
+        ids.append((await service.book(**args)).id)
+    await service.cancel(ids[2])
+
+
+def _saturday_after(day: date) -> date:
+    return day + timedelta(days=(5 - day.weekday()) % 7 or 7)
+
+
+async def _calendar_month(page: Page, month: str) -> None:
+    for _ in range(3):
+        if await page.get_attribute("#calendar", "data-month") == month:
+            return
+        await page.click("#next-month")
+        await page.wait_for_function("m => document.querySelector('#calendar').dataset.month >= m", arg=month)
+    assert await page.get_attribute("#calendar", "data-month") == month
+
+
+async def _starts(page: Page) -> list[datetime]:
+    values = await page.eval_on_selector_all("#table tbody tr[data-id]", "rows => rows.map(r => r.dataset.start)")
+    return [datetime.fromisoformat(v) for v in values]
+
+
+async def test_book_find_sort_calendar_reschedule_cancel(browser: Browser, service: AppointmentService) -> None:
+    seed_day = next_weekday()
+    await _seed(service, seed_day)
+    saturday = _saturday_after(seed_day)
+    monday, tuesday = saturday + timedelta(days=2), saturday + timedelta(days=3)
+    async with served(service, HttpSettings(sandbox=True)) as base:
+        page, errors = await _page(browser)
+        await page.goto(base + "/?view=table")
+        assert await page.locator("#table tbody tr[data-id]").count() == 4
+
+        # A row's cancel asks first; "Keep it" changes nothing.
+        await page.click("tr:has-text('Teeth cleaning') button.cancel")
+        await page.wait_for_selector("#confirm[open]")
+        assert "Teeth cleaning" in await page.inner_text("#confirm-text")
+        await page.click("#confirm-no")
+        assert await page.inner_text("tr:has-text('Teeth cleaning') .badge") == "Active"
+
+        # Create through the drawer: a Saturday has nothing free, the next free day is offered.
+        await page.click("#new-appointment")
+        await page.wait_for_selector("#drawer:not([hidden])")
+        await page.fill("input[name=title]", "Browser booking")
+        await page.fill("input[name=attendee_name]", "Zoe Quinn")
+        await page.fill("input[name=attendee_email]", "zoe@")
+        await page.fill("input[name=to_number]", "+14155550100")
+        await page.fill("input[name=from_number]", "+14155550199")
+        await page.fill("textarea[name=description]", "Booked in the browser test")
+        await page.fill("input[name=label]", "browser")
+        await page.fill("#date", saturday.isoformat())
+        await page.wait_for_selector("#next-free-day:not([hidden])")
+        assert (await page.inner_text("#slots-message")).startswith("Nothing is free on Saturday")
+        await _shot(page, "drawer-no-slots.png")
+        await page.click("#next-free-day")
+        await page.wait_for_selector("#slots .slot")
+        assert await page.input_value("#date") == monday.isoformat()
+        await page.click("#slots .slot:text-is('2:00 PM')")
+        await page.click("#save")
+        email_error = page.locator(".field-error[data-for=attendee_email]")
+        await email_error.wait_for()
+        assert "is not a valid e-mail address" in await email_error.inner_text()
+        await _shot(page, "drawer-new.png")
+        await page.fill("input[name=attendee_email]", "zoe.quinn@example.com")
+        assert await email_error.inner_text() == ""
+        await page.click("#save")
+        await page.wait_for_selector("#toast:has-text('Booked for')")
+        await page.wait_for_selector("#drawer", state="hidden")
+        row = page.locator("tr:has-text('Zoe Quinn')")
+        await row.wait_for()
+        assert await row.locator(".badge").inner_text() == "Active"
+        assert "+14155550199" in await row.inner_text() and "Web" in await row.inner_text()
+        assert await row.locator("a.join").get_attribute("target") == "_blank"
+        await _shot(page, "table.png")
+
+        # Search as you type.
+        await page.locator("#search").press_sequentially("Quinn", delay=40)
+        await page.wait_for_selector("#total:text-is('1 appointment')")
+        assert await page.locator("#table tbody tr[data-id]").count() == 1
+        await _shot(page, "table-search.png")
+        await page.fill("#search", "")
+        await page.wait_for_selector("#total:text-is('5 appointments')")
+
+        # Sort by date: the header reverses the order, and again restores it.
+        await page.click("th[data-col=start] a.sort")
+        await page.wait_for_selector("th[data-col=start][aria-sort=descending]")
+        starts = await _starts(page)
+        assert starts == sorted(starts, reverse=True) and len(starts) == 5
+        await page.click("th[data-col=start] a.sort")
+        await page.wait_for_selector("th[data-col=start][aria-sort=ascending]")
+        starts = await _starts(page)
+        assert starts == sorted(starts)
+
+        # The calendar: the booking on its day, coloured by status.
+        await page.click("#view-calendar")
+        await page.wait_for_selector("#calendar")
+        await _calendar_month(page, f"{monday:%Y-%m}")
+        booked = page.locator(f".day[data-date='{monday.isoformat()}'] .appt:has-text('Browser booking')")
+        await booked.wait_for()
+        assert "2:00 PM" in await booked.inner_text() and "active" in (await booked.get_attribute("class") or "")
+        await _shot(page, "calendar.png")
+        await page.click(f".day[data-date='{monday.isoformat()}'] .date")
+        await page.wait_for_selector("#day-panel:not([hidden])")
+        assert "Browser booking" in await page.inner_text("#day-panel-list")
+        await _shot(page, "calendar-day.png")
+        await page.click("#day-panel-close")
+
+        # The view is remembered: / opens the calendar now.
+        await page.goto(base + "/")
+        assert page.url.endswith("/calendar")
+        await _calendar_month(page, f"{monday:%Y-%m}")
+
+        # Reschedule from the calendar: the drawer edits, the numbers are locked.
+        await page.click(f".day[data-date='{monday.isoformat()}'] .appt:has-text('Browser booking')")
+        await page.wait_for_selector("#drawer.editing:not([hidden])")
+        await page.wait_for_selector("#slots .slot")
+        assert await page.get_attribute("input[name=to_number]", "readonly") is not None
+        assert await page.is_disabled("select[name=call_type]")
+        assert await page.input_value("input[name=attendee_email]") == "zoe.quinn@example.com"
+        await page.fill("input[name=title]", "Browser booking (moved)")
+        await page.fill("#date", tuesday.isoformat())
+        await page.wait_for_selector(f"#slots-message:has-text('{tuesday:%A}')")
+        await page.click("#slots .slot:text-is('3:00 PM')")
+        await _shot(page, "drawer-edit.png")
+        await page.click("#save")
+        await page.wait_for_selector("#toast:has-text('Moved to')")
+        moved = page.locator(f".day[data-date='{tuesday.isoformat()}'] .appt:has-text('Browser booking (moved)')")
+        await moved.wait_for()
+        assert "3:00 PM" in await moved.inner_text() and "rescheduled" in (await moved.get_attribute("class") or "")
+        assert (
+            await page.locator(f".day[data-date='{monday.isoformat()}'] .appt:has-text('Browser booking')").count() == 0
+        )
+
+        # Cancel it (after confirming): it leaves the calendar but stays in the table.
+        await moved.click()
+        await page.wait_for_selector("#drawer.editing:not([hidden])")
+        await page.wait_for_selector("#drawer-cancel-appointment:visible")
+        await page.click("#drawer-cancel-appointment")
+        await page.wait_for_selector("#confirm[open]")
+        await page.fill("#confirm-reason", "Owner cancelled in the browser test")
+        await _shot(page, "confirm-cancel.png")
+        await page.click("#confirm-yes")
+        await page.wait_for_selector("#toast:has-text('Cancelled the appointment')")
+        await page.wait_for_selector("#drawer", state="hidden")
+        await page.wait_for_function("() => !document.querySelector('#calendar').innerText.includes('Browser booking')")
+        await page.click("#view-table")
+        await page.wait_for_selector("#table")
+        cancelled = page.locator("tr:has-text('Zoe Quinn')")
+        assert await cancelled.locator(".badge").inner_text() == "Cancelled"
+        assert await cancelled.locator("button.cancel").count() == 0
+        await page.select_option("#status-filter", "cancelled")
+        await page.wait_for_selector("#total:text-is('2 appointments')")
+        await _shot(page, "table-cancelled.png")
+        assert errors == []
+
+    stored = (await service.search(query="Zoe Quinn", status="cancelled")).items
+    assert len(stored) == 1 and stored[0].cancellation_reason == "Owner cancelled in the browser test"
+    assert stored[0].title == "Browser booking (moved)" and stored[0].call_type == "web"
+
+
+@pytest.fixture
+async def own_settings(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[AppointmentService]:
+    """Nothing in the environment, so every setting is editable on the page."""
+    target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'settings.db'}"
+    async with open_service(database_url=url, environ={}, calcom=target) as svc:
+        yield svc
+
+
+async def test_settings_save_and_never_show_the_key(browser: Browser, own_settings: AppointmentService) -> None:
+    service = own_settings
+    async with served(service, HttpSettings(sandbox=True)) as base:
+        page, errors = await _page(browser)
+        await page.goto(base + "/settings")
+        await page.click("#refresh-event-types")
+        await page.wait_for_selector("#refresh-result:has-text('Synced 6 event types')")
+        await page.fill("#timezone", "Mars/Base")
+        await page.click("#save-settings")
+        tz_error = page.locator(".field-error[data-for=timezone]")
+        await tz_error.wait_for()
+        assert "unknown time zone" in await tz_error.inner_text()
+
+        await page.fill("#calcom-api-key", CALCOM_KEY)
+        await page.fill("#timezone", "America/Chicago")
+        await page.select_option("#event-type-id", label="Quick call (15 min)")
+        await page.fill("#business-name", "Acme Dental")
+        await page.click("#save-settings")
+        await page.wait_for_selector("#settings-saved:not([hidden])")
+        assert (await page.inner_text("#settings-saved")).startswith("Saved.")
+        assert await page.input_value("#calcom-api-key") == ""
+        assert CALCOM_KEY not in await page.content()
+        assert await page.inner_text("#stored-key-shown") == "cal_…tkey"
+
+        await page.click("#test-connection")
+        await page.wait_for_selector("#test-result .summary")
+        assert await page.inner_text("#test-result .summary") == "Cal.com is connected and ready for bookings."
+        assert await page.locator("#test-result .fail").count() == 0
+        await _shot(page, "settings.png", full_page=True)
+
+        await page.reload()
+        assert CALCOM_KEY not in await page.content()
+        assert await page.input_value("#timezone") == "America/Chicago"
+        assert await page.input_value("#business-name") == "Acme Dental"
+        assert errors == []
+    stored = await service.store.get_settings()
+    assert stored["calcom_api_key"] == CALCOM_KEY and stored["timezone"] == "America/Chicago"
+    assert service.timezone == "America/Chicago" and service.settings.business_name == "Acme Dental"
+
+
+async def test_sign_in_with_an_api_key(browser: Browser, service: AppointmentService) -> None:
+    settings = HttpSettings(credentials=Credentials((SecretStr(HTTP_KEY),)))
+    async with served(service, settings) as base:
+        page, errors = await _page(browser)
+        await page.goto(base + "/calendar")
+        assert "/login" in page.url
+        await page.fill("#api-key", "k_live_not_the_right_key_at_all")
+        await page.click("#sign-in")
+        await page.wait_for_selector("#login-error")
+        await _shot(page, "login.png")
+        await page.fill("#api-key", HTTP_KEY)
+        await page.click("#sign-in")
+        await page.wait_for_selector("#calendar")
+        assert page.url.endswith("/calendar")
+        cookies = await page.context.cookies()
+        session = next(c for c in cookies if c["name"] == "appt_session")
+        assert session["httpOnly"] and session["sameSite"] == "Strict" and HTTP_KEY not in session["value"]
+        await page.click("button:has-text('Sign out')")
+        await page.wait_for_selector("#api-key")
+        assert errors == []
