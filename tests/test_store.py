@@ -1,4 +1,5 @@
-"""The local store against a real SQLite file."""
+"""The local store against a real SQLite file and, when a server is reachable, a real PostgreSQL
+database (see `backend_url` in conftest.py): the same tests, the same behaviour."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.exc import DBAPIError
 
+from appt_tools.errors import SlotHeld
 from appt_tools.models import (
     SORT_FIELDS,
     Appointment,
@@ -24,7 +26,8 @@ from appt_tools.models import (
     SearchQuery,
     SortField,
 )
-from appt_tools.store import Store
+from appt_tools.store import Store, _finder, _matches
+from appt_tools.store.seed import seed
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 KOLKATA = ZoneInfo("Asia/Kolkata")  # UTC+05:30, no DST
@@ -32,8 +35,8 @@ S = AppointmentStatus
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'appt.db'}"
+def db_url(backend_url: str) -> str:
+    return backend_url
 
 
 @pytest.fixture
@@ -297,13 +300,24 @@ async def test_an_update_without_changes_only_appends_history(store: Store) -> N
     ]
 
 
+REFUSE_BOOM = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON appointment_history "
+        "WHEN NEW.detail = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.detail = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON appointment_history FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+    ],
+}
+
+
 async def test_the_update_and_its_history_entry_commit_or_fail_together(store: Store) -> None:
     appointment = await add(store)
     async with store.engine.begin() as connection:
-        await connection.exec_driver_sql(
-            "CREATE TRIGGER refuse_boom BEFORE INSERT ON appointment_history "
-            "WHEN NEW.detail = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"
-        )
+        for statement in REFUSE_BOOM[connection.dialect.name]:
+            await connection.exec_driver_sql(statement)
 
     with pytest.raises(DBAPIError, match="boom"):
         await store.update_appointment(
@@ -482,6 +496,34 @@ async def test_like_wildcards_and_escape_characters_in_text_match_literally(
     }
 
     assert await ids_of(store, SearchQuery(text=text)) == [by_title[expected_title]]
+
+
+@pytest.mark.parametrize("needle", ["q", "Qu", "QUI", "quince", "ce q", "ince Qu"])
+async def test_short_and_long_text_find_the_same_substring(store: Store, needle: str) -> None:
+    # Under three characters no trigram index applies and the text is scanned: the same answer.
+    target = await add(store, title="Quince Quarterly")
+    await add(store, title="Apple")
+
+    assert await ids_of(store, SearchQuery(text=needle)) == [target.id]
+
+
+async def test_ascii_letters_match_in_any_case_and_other_letters_as_typed(store: Store) -> None:
+    zoe = await add(store, attendee_name="ZOË Muñoz")
+
+    assert await ids_of(store, SearchQuery(text="zoË muñoz")) == [zoe.id]
+    assert await ids_of(store, SearchQuery(text="Ë")) == [zoe.id]
+    assert await ids_of(store, SearchQuery(text="ë")) == []
+    assert await ids_of(store, SearchQuery(text="zoë")) == []
+
+
+async def test_text_search_follows_changes_to_searched_fields(store: Store) -> None:
+    appointment = await add(store, title="Walrus tusk check", label="")
+
+    await store.update_appointment(appointment.id, {"title": "Otter checkup", "label": "Aquarium"}, now=NOW)
+
+    assert await ids_of(store, SearchQuery(text="walrus")) == []
+    assert await ids_of(store, SearchQuery(text="otter")) == [appointment.id]
+    assert await ids_of(store, SearchQuery(text="quarium")) == [appointment.id]
 
 
 # --- search: status ---------------------------------------------------------------------------
@@ -696,6 +738,223 @@ async def test_search_results_carry_previous_booking_uids(store: Store) -> None:
     assert (item.booking_uid, item.previous_booking_uids) == ("new", ("old",))
 
 
+# --- search: against a reference ------------------------------------------------------------
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"))
+
+
+def _expected(appointments: list[Appointment], query: SearchQuery, now: datetime = NOW) -> list[Appointment]:
+    """What `search` must find, by the definition: a filter and a sort in Python."""
+    text = _ascii_lower((query.text or "").strip())
+    found = [
+        a
+        for a in appointments
+        if (not query.statuses or a.effective_status(now) in query.statuses)
+        and (not text or any(text in _ascii_lower(getattr(a, field)) for field in TEXT_FIELDS))
+        and (query.label is None or _ascii_lower(a.label) == _ascii_lower(query.label))
+        and (query.call_type is None or a.call_type == query.call_type)
+        and (query.start_from is None or a.start >= query.start_from)
+        and (query.start_to is None or a.start < query.start_to)
+    ]
+    return sorted(found, key=lambda a: (_sort_key(a, query.sort_by), a.id), reverse=query.descending)
+
+
+async def _crowd(store: Store, size: int = 29) -> list[Appointment]:
+    """`size` appointments over every stored status, booked or not, past or future, with repeats."""
+    crowd = []
+    for n in range(size):
+        start = NOW + timedelta(hours=(n * 37) % 50 - 25, seconds=n)
+        status = ("pending", "active", "rescheduled", "cancelled", "failed")[n % 5]
+        booked = n % 3 != 0 and status != "failed"
+        changes: dict[str, object] = {"status": status, **({"booking_uid": f"b-{n}"} if booked else {})}
+        crowd.append(
+            await add(
+                store,
+                changes,
+                title=("Cleaning", "Check-up", "cleaning deluxe")[n % 3],
+                attendee_name=("Ana Ruiz", "Bo Chen", "ana maria")[n % 3],
+                attendee_email=f"person{n % 4}@example.com",
+                label=("", "VIP", "vip", "new")[n % 4],
+                call_type=("inbound", "outbound", "web")[n % 3],
+                start=start,
+                end=start + timedelta(minutes=30 + n),
+            )
+        )
+    return crowd
+
+
+QUERIES = [
+    SearchQuery(),
+    SearchQuery(statuses=tuple(s for s in S if s is not S.FAILED)),
+    SearchQuery(statuses=(S.COMPLETED,), sort_by="title", descending=True),
+    SearchQuery(statuses=(S.ACTIVE, S.PENDING), sort_by="end"),
+    SearchQuery(statuses=(S.COMPLETED, S.CANCELLED, S.ACTIVE), sort_by="attendee_name"),
+    SearchQuery(text="clean", sort_by="start", descending=True),
+    SearchQuery(text="an", statuses=(S.COMPLETED, S.PENDING, S.RESCHEDULED, S.CANCELLED, S.ACTIVE)),
+    SearchQuery(text="person1", statuses=(S.CANCELLED,)),
+    SearchQuery(text="RUIZ", statuses=(S.COMPLETED, S.FAILED), sort_by="created_at"),
+    SearchQuery(text="ruiz", statuses=tuple(s for s in S if s is not S.FAILED), descending=True),
+    SearchQuery(label="vip", sort_by="status"),
+    SearchQuery(call_type="web", statuses=(S.COMPLETED,), sort_by="call_type", descending=True),
+    SearchQuery(start_from=NOW - timedelta(hours=10), start_to=NOW + timedelta(hours=10), sort_by="updated_at"),
+]
+
+
+@pytest.fixture(params=["as shipped", "small thresholds"])
+def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a test as shipped, and again with the plans for many FTS5 matches taken at a few."""
+    if request.param == "small thresholds":
+        monkeypatch.setattr(_matches, "LISTED", 8)
+        monkeypatch.setattr(_finder, "FTS_LOOKUPS", 2)
+
+
+@pytest.mark.usefixtures("thresholds")
+async def test_every_page_and_total_match_a_sort_of_the_whole_result(store: Store) -> None:
+    crowd = await _crowd(store)
+    for query, page_size in itertools.product(QUERIES, (4, 10)):
+        expected = [a.id for a in _expected(crowd, query)]
+        pages = -(-len(expected) // page_size) + 1  # and one past the end
+
+        found = [
+            await store.search(query.model_copy(update={"page": page, "page_size": page_size}), now=NOW)
+            for page in range(1, pages + 1)
+        ]
+
+        assert {page.total for page in found} == {len(expected)}, (query, page_size)
+        assert [[item.id for item in page.items] for page in found] == [
+            expected[i : i + page_size] for i in range(0, pages * page_size, page_size)
+        ], (query, page_size)
+
+
+@pytest.mark.usefixtures("thresholds")
+async def test_totals_are_exact_for_every_combination_of_statuses(store: Store) -> None:
+    crowd = await _crowd(store, size=17)
+    for text in (None, "a", "an", "clean", "ruiz", "deluxe"):
+        for size in range(len(S) + 1):
+            for statuses in itertools.combinations(S, size):
+                query = SearchQuery(statuses=statuses, text=text)
+                assert (await store.search(query, now=NOW)).total == len(_expected(crowd, query)), (text, statuses)
+
+
+# --- concurrency: one winner, on every backend -------------------------------------------------------
+
+
+async def test_concurrent_claims_of_one_key_give_it_to_exactly_one(store: Store, db_url: str) -> None:
+    async with Store.from_url(db_url) as other:
+        claims = await asyncio.gather(
+            *(
+                (store if n % 2 else other).claim_key("book:k1", "hash", now=NOW, stale_after=timedelta(minutes=5))
+                for n in range(8)
+            )
+        )
+
+    assert sum(claim.mine for claim in claims) == 1
+    assert {claim.record.created_at for claim in claims} == {NOW}
+
+
+async def test_concurrent_bookings_of_one_start_leave_one_in_flight_and_the_rest_slot_held(
+    store: Store, db_url: str
+) -> None:
+    start = NOW + timedelta(days=3)
+    async with Store.from_url(db_url) as other:
+        outcomes = await asyncio.gather(
+            *(
+                (store if n % 2 else other).add_appointment(
+                    new_appointment(start=start, end=start + timedelta(hours=1)), now=NOW
+                )
+                for n in range(6)
+            ),
+            return_exceptions=True,
+        )
+
+    booked = [outcome for outcome in outcomes if isinstance(outcome, Appointment)]
+    held = [outcome for outcome in outcomes if isinstance(outcome, SlotHeld)]
+    assert len(booked) == 1
+    assert len(held) == 5
+    assert {error.holder_id for error in held} == {booked[0].id}
+
+
+async def test_a_finished_key_keeps_its_outcome_as_json(store: Store) -> None:
+    await store.claim_key("k", "h", now=NOW, stale_after=timedelta(minutes=5))
+    error = {"code": "calcom_rejected", "retryable": False, "detail": {"fields": ["start", "email"], "n": 2}}
+
+    await store.finish_key("k", now=NOW + timedelta(seconds=1), error=error)
+
+    record = await store.get_key("k")
+    assert record is not None
+    assert (record.done, record.error, record.updated_at) == (True, error, NOW + timedelta(seconds=1))
+
+
+# --- the benchmark seed ----------------------------------------------------------------------------
+
+
+async def _schema_objects(store: Store) -> list[tuple[Any, ...]]:
+    async with store.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            found = await connection.exec_driver_sql(  # leaving out ANALYZE's statistics
+                "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name"
+            )
+        else:
+            found = await connection.exec_driver_sql(
+                "SELECT c.relname, c.relkind, pg_get_indexdef(c.oid) FROM pg_class c "
+                "WHERE c.relnamespace = current_schema()::regnamespace ORDER BY 1"
+            )
+        return [tuple(row) for row in found]
+
+
+async def _everything(store: Store) -> list[Appointment]:
+    pages = [await store.search(SearchQuery(page=n, page_size=100), now=NOW) for n in range(1, 5)]
+    return [item for page in pages for item in page.items]
+
+
+async def test_seed_makes_searchable_appointments_and_leaves_the_schema_as_it_was(store: Store) -> None:
+    before = await _schema_objects(store)
+
+    await seed(store, 300, seed=3, now=NOW)
+
+    assert await _schema_objects(store) == before  # indexes and triggers set aside, then made again
+    appointments = await _everything(store)
+    assert len(appointments) == 300
+    assert {S.COMPLETED, S.ACTIVE, S.RESCHEDULED, S.CANCELLED, S.FAILED} <= {
+        a.effective_status(NOW) for a in appointments
+    }
+    assert min(a.start for a in appointments) < NOW - timedelta(days=5 * 365) < NOW < max(a.start for a in appointments)
+    surname = appointments[7].attendee_name.split()[-1]
+    for query in (SearchQuery(text=surname), SearchQuery(text=surname, statuses=(S.COMPLETED, S.CANCELLED))):
+        page = await store.search(query, now=NOW)
+        expected = _expected(appointments, query)
+        assert (page.total, [a.id for a in page.items]) == (len(expected), [a.id for a in expected[:10]])
+    booked = next(a for a in appointments if a.booking_uid is not None)
+    assert await store.get_by_booking_uid(booked.booking_uid or "") == booked
+    assert [entry.action for entry in await store.history(booked.id)] == ["created"]
+
+
+async def test_seed_adds_to_a_store_that_has_appointments(store: Store) -> None:
+    mine = await add(store, title="Walrus tusk check")
+
+    await seed(store, 40, seed=4, now=NOW)
+
+    appointments = await _everything(store)
+    assert len(appointments) == 41
+    other = next(a for a in appointments if a.id != mine.id)
+    assert await ids_of(store, SearchQuery(text=other.attendee_email)) == [
+        a.id for a in _expected(appointments, SearchQuery(text=other.attendee_email))[:10]
+    ]
+    assert await ids_of(store, SearchQuery(text="walrus")) == [mine.id]
+
+
+async def test_seed_gives_the_same_appointments_for_the_same_seed(tmp_path: Path) -> None:
+    seeded = []
+    for name in ("a", "b"):
+        async with Store.from_url(f"sqlite+aiosqlite:///{tmp_path / name}.db") as store:
+            await seed(store, 25, seed=5, now=NOW)
+            seeded.append(await _everything(store))
+
+    assert seeded[0] == seeded[1]
+
+
 # --- event types and settings ----------------------------------------------------------------
 
 
@@ -783,8 +1042,9 @@ async def test_a_second_store_on_the_same_file_reads_what_the_first_wrote(tmp_pa
         assert await second.get_settings() == {"k": "v"}
 
 
-async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(store: Store) -> None:
-    async with store.engine.connect() as connection:
+async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'appt.db'}")
+    async with store, store.engine.connect() as connection:
         journal = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
         foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
         busy_timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()

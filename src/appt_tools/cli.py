@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave bookings younger than this that are still being made alone (default 120; 0 after a crash)",
     )
 
+    db = sub.add_parser("db", help="the local database")
+    db_sub = db.add_subparsers(dest="action", required=True)
+    db_sub.add_parser("upgrade", help="migrate it to the newest schema (every start does this too)")
+
     schemas = sub.add_parser("schemas", help="tool JSON schemas")
     schemas_sub = schemas.add_subparsers(dest="action", required=True)
     export = schemas_sub.add_parser("export", help="write tool_schemas/*.json from the live tool list")
@@ -104,6 +108,8 @@ async def _run(args: argparse.Namespace) -> int:
         return await _reconcile(args)
     if args.command == "schemas":
         return await _schemas(args)
+    if args.command == "db":
+        return await _db(args)
     raise AssertionError(args.command)
 
 
@@ -250,6 +256,24 @@ async def _schemas(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     for path in schema_export.write(args.dir, files):
         _say(f"wrote {path}")
+    return 0
+
+
+async def _db(args: argparse.Namespace) -> int:
+    from appt_tools.store import Store
+
+    store = Store.from_url(config.database_url())
+    try:
+        before = await store.schema_revision()
+        await store.create_schema()
+        after = await store.schema_revision()
+    finally:
+        await store.aclose()
+    if before == after:
+        _say(f"the database is already at schema revision {after}, the newest")
+    else:
+        was = before or "no revision (a new database, or one made before migrations)"
+        _say(f"upgraded the database from {was} to schema revision {after}, the newest")
     return 0
 
 

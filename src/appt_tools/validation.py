@@ -6,9 +6,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
 from appt_tools.errors import InvalidArgument
 from appt_tools.models import CALL_TYPES, CallType
 
@@ -36,6 +33,9 @@ def is_time_zone(name: str) -> bool:
 
 def email(field: str, value: str) -> str:
     """A deliverable-looking address, normalised (domain lower-cased)."""
+    # Imported on first use, not at start: `appt-tools serve` answers its first tools/list sooner (cold start).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -46,6 +46,8 @@ def email(field: str, value: str) -> str:
 
 def phone_e164(field: str, value: str) -> str:
     """A phone number already in E.164 form: '+', country code, number, no spaces, e.g. '+14155550123'."""
+    import phonenumbers  # on first use, like email_validator above
+
     hint = "use E.164: '+', the country code and the number, no spaces, e.g. '+14155550123'."
     raw = value.strip()
     if not raw.startswith("+") or not raw[1:].isdigit():

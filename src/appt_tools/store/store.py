@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -28,7 +28,7 @@ from appt_tools.models import (
     SearchPage,
     SearchQuery,
 )
-from appt_tools.store import _search
+from appt_tools.store import _finder, _locks, _search, schema
 from appt_tools.store._convert import (
     CHANGEABLE_FIELDS,
     appointment_from_row,
@@ -43,7 +43,6 @@ from appt_tools.store._convert import (
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine
 from appt_tools.store.tables import (
     AppointmentRow,
-    Base,
     BookingUidRow,
     EventTypeRow,
     HistoryRow,
@@ -65,8 +64,14 @@ class Store:
         prepare_engine(engine)
         self._engine = engine
         self._read = async_sessionmaker(engine, expire_on_commit=False)
-        writer = engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
-        self._write = async_sessionmaker(writer, expire_on_commit=False)
+        self._writer = engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+        self._write = async_sessionmaker(self._writer, expire_on_commit=False)
+        # A search counts, then reads a page: on PostgreSQL both must see one snapshot (SQLite's
+        # read transactions always do).
+        postgresql = engine.dialect.name == "postgresql"
+        reader = engine.execution_options(isolation_level="REPEATABLE READ") if postgresql else engine
+        self._snapshot = async_sessionmaker(reader, expire_on_commit=False)
+        self._fts: bool | None = None if engine.dialect.name == "sqlite" else False
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -78,9 +83,15 @@ class Store:
         return self._engine
 
     async def create_schema(self) -> None:
-        """Create missing tables and indexes; a no-op on an up-to-date database."""
-        async with self._engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+        """Bring the database to the newest schema (Alembic migrations); a no-op on an up-to-date one.
+        A database made by the old `create_all` is adopted: see `appt_tools.migrations`."""
+        async with self._writer.begin() as connection:
+            await connection.run_sync(schema.upgrade)
+
+    async def schema_revision(self) -> str | None:
+        """The database's schema revision (None: never migrated: empty, or made by an old release)."""
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(schema.current)
 
     async def aclose(self) -> None:
         await self._engine.dispose()
@@ -191,6 +202,7 @@ class Store:
 
             if "booking_uid" in changes and merged.booking_uid is not None:
                 new_uid = merged.booking_uid
+                await _locks.hold(session, f"booking_uid:{new_uid}")
                 owner = await session.scalar(select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid))
                 if owner is None:
                     session.add(BookingUidRow(appointment_id=row.id, uid=new_uid, created_at=now))
@@ -227,21 +239,21 @@ class Store:
         now = utc(now, "now")
         utc_or_none(query.start_from, "start_from")
         utc_or_none(query.start_to, "start_to")
-        terms = _search.conditions(query, now)
-        count = select(func.count()).select_from(AppointmentRow).where(*terms)
-        page = (
-            select(AppointmentRow)
-            .where(*terms)
-            .order_by(*_search.order_by(query))
-            .limit(query.page_size)
-            .offset((query.page - 1) * query.page_size)
-        )
-        async with self._read() as session, session.begin():
-            total = (await session.scalar(count)) or 0
-            rows = list(await session.scalars(page))
+        fts = await self._has_fts()
+        async with self._snapshot() as session, session.begin():
+            total, rows = await _finder.find(session, query, now, fts=fts)
             uids = await _uids_by_appointment(session, [row.id for row in rows])
             items = tuple(appointment_from_row(row, uids.get(row.id, [])) for row in rows)
         return SearchPage(items=items, total=total, page=query.page, page_size=query.page_size)
+
+    async def _has_fts(self) -> bool:
+        """Whether SQLite's FTS5 search table exists (migration 0002 makes it where SQLite can)."""
+        if self._fts is None:
+            statement = text("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name")
+            async with self._engine.connect() as connection:
+                found = await connection.scalar(statement, {"name": _search.FTS_TABLE})
+            self._fts = bool(found)
+        return self._fts
 
     # --- idempotency keys ----------------------------------------------------------------------
 
@@ -250,6 +262,7 @@ class Store:
         holds it (done, or in flight and touched within `stale_after`); a stale claim is taken over."""
         now = utc(now, "now")
         async with self._write() as session, session.begin():
+            await _locks.hold(session, f"idempotency_key:{key}")
             row = await session.get(IdempotencyRow, key, with_for_update=True)
             if row is None:
                 row = IdempotencyRow(key=key, request_hash=request_hash, done=False, created_at=now, updated_at=now)
@@ -302,6 +315,7 @@ class Store:
         if len(set(ids)) != len(ids):
             raise ValueError("event_types: duplicate ids")
         async with self._write() as session, session.begin():
+            await _locks.hold(session, "event_types")
             existing = {row.id: row for row in await session.scalars(select(EventTypeRow))}
             for event_type in event_types:
                 row = existing.pop(event_type.id, None)
@@ -332,6 +346,7 @@ class Store:
     async def set_setting(self, key: str, value: str | None) -> None:
         """Set `key` to `value`; `None` deletes it."""
         async with self._write() as session, session.begin():
+            await _locks.hold(session, f"setting:{key}")
             row = await session.get(SettingRow, key)
             if value is None:
                 if row is not None:

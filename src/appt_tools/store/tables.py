@@ -1,6 +1,12 @@
-"""Declarative tables of the local store. Portable SQL only: SQLite now, PostgreSQL later.
+"""Declarative tables of the local store, on SQLite or PostgreSQL. The migrations in
+`appt_tools.migrations` create exactly this schema (a test compares them).
 
-Datetimes are stored as timezone-naive UTC (`UTCDateTime`) and come back aware (UTC).
+Datetimes are stored as timezone-naive UTC (`UTCDateTime`) and come back aware (UTC). Text that is
+sorted compares by code point on both backends: SQLite's default, and collation "C" on PostgreSQL.
+
+Search objects outside this metadata, created by migration 0002: on SQLite the FTS5 table
+`appointments_search` (trigram, over `SEARCH_COLUMNS`) and the triggers that keep it in sync; on
+PostgreSQL the `pg_trgm` extension used by `ix_appointments_search_trgm`.
 """
 
 from __future__ import annotations
@@ -22,11 +28,39 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 STORED_STATUSES = ("pending", "active", "rescheduled", "cancelled", "failed")
 _CALL_TYPES = ("inbound", "outbound", "web")
 IN_FLIGHT = "status = 'pending' AND booking_uid IS NULL"
+
+
+# Free-text search looks in these columns (substring, case-insensitive).
+SEARCH_COLUMNS = ("title", "attendee_name", "attendee_email", "business_name", "label", "to_number", "from_number")
+# Sort keys: each has an index (key, id, status), so a page in that order is an index range
+# scan that also checks the common status filter without reading rows.
+SORT_COLUMNS = (
+    "start_at",
+    "end_at",
+    "created_at",
+    "updated_at",
+    "title",
+    "attendee_name",
+    "attendee_email",
+    "business_name",
+    "label",
+    "call_type",
+)
+LABEL_INDEX = "ix_appointments_label_filter"
+UNBOOKED_INDEX = "ix_appointments_unbooked_status_end_at"
+TRIGRAM_INDEX = "ix_appointments_search_trgm"
+POSTGRESQL_ONLY_INDEXES = frozenset({TRIGRAM_INDEX})
+
+
+def _sortable(length: int | None = None) -> TypeEngine[str]:
+    """A string that sorts by code point on every backend, as SQLite compares by default."""
+    base = String(length) if length else Text()
+    return base.with_variant(String(length, collation="C") if length else Text(collation="C"), "postgresql")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -70,22 +104,22 @@ class Base(DeclarativeBase):
 class AppointmentRow(Base):
     __tablename__ = "appointments"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(_sortable(32), primary_key=True)
     booking_uid: Mapped[str | None] = mapped_column(String(255))
-    title: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(_sortable())
     description: Mapped[str] = mapped_column(Text, default="")
-    label: Mapped[str] = mapped_column(String(255), default="")
-    attendee_name: Mapped[str] = mapped_column(String(255))
-    attendee_email: Mapped[str] = mapped_column(String(320))
-    business_name: Mapped[str] = mapped_column(String(255), default="")
+    label: Mapped[str] = mapped_column(_sortable(255), default="")
+    attendee_name: Mapped[str] = mapped_column(_sortable(255))
+    attendee_email: Mapped[str] = mapped_column(_sortable(320))
+    business_name: Mapped[str] = mapped_column(_sortable(255), default="")
     to_number: Mapped[str] = mapped_column(String(32))
     from_number: Mapped[str] = mapped_column(String(32))
-    call_type: Mapped[str] = mapped_column(String(16))
+    call_type: Mapped[str] = mapped_column(_sortable(16))
     event_type_id: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(_sortable(16))
     meeting_url: Mapped[str | None] = mapped_column(Text)
     location: Mapped[str | None] = mapped_column(Text)
     cancellation_reason: Mapped[str | None] = mapped_column(Text)
@@ -108,18 +142,32 @@ class AppointmentRow(Base):
             sqlite_where=text(IN_FLIGHT),
             postgresql_where=text(IN_FLIGHT),
         ),
-        # Filters and sort keys.
-        Index(None, "start_at"),
-        Index(None, "end_at"),
-        Index(None, "status", "end_at"),
-        Index(None, "label"),
-        Index(None, "call_type"),
-        Index(None, "created_at"),
-        Index(None, "updated_at"),
-        Index(None, "title"),
-        Index(None, "attendee_name"),
-        Index(None, "attendee_email"),
-        Index(None, "business_name"),
+        # Sort keys (see SORT_COLUMNS), and `status` with `id` for sorting by status.
+        *(Index(None, column, "id", "status") for column in SORT_COLUMNS),
+        Index(None, "status", "id"),
+        # The narrowest index: counting a whole status, or the whole table, reads the fewest pages.
+        Index(None, "status"),
+        # Effective status: `completed` and the open statuses are ranges of (status, end_at) once
+        # `booking_uid` is known, here without reading the row...
+        Index(None, "status", "end_at", "booking_uid"),
+        # ...and the few unbooked rows, which never complete, in an index of their own.
+        Index(
+            UNBOOKED_INDEX,
+            "status",
+            "end_at",
+            sqlite_where=text("booking_uid IS NULL"),
+            postgresql_where=text("booking_uid IS NULL"),
+        ),
+        # The label filter is exact but case-insensitive; with it, the other filters are checked in
+        # the index too (call type, dates, effective status), so a filtered count reads no rows.
+        Index(LABEL_INDEX, text("lower(label)"), "call_type", "start_at", "status", "end_at", "booking_uid"),
+        # PostgreSQL's free-text search: ILIKE '%…%' over SEARCH_COLUMNS through trigrams (pg_trgm).
+        Index(
+            TRIGRAM_INDEX,
+            *SEARCH_COLUMNS,
+            postgresql_using="gin",
+            postgresql_ops=dict.fromkeys(SEARCH_COLUMNS, "gin_trgm_ops"),
+        ).ddl_if(dialect="postgresql"),
     )
 
 

@@ -1,0 +1,49 @@
+"""`python -m bench.startup_phases`: the steps `appt-tools serve` takes before it can answer, timed in one
+process (the environment says where the database and Cal.com are). Prints one JSON line of ms per step."""
+
+from __future__ import annotations
+
+import time
+
+_started = time.perf_counter()
+
+import asyncio  # noqa: E402
+import importlib  # noqa: E402
+import json  # noqa: E402
+
+marks: dict[str, float] = {}
+
+
+def _mark(name: str, since: float) -> float:
+    now = time.perf_counter()
+    marks[name] = round((now - since) * 1000, 1)
+    return now
+
+
+async def _serve_steps(since: float) -> None:
+    from appt_tools.mcp_server import build_server
+    from appt_tools.runtime import open_service
+    from appt_tools.sync import reconciling
+
+    async with open_service() as service:
+        since = _mark("open_service", since)
+        async with reconciling(service, service.settings.reconcile_minutes):
+            server = build_server(service)
+            since = _mark("build_server", since)
+            await server.list_tools()
+            _mark("list_tools", since)
+
+
+def main() -> None:
+    since = _mark("import asyncio, importlib, json", _started)
+    importlib.import_module("mcp.server.mcpserver")
+    since = _mark("import SDK", since)
+    for module in ("appt_tools.cli", "appt_tools.mcp_server", "appt_tools.runtime", "appt_tools.sync"):
+        importlib.import_module(module)
+    since = _mark("import product", since)
+    asyncio.run(_serve_steps(since))
+    print(json.dumps(marks))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Realistic appointments in bulk, for benchmarks and load tests: `await seed(store, 1_000_000, seed=42)`.
+
+The same `n`, `seed` and `now` give the same rows. Rows go in through the driver's executemany in batches,
+under the same constraints as rows the store writes itself, and end up indexed and searchable alike;
+each appointment gets its booking uid rows and a `created` history entry, as the store would leave them.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from appt_tools.store import _search
+from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE
+from appt_tools.store.store import APPOINTMENT_ID_PREFIX, Store
+from appt_tools.store.tables import AppointmentRow
+
+BATCH = 5_000
+YEARS_BACK = 9
+YEARS_AHEAD = 1
+
+
+def _words(text: str, separator: str | None = None) -> tuple[str, ...]:
+    return tuple(text.split(separator))
+
+
+_FIRST = _words(
+    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan Joseph "
+    "Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy Matthew Betty Anthony Sandra Mark Margaret "
+    "Donald Ashley Steven Kimberly Andrew Emily Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian Melissa "
+    "George Deborah Timothy Stephanie Ronald Rebecca Jason Sharon Edward Laura Jeffrey Cynthia Ryan Dorothy Jacob "
+    "Amy Gary Kathleen Nicholas Angela Eric Shirley Jonathan Emma Stephen Brenda Larry Pamela Justin Nicole Scott "
+    "Anna Brandon Samantha Benjamin Katherine Samuel Christine Gregory Helen Alexander Debra Patrick Rachel Frank "
+    "Carolyn Raymond Janet Jack Maria Dennis Catherine Jerry Heather Tyler Diane Aaron Olivia José Julie Adam Joyce "
+    "Nathan Victoria Henry Ruth Zachary Virginia Douglas Lauren Peter Kelly Kyle Christina Noah Joan Ethan Evelyn "
+    "Jeremy Judith Walter Andrea Christian Hannah Keith Megan Roger Cheryl Terry Jacqueline Austin Martha Sean "
+    "Madison Gerald Teresa Carl Gloria Harold Sara Dylan Janice Arthur Ann Lawrence Kathryn Jordan Abigail Jesse "
+    "Sophia Bryan Frances Billy Jean Bruce Alice Gabriel Judy Joe Isabella Logan Julia Alan Grace Juan Amber Albert "
+    "Denise Willie Danielle Elijah Marilyn Wayne Beverly Randy Charlotte Vincent Natalie Mason Theresa Roy Diana "
+    "Ralph Brittany Bobby Doris Russell Kayla Bradley Alexis Philip Lori Eugene Marie Priya Wei Aiko Søren Zoë Chloé"
+)
+_LAST = _words(
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez Wilson "
+    "Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez Lewis Robinson "
+    "Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell "
+    "Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart Morris "
+    "Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed Kelly Howard Ramos Kim Cox Ward "
+    "Richardson Watson Brooks Chavez Wood James Bennett Gray Mendoza Ruiz Hughes Price Alvarez Castillo Sanders "
+    "Patel Myers Long Ross Foster Jimenez Powell Jenkins Perry Russell Sullivan Bell Coleman Butler Henderson Barnes "
+    "Gonzales Fisher Vasquez Simmons Romero Jordan Patterson Alexander Hamilton Graham Reynolds Griffin Wallace "
+    "Moreno West Cole Hayes Bryant Herrera Gibson Ellis Tran Medina Aguilar Stevens Murray Ford Castro Marshall "
+    "Owens Harrison Fernandez McDonald Woods Washington Kennedy Wells Vargas Henry Chen Freeman Webb Tucker Guzman "
+    "Burns Crawford Olson Simpson Porter Hunter Gordon Mendez Silva Shaw Snyder Mason Dixon Muñoz Hunt Hicks Holmes "
+    "Palmer Wagner Black Robertson Boyd Rose Stone Salazar Fox Warren Mills Meyer Rice Schmidt Garza Daniels Ferguson "
+    "Nichols Stephens Soto Weaver Ryan Gardner Payne Grant Dunn Kelley Spencer Hawkins Arnold Pierce Vazquez Hansen "
+    "Peters Santos Hart Bradley Knight Elliott Cunningham Duncan Armstrong Hudson Carroll Lane Riley Andrews Alvarado "
+    "Ray Delgado Berry Perkins Hoffman Johnston Matthews Peña Richards Willis Carpenter Lawrence Sandoval Østergaard"
+)
+_MAIL_DOMAINS = _words(
+    "gmail.com yahoo.com outlook.com hotmail.com icloud.com aol.com proton.me fastmail.com comcast.net "
+    "example.com example.org mail.de web.de orange.fr libero.it"
+)
+_BUSINESS_KINDS = _words(
+    "Dental Clinic|Family Dentistry|Physiotherapy|Hair Studio|Barbershop|Veterinary Clinic|Law Office|Auto Repair|"
+    "Tax Advisors|Pediatrics|Dermatology|Chiropractic|Yoga Studio|Spa|Optometry|Orthodontics|Plumbing|Insurance|"
+    "Realty|Tutoring|Nail Salon|Massage Therapy|Pet Grooming|Counseling",
+    "|",
+)
+_BUSINESS_NAMES = _words(
+    "Acme Bright Sunrise Riverside Maple Oak Harbor Summit Evergreen Lakeside Cedar Pioneer Golden Liberty Westside "
+    "Northgate Parkview Willow Silverline Bluebird Cornerstone Heritage Keystone Meadow Redwood Sterling Horizon"
+)
+_TITLES = _words(
+    "Consultation|Follow-up|Initial assessment|Cleaning|Check-up|Second opinion|Quote visit|Treatment session|"
+    "Review meeting|Intro call|Annual review|Fitting|Repair estimate|Onboarding|Demo|Emergency visit|Trial lesson|"
+    "Haircut|Color and cut|Vaccination|Tax filing|Contract review|Eye exam|Massage 60 min|Adjustment|X-ray",
+    "|",
+)
+_LABELS = (
+    "",
+    "",
+    "",
+    "",
+    "",
+    "vip",
+    "new patient",
+    "returning",
+    "urgent",
+    "insurance",
+    "referral",
+    "follow-up",
+    "promo",
+)
+_TIMEZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+)
+_CALL_TYPES = ("inbound",) * 6 + ("outbound",) * 3 + ("web",)
+_DURATIONS = (15, 30, 30, 30, 45, 60, 60, 90)
+
+
+@dataclass(frozen=True)
+class _Business:
+    name: str
+    number: str
+    timezone: str
+
+
+def _number(rng: random.Random) -> str:
+    """A plausible North American E.164 number."""
+    return f"+1{rng.randint(201, 989)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+
+
+def _token(rng: random.Random, size: int) -> str:
+    return base64.urlsafe_b64encode(rng.randbytes(size)).decode().rstrip("=")
+
+
+def _businesses(rng: random.Random, count: int) -> list[_Business]:
+    names = {f"{rng.choice(_BUSINESS_NAMES)} {rng.choice(_BUSINESS_KINDS)}" for _ in range(count * 3)}
+    return [_Business(name, _number(rng), rng.choice(_TIMEZONES)) for name in sorted(names)[:count]]
+
+
+def _status(rng: random.Random, past: bool) -> tuple[str, bool]:
+    """(stored status, booked) with the mix a few years of real bookings leave behind."""
+    roll = rng.random()
+    if roll < 0.03:
+        return "failed", False
+    if roll < 0.15:
+        return "cancelled", True
+    if roll < 0.22:
+        return "rescheduled", True
+    if roll < 0.25 and not past:
+        return "pending", True  # awaiting the host's confirmation
+    return "active", True
+
+
+def _rows(n: int, rng: random.Random, now: datetime) -> Iterator[tuple[dict[str, Any], str | None]]:
+    businesses = _businesses(rng, 120)
+    attendees = [
+        (first + " " + last, f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@{rng.choice(_MAIL_DOMAINS)}")
+        for first, last in ((rng.choice(_FIRST), rng.choice(_LAST)) for _ in range(max(50, n // 4)))
+    ]
+    phones = [_number(rng) for _ in range(len(attendees))]
+    origin = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=365 * YEARS_BACK)
+    quarter_hours = (YEARS_BACK + YEARS_AHEAD) * 365 * 24 * 4
+    for _ in range(n):
+        business = rng.choice(businesses)
+        who = rng.randrange(len(attendees))
+        name, email = attendees[who]
+        start = origin + timedelta(minutes=15 * rng.randrange(quarter_hours))
+        end = start + timedelta(minutes=rng.choice(_DURATIONS))
+        created = min(max(start - timedelta(minutes=rng.randint(30, 60 * 24 * 40)), origin), now)
+        status, booked = _status(rng, end <= now)
+        updated = min(created + timedelta(minutes=rng.randint(0, 60 * 24 * 10)), now)
+        call_type = rng.choice(_CALL_TYPES)
+        caller, callee = (phones[who], business.number) if call_type != "outbound" else (business.number, phones[who])
+        uid = _token(rng, 16) if booked else None
+        row = {
+            "id": APPOINTMENT_ID_PREFIX + _token(rng, 9),
+            "booking_uid": uid,
+            "title": rng.choice(_TITLES),
+            "description": "",
+            "label": rng.choice(_LABELS),
+            "attendee_name": name,
+            "attendee_email": email,
+            "business_name": business.name,
+            "to_number": callee,
+            "from_number": caller,
+            "call_type": call_type,
+            "event_type_id": rng.randint(1, 12),
+            "start_at": start,
+            "end_at": end,
+            "timezone": business.timezone,
+            "status": status,
+            "meeting_url": f"https://app.cal.com/video/{uid}" if uid else None,
+            "location": None,
+            "cancellation_reason": "Caller asked to cancel" if status == "cancelled" else None,
+            "last_error": "Cal.com refused the booking" if status == "failed" else None,
+            "created_at": created,
+            "updated_at": max(updated, created),
+        }
+        yield row, uid
+
+
+async def seed(store: Store, n: int, *, seed: int = 42, now: datetime | None = None) -> None:
+    """Insert `n` appointments spread over ten years around `now` (default: the current hour, UTC), in one
+    transaction, then refresh the planner's statistics (and on PostgreSQL vacuum). Into an empty store the indexes and search
+    triggers are set aside and made again after the rows are in (sorting a million keys once beats a
+    million random inserts into each index), and the search index is filled in one statement."""
+    if n < 0:
+        raise ValueError(f"n: must be 0 or more, not {n}")
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    writer = store.engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+    async with writer.begin() as connection:
+        empty = (await connection.scalar(select(AppointmentRow.id).limit(1))) is None
+        remake = await _set_aside(connection) if empty else []
+        inserts = _Inserts(connection)
+        for row, uid in _rows(n, random.Random(seed), now):
+            inserts.add(row, uid)
+            if len(inserts.appointments) >= BATCH:
+                await inserts.flush()
+        await inserts.flush()
+        for statement in remake:
+            await connection.exec_driver_sql(statement)
+        if empty and connection.dialect.name == "sqlite" and _search.FTS_TABLE in " ".join(remake):
+            await connection.exec_driver_sql(_search.fts_fill_sql())
+        if connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql("ANALYZE")
+    if store.engine.dialect.name == "postgresql":
+        # Outside a transaction, as VACUUM must be: statistics, and the visibility map that lets
+        # PostgreSQL count from an index alone (autovacuum would get there, later).
+        async with store.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            for table in ("appointments", "booking_uids", "appointment_history"):
+                await autocommit.exec_driver_sql(f"VACUUM ANALYZE {table}")
+
+
+async def _set_aside(connection: AsyncConnection) -> list[str]:
+    """Drop the appointments table's indexes (not its constraints) and triggers; the SQL that remakes them."""
+    if connection.dialect.name == "sqlite":
+        found = await connection.execute(
+            text(
+                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'appointments' "
+                "AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type"
+            )
+        )
+        objects = [(str(kind).upper(), str(name), str(sql)) for kind, name, sql in found]
+    else:
+        found = await connection.execute(
+            text(
+                "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+                "WHERE x.indrelid = 'appointments'::regclass "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+            )
+        )
+        objects = [("INDEX", str(name), str(sql)) for name, sql in found]
+    for kind, name, _sql in objects:
+        await connection.exec_driver_sql(f'DROP {kind} "{name}"')
+    return [sql for _kind, _name, sql in objects]
+
+
+class _Inserts:
+    """Rows waiting to go in, sent with the driver's executemany in the database's own formats."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+        self._sqlite = connection.dialect.name == "sqlite"
+        self.appointments: list[tuple[Any, ...]] = []
+        self.uids: list[tuple[Any, ...]] = []
+        self.history: list[tuple[Any, ...]] = []
+
+    def _time(self, value: datetime) -> object:
+        naive = value.astimezone(UTC).replace(tzinfo=None)  # as UTCDateTime stores it
+        return naive.isoformat(sep=" ", timespec="microseconds") if self._sqlite else naive
+
+    def add(self, row: dict[str, Any], uid: str | None) -> None:
+        at = self._time(row["created_at"])
+        values = {**row, **{column: self._time(row[column]) for column in _TIMES}}
+        self.appointments.append(tuple(values[column] for column in _APPOINTMENT_COLUMNS))
+        self.history.append((row["id"], at, "created", "", values["start_at"]))
+        if uid is not None:
+            self.uids.append((row["id"], uid, at))
+
+    async def flush(self) -> None:
+        for table, columns, rows in (
+            ("appointments", _APPOINTMENT_COLUMNS, self.appointments),
+            ("booking_uids", ("appointment_id", "uid", "created_at"), self.uids),
+            ("appointment_history", ("appointment_id", "at", "action", "detail", "to_start"), self.history),
+        ):
+            if rows:
+                marks = ", ".join("?" if self._sqlite else f"${i}" for i in range(1, len(columns) + 1))
+                statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                await self._connection.exec_driver_sql(statement, rows)
+                rows.clear()
+
+
+_TIMES = ("start_at", "end_at", "created_at", "updated_at")
+_APPOINTMENT_COLUMNS = tuple(column.name for column in AppointmentRow.__table__.columns)
