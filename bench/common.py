@@ -8,7 +8,8 @@ import math
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -195,6 +196,13 @@ async def http_server_process(args: Sequence[str], port: int, env: dict[str, str
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@contextlib.contextmanager
+def scratch_database() -> Iterator[str]:
+    """A SQLite URL in a temporary directory this process removes, whatever happens to the server using it."""
+    with tempfile.TemporaryDirectory(prefix="appt-bench-") as tmp:
+        yield f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
 
 
 def say(*parts: object) -> None:

@@ -34,6 +34,7 @@ from bench.common import (
     p95,
     ratio,
     say,
+    scratch_database,
     summary,
 )
 from bench.harness import CalcomRecorder, bench_server, bench_service
@@ -197,19 +198,23 @@ async def connect(transport: str) -> AsyncIterator[Client]:
         async with bench_service(recorder) as (service, _sandbox), Client(bench_server(service, recorder)) as client:
             yield client
         return
-    if transport == "stdio":
-        params = StdioServerParameters(
-            command=PYTHON, args=["-m", "bench.server", "--transport", "stdio"], env=child_env(), cwd=str(ROOT)
-        )
-        async with Client(params) as client:
+    with scratch_database() as url:
+        if transport == "stdio":
+            params = StdioServerParameters(
+                command=PYTHON,
+                args=["-m", "bench.server", "--transport", "stdio", "--database-url", url],
+                env=child_env(),
+                cwd=str(ROOT),
+            )
+            async with Client(params) as client:
+                yield client
+            return
+        port = free_port()
+        async with (
+            http_server_process(["--transport", "http", "--database-url", url], port, child_env()),
+            Client(f"http://127.0.0.1:{port}/mcp") as client,
+        ):
             yield client
-        return
-    port = free_port()
-    async with (
-        http_server_process(["--transport", "http"], port, child_env()),
-        Client(f"http://127.0.0.1:{port}/mcp") as client,
-    ):
-        yield client
 
 
 async def run(transports: Iterable[str], iterations: int, cold_rounds: int) -> tuple[list[Row], dict[str, Any]]:

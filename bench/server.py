@@ -13,9 +13,9 @@ from appt_tools.http_app import HttpSettings, build_http_app
 from bench.harness import CalcomRecorder, bench_server, bench_service
 
 
-async def serve(transport: str, port: int, seed_rows: int) -> None:
+async def serve(transport: str, port: int, seed_rows: int, database_url: str | None) -> None:
     recorder = CalcomRecorder()
-    async with bench_service(recorder) as (service, _sandbox):
+    async with bench_service(recorder, database_url=database_url) as (service, _sandbox):
         if seed_rows:
             from appt_tools.store.seed import seed
 
@@ -34,8 +34,13 @@ def main() -> None:
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0, help="appointments to generate before serving")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="where the store lives; the caller owns (and removes) it, since a terminated server cleans up nothing",
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.transport, args.port, args.seed))
+    asyncio.run(serve(args.transport, args.port, args.seed, args.database_url))
 
 
 if __name__ == "__main__":

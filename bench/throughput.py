@@ -25,7 +25,18 @@ from typing import Any
 
 import httpx2
 
-from bench.common import Row, booking_day, child_env, free_port, http_server_process, p50, p99, ratio, say
+from bench.common import (
+    Row,
+    booking_day,
+    child_env,
+    free_port,
+    http_server_process,
+    p50,
+    p99,
+    ratio,
+    say,
+    scratch_database,
+)
 
 PROTOCOL = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
@@ -137,40 +148,49 @@ async def run(
     concurrencies: Sequence[int], requests: int, rounds: int, seed_rows: int
 ) -> tuple[list[Row], dict[str, Any]]:
     port = free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
     details: dict[str, Any] = {"requests": requests, "rounds": rounds, "seed_rows": seed_rows, "levels": {}}
-    rows: list[Row] = []
     say(f"throughput: starting the HTTP server ({seed_rows:,} appointments)")
-    async with http_server_process(["--transport", "http", "--seed", str(seed_rows)], port, child_env()) as pid:
-        limits = httpx2.Limits(max_connections=max(concurrencies) + 5, max_keepalive_connections=max(concurrencies) + 5)
-        async with httpx2.AsyncClient(limits=limits, timeout=120, trust_env=False) as http:
-            probe = await Session(http, url).open()
-            day = booking_day().isoformat()
-            sample = await probe.call("search_appointments", {"sort_by": "created_at", "page_size": 100})
-            items = sample["structuredContent"]["items"]
-            terms = [item["attendee_name"].split()[-1] for item in items[:20]] or ["bench"]
-            await probe.call("find_slots", {"date": day})  # the slot cache is warm, as during a call
-            await probe.close()
-            arguments: dict[str, list[dict[str, Any]]] = {
-                "bench_ping": [{}],
-                "find_slots": [{"date": day}],
-                "search_appointments": [{"query": term} for term in terms],
-            }
-            for concurrency in concurrencies:
-                total = max(requests, 4 * concurrency)
-                say(f"throughput: concurrency {concurrency} ({total} calls per tool and round)")
-                sessions = [await Session(http, url).open() for _ in range(concurrency)]
-                runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
-                for session in sessions:  # first-call costs out of the figures
-                    await session.call("bench_ping", {})
-                for _ in range(rounds):
-                    for tool in TOOLS:
-                        runs[tool].append(await _load(sessions, tool, arguments[tool], total, pid))
-                for session in sessions:
-                    await session.close()
-                details["levels"][str(concurrency)] = runs
-                rows.extend(_level_rows(concurrency, runs))
+    with scratch_database() as database_url:
+        server = ["--transport", "http", "--seed", str(seed_rows), "--database-url", database_url]
+        async with http_server_process(server, port, child_env()) as pid:
+            rows = await _measure(f"http://127.0.0.1:{port}/mcp", pid, concurrencies, requests, rounds, details)
     return rows, details
+
+
+async def _measure(
+    url: str, pid: int, concurrencies: Sequence[int], requests: int, rounds: int, details: dict[str, Any]
+) -> list[Row]:
+    rows: list[Row] = []
+    most = max(concurrencies) + 5
+    limits = httpx2.Limits(max_connections=most, max_keepalive_connections=most)
+    async with httpx2.AsyncClient(limits=limits, timeout=120, trust_env=False) as http:
+        probe = await Session(http, url).open()
+        day = booking_day().isoformat()
+        sample = await probe.call("search_appointments", {"sort_by": "created_at", "page_size": 100})
+        items = sample["structuredContent"]["items"]
+        terms = [item["attendee_name"].split()[-1] for item in items[:20]] or ["bench"]
+        await probe.call("find_slots", {"date": day})  # the slot cache is warm, as during a call
+        await probe.close()
+        arguments: dict[str, list[dict[str, Any]]] = {
+            "bench_ping": [{}],
+            "find_slots": [{"date": day}],
+            "search_appointments": [{"query": term} for term in terms],
+        }
+        for concurrency in concurrencies:
+            total = max(requests, 4 * concurrency)
+            say(f"throughput: concurrency {concurrency} ({total} calls per tool and round)")
+            sessions = [await Session(http, url).open() for _ in range(concurrency)]
+            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
+            for session in sessions:  # first-call costs out of the figures
+                await session.call("bench_ping", {})
+            for _ in range(rounds):
+                for tool in TOOLS:
+                    runs[tool].append(await _load(sessions, tool, arguments[tool], total, pid))
+            for session in sessions:
+                await session.close()
+            details["levels"][str(concurrency)] = runs
+            rows.extend(_level_rows(concurrency, runs))
+    return rows
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

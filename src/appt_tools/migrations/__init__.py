@@ -1,7 +1,7 @@
 """Alembic migrations of the local store, shipped inside the package.
 
 `Store.create_schema()` (run on every start) and `appt-tools db upgrade` bring a database to the
-newest revision through `appt_tools.store.upgrade_schema`; nothing else changes the schema.
+newest revision through `appt_tools.store.schema.upgrade`; nothing else changes the schema.
 
 - `versions/0001_initial.py`: the schema as `metadata.create_all` made it before migrations
   existed. Every CREATE in it is IF NOT EXISTS, so a database made by the old `create_all` (it has

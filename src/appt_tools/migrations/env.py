@@ -1,6 +1,6 @@
 """Alembic's entry point, for the `alembic` command line (new revisions, manual upgrades).
 
-The application does not come through here: `appt_tools.store.upgrade_schema` runs the same
+The application does not come through here: `appt_tools.store.schema.upgrade` runs the same
 migrations on a connection it already holds.
 """
 

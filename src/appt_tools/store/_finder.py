@@ -8,11 +8,12 @@ matches the status cells are walked and each entry tested against the matches, i
 every match for its status.
 
 Paging. A page first picks its ids, then loads those rows. Past the middle of the result it walks
-from the other end, so no page is further than half the result from an end. On SQLite the index of
-the sort order, (key, id, status), is imposed when walking it is cheaper than sorting the matches:
-with `k` of `n` rows matching, reaching row `offset + limit` walks about `(offset + limit) * n / k`
-entries, against `k` matches to fetch and sort; such a walk checks text with LIKE on the few rows it
-reads rather than asking FTS5 for every match. PostgreSQL's planner has statistics for all this.
+from the other end, so no page is further than half the result from an end. Walking the index of
+the sort order, (key, id, status), is cheaper than sorting the matches when, with `k` of `n` rows
+matching, reaching row `offset + limit` walks about `(offset + limit) * n / k` entries, fewer than
+the `k` matches to fetch and sort. SQLite is then made to walk (and checks text with LIKE on the few
+rows it reads rather than asking FTS5 for every match); otherwise PostgreSQL is made to gather the
+matches first, as its planner may walk hoping for a LIMIT's worth of matches soon.
 """
 
 from __future__ import annotations
@@ -105,8 +106,6 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         if walk:
             ids = ids.with_hint(A, f"INDEXED BY {_search.sort_index(query)}", "sqlite")
     else:
-        # PostgreSQL may walk the sort order's index for a LIMIT hoping for matches soon, row after row
-        # when they are few: the matches are gathered first (their own plan), then sorted.
         key = _search.SORT_COLUMNS[query.sort_by]
         matching = select(A.id, key.label("key")).where(*where).cte("matching").prefix_with("MATERIALIZED")
         columns = (matching.c.key, matching.c.id)
@@ -117,21 +116,23 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
 
 
 async def _count(session: AsyncSession, search: _Search) -> int:
-    matches = search.matches
-    if matches is not None and search.selection is None and not search.others:
-        return matches.count if matches.count is not None else await _scalar(session, _search.fts_count(search.text))
-    if search.selection is None:
+    selection, matches = search.selection, search.matches
+    if selection is None:
+        if matches is not None and not search.others:
+            known = matches.count
+            return known if known is not None else await _scalar(session, _search.fts_count(search.text))
         return await _scalar(session, select(func.count()).select_from(A).where(*search.terms()))
-    if search.others:
+    if search.others or (matches is None and search.mode is not None):
+        # Other filters, or text scanned for: each status cell with every filter, planned on its own.
         return await _scalar(session, select(_sum(search, search.cells(), search.terms())))
-    if matches is None:
-        if search.mode is None and search.complement_is_smaller():
+    if matches is None:  # statuses alone: ranges of the status indexes
+        if search.complement_is_smaller():
             everything = select(func.count()).select_from(A).scalar_subquery()
             return await _scalar(session, select(everything - _sum(search, search.cells(left_out=True), walk=True)))
-        return await _scalar(session, select(_sum(search, search.cells(), search.terms(), walk=search.mode is None)))
-    # Text and statuses. Few matches: read each for its status. More: walk the status cells instead,
-    # testing each entry against the matches (computed once), and when the statuses keep most rows,
-    # count the cells they leave out and subtract.
+        return await _scalar(session, select(_sum(search, search.cells(), walk=True)))
+    # Text found by FTS5, and statuses. Few matches: read each for its status. More: walk the status
+    # cells' indexes instead, testing each entry against the matches (found once per statement), and
+    # when the statuses keep most rows, count the cells they leave out and subtract.
     if matches.count is not None and matches.count <= FTS_LOOKUPS:
         return await _scalar(session, select(_sum(search, search.cells(), search.terms())))
     cte = matches.materialized() if matches.count is None else None

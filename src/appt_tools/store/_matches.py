@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from appt_tools.store import _search
 
-LISTED = 20_000
+LISTED = 5_000
 # SQLite would otherwise seek each listed rowid in the index it walks: `+` keeps the rowid a value.
 _ROWID: ColumnElement[int] = literal_column("appointments.rowid")
 _ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")

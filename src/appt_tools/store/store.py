@@ -6,6 +6,7 @@ naive); every datetime out is aware UTC. Only domain models of `appt_tools.model
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from types import TracebackType
 
 from pydantic import ValidationError
 from sqlalchemy import or_, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -40,7 +42,7 @@ from appt_tools.store._convert import (
     utc,
     utc_or_none,
 )
-from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine
+from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine, sqlite_file_engine
 from appt_tools.store.tables import (
     AppointmentRow,
     BookingUidRow,
@@ -85,8 +87,17 @@ class Store:
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (Alembic migrations); a no-op on an up-to-date one.
         A database made by the old `create_all` is adopted: see `appt_tools.migrations`."""
-        async with self._writer.begin() as connection:
-            await connection.run_sync(schema.upgrade)
+        if await self.schema_revision() == schema.head():
+            return
+        file_engine = sqlite_file_engine(self._engine)
+        if file_engine is None:
+            async with self._writer.begin() as connection:
+                await connection.run_sync(schema.upgrade)
+            return
+        try:  # a SQLite file: the migration's statements run in a thread, directly on the file
+            await asyncio.to_thread(_upgrade_on, file_engine)
+        finally:
+            file_engine.dispose()
 
     async def schema_revision(self) -> str | None:
         """The database's schema revision (None: never migrated: empty, or made by an old release)."""
@@ -355,6 +366,11 @@ class Store:
                 session.add(SettingRow(key=key, value=value))
             else:
                 row.value = value
+
+
+def _upgrade_on(engine: Engine) -> None:
+    with engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE}).begin() as connection:
+        schema.upgrade(connection)
 
 
 def _key_from_row(row: IdempotencyRow) -> IdempotencyRecord:
