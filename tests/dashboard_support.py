@@ -13,16 +13,18 @@ import httpx2
 import uvicorn
 
 from appt_tools.http_app import HttpSettings, build_http_app
-from appt_tools.mcp_server import build_server
+from appt_tools.mcp_server import AppointmentServer, build_server
 from appt_tools.service import AppointmentService
 
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 
 @asynccontextmanager
-async def served(service: AppointmentService, settings: HttpSettings | None = None) -> AsyncIterator[str]:
+async def served(
+    service: AppointmentService, settings: HttpSettings | None = None, server: AppointmentServer | None = None
+) -> AsyncIterator[str]:
     """The whole HTTP application (dashboard included) on 127.0.0.1:<free port>; yields its base URL."""
-    app = build_http_app(build_server(service), settings=settings or HttpSettings())
+    app = build_http_app(server or build_server(service), settings=settings or HttpSettings())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

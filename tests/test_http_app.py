@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from openapi_spec_validator import validate
@@ -42,10 +41,11 @@ from appt_tools.errors import (
     SlotHeld,
     SlotUnavailable,
 )
-from appt_tools.http_app import HttpSettings, build_http_app, http_status
+from appt_tools.http_app import HttpSettings, http_status
 from appt_tools.mcp_server import AppointmentServer, build_server
 from appt_tools.sandbox import RunningSandbox
 from appt_tools.service import AppointmentService
+from dashboard_support import served
 from helpers import booking_args, next_weekday
 
 KEY = "k_live_0123456789abcdefghijKEY1"
@@ -69,23 +69,11 @@ async def serving(
     service: AppointmentService, settings: HttpSettings | None = None, server: AppointmentServer | None = None
 ) -> AsyncIterator[httpx2.AsyncClient]:
     """The HTTP app served by uvicorn on a free loopback port; a client pointed at it."""
-    app = build_http_app(server or build_server(service), settings=settings or HttpSettings())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uvi = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    task = asyncio.create_task(uvi.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not uvi.started:
-                assert not task.done(), task.exception()
-                await asyncio.sleep(0.01)
-        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
-            yield client
-    finally:
-        uvi.should_exit = True
-        await task
-        sock.close()
+    async with (
+        served(service, settings, server) as base,
+        httpx2.AsyncClient(base_url=base, timeout=15) as client,
+    ):
+        yield client
 
 
 def _url(client: httpx2.AsyncClient, path: str) -> str:
