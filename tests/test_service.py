@@ -391,3 +391,30 @@ async def test_a_retried_identical_booking_returns_the_first_and_books_nothing_n
     assert (await service.search()).total == 1
     other_caller = await service.find_slots(day=next_weekday().isoformat())
     assert all(s.start != first.start for s in other_caller.slots)
+
+
+async def test_event_types_come_from_memory_and_follow_another_processs_sync(service, monkeypatch):
+    import appt_tools.service as service_module
+
+    first = await service.list_event_types()
+    reads = 0
+    read = service.store.list_event_types
+
+    async def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        return await read()
+
+    monkeypatch.setattr(service.store, "list_event_types", counted)
+    for _ in range(5):
+        assert await service.list_event_types() == first
+    await service.find_slots(day=next_weekday().isoformat())
+    assert reads == 0  # every call above was answered from memory
+
+    # Another process (same database) syncs a different list: seen once the memory is stale.
+    renamed = [t.model_copy(update={"title": f"{t.title} (new)"}) for t in first]
+    await service.store.replace_event_types(renamed, now=datetime.now(UTC))
+    assert await service.list_event_types() == first
+    monkeypatch.setattr(service_module, "EVENT_TYPES_TTL_SECONDS", 0.0)
+    assert sorted(t.title for t in await service.list_event_types()) == sorted(t.title for t in renamed)
+    assert reads == 1

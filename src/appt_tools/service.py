@@ -56,6 +56,9 @@ LOCKED_FIELDS = ("to_number", "from_number", "call_type", "booking_uid")
 EDITABLE_FIELDS = ("title", "description", "label", "attendee_name", "attendee_email")
 DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
 ALTERNATIVES = 3
+# Event types are read from memory on every call; the store's copy (which a sync in another process may
+# have replaced) is read again when the memory is older than this.
+EVENT_TYPES_TTL_SECONDS = 30.0
 LOOKAHEAD = timedelta(days=14)
 MAX_SLOTS = 100
 NOT_CONFIGURED = (
@@ -90,6 +93,7 @@ class AppointmentService:
         self._clock = clock
         self.slot_cache = SlotCache()
         self._keys = IdempotentCalls(store, clock, load=self.get)
+        self._event_types: tuple[list[EventType], float] | None = None  # (types, monotonic time read)
 
     def now(self) -> datetime:
         return self._clock()
@@ -118,16 +122,23 @@ class AppointmentService:
         me = await self.calcom.me()
         types = await self.calcom.event_types(me.username)
         await self.store.replace_event_types(types, now=self._clock())
+        self._event_types = (types, monotonic())
         if self.settings.timezone is None:
             await self.store.set_setting("timezone", me.time_zone)
             self.settings = self.settings.model_copy(update={"timezone": me.time_zone})
         return types
 
     async def list_event_types(self) -> list[EventType]:
+        """The synced event types: from memory, from the store when that is stale (see
+        EVENT_TYPES_TTL_SECONDS), or from Cal.com when none were ever synced."""
+        cached = self._event_types
+        if cached is not None and monotonic() - cached[1] < EVENT_TYPES_TTL_SECONDS:
+            return list(cached[0])
         types = await self.store.list_event_types()
         if not types and self._calcom is not None:
-            types = await self.refresh_event_types()
-        return types
+            return await self.refresh_event_types()
+        self._event_types = (types, monotonic())
+        return list(types)
 
     async def event_type(self, event_type_id: int | None) -> EventType:
         types = await self.list_event_types()
@@ -469,17 +480,8 @@ class AppointmentService:
     async def _same_booking(self, new: NewAppointment, *, exclude: str | None = None) -> Appointment | None:
         """A live booking for the same caller, attendee, numbers, event type and start: a retried call,
         answered with what the first call booked instead of a second booking or a 'slot taken'."""
-        found = await self.store.search(
-            SearchQuery(
-                text=new.attendee_email,
-                statuses=(AppointmentStatus.ACTIVE, AppointmentStatus.PENDING, AppointmentStatus.RESCHEDULED),
-                start_from=new.start,
-                start_to=new.start + timedelta(seconds=1),
-                page_size=100,
-            ),
-            now=self._clock(),
-        )
-        return next((c for c in found.items if c.id != exclude and _same_request(c, new)), None)
+        found = await self.store.live_at(new.start)
+        return next((c for c in found if c.id != exclude and _same_request(c, new)), None)
 
     async def _find_created(self, request: BookingRequest) -> Booking | None:
         """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""
@@ -577,8 +579,9 @@ class AppointmentService:
         why = validation.text("reason", reason) or None
         key = validation.idempotency_key(idempotency_key)
 
-        async def work(_: object) -> Appointment:
-            return await self._reschedule(await self.get(appointment.id), when, why)
+        async def work(scoped: object) -> Appointment:
+            # With a key, the call may have waited for its claim: read the appointment again.
+            return await self._reschedule(await self.get(appointment.id) if scoped else appointment, when, why)
 
         payload = {"appointment_id": appointment.id, "new_start": when.isoformat(), "reason": why}
         return await self._keys.run("reschedule", key, payload, work=work, resume=work)
@@ -651,8 +654,9 @@ class AppointmentService:
         why = validation.text("reason", reason) or DEFAULT_CANCEL_REASON
         key = validation.idempotency_key(idempotency_key)
 
-        async def work(_: object) -> Appointment:
-            return await self._cancel(await self.get(appointment.id), why)
+        async def work(scoped: object) -> Appointment:
+            # With a key, the call may have waited for its claim: read the appointment again.
+            return await self._cancel(await self.get(appointment.id) if scoped else appointment, why)
 
         payload = {"appointment_id": appointment.id, "reason": why}
         return await self._keys.run("cancel", key, payload, work=work, resume=work)

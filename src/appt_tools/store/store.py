@@ -162,6 +162,20 @@ class Store:
             uids = await _uids_by_appointment(session, [row.id])
             return appointment_from_row(row, uids.get(row.id, []))
 
+    async def live_at(self, start: datetime) -> list[Appointment]:
+        """Appointments starting at `start` that are booked or being booked (stored status pending, active
+        or rescheduled): one lookup on the start index, however large the store."""
+        statement = select(AppointmentRow).where(
+            AppointmentRow.start_at == utc(start, "start"),
+            AppointmentRow.status.in_(
+                [s.value for s in (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)]
+            ),
+        )
+        async with self._read() as session, session.begin():
+            rows = list(await session.scalars(statement))
+            uids = await _uids_by_appointment(session, [row.id for row in rows]) if rows else {}
+            return [appointment_from_row(row, uids.get(row.id, [])) for row in rows]
+
     async def get_by_booking_uid(self, uid: str) -> Appointment | None:
         """The appointment whose current, or any earlier, booking uid is `uid`."""
         earlier = select(BookingUidRow.appointment_id).where(BookingUidRow.uid == uid)
