@@ -156,11 +156,8 @@ class Store:
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
         async with self._read() as session, session.begin():
-            row = await session.get(AppointmentRow, appointment_id)
-            if row is None:
-                return None
-            uids = await _uids_by_appointment(session, [row.id])
-            return appointment_from_row(row, uids.get(row.id, []))
+            loaded = await _load(session, appointment_id)
+        return None if loaded is None else appointment_from_row(*loaded)
 
     async def live_at(self, start: datetime) -> list[Appointment]:
         """Appointments starting at `start` that are booked or being booked (stored status pending, active
@@ -215,24 +212,24 @@ class Store:
         entry_row = None if history is None else history_row(appointment_id, history)
 
         async with self._write() as session, session.begin():
-            row = await session.get(AppointmentRow, appointment_id, with_for_update=True)
-            if row is None:
+            loaded = await _load(session, appointment_id, for_update=True)
+            if loaded is None:
                 raise KeyError(appointment_id)
-            uids = (await _uids_by_appointment(session, [row.id])).get(row.id, [])
+            row, uids = loaded
             current = appointment_from_row(row, uids)
             try:
                 merged = Appointment.model_validate({**current.model_dump(), **changes})
             except ValidationError as error:
                 raise ValueError(f"invalid appointment change: {error}") from error
 
-            if "booking_uid" in changes and merged.booking_uid is not None:
+            if "booking_uid" in changes and merged.booking_uid is not None and merged.booking_uid not in uids:
                 new_uid = merged.booking_uid
                 await _locks.hold(session, f"booking_uid:{new_uid}")
                 owner = await session.scalar(select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid))
                 if owner is None:
                     session.add(BookingUidRow(appointment_id=row.id, uid=new_uid, created_at=now))
                     uids.append(new_uid)
-                elif owner != row.id:
+                else:
                     raise ValueError(f"booking_uid: {new_uid!r} already belongs to appointment {owner}")
 
             for field in changes:
@@ -406,6 +403,24 @@ def _column_value(appointment: Appointment, field: str) -> object:
     if isinstance(value, datetime):
         return utc(value, field)
     return value
+
+
+async def _load(
+    session: AsyncSession, appointment_id: str, *, for_update: bool = False
+) -> tuple[AppointmentRow, list[str]] | None:
+    """An appointment's row and every booking uid it has had (oldest first), in one statement."""
+    statement = (
+        select(AppointmentRow, BookingUidRow.uid)
+        .outerjoin(BookingUidRow, BookingUidRow.appointment_id == AppointmentRow.id)
+        .where(AppointmentRow.id == appointment_id)
+        .order_by(BookingUidRow.created_at, BookingUidRow.id)
+    )
+    if for_update:
+        statement = statement.with_for_update(of=AppointmentRow)
+    found = (await session.execute(statement)).all()
+    if not found:
+        return None
+    return found[0][0], [uid for _, uid in found if uid is not None]
 
 
 async def _uids_by_appointment(session: AsyncSession, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
