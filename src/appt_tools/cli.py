@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+import traceback
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -18,7 +19,12 @@ from appt_tools import config
 from appt_tools.errors import AppError
 
 if TYPE_CHECKING:
-    from appt_tools.mcp_server import AppointmentServer
+    from appt_tools.mcp_server import AppointmentServer, ServiceHandle
+    from appt_tools.service import AppointmentService
+
+
+# How long `serve` waits, once its client has gone, for a service still being opened, to close it cleanly.
+CLOSE_GRACE_SECONDS = 10.0
 
 
 def _say(*parts: object) -> None:
@@ -114,30 +120,71 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from appt_tools.mcp_server import build_server
+    """Over stdio the server answers at once (initialize and tools/list need no service) while the service
+    opens in the background; each tool call waits for it. Over HTTP the service is open before serving
+    (the dashboard and the keys need it)."""
+    from appt_tools.mcp_server import ServiceHandle, build_server
+
+    if args.transport == "http":
+        async with AsyncExitStack() as stack:
+            return await _serve_http(build_server(await _open_for_serving(stack, args)), args)
+    handle = ServiceHandle()
+    server = build_server(handle)
+    stop = asyncio.Event()
+    opener = asyncio.create_task(_hold_open(args, handle, stop))
+    try:
+        await server.run_stdio_async()
+    finally:
+        # An open service closes now; one still opening closes as soon as it is open (cancelling it half
+        # open would leave its database connections to the interpreter's exit), unless that takes long.
+        stop.set()
+        await asyncio.wait({opener}, timeout=CLOSE_GRACE_SECONDS)
+        if not opener.done():
+            opener.cancel()
+            await asyncio.wait({opener})
+    return 0
+
+
+async def _hold_open(args: argparse.Namespace, handle: ServiceHandle, stop: asyncio.Event) -> None:
+    """Open the service into `handle`, keep it open until `stop`, then close it. A failure to open is
+    said on stderr and recorded in `handle`, so that every tool call answers with the reason."""
+    try:
+        async with AsyncExitStack() as stack:
+            handle.set(await _open_for_serving(stack, args))
+            await stop.wait()
+    except Exception as exc:
+        if handle.settled:  # it was open: closing failed
+            _say(f"error while closing: {type(exc).__name__}: {exc}")
+            return
+        handle.fail(exc)
+        if isinstance(exc, AppError):
+            _say(f"error ({exc.code}): {exc.message}")
+        else:
+            traceback.print_exception(exc, file=sys.stderr)
+        _say(
+            "error: the server could not open its database and settings; every tool call will say so. Restart it once fixed."
+        )
+
+
+async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> AppointmentService:
+    """The service `serve` runs on (entered into `stack`), with periodic reconciliation."""
     from appt_tools.runtime import open_sandbox_service, open_service
     from appt_tools.sync import reconciling
 
-    async with AsyncExitStack() as stack:
-        if args.sandbox:
-            service, sandbox = await stack.enter_async_context(open_sandbox_service())
+    if args.sandbox:
+        service, sandbox = await stack.enter_async_context(open_sandbox_service())
+        _say(
+            f"SANDBOX MODE: bookings go to a local Cal.com sandbox at {sandbox.base_url} and a temporary "
+            "database; nothing reaches real Cal.com."
+        )
+    else:
+        service = await stack.enter_async_context(open_service())
+        if service.settings.calcom_api_key is None:
             _say(
-                f"SANDBOX MODE: bookings go to a local Cal.com sandbox at {sandbox.base_url} and a temporary "
-                "database; nothing reaches real Cal.com."
+                f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
             )
-        else:
-            service = await stack.enter_async_context(open_service())
-            if service.settings.calcom_api_key is None:
-                _say(
-                    f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
-                )
-        await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
-        server = build_server(service)
-        if args.transport == "stdio":
-            await server.run_stdio_async()
-            return 0
-        return await _serve_http(server, args)
-    return 0
+    await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
+    return service
 
 
 async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> int:

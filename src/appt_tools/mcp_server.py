@@ -8,8 +8,11 @@ with a stable `code`, a `message` saying what to do next, and `retryable`.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
@@ -86,17 +89,121 @@ AppointmentId = Annotated[
 ]
 
 
+class ServiceUnavailable(AppError):
+    """The service could not be opened (the database, the settings): no tool can run until a restart."""
+
+    code = "service_unavailable"
+
+
+class ServiceHandle:
+    """The service a server's tools run on, possibly still being opened.
+
+    The tool list does not depend on the service, so `appt-tools serve` answers initialize and tools/list
+    at once and opens the service (database, settings, Cal.com client) meanwhile: each tool call awaits
+    `get()`. If opening fails, `fail()` records why and every tool call is refused with that reason.
+    """
+
+    def __init__(self) -> None:
+        self._service: AppointmentService | None = None
+        self._error: ServiceUnavailable | None = None
+        self._settled = asyncio.Event()
+
+    @classmethod
+    def of(cls, service: AppointmentService) -> ServiceHandle:
+        """A handle on a service that is already open."""
+        handle = cls()
+        handle.set(service)
+        return handle
+
+    def set(self, service: AppointmentService) -> None:
+        """The service is open: tool calls waiting for it go ahead."""
+        self._service = service
+        self._settled.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Opening failed: tool calls waiting for it, and every later one, are refused saying why."""
+        if isinstance(error, AppError):
+            reason = error.message
+        else:
+            detail = str(error).strip().splitlines()
+            reason = f"{type(error).__name__}: {detail[0][:300]}" if detail else type(error).__name__
+            reason = _CREDENTIALS_IN_URL.sub(r"\1***@", reason)
+        self._error = ServiceUnavailable(
+            f"The appointment server could not open its database and settings ({reason}), so no tool can run. "
+            "Its log (stderr) has the details; fix the cause and restart the server."
+        )
+        self._settled.set()
+
+    @property
+    def opened(self) -> AppointmentService | None:
+        """The service if it is open, else None."""
+        return self._service
+
+    @property
+    def settled(self) -> bool:
+        """Whether opening has finished, either way."""
+        return self._settled.is_set()
+
+    @property
+    def service(self) -> AppointmentService:
+        """The open service; raises ServiceUnavailable if opening failed or has not finished."""
+        if self._service is not None:
+            return self._service
+        raise self._error or ServiceUnavailable(
+            "The appointment server is still starting; try again in a moment.", retryable=True
+        )
+
+    @property
+    def timezone(self) -> str:
+        """The business's time zone once the service is open; UTC until then."""
+        return self._service.timezone if self._service is not None else "UTC"
+
+    async def get(self) -> AppointmentService:
+        """The service, once opening has finished; raises ServiceUnavailable if it failed."""
+        await self._settled.wait()
+        return self.service
+
+
+# user:password@ in a database URL that an error message may quote.
+_CREDENTIALS_IN_URL = re.compile(r"(://[^/:@\s]*:)[^@\s]*@")
+
+
 class AppointmentServer(MCPServer):
     """MCPServer with strict argument checking and domain errors rendered for the model.
 
     `invoke` runs a tool for any other surface (plain HTTP, Vapi, Retell) through exactly the same
     checks, so every surface accepts and refuses the same calls.
+
+    The service may still be opening when the server starts (see `ServiceHandle`): listing tools does not
+    need it, and every tool call waits for it. `on_open` receives it once, before the first tool runs.
     """
 
-    def __init__(self, service: AppointmentService, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        service: AppointmentService | ServiceHandle,
+        *,
+        on_open: Callable[[AppointmentService], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.service = service
+        self.handle = service if isinstance(service, ServiceHandle) else ServiceHandle.of(service)
+        self._on_open = on_open
         self._schemas: dict[str, dict[str, Any]] = {}
+        if self.handle.opened is not None:
+            self._opened(self.handle.opened)
+
+    @property
+    def service(self) -> AppointmentService:
+        """The open service (ServiceUnavailable while it is not): for surfaces built once it is open."""
+        return self.handle.service
+
+    async def _open(self) -> None:
+        self._opened(await self.handle.get())
+
+    def _opened(self, service: AppointmentService) -> None:
+        if self._on_open is not None:
+            self._on_open(service)
+            self._on_open = None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -111,7 +218,7 @@ class AppointmentServer(MCPServer):
         return dict(result.structured_content)
 
     def render_error(self, error: AppError) -> ErrorView:
-        return ErrorView.of(error, self.service.timezone)
+        return ErrorView.of(error, self.handle.timezone)
 
     async def tool_schemas(self) -> dict[str, dict[str, Any]]:
         """Input schema of each tool, by name."""
@@ -132,6 +239,7 @@ class AppointmentServer(MCPServer):
         ]
 
     async def _run(self, name: str, arguments: dict[str, Any], context: Any) -> Any:
+        await self._open()
         schema = (await self.tool_schemas()).get(name)
         if schema is None:
             known = ", ".join(await self.tool_schemas())
@@ -180,13 +288,25 @@ def _from_validation(error: ValidationError) -> InvalidArgument:
     return InvalidArgument(field, first["msg"] + ".")
 
 
-def build_server(service: AppointmentService, *, log_level: str = "WARNING") -> AppointmentServer:
-    server = AppointmentServer(service, name="appt-tools", instructions=INSTRUCTIONS, log_level=log_level)
+def build_server(provider: AppointmentService | ServiceHandle, *, log_level: str = "WARNING") -> AppointmentServer:
+    """The MCP server on an open service, or on a `ServiceHandle` whose service is still being opened."""
+    # The tools below use `service`; it is bound when the service is open, before any tool runs
+    # (AppointmentServer awaits the handle first). Nothing here may use it before then.
+    service: AppointmentService
+
+    def bind(opened: AppointmentService) -> None:
+        nonlocal service
+        service = opened
+
+    server = AppointmentServer(
+        provider, on_open=bind, name="appt-tools", instructions=INSTRUCTIONS, log_level=log_level
+    )
 
     def tz() -> str:
         return service.timezone
 
-    now = service.now
+    def now() -> datetime:
+        return service.now()
 
     def tool(title: str, annotations: ToolAnnotations) -> Callable[[ToolFn], ToolFn]:
         """Register a tool; its docstring, folded to one paragraph, is the description the model reads."""

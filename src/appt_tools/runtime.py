@@ -1,7 +1,12 @@
-"""The composition root: settings → store → Cal.com client → service, opened and closed in one place."""
+"""The composition root: settings → store → Cal.com client → service, opened and closed in one place.
+
+The store (SQLAlchemy, the database driver) is imported when a service is opened, in a worker thread,
+not when this module is: `appt-tools serve` answers initialize and tools/list while it opens.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -14,10 +19,10 @@ from pydantic import SecretStr
 from appt_tools import config
 from appt_tools.calcom import CalcomClient
 from appt_tools.service import AppointmentService, Clock, utcnow
-from appt_tools.store import Store
 
 if TYPE_CHECKING:
     from appt_tools.sandbox import RunningSandbox
+    from appt_tools.store import Store
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ async def open_service(
     clock: Clock = utcnow,
 ) -> AsyncIterator[AppointmentService]:
     url = database_url or config.database_url(environ)
-    async with Store.from_url(url) as store:
+    # Importing SQLAlchemy and the driver and creating the engine take a few hundred ms of plain Python:
+    # a worker thread does it, so the event loop (an MCP session already being served) keeps answering.
+    async with await asyncio.to_thread(_store_on, url) as store:
         settings = config.resolve(await store.get_settings(), environ)
         if calcom is not None:
             settings = settings.model_copy(
@@ -54,6 +61,13 @@ async def open_service(
         finally:
             if client is not None:
                 await client.aclose()
+
+
+def _store_on(url: str) -> Store:
+    """A store on `url`, not yet open (its schema is checked on entering it)."""
+    from appt_tools.store import Store
+
+    return Store.from_url(url)
 
 
 @asynccontextmanager

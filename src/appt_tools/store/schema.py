@@ -1,5 +1,9 @@
 """The schema's version: Alembic migrations (`appt_tools.migrations`) run on a connection we hold.
 
+Alembic (and Mako, and Pygments through it) is imported only when a migration must run: every start
+reads the database's revision with one plain query (`current`) and compares it with `HEAD`, a
+constant that a test keeps equal to the migration scripts' head.
+
 `upgrade` runs inside the caller's transaction, after taking the database's schema lock (SQLite: the
 caller's BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), so processes starting
 together upgrade once and the others find the work done.
@@ -10,17 +14,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.runtime.environment import EnvironmentContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from appt_tools.store.tables import POSTGRESQL_ONLY_INDEXES, Base
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
 SCRIPT_LOCATION = "appt_tools:migrations"
+# The newest revision in `appt_tools/migrations/versions`: bump it with every new revision (a test
+# compares it with the scripts' head, so it cannot drift).
+HEAD = "0002"
+# Alembic's default version table (we never configure another).
+VERSION_TABLE = "alembic_version"
 # Objects the migrations make that the metadata cannot describe: the SQLite FTS5 table and the
 # shadow tables FTS5 keeps for it.
 SEARCH_TABLE = "appointments_search"
@@ -31,6 +42,8 @@ _one_run = threading.Lock()
 
 @cache
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     return config
@@ -38,11 +51,18 @@ def _config() -> Config:
 
 @cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
 def head() -> str:
-    """The newest revision."""
+    """The newest revision (`HEAD`: no need to read the migration scripts, or to import Alembic)."""
+    return HEAD
+
+
+def script_head() -> str:
+    """The newest revision according to the migration scripts themselves (imports Alembic)."""
     heads = _script().get_heads()
     if len(heads) != 1:
         raise RuntimeError(f"the migrations have {len(heads)} heads: {', '.join(heads)}")
@@ -50,8 +70,16 @@ def head() -> str:
 
 
 def current(connection: Connection) -> str | None:
-    """The database's revision; None when it has never been migrated (empty, or made by `create_all`)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision; None when it has never been migrated (empty, or made by `create_all`).
+
+    What Alembic's `MigrationContext.get_current_revision` answers, read with one plain query (and a
+    look for the table first, so that on PostgreSQL a missing table does not abort the transaction)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    versions = list(connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+    if len(versions) > 1:
+        raise RuntimeError(f"the database is at {len(versions)} schema revisions at once: {', '.join(versions)}")
+    return versions[0] if versions else None
 
 
 def include_name(name: str | None, type_: str, _parents: Mapping[str, str | None]) -> bool:
@@ -92,7 +120,7 @@ def lock(connection: Connection) -> None:
 
 def upgrade(connection: Connection, revision: str = "head") -> str | None:
     """Migrate up to `revision` in the connection's open transaction; returns the revision now current."""
-    target = head() if revision == "head" else revision
+    target = script_head() if revision == "head" else revision
     return _migrate(connection, target, lambda script, current: script._upgrade_revs(target, current))
 
 
@@ -105,6 +133,8 @@ def _migrate(connection: Connection, target: str, plan: Callable[[ScriptDirector
     lock(connection)
     if current(connection) == target:
         return target
+    from alembic.runtime.environment import EnvironmentContext
+
     script = _script()
 
     def steps(rev: Any, _context: MigrationContext) -> Iterable[Any]:
