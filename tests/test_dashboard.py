@@ -21,7 +21,7 @@ from appt_tools.sandbox import RunningSandbox
 from appt_tools.service import AppointmentService
 from appt_tools.web.pages import _next
 from appt_tools.web.session import Sessions
-from dashboard_support import browsing, csrf_of
+from dashboard_support import browsing, csrf_of, served
 from helpers import booking_args, next_weekday
 
 KEY = "k_live_0123456789abcdefghijDASH"
@@ -336,6 +336,29 @@ async def test_with_keys_the_dashboard_needs_a_sign_in(service: AppointmentServi
         out = await client.post("/logout", data={"csrf": new_token}, follow_redirects=False)
         assert out.status_code == 303 and out.headers["location"] == "/login"
         assert (await client.get("/?view=table", follow_redirects=False)).status_code == 303
+
+
+async def test_a_session_works_on_every_instance_sharing_the_database(
+    service: AppointmentService, sandbox: RunningSandbox, db_url: str
+) -> None:
+    settings = HttpSettings(credentials=_keys(KEY), host="0.0.0.0")
+    target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
+    async with (
+        served(service, settings) as first,
+        open_service(database_url=db_url, calcom=target) as second_service,  # another process, same database
+        served(second_service, settings) as second,
+        httpx2.AsyncClient(timeout=20) as client,
+    ):
+        login = await client.get(f"{first}/login")
+        signed = await client.post(
+            f"{first}/login", data={"api_key": KEY, "csrf": csrf_of_form(login.text)}, follow_redirects=False
+        )
+        assert signed.status_code == 303
+        page = await client.get(f"{second}/settings", follow_redirects=False)  # the load balancer's other pick
+        assert page.status_code == 200 and "Sign out" in page.text
+        token = csrf_of(page.text)
+        saved = await client.post(f"{second}/app/settings", json={"business_name": "Acme"}, headers=_json(token))
+        assert saved.status_code == 200, saved.text
 
 
 async def test_a_public_server_without_keys_lets_nobody_in(service: AppointmentService) -> None:

@@ -1058,6 +1058,33 @@ async def test_settings_are_set_overwritten_and_deleted(store: Store) -> None:
     assert await store.get_settings() == {"timezone": "Asia/Tokyo"}
 
 
+async def test_a_setting_made_once_is_the_same_for_every_store_on_the_database(store: Store, db_url: str) -> None:
+    made = iter(f"value-{n}" for n in range(100))
+    async with Store.from_url(db_url) as other:
+        values = await asyncio.gather(
+            *((store if n % 2 else other).setting_once("internal.secret", lambda: next(made)) for n in range(8))
+        )
+
+    assert len(set(values)) == 1
+    assert await store.setting_once("internal.secret", lambda: "another") == values[0]
+
+
+async def test_a_lease_has_one_holder_until_it_expires(store: Store, db_url: str) -> None:
+    ttl = timedelta(minutes=15)
+    async with Store.from_url(db_url) as other:
+        taken = await asyncio.gather(
+            *((store if n % 2 else other).take_lease("job", f"holder-{n}", now=NOW, ttl=ttl) for n in range(6))
+        )
+    assert sum(taken) == 1
+    winner = f"holder-{taken.index(True)}"
+
+    assert await store.take_lease("job", winner, now=NOW + ttl / 2, ttl=ttl)  # its holder renews it
+    assert not await store.take_lease("job", "someone-else", now=NOW + ttl, ttl=ttl)
+    assert await store.take_lease("job", "someone-else", now=NOW + ttl * 2, ttl=ttl)  # expired: taken over
+    assert not await store.take_lease("job", winner, now=NOW + ttl * 2, ttl=ttl)
+    assert await store.take_lease("other-job", winner, now=NOW, ttl=ttl)  # leases are independent
+
+
 # --- schema, files, connections ----------------------------------------------------------------
 
 

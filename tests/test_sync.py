@@ -173,3 +173,27 @@ async def test_a_booking_the_host_confirms_in_cal_com_becomes_active(service, sa
         assert answer.status_code == 200, answer.text
     await Reconciler(service).reconcile(*_window(service))
     assert (await service.get(booked.id)).status is AppointmentStatus.ACTIVE
+
+
+async def test_of_several_servers_on_one_database_one_reconciles_each_period(service, monkeypatch):
+    import asyncio
+    import time
+
+    from appt_tools.sync import SyncReport, reconciling
+
+    runs: list[float] = []
+
+    async def counted(self: Reconciler, start: Any, end: Any) -> SyncReport:
+        runs.append(time.monotonic())
+        return SyncReport()
+
+    monkeypatch.setattr(Reconciler, "reconcile", counted)
+    every_minutes = 0.005  # 0.3 s
+    started = time.monotonic()
+    async with reconciling(service, every_minutes):
+        await asyncio.sleep(0.15)  # the second server starts half a period later
+        async with reconciling(service, every_minutes):
+            await asyncio.sleep(1.8)
+    periods = (time.monotonic() - started) / (every_minutes * 60)
+    # Each server alone would reconcile once a period; together, without the lease, twice as often.
+    assert 3 <= len(runs) <= int(periods) + 1

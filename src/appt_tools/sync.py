@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ logger = logging.getLogger(__name__)
 # What the periodic run looks at: recent past (late cancellations, unknown outcomes) and the future.
 PERIODIC_BACK = timedelta(days=2)
 PERIODIC_AHEAD = timedelta(days=90)
+RECONCILE_LEASE = "reconcile"
 
 # An appointment recorded but not answered for this long belongs to a call that died or timed out.
 IN_FLIGHT_GRACE = timedelta(minutes=2)
@@ -253,16 +257,23 @@ def _booking_fields(booking: Booking) -> dict[str, object]:
 @asynccontextmanager
 async def reconciling(service: AppointmentService, every_minutes: float) -> AsyncIterator[None]:
     """Reconcile in the background every `every_minutes` while the server runs (0: never). The first run
-    waits a full interval, so starting the server costs no Cal.com request."""
+    waits a full interval, so starting the server costs no Cal.com request. Of several servers sharing
+    the database, one at a time does it (a lease in the store, taken over when its holder stops)."""
     if every_minutes <= 0 or service.settings.calcom_api_key is None:
         yield
         return
 
+    holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    interval = timedelta(minutes=every_minutes)
+
     async def loop() -> None:
         while True:
-            await asyncio.sleep(every_minutes * 60)
+            await asyncio.sleep(interval.total_seconds())
             now = service.now()
             try:
+                # Several servers on one database: the one holding the lease reconciles, the others skip.
+                if not await service.store.take_lease(RECONCILE_LEASE, holder, now=now, ttl=interval):
+                    continue
                 report = await Reconciler(service).reconcile(now - PERIODIC_BACK, now + PERIODIC_AHEAD)
             except Exception:  # the server must outlive a failed run; the next one tries again
                 logger.exception("periodic reconciliation failed")

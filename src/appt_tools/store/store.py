@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
@@ -53,6 +53,10 @@ from appt_tools.store.tables import (
 )
 
 APPOINTMENT_ID_PREFIX = "apt_"
+# Rows of the settings table that are the server's own, not a person's settings (`config.resolve` reads
+# only the keys it knows).
+INTERNAL_PREFIX = "internal."
+LEASE_PREFIX = INTERNAL_PREFIX + "lease."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -250,7 +254,9 @@ class Store:
             return [history_from_row(row) for row in await session.scalars(statement)]
 
     async def search(self, query: SearchQuery, *, now: datetime) -> SearchPage:
-        """One page of appointments matching `query`; `total` counts the whole filter.
+        """One page of appointments matching `query`; `total` counts the whole filter, exactly up to
+        1,000 matches (or the end of the page asked for, when further): with more, `total_exact` is
+        False and `total` is that bound ("more than 1,000").
 
         Statuses filter by effective status at `now`; returned items carry the stored status.
         """
@@ -263,10 +269,16 @@ class Store:
         utc_or_none(query.start_to, "start_to")
         fts = await self._has_fts()
         async with self._snapshot() as session, session.begin():
-            total, rows = await _finder.find(session, query, now, fts=fts)
-            uids = await _uids_by_appointment(session, [row.id for row in rows])
-            items = tuple(appointment_from_row(row, uids.get(row.id, [])) for row in rows)
-        return SearchPage(items=items, total=total, page=query.page, page_size=query.page_size)
+            found = await _finder.find(session, query, now, fts=fts)
+            uids = await _uids_by_appointment(session, [row.id for row in found.rows])
+            items = tuple(appointment_from_row(row, uids.get(row.id, [])) for row in found.rows)
+        return SearchPage(
+            items=items,
+            total=found.total,
+            total_exact=found.total_exact,
+            page=query.page,
+            page_size=query.page_size,
+        )
 
     async def _has_fts(self) -> bool:
         """Whether SQLite's FTS5 search table exists (migration 0002 makes it where SQLite can)."""
@@ -377,6 +389,36 @@ class Store:
                 session.add(SettingRow(key=key, value=value))
             else:
                 row.value = value
+
+    async def setting_once(self, key: str, make: Callable[[], str]) -> str:
+        """The value stored under `key`, created by `make()` if there is none, atomically across every
+        process sharing the database: all of them get the same value."""
+        async with self._write() as session, session.begin():
+            await _locks.hold(session, f"setting:{key}")
+            row = await session.get(SettingRow, key)
+            if row is None:
+                row = SettingRow(key=key, value=make())
+                session.add(row)
+            return row.value
+
+    async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
+        another holder's is current. Several processes on one database use it to let one of them run a job."""
+        now = utc(now, "now")
+        key = f"{LEASE_PREFIX}{name}"
+        async with self._write() as session, session.begin():
+            await _locks.hold(session, f"setting:{key}")
+            row = await session.get(SettingRow, key)
+            if row is not None:
+                owner, _, until = row.value.partition(" ")
+                if owner != holder and datetime.fromisoformat(until) > now:
+                    return False
+            value = f"{holder} {(now + ttl).isoformat()}"
+            if row is None:
+                session.add(SettingRow(key=key, value=value))
+            else:
+                row.value = value
+            return True
 
 
 def _upgrade_on(engine: Engine) -> None:

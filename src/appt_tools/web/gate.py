@@ -64,7 +64,7 @@ class Gate:
         async def endpoint(request: Request) -> Response:
             if await self._host_refused(request):
                 return refusal(request, 403, FOREIGN_HOST)
-            session = self.sessions.read(request)
+            session = await self.sessions.read(request)
             fresh = session is None
             current = session or self.sessions.new()
             if await self.sessions.signed_in(current):
@@ -82,7 +82,7 @@ class Gate:
         async def endpoint(request: Request) -> Response:
             if await self._host_refused(request):
                 return refusal(request, 403, FOREIGN_HOST)
-            session = self.sessions.read(request) or self.sessions.new()
+            session = await self.sessions.read(request) or self.sessions.new()
             if not await self.sessions.signed_in(session):
                 return refusal(request, 401, SIGNED_OUT)
             return render.secure(await self._run(handler, request, session))
@@ -97,7 +97,7 @@ class Gate:
                 return refusal(request, 403, FOREIGN_HOST)
             if foreign_origin(request):
                 return refusal(request, 403, FOREIGN_ORIGIN)
-            session = self.sessions.read(request)
+            session = await self.sessions.read(request)
             if not await self.sessions.signed_in(session):
                 return refusal(request, 401, SIGNED_OUT)
             offered = request.headers.get(CSRF_HEADER)

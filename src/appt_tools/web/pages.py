@@ -19,6 +19,7 @@ GET  /static/…               the dashboard's own CSS and script
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ FAILED_SIGN_IN_DELAY = 0.25  # seconds; keys are long and random, this only slow
 class Dashboard:
     def __init__(self, service: AppointmentService, guard: Guard, *, sandbox: bool) -> None:
         self.service = service
-        self.sessions = Sessions(guard)
+        self.sessions = Sessions(guard, secret=lambda: _session_secret(service))
         self.gate = Gate(self.sessions, lambda: service.timezone)
         self.appointments = Appointments(service)
         self.settings = SettingsPage(service, sandbox=sandbox)
@@ -104,7 +105,7 @@ class Dashboard:
     # --- signing in and out -------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
-        session = self.sessions.read(request)
+        session = await self.sessions.read(request)
         if await self.sessions.signed_in(session):
             return render.secure(RedirectResponse(_next(request.query_params.get("next")), 303))
         current = session or self.sessions.new()
@@ -114,7 +115,7 @@ class Dashboard:
         return response
 
     async def login(self, request: Request) -> Response:
-        session = self.sessions.read(request)
+        session = await self.sessions.read(request)
         if foreign_origin(request):
             return failure(403, "forbidden", "This sign-in came from another web site, so it was refused.")
         try:
@@ -162,3 +163,12 @@ def _next(raw: str | None) -> str:
         return "/"
     parts = urlsplit(raw)
     return "/" if parts.scheme or parts.netloc else raw
+
+
+SESSION_SECRET_SETTING = "internal.dashboard_session_secret"
+
+
+async def _session_secret(service: AppointmentService) -> bytes:
+    """The cookie-signing key every server on this database shares, made on first use."""
+    value = await service.store.setting_once(SESSION_SECRET_SETTING, lambda: secrets.token_urlsafe(32))
+    return value.encode()

@@ -6,8 +6,9 @@ key configured. Otherwise the owner signs in by pasting one of the HTTP API keys
 cookie: the session remembers only an HMAC of it, so revoking a key ends its sessions within 5 s.
 
 The session cookie `appt_session` is `<base64 JSON>.<hex HMAC-SHA256>` signed with a secret drawn at
-random when the process starts (every session ends at a restart; several processes do not share
-sessions). It is HttpOnly, SameSite=Strict, Secure over https, and expires after 12 hours.
+random once and kept in the database (`Store.setting_once`), so sessions outlive a restart and every
+server sharing the database (several instances behind a load balancer) accepts them. It is HttpOnly,
+SameSite=Strict, Secure over https, and expires after 12 hours.
 
 Every change is a POST that must carry the session's CSRF token (header `X-CSRF-Token`, or the `csrf`
 form field), compared in constant time; a POST whose Origin is not this server's, or that the
@@ -24,7 +25,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -47,10 +48,29 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, guard: Guard, *, secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one."""
         self.guard = guard
-        self._secret = secret or secrets.token_bytes(32)
+        self._load = secret if callable(secret) else None
+        self._key = None if callable(secret) else (secret or secrets.token_bytes(32))
         self._clock = clock
+
+    async def ready(self) -> None:
+        """Load the signing key, the first time only."""
+        if self._key is None and self._load is not None:
+            self._key = await self._load()
+
+    @property
+    def _secret(self) -> bytes:
+        if self._key is None:
+            raise RuntimeError("Sessions.ready() must be awaited before a cookie is read or made")
+        return self._key
 
     # --- the cookie ---------------------------------------------------------------------------
 
@@ -77,7 +97,8 @@ class Sessions:
             return None
         return session
 
-    def read(self, request: Request) -> Session | None:
+    async def read(self, request: Request) -> Session | None:
+        await self.ready()
         return self.decode(request.cookies.get(COOKIE))
 
     def store(self, response: Response, request: Request, session: Session) -> None:
@@ -118,6 +139,7 @@ class Sessions:
 
     async def sign_in(self, given: str) -> Session | None:
         """A fresh session (new CSRF token) for a key that is one of the configured keys."""
+        await self.ready()
         given = given.strip()
         keys = await self.keys()
         if not keys or not key_matches(given, keys):
