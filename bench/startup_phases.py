@@ -1,5 +1,9 @@
-"""`python -m bench.startup_phases`: the steps `appt-tools serve` takes before it can answer, timed in one
-process (the environment says where the database and Cal.com are). Prints one JSON line of ms per step."""
+"""`python -m bench.startup_phases`: the steps `appt-tools serve` takes, timed in one process (the
+environment says where the database and Cal.com are). Prints one JSON line of ms per step.
+
+Over stdio, serve answers initialize and tools/list on a server built on a `ServiceHandle` (the tool list
+needs no service) and opens the service meanwhile: the steps up to `list_tools` are what the first
+tools/list waits for; `open_service (after)` is the work that follows, before the first tool call runs."""
 
 from __future__ import annotations
 
@@ -21,17 +25,18 @@ def _mark(name: str, since: float) -> float:
 
 
 async def _serve_steps(since: float) -> None:
-    from appt_tools.mcp_server import build_server
+    from appt_tools.mcp_server import ServiceHandle, build_server
     from appt_tools.runtime import open_service
     from appt_tools.sync import reconciling
 
-    async with open_service() as service:
-        since = _mark("open_service", since)
-        async with reconciling(service, service.settings.reconcile_minutes):
-            server = build_server(service)
-            since = _mark("build_server", since)
-            await server.list_tools()
-            _mark("list_tools", since)
+    handle = ServiceHandle()
+    server = build_server(handle)
+    since = _mark("build_server", since)
+    await server.list_tools()
+    since = _mark("list_tools", since)
+    async with open_service() as service, reconciling(service, service.settings.reconcile_minutes):
+        handle.set(service)
+        _mark("open_service (after)", since)
 
 
 def main() -> None:
