@@ -47,15 +47,19 @@ def prepare_engine(engine: AsyncEngine) -> None:
         _prepare_sqlite(engine.sync_engine)
 
 
-def sqlite_file_engine(engine: AsyncEngine) -> Engine | None:
+def sqlite_file_engine(engine: AsyncEngine, *, pooled: bool = False) -> Engine | None:
     """A synchronous engine (the stdlib driver, same hooks) on the SQLite file `engine` opens; None
-    for anything else (another backend, an in-memory or URI database). Many statements in a row, a
-    migration's, run there without a thread hop each."""
+    for anything else (another backend, an in-memory or URI database). Many statements in a row (a
+    migration's, or a write transaction's) run there in one worker thread instead of a thread hop each.
+    `pooled`: keep connections open between uses (they may be used from any thread, one at a time)."""
     url = engine.url
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return None
-    sync_engine = create_sync_engine(url.set(drivername="sqlite"), poolclass=NullPool)
+    options: dict[str, Any] = (
+        {"connect_args": {"check_same_thread": False}, "pool_size": 5} if pooled else {"poolclass": NullPool}
+    )
+    sync_engine = create_sync_engine(url.set(drivername="sqlite"), **options)
     _prepare_sqlite(sync_engine)
     return sync_engine
 

@@ -9,12 +9,12 @@ booking uid, a setting), and the second writer waits, then finds the first one's
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
 
 
-async def hold(session: AsyncSession, name: str) -> None:
+def hold(session: Session, name: str) -> None:
     """Until the session's transaction ends, any other writer holding `name` waits."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(_LOCK, {"name": f"appt_tools:{name}"})
+        session.execute(_LOCK, {"name": f"appt_tools:{name}"})

@@ -11,12 +11,14 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from appt_tools.errors import SlotHeld
 from appt_tools.models import (
@@ -58,6 +60,7 @@ APPOINTMENT_ID_PREFIX = "apt_"
 INTERNAL_PREFIX = "internal."
 LEASE_PREFIX = INTERNAL_PREFIX + "lease."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def new_appointment_id() -> str:
@@ -72,6 +75,15 @@ class Store:
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._writer = engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
         self._write = async_sessionmaker(self._writer, expire_on_commit=False)
+        # On a SQLite file a write transaction runs whole in a worker thread on the stdlib driver: one
+        # thread hop per transaction instead of one per statement (see `_transact`).
+        file_writer = sqlite_file_engine(engine, pooled=True)
+        self._file_writer = file_writer
+        self._write_file = (
+            None
+            if file_writer is None
+            else sessionmaker(file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE}), expire_on_commit=False)
+        )
         # A search counts, then reads a page: on PostgreSQL both must see one snapshot (SQLite's
         # read transactions always do).
         postgresql = engine.dialect.name == "postgresql"
@@ -110,6 +122,22 @@ class Store:
 
     async def aclose(self) -> None:
         await self._engine.dispose()
+        if self._file_writer is not None:
+            self._file_writer.dispose()
+
+    async def _transact(self, work: Callable[[Session], T]) -> T:
+        """`work` in one write transaction (BEGIN IMMEDIATE on SQLite), committed if it returns, rolled
+        back if it raises. On a SQLite file it runs whole in a worker thread; elsewhere statement by
+        statement on the async driver."""
+        if self._write_file is not None:
+            return await asyncio.to_thread(self._transact_in_thread, self._write_file, work)
+        async with self._write() as session, session.begin():
+            return await session.run_sync(work)
+
+    @staticmethod
+    def _transact_in_thread(make_session: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+        with make_session() as session, session.begin():
+            return work(session)
 
     async def __aenter__(self) -> Store:
         await self.create_schema()
@@ -133,15 +161,18 @@ class Store:
         now = utc(now, "now")
         row = appointment_row(new_appointment_id(), new, now)
         try:
-            async with self._write() as session, session.begin():
+
+            def work(session: Session) -> None:
                 session.add(row)
-                await session.flush()
+                session.flush()
                 session.add(history_row(row.id, HistoryEntry(at=now, action="created", to_start=row.start_at)))
                 if idempotency_key is not None:
-                    claimed = await session.get(IdempotencyRow, idempotency_key, with_for_update=True)
+                    claimed = session.get(IdempotencyRow, idempotency_key, with_for_update=True)
                     if claimed is not None:
                         claimed.appointment_id = row.id
                         claimed.updated_at = now
+
+            await self._transact(work)
         except IntegrityError:
             holder = await self._in_flight_at(row.start_at)
             if holder is None:
@@ -160,7 +191,7 @@ class Store:
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
         async with self._read() as session, session.begin():
-            loaded = await _load(session, appointment_id)
+            loaded = await session.run_sync(_load, appointment_id)
         return None if loaded is None else appointment_from_row(*loaded)
 
     async def live_at(self, start: datetime) -> list[Appointment]:
@@ -215,8 +246,8 @@ class Store:
             raise ValueError("status: 'completed' is derived, never stored")
         entry_row = None if history is None else history_row(appointment_id, history)
 
-        async with self._write() as session, session.begin():
-            loaded = await _load(session, appointment_id, for_update=True)
+        def work(session: Session) -> Appointment:
+            loaded = _load(session, appointment_id, for_update=True)
             if loaded is None:
                 raise KeyError(appointment_id)
             row, uids = loaded
@@ -228,8 +259,8 @@ class Store:
 
             if "booking_uid" in changes and merged.booking_uid is not None and merged.booking_uid not in uids:
                 new_uid = merged.booking_uid
-                await _locks.hold(session, f"booking_uid:{new_uid}")
-                owner = await session.scalar(select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid))
+                _locks.hold(session, f"booking_uid:{new_uid}")
+                owner = session.scalar(select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid))
                 if owner is None:
                     session.add(BookingUidRow(appointment_id=row.id, uid=new_uid, created_at=now))
                     uids.append(new_uid)
@@ -242,8 +273,10 @@ class Store:
                 row.updated_at = now
             if entry_row is not None:
                 session.add(entry_row)
-            await session.flush()
+            session.flush()
             return appointment_from_row(row, uids)
+
+        return await self._transact(work)
 
     async def history(self, appointment_id: str) -> list[HistoryEntry]:
         """History of `appointment_id`, oldest first ([] for an unknown id)."""
@@ -295,18 +328,21 @@ class Store:
         """Claim `key` for a request, atomically across processes. `mine` is False when another call
         holds it (done, or in flight and touched within `stale_after`); a stale claim is taken over."""
         now = utc(now, "now")
-        async with self._write() as session, session.begin():
-            await _locks.hold(session, f"idempotency_key:{key}")
-            row = await session.get(IdempotencyRow, key, with_for_update=True)
+
+        def work(session: Session) -> Claim:
+            _locks.hold(session, f"idempotency_key:{key}")
+            row = session.get(IdempotencyRow, key, with_for_update=True)
             if row is None:
                 row = IdempotencyRow(key=key, request_hash=request_hash, done=False, created_at=now, updated_at=now)
                 session.add(row)
-                await session.flush()
+                session.flush()
                 return Claim(record=_key_from_row(row), mine=True)
             stale = not row.done and row.request_hash == request_hash and utc(row.updated_at, "at") <= now - stale_after
             if stale:
                 row.updated_at = now
             return Claim(record=_key_from_row(row), mine=stale)
+
+        return await self._transact(work)
 
     async def get_key(self, key: str) -> IdempotencyRecord | None:
         async with self._read() as session, session.begin():
@@ -315,10 +351,13 @@ class Store:
 
     async def release_key(self, key: str) -> None:
         """Leave `key` unfinished but claimable at once: the outcome is unknown and a repeat must resume."""
-        async with self._write() as session, session.begin():
-            row = await session.get(IdempotencyRow, key, with_for_update=True)
+
+        def work(session: Session) -> None:
+            row = session.get(IdempotencyRow, key, with_for_update=True)
             if row is not None and not row.done:
                 row.updated_at = _LONG_AGO
+
+        await self._transact(work)
 
     async def finish_key(
         self,
@@ -330,8 +369,9 @@ class Store:
     ) -> None:
         """Record the outcome the key stands for from now on."""
         now = utc(now, "now")
-        async with self._write() as session, session.begin():
-            row = await session.get(IdempotencyRow, key, with_for_update=True)
+
+        def work(session: Session) -> None:
+            row = session.get(IdempotencyRow, key, with_for_update=True)
             if row is None:
                 raise KeyError(key)
             row.done = True
@@ -339,6 +379,8 @@ class Store:
             if appointment_id is not None:
                 row.appointment_id = appointment_id
             row.updated_at = now
+
+        await self._transact(work)
 
     # --- event types --------------------------------------------------------------------------
 
@@ -348,9 +390,10 @@ class Store:
         ids = [event_type.id for event_type in event_types]
         if len(set(ids)) != len(ids):
             raise ValueError("event_types: duplicate ids")
-        async with self._write() as session, session.begin():
-            await _locks.hold(session, "event_types")
-            existing = {row.id: row for row in await session.scalars(select(EventTypeRow))}
+
+        def work(session: Session) -> None:
+            _locks.hold(session, "event_types")
+            existing = {row.id: row for row in session.scalars(select(EventTypeRow))}
             for event_type in event_types:
                 row = existing.pop(event_type.id, None)
                 if row is None:
@@ -358,7 +401,9 @@ class Store:
                     session.add(row)
                 fill_event_type_row(row, event_type, now)
             for stale in existing.values():
-                await session.delete(stale)
+                session.delete(stale)
+
+        await self._transact(work)
 
     async def list_event_types(self) -> list[EventType]:
         """All synced event types, by title (then id)."""
@@ -379,36 +424,43 @@ class Store:
 
     async def set_setting(self, key: str, value: str | None) -> None:
         """Set `key` to `value`; `None` deletes it."""
-        async with self._write() as session, session.begin():
-            await _locks.hold(session, f"setting:{key}")
-            row = await session.get(SettingRow, key)
+
+        def work(session: Session) -> None:
+            _locks.hold(session, f"setting:{key}")
+            row = session.get(SettingRow, key)
             if value is None:
                 if row is not None:
-                    await session.delete(row)
+                    session.delete(row)
             elif row is None:
                 session.add(SettingRow(key=key, value=value))
             else:
                 row.value = value
 
+        await self._transact(work)
+
     async def setting_once(self, key: str, make: Callable[[], str]) -> str:
         """The value stored under `key`, created by `make()` if there is none, atomically across every
         process sharing the database: all of them get the same value."""
-        async with self._write() as session, session.begin():
-            await _locks.hold(session, f"setting:{key}")
-            row = await session.get(SettingRow, key)
+
+        def work(session: Session) -> str:
+            _locks.hold(session, f"setting:{key}")
+            row = session.get(SettingRow, key)
             if row is None:
                 row = SettingRow(key=key, value=make())
                 session.add(row)
             return row.value
+
+        return await self._transact(work)
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
         another holder's is current. Several processes on one database use it to let one of them run a job."""
         now = utc(now, "now")
         key = f"{LEASE_PREFIX}{name}"
-        async with self._write() as session, session.begin():
-            await _locks.hold(session, f"setting:{key}")
-            row = await session.get(SettingRow, key)
+
+        def work(session: Session) -> bool:
+            _locks.hold(session, f"setting:{key}")
+            row = session.get(SettingRow, key)
             if row is not None:
                 owner, _, until = row.value.partition(" ")
                 if owner != holder and datetime.fromisoformat(until) > now:
@@ -419,6 +471,8 @@ class Store:
             else:
                 row.value = value
             return True
+
+        return await self._transact(work)
 
 
 def _upgrade_on(engine: Engine) -> None:
@@ -447,8 +501,8 @@ def _column_value(appointment: Appointment, field: str) -> object:
     return value
 
 
-async def _load(
-    session: AsyncSession, appointment_id: str, *, for_update: bool = False
+def _load(
+    session: Session, appointment_id: str, *, for_update: bool = False
 ) -> tuple[AppointmentRow, list[str]] | None:
     """An appointment's row and every booking uid it has had (oldest first), in one statement."""
     statement = (
@@ -459,7 +513,7 @@ async def _load(
     )
     if for_update:
         statement = statement.with_for_update(of=AppointmentRow)
-    found = (await session.execute(statement)).all()
+    found = session.execute(statement).all()
     if not found:
         return None
     return found[0][0], [uid for _, uid in found if uid is not None]
