@@ -223,6 +223,9 @@ class SearchQuery(_Frozen):
 
 class SearchPage(_Frozen):
     items: tuple[Appointment, ...]
+    # The number of matches when `total_exact`; otherwise there are more than `total` (counting
+    # stops past a bound: see `appt_tools.store._finder`).
     total: int
     page: int
     page_size: int
+    total_exact: bool = True

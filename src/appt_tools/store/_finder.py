@@ -1,41 +1,83 @@
 """How `Store.search` counts and pages, so that a search stays fast at a million appointments.
 
-Counting. The total is exact. A status filter is counted cell by cell (see `_search`), each cell a
-range of its own index; when the filter keeps most rows and nothing else filters, the cells it
-leaves out are counted and subtracted from the whole (SQLite counts a whole table from its b-tree
-pages, FTS5 a phrase from its index). Text on SQLite goes to FTS5 first (see `_matches`); with many
-matches the status cells are walked and each entry tested against the matches, instead of reading
-every match for its status.
+Counting. The total is exact up to `TOTAL_CAP` (or, on a page further than that, up to the end of
+the page): the count stops at the first row past that bound, and a search with more matches says
+"more than N" (`total_exact` False, `total` = N) instead of reading every match, which at a million
+rows costs far more than the page itself. Each status cell (see `_search`) is counted on its own
+index range, each stopping at the bound.
 
-Paging. A page first picks its ids, then loads those rows. Past the middle of the result it walks
-from the other end, so no page is further than half the result from an end. Walking the index of
-the sort order, (key, id, status), is cheaper than sorting the matches when, with `k` of `n` rows
-matching, reaching row `offset + limit` walks about `(offset + limit) * n / k` entries, fewer than
-the `k` matches to fetch and sort. SQLite is then made to walk (and checks text with LIKE on the few
-rows it reads rather than asking FTS5 for every match); otherwise PostgreSQL is made to gather the
-matches first, as its planner may walk hoping for a LIMIT's worth of matches soon.
+Free text on SQLite goes to FTS5 first. A long text (more than `PROBED` trigrams) is looked up by its
+`RAREST` rarest trigrams, found with a cheap probe of each trigram's doclist, instead of the whole
+phrase: FTS5 reads every doclist of a phrase, and one common trigram (".co", "+1 2") costs more than
+the rest of the search; those candidates are then checked with LIKE on the rows, which a search
+reads anyway. Up to `LISTED` candidates come back as one JSON array, reused by the count and the page.
+More than that ("broad"), the count streams the candidates joined to their rows until the bound.
+
+Paging. A page first picks its ids, then loads those rows. Walking the index of the sort order,
+(key, id, status), is cheaper than sorting the matches when, with `k` of `n` rows matching, reaching
+row `offset + limit` walks about `(offset + limit) * n / k` entries, fewer than the `k` matches to
+fetch and sort. With an exact total, past the middle of the result a page walks from the other end;
+with more matches than the bound the walk is almost always the cheaper (k is large), so it is taken
+unless an estimate of k says otherwise (FTS5's candidates: how far into the rowids the first LISTED
+of them reach). SQLite is made to walk (and checks text with LIKE on the rows it reads, or the listed
+rowids); PostgreSQL is given the text in a form its trigram index cannot answer, so it walks too.
+Otherwise PostgreSQL is made to gather the (at most bound) matches first, as its planner may walk
+hoping for a LIMIT's worth of matches soon.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import reduce
+from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, func, literal_column, select, text
+from sqlalchemy import ColumnElement, Executable, Select, String, func, literal, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appt_tools.models import SearchQuery
 from appt_tools.store import _search
-from appt_tools.store._matches import Matches
 from appt_tools.store._search import Cell, Selection, TextMode
 from appt_tools.store.tables import AppointmentRow as A
 
-# Up to this many FTS5 matches, each matching row is read for its status; above, walking the status
-# cells' indexes and testing each entry against the matches costs less.
-FTS_LOOKUPS = 2_000
+# Totals are exact up to this many matches; beyond, the search says "more than TOTAL_CAP".
+TOTAL_CAP = 1_000
+# Up to this many FTS5 candidates are listed once and reused; more make a text "broad".
+LISTED = 1_000
+# Texts with more trigrams than this are looked up by their RAREST rarest ones (then checked by LIKE).
+PROBED = 4
+RAREST = 3
+PROBE_DEPTH = 16
+# Filters other than status and text are counted on to decide how to page, but no further than this.
+DECIDE_MAX = 20_000
+
+_ROWID: ColumnElement[int] = literal_column("appointments.rowid")
+# SQLite would otherwise seek each listed rowid in the index it walks: `+` keeps the rowid a value.
+_ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")
+
+
+@dataclass(frozen=True)
+class Found:
+    total: int
+    total_exact: bool
+    rows: list[A]
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """What SQLite's FTS5 index gives for a text: the rows containing it (`exact`) or a superset."""
+
+    query: str  # the FTS5 query string
+    exact: bool
+    count: int | None  # how many, when at most LISTED
+    listed: str | None  # their rowids as a JSON array, when at most LISTED
+    density: float  # the share of all rows that are candidates (estimated when broad)
+    rows: int  # the appointments' highest rowid: their number, as the store deletes none
+
+    def listed_rowids(self, *, walk: bool) -> ColumnElement[bool]:
+        assert self.listed is not None
+        rowids: Select[Any] = select(literal_column("value")).select_from(func.json_each(literal(self.listed, String)))
+        return (_ROWID_AS_VALUE if walk else _ROWID).in_(rowids)
 
 
 @dataclass(frozen=True)
@@ -47,7 +89,7 @@ class _Search:
     others: list[ColumnElement[bool]]  # filters other than status and text
     text: str
     mode: TextMode | None
-    matches: Matches | None = None  # SQLite's FTS5 matches, found once
+    candidates: _Candidates | None = None  # SQLite's FTS5 candidates, found once
 
     @classmethod
     def of(cls, query: SearchQuery, now: datetime, dialect: str, fts: bool) -> _Search:
@@ -63,44 +105,69 @@ class _Search:
             mode=_search.text_mode(text, dialect, fts) if text else None,
         )
 
-    def terms(self, text: ColumnElement[bool] | None = None) -> list[ColumnElement[bool]]:
-        """Every filter but status; the text one as given, else as its mode finds it."""
-        mode = self.mode
-        if mode is None:
-            return self.others
-        if text is None and self.matches is not None:
-            text = self.matches.read()
-        elif text is None:
-            assert mode != "fts", "FTS5 matches are found before anything is counted"
-            text = _search.text_condition(self.text, mode)
-        return [*self.others, text]
+    @property
+    def broad(self) -> bool:
+        return self.candidates is not None and self.candidates.listed is None
 
-    def cells(self, left_out: bool = False) -> list[Cell]:
-        assert self.selection is not None
-        return (self.selection.complement() if left_out else self.selection).cells(self.now)
+    def like(self) -> ColumnElement[bool]:
+        return _search.text_condition(self.text, "like")
 
-    def complement_is_smaller(self) -> bool:
-        assert self.selection is not None
-        return self.selection.bulk() > self.selection.complement().bulk()
+    def text_terms(self, *, walk: bool) -> list[ColumnElement[bool]]:
+        """The text filter: for a walk of the sort order (tested on each row it meets), or to find
+        the matches (by their index)."""
+        if self.mode is None:
+            return []
+        if self.mode in ("like", "ilike"):
+            return [_search.text_condition(self.text, self.mode, indexed=not walk)]
+        found = self.candidates
+        assert found is not None, "FTS5 candidates are found before anything is counted"
+        check = [] if found.exact else [self.like()]
+        if found.listed is not None:
+            return [found.listed_rowids(walk=walk), *check]
+        if walk:
+            return [self.like()]
+        return [_ROWID.in_(_search.fts_candidates(found.query)), *check]
+
+    def status(self) -> list[ColumnElement[bool]]:
+        return [self.selection.condition(self.now)] if self.selection is not None else []
 
 
-async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts: bool) -> tuple[int, list[A]]:
-    """The exact number of matches and the rows of the query's page, in its order."""
+async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts: bool) -> Found:
+    """The number of matches (exact up to a bound) and the rows of the query's page, in its order."""
     search = _Search.of(query, now, session.get_bind().dialect.name, fts)
+    if not search.sqlite:  # a search's statements are small: starting parallel workers costs more
+        await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     if search.mode == "fts":
-        search = replace(search, matches=await Matches.find(session, search.text))
-    total = await _count(session, search)
+        search = replace(search, candidates=await _find_candidates(session, search.text))
     offset = (query.page - 1) * query.page_size
-    if offset >= total:
-        return total, []
-    limit = min(query.page_size, total - offset)
-    reverse = offset + limit > total - offset
-    if reverse:  # the same rows, counted from the other end
-        offset = total - offset - limit
-    walk = await _walk_is_cheaper(session, search, total, offset + limit)
-    like = _search.text_condition(search.text, "like") if walk and search.mode == "fts" else None
-    status = [search.selection.condition(now)] if search.selection is not None else []
-    where = [*search.terms(like), *status]
+    reach = offset + query.page_size
+    bound = max(TOTAL_CAP, reach)
+    # With filters whose selectivity nothing tells (label, call type, dates), count on until the
+    # number that decides between walking the sort order and gathering the matches: sqrt(reach * n).
+    rows: int | None = None
+    known = bound
+    if search.others and search.candidates is None:
+        rows = await _rows(session, search)
+        known = max(bound, min(math.isqrt(reach * rows), DECIDE_MAX))
+    counted = await _count(session, search, known + 1)
+    total, exact = (counted, True) if counted <= bound else (bound, False)
+    if counted <= known:  # the number of matches is known
+        if offset >= counted:
+            return Found(total, exact, [])
+        limit = min(query.page_size, counted - offset)
+        reverse = offset + limit > counted - offset
+        if reverse:  # the same rows, counted from the other end
+            offset = counted - offset - limit
+        walk = await _walk_is_cheaper(session, search, counted, offset + limit, rows)
+    else:  # more than `known`: the page is full, and walking reaches it soon unless k is known small
+        limit, reverse = query.page_size, False
+        walk = True
+        found = search.candidates
+        if found is not None and found.listed is None:
+            estimate = max(found.density * found.rows, known + 1)
+            walk = reach * found.rows <= estimate * estimate
+    where = [*search.others, *search.text_terms(walk=walk), *search.status()]
+    ids: Select[Any]
     if walk or search.sqlite:
         ids = select(A.id).where(*where).order_by(*_search.order_by(query, reverse=reverse))
         if walk:
@@ -112,66 +179,95 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         ids = select(matching.c.id).order_by(*_search.order_by(query, reverse=reverse, columns=columns))
     ids = ids.offset(offset).limit(limit)
     page = select(A).where(A.id.in_(ids.scalar_subquery())).order_by(*_search.order_by(query))
-    return total, list(await session.scalars(page))
+    return Found(total, exact, list(await session.scalars(page)))
 
 
-async def _count(session: AsyncSession, search: _Search) -> int:
-    selection, matches = search.selection, search.matches
-    if selection is None:
-        if matches is not None and not search.others:
-            known = matches.count
-            return known if known is not None else await _scalar(session, _search.fts_count(search.text))
-        return await _scalar(session, select(func.count()).select_from(A).where(*search.terms()))
-    if search.others or (matches is None and search.mode is not None):
-        # Other filters, or text scanned for: each status cell with every filter, planned on its own.
-        return await _scalar(session, select(_sum(search, search.cells(), search.terms())))
-    if matches is None:  # statuses alone: ranges of the status indexes
-        if search.complement_is_smaller():
-            everything = select(func.count()).select_from(A).scalar_subquery()
-            return await _scalar(session, select(everything - _sum(search, search.cells(left_out=True), walk=True)))
-        return await _scalar(session, select(_sum(search, search.cells(), walk=True)))
-    # Text found by FTS5, and statuses. Few matches: read each for its status. More: walk the status
-    # cells' indexes instead, testing each entry against the matches (found once per statement), and
-    # when the statuses keep most rows, count the cells they leave out and subtract.
-    if matches.count is not None and matches.count <= FTS_LOOKUPS:
-        return await _scalar(session, select(_sum(search, search.cells(), search.terms())))
-    cte = matches.materialized() if matches.count is None else None
-    tested = [matches.tested(cte)]
-    if not search.complement_is_smaller():
-        return await _scalar(session, select(_sum(search, search.cells(), tested, walk=True)))
-    left_out = _sum(search, search.cells(left_out=True), tested, walk=True)
-    if cte is None:
-        return (matches.count or 0) - await _scalar(session, select(left_out))
-    everything = select(func.count()).select_from(cte).scalar_subquery()
-    return await _scalar(session, select(everything - left_out))
+async def _find_candidates(session: AsyncSession, text_: str) -> _Candidates:
+    """FTS5's candidates for `text_`: the phrase itself, or for a long text its rarest trigrams."""
+    query, exact = _search.fts_phrase_query(text_), True
+    tokens = _search.trigrams(text_)
+    if len(tokens) > PROBED:
+        heads = (await session.execute(_search.fts_probe(tokens, PROBE_DEPTH))).one()
+        # A token with fewer than PROBE_DEPTH rows is the rarest there is; otherwise, the further
+        # its PROBE_DEPTH-th row, the rarer.
+        rarity = {token: (head is None, head or 0) for token, head in zip(tokens, heads, strict=True)}
+        rarest = sorted(tokens, key=lambda token: rarity[token], reverse=True)[:RAREST]
+        query, exact = _search.fts_all_of(sorted(rarest, key=tokens.index)), False
+    first = _search.fts_candidates(query).limit(LISTED + 1).subquery()
+    rows = select(func.max(literal_column("rowid"))).select_from(A).scalar_subquery()
+    statement = select(func.count(), func.json_group_array(first.c.rowid), func.max(first.c.rowid), rows)
+    count, listed, last, highest = (await session.execute(statement.select_from(first))).one()
+    highest = int(highest or 0)
+    if count <= LISTED:
+        return _Candidates(query, exact, int(count), str(listed), count / max(highest, 1), highest)
+    return _Candidates(query, exact, None, None, count / max(int(last), 1), highest)
 
 
-def _sum(
-    search: _Search, cells: Sequence[Cell], base: Sequence[ColumnElement[bool]] = (), *, walk: bool = False
-) -> ColumnElement[int]:
-    """Rows in any of the disjoint `cells` that meet `base`: one count per cell, each with its own plan
-    (with `walk`, on SQLite, a walk of the cell's own index)."""
-    counts: list[ColumnElement[int]] = []
-    for cell in cells:
-        count = select(func.count()).select_from(A).where(cell.condition, *base)
-        if search.sqlite and (walk or cell.always):
-            count = count.with_hint(A, f"INDEXED BY {cell.index}", "sqlite")
-        counts.append(count.scalar_subquery())
-    total: ColumnElement[int] = reduce(operator.add, counts) if counts else literal_column("0")
-    return total
+async def _count(session: AsyncSession, search: _Search, cap: int) -> int:
+    """The number of matches, or `cap` when there are at least that many."""
+    found = search.candidates
+    if found is not None:
+        if found.listed is not None:
+            if found.exact and not search.others and search.selection is None:
+                return min(found.count or 0, cap)
+            matching = select(literal(1)).where(*search.text_terms(walk=False), *search.others, *search.status())
+        else:  # broad: FTS5's candidates, in rowid order, each joined to its row until `cap` match
+            fts = _search.fts_candidates(found.query).subquery("candidates")
+            matching = (
+                select(literal(1))
+                .select_from(fts.join(A, fts.c.rowid == _ROWID))
+                .where(*([] if found.exact else [search.like()]), *search.others, *search.status())
+            )
+        return await _capped(session, matching, cap)
+    text_terms = search.text_terms(walk=False)
+    if search.selection is None or not search.sqlite or text_terms:
+        # One statement, planned as a whole: PostgreSQL's planner combines indexes itself, and text
+        # without trigrams is read row by row whatever the plan.
+        matching = select(literal(1)).select_from(A).where(*search.others, *text_terms, *search.status())
+        return await _capped(session, matching, cap)
+    # SQLite, statuses (and maybe other filters): each status cell counted on its own index range.
+    counts = [_capped_cell(search, cell, cap) for cell in search.selection.cells(search.now)]
+    if not counts:
+        return 0
+    total = counts[0]
+    for count in counts[1:]:
+        total = total + count
+    return min(await _scalar(session, select(total)), cap)
 
 
-async def _walk_is_cheaper(session: AsyncSession, search: _Search, matches: int, reach: int) -> bool:
+def _capped_cell(search: _Search, cell: Cell, cap: int) -> ColumnElement[int]:
+    """Rows of `cell` that meet the other filters, counted up to `cap`, on the cell's own index when
+    nothing else narrows the rows (with other filters, SQLite picks: the label index, say)."""
+    matching = select(literal(1)).select_from(A).where(cell.condition, *search.others)
+    if not search.others or cell.always:
+        matching = matching.with_hint(A, f"INDEXED BY {cell.index}", "sqlite")
+    return select(func.count()).select_from(matching.limit(cap).subquery()).scalar_subquery()
+
+
+async def _capped(session: AsyncSession, matching: Select[Any], cap: int) -> int:
+    return await _scalar(session, select(func.count()).select_from(matching.limit(cap).subquery()))
+
+
+async def _walk_is_cheaper(
+    session: AsyncSession, search: _Search, matches: int, reach: int, rows: int | None = None
+) -> bool:
     """Whether walking the sort order's index to row `reach` reads fewer rows than the `matches`."""
-    # An estimate of the rows is enough. SQLite: max(rowid), one b-tree descent (the row count as long
-    # as no appointment was deleted, and the store deletes none). PostgreSQL: its own statistics.
+    if rows is None:
+        rows = search.candidates.rows if search.candidates is not None else await _rows(session, search)
+    rows = max(rows, matches)
+    return reach * rows <= matches * matches
+
+
+async def _rows(session: AsyncSession, search: _Search) -> int:
+    """An estimate of the appointments. SQLite: max(rowid), one b-tree descent (the row count as long
+    as no appointment was deleted, and the store deletes none). PostgreSQL: its own statistics."""
     estimate: Executable
     if search.sqlite:
         estimate = select(func.max(literal_column("rowid"))).select_from(A)
     else:
+        # -1 until the table is first analyzed
         estimate = text("SELECT reltuples FROM pg_class WHERE oid = 'appointments'::regclass")
-    rows = max(await _scalar(session, estimate), matches)
-    return reach * rows <= matches * matches
+    return max(await _scalar(session, estimate), 0)
 
 
 async def _scalar(session: AsyncSession, statement: Executable) -> int:

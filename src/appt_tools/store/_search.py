@@ -10,13 +10,15 @@ are cells too: counting those and subtracting is cheaper when the filter keeps m
 Free text is a substring of any of `SEARCH_COLUMNS`, `%` and `_` literal, ASCII letters in any case
 (other letters as typed: SQLite's LIKE and lower(), and PostgreSQL's ILIKE under collation "C", fold
 ASCII only). With 3 characters or more it goes through a trigram index: SQLite's FTS5 table (`MATCH`
-on a quoted phrase, which is exactly "contains") or PostgreSQL's pg_trgm (`ILIKE`). Shorter text
-cannot use trigrams and is a LIKE scan of every row.
+on a quoted phrase, which is exactly "contains", or on a few of the text's trigrams, which finds
+candidates that LIKE then checks) or PostgreSQL's pg_trgm (`ILIKE`). Shorter text cannot use
+trigrams: it is LIKE on the rows a search reads anyway (see `_finder`: counts stop early, and a page
+walks the sort order), which is quick for the common short texts and a scan for a rare one.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +42,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from appt_tools.models import AppointmentStatus, SearchQuery, SortField
-from appt_tools.store.tables import SEARCH_COLUMNS, STORED_STATUSES, UNBOOKED_INDEX
+from appt_tools.store.tables import (
+    SEARCH_COLUMNS,
+    STORED_STATUSES,
+    TEXT_DOCUMENT,
+    TEXT_SEPARATOR,
+    UNBOOKED_INDEX,
+)
 from appt_tools.store.tables import AppointmentRow as A
 
 SORT_COLUMNS: dict[SortField, InstrumentedAttribute[Any]] = {
@@ -62,6 +70,9 @@ _FTS = table(FTS_TABLE, column("rowid"), column(FTS_TABLE))
 TRIGRAM = 3  # the shortest text a trigram index can look up
 _LIVE = (AppointmentStatus.PENDING.value, AppointmentStatus.ACTIVE.value, AppointmentStatus.RESCHEDULED.value)
 _ESCAPE = "/"
+_DOCUMENT: ColumnElement[str] = literal_column(TEXT_DOCUMENT, String)
+_ALNUM_RUN = re.compile(r"[a-z0-9]+")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 Phase = Literal["finished", "open"]
 TextMode = Literal["fts", "like", "ilike"]
@@ -95,19 +106,6 @@ class Selection:
     @property
     def everything(self) -> bool:
         return len(self.whole) == len(STORED_STATUSES)
-
-    def complement(self) -> Selection:
-        """The rows this selection leaves out."""
-        chosen = set(self.whole) | set(self.finished) | set(self.open)
-        return Selection(
-            whole=tuple(s for s in STORED_STATUSES if s not in chosen),
-            finished=self.open,
-            open=self.finished,
-        )
-
-    def bulk(self) -> int:
-        """How many of its cells hold the past of a live status: usually almost all the rows."""
-        return sum(1 for s in self.whole if s in _LIVE) + len(self.finished)
 
     def cells(self, now: datetime) -> list[Cell]:
         """Disjoint cells whose union is the selection."""
@@ -161,32 +159,78 @@ def text_mode(text: str, dialect: str, fts: bool) -> TextMode:
     return "fts" if fts and len(text) >= TRIGRAM else "like"
 
 
-def text_condition(text: str, mode: Literal["like", "ilike"]) -> ColumnElement[bool]:
-    """Rows with `text` in one of TEXT_COLUMNS, read row by row (FTS5's matches: see `_matches`). On
-    SQLite, LIKE finds what FTS5 finds."""
+def text_condition(text: str, mode: Literal["like", "ilike"], *, indexed: bool = True) -> ColumnElement[bool]:
+    """Rows with `text` in one of TEXT_COLUMNS, read row by row. On SQLite, LIKE finds what FTS5 finds.
+
+    PostgreSQL (`ilike`): LIKE on the lower-cased document of every searched column (`TEXT_DOCUMENT`,
+    one trigram index). Its index is asked for the longest run of letters and digits in the text
+    when that is shorter (pg_trgm pads a word that a symbol bounds, and " 1" or ".co" sit in every
+    row: the run alone reads far less of the index), and the whole text is then checked on the rows
+    found. `indexed=False`: only the form the index cannot answer, for a plan that tests the rows an
+    index walk meets rather than gathering every match first."""
     pattern = "%" + escape_like(text) + "%"
-    if mode == "ilike":
+    if mode == "like":  # SQLite's LIKE folds ASCII case by itself, as lower() does.
+        return or_(*(column.like(pattern, escape=_ESCAPE) for column in TEXT_COLUMNS))
+    if TEXT_SEPARATOR in text:  # it would match across columns in the document: column by column
         return or_(*(column.ilike(pattern, escape=_ESCAPE) for column in TEXT_COLUMNS))
-    # SQLite's LIKE folds ASCII case by itself, as lower() does.
-    return or_(*(column.like(pattern, escape=_ESCAPE) for column in TEXT_COLUMNS))
+    lowered = "%" + escape_like(ascii_lower(text)) + "%"
+    checked = _DOCUMENT.concat("").like(lowered, escape=_ESCAPE)
+    if not indexed:
+        return checked
+    run = max(_ALNUM_RUN.findall(ascii_lower(text)), key=len, default="")
+    if len(run) >= TRIGRAM and "%" + run + "%" != lowered:
+        return and_(_DOCUMENT.like("%" + run + "%", escape=_ESCAPE), checked)
+    return _DOCUMENT.like(lowered, escape=_ESCAPE)
+
+
+def ascii_lower(text: str) -> str:
+    """What SQLite's lower() makes of `text` (ASCII letters only), as the FTS5 table holds it."""
+    return text.translate(_ASCII_LOWER)
+
+
+def trigrams(text: str) -> list[str]:
+    """The distinct trigrams of `text` as FTS5's trigram tokenizer cuts the indexed (lower-cased)
+    values, in order of first appearance."""
+    lowered = ascii_lower(text)
+    return list(dict.fromkeys(lowered[i : i + 3] for i in range(len(lowered) - 2)))
+
+
+def fts_quote(token: str) -> str:
+    return '"' + token.replace('"', '""') + '"'
+
+
+def fts_phrase_query(text: str) -> str:
+    """An FTS5 query for the rows containing `text` (one phrase: exactly "contains")."""
+    return fts_quote(ascii_lower(text))
+
+
+def fts_all_of(tokens: Sequence[str]) -> str:
+    """An FTS5 query for the rows containing each of `tokens` somewhere (candidates, not matches)."""
+    return " AND ".join(fts_quote(token) for token in tokens)
+
+
+def fts_candidates(fts_query: str) -> Select[Any]:
+    """The rowids FTS5 gives for `fts_query` (an FTS5 query string), in rowid order."""
+    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(literal(fts_query, String)))
+
+
+def fts_probe(tokens: Sequence[str], depth: int) -> Select[Any]:
+    """For each token: the rowid of its `depth`-th row (NULL with fewer), read from the head of its
+    doclist. Rowids are in insertion order, so the larger, the rarer the token: a cheap estimate of
+    how much of the index FTS5 would read for it."""
+    probes = [
+        select(func.max(column("rowid")))
+        .select_from(fts_candidates(fts_quote(token)).limit(depth).subquery())
+        .scalar_subquery()
+        .label(f"t{i}")
+        for i, token in enumerate(tokens)
+    ]
+    return select(*probes)
 
 
 def fts_rowids(text: str) -> Select[Any]:
-    """The rowids of the appointments containing `text`, from the FTS5 index alone."""
-    return select(_FTS.c.rowid).where(_fts_match(text))
-
-
-def rowid_in(rowids: Sequence[int]) -> ColumnElement[bool]:
-    """Appointments by rowid, the list sent as one JSON parameter (not one parameter per rowid)."""
-    listed: Select[Any] = select(literal_column("value")).select_from(
-        func.json_each(literal(json.dumps(list(rowids)), String))
-    )
-    return literal_column("appointments.rowid").in_(listed)
-
-
-def fts_count(text: str) -> Select[int]:
-    """Rows of the FTS5 table containing `text`, counted without reading the appointments."""
-    return select(func.count()).select_from(_FTS).where(_fts_match(text))
+    """The rowids of the appointments containing `text`, from the FTS5 index alone (one phrase)."""
+    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(fts_phrase(text)))
 
 
 def fts_fill_sql() -> str:
@@ -194,11 +238,6 @@ def fts_fill_sql() -> str:
     columns = ", ".join(SEARCH_COLUMNS)
     lowered = ", ".join(f"lower({name})" for name in SEARCH_COLUMNS)
     return f"INSERT INTO {FTS_TABLE} (rowid, {columns}) SELECT rowid, {lowered} FROM appointments"
-
-
-def _fts_match(text: str) -> ColumnElement[bool]:
-    # FTS5 names a hidden column after its table: `<table> MATCH <query>` searches every column.
-    return _FTS.c[FTS_TABLE].op("MATCH")(fts_phrase(text))
 
 
 def filters(query: SearchQuery) -> list[ColumnElement[bool]]:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    literal_column,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -53,8 +54,23 @@ SORT_COLUMNS = (
 )
 LABEL_INDEX = "ix_appointments_label_filter"
 UNBOOKED_INDEX = "ix_appointments_unbooked_status_end_at"
-TRIGRAM_INDEX = "ix_appointments_search_trgm"
+TRIGRAM_INDEX = "ix_appointments_text_trgm"
 POSTGRESQL_ONLY_INDEXES = frozenset({TRIGRAM_INDEX})
+# PostgreSQL's free text: one document per row, the searched columns joined by a character no search
+# text holds (a text with it is looked for column by column), lower-cased as collation "C" does
+# (ASCII letters only). Queries must spell it exactly so, for the planner to match the index.
+TEXT_SEPARATOR = "\x1f"
+
+
+def _document(columns: tuple[str, ...]) -> str:
+    # Spelled as PostgreSQL prints it back (casts aside), so that Alembic compares it as equal.
+    joined = columns[0]
+    for name in columns[1:]:
+        joined = f"(({joined} || chr(31)) || {name})"
+    return f'lower({joined} COLLATE "C")'
+
+
+TEXT_DOCUMENT = _document(SEARCH_COLUMNS)
 
 
 def _sortable(length: int | None = None) -> TypeEngine[str]:
@@ -159,14 +175,25 @@ class AppointmentRow(Base):
             postgresql_where=text("booking_uid IS NULL"),
         ),
         # The label filter is exact but case-insensitive; with it, the other filters are checked in
-        # the index too (call type, dates, effective status), so a filtered count reads no rows.
-        Index(LABEL_INDEX, text("lower(label)"), "call_type", "start_at", "status", "end_at", "booking_uid"),
-        # PostgreSQL's free-text search: ILIKE '%…%' over SEARCH_COLUMNS through trigrams (pg_trgm).
+        # the index too (call type, dates, effective status), so a filtered count reads no rows, and
+        # the matches sorted by start or by attendee name are gathered without reading rows either.
+        Index(
+            LABEL_INDEX,
+            text("lower(label)"),
+            "call_type",
+            "start_at",
+            "status",
+            "end_at",
+            "booking_uid",
+            "attendee_name",
+            "id",
+        ),
+        # PostgreSQL's free-text search: LIKE '%…%' on TEXT_DOCUMENT through trigrams (pg_trgm).
         Index(
             TRIGRAM_INDEX,
-            *SEARCH_COLUMNS,
+            literal_column(TEXT_DOCUMENT).label("document"),
             postgresql_using="gin",
-            postgresql_ops=dict.fromkeys(SEARCH_COLUMNS, "gin_trgm_ops"),
+            postgresql_ops={"document": "gin_trgm_ops"},
         ).ddl_if(dialect="postgresql"),
     )
 
