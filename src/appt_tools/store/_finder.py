@@ -48,6 +48,9 @@ LISTED = 1_000
 PROBED = 4
 RAREST = 3
 PROBE_DEPTH = 16
+# A walk tests rowids against FTS5's candidates rather than reading rows when finding them costs less:
+# finding one costs about this share of reading a row and checking it with LIKE.
+MEMBER_COST = 0.2
 # Filters other than status and text are counted on to decide how to page, but no further than this.
 DECIDE_MAX = 20_000
 
@@ -112,9 +115,10 @@ class _Search:
     def like(self) -> ColumnElement[bool]:
         return _search.text_condition(self.text, "like")
 
-    def text_terms(self, *, walk: bool) -> list[ColumnElement[bool]]:
+    def text_terms(self, *, walk: bool, member: bool = False) -> list[ColumnElement[bool]]:
         """The text filter: for a walk of the sort order (tested on each row it meets), or to find
-        the matches (by their index)."""
+        the matches (by their index). `member`: a walk tests each entry's rowid against FTS5's
+        candidates, found once, before reading the row (when there are not too many to find)."""
         if self.mode is None:
             return []
         if self.mode in ("like", "ilike"):
@@ -124,6 +128,8 @@ class _Search:
         check = [] if found.exact else [self.like()]
         if found.listed is not None:
             return [found.listed_rowids(walk=walk), *check]
+        if walk and member:
+            return [_ROWID_AS_VALUE.in_(_search.fts_candidates(found.query)), *check]
         if walk:
             return [self.like()]
         return [_ROWID.in_(_search.fts_candidates(found.query)), *check]
@@ -151,6 +157,7 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         known = max(bound, min(math.isqrt(reach * rows), DECIDE_MAX))
     counted = await _count(session, search, known + 1)
     total, exact = (counted, True) if counted <= bound else (bound, False)
+    member = False
     if counted <= known:  # the number of matches is known
         if offset >= counted:
             return Found(total, exact, [])
@@ -161,12 +168,15 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         walk = await _walk_is_cheaper(session, search, counted, offset + limit, rows)
     else:  # more than `known`: the page is full, and walking reaches it soon unless k is known small
         limit, reverse = query.page_size, False
-        walk = True
+        walk, member = True, False
         found = search.candidates
         if found is not None and found.listed is None:
             estimate = max(found.density * found.rows, known + 1)
             walk = reach * found.rows <= estimate * estimate
-    where = [*search.others, *search.text_terms(walk=walk), *search.status()]
+            # Finding the candidates costs about MEMBER_COST walked rows each, and spares the walk
+            # reading each row it meets to check the text with LIKE.
+            member = estimate * estimate * MEMBER_COST <= reach * found.rows
+    where = [*search.others, *search.text_terms(walk=walk, member=member), *search.status()]
     ids: Select[Any]
     if walk or search.sqlite:
         ids = select(A.id).where(*where).order_by(*_search.order_by(query, reverse=reverse))
@@ -187,7 +197,9 @@ async def _find_candidates(session: AsyncSession, text_: str) -> _Candidates:
     query, exact = _search.fts_phrase_query(text_), True
     tokens = _search.trigrams(text_)
     if len(tokens) > PROBED:
-        heads = (await session.execute(_search.fts_probe(tokens, PROBE_DEPTH))).one()
+        probe = _search.fts_probe(len(tokens), PROBE_DEPTH)
+        params = {f"t{i}": _search.fts_quote(token) for i, token in enumerate(tokens)}
+        heads = (await session.execute(probe, params)).one()
         # A token with fewer than PROBE_DEPTH rows is the rarest there is; otherwise, the further
         # its PROBE_DEPTH-th row, the rarer.
         rarity = {token: (head is None, head or 0) for token, head in zip(tokens, heads, strict=True)}

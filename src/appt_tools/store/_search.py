@@ -18,6 +18,7 @@ walks the sort order), which is quick for the common short texts and a scan for 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,11 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    text,
     true,
 )
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import TextClause
 
 from appt_tools.models import AppointmentStatus, SearchQuery, SortField
 from appt_tools.store.tables import (
@@ -214,18 +217,14 @@ def fts_candidates(fts_query: str) -> Select[Any]:
     return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(literal(fts_query, String)))
 
 
-def fts_probe(tokens: Sequence[str], depth: int) -> Select[Any]:
-    """For each token: the rowid of its `depth`-th row (NULL with fewer), read from the head of its
-    doclist. Rowids are in insertion order, so the larger, the rarer the token: a cheap estimate of
-    how much of the index FTS5 would read for it."""
-    probes = [
-        select(func.max(column("rowid")))
-        .select_from(fts_candidates(fts_quote(token)).limit(depth).subquery())
-        .scalar_subquery()
-        .label(f"t{i}")
-        for i, token in enumerate(tokens)
-    ]
-    return select(*probes)
+@functools.cache
+def fts_probe(tokens: int, depth: int) -> TextClause:
+    """For each of `tokens` tokens (bound as t0, t1, … as FTS5 queries: see `fts_quote`): the rowid of
+    its `depth`-th row (NULL with fewer), read from the head of its doclist. Rowids are in insertion
+    order, so the larger, the rarer the token: a cheap estimate of how much of the index FTS5 would
+    read for it. Plain SQL, made once per number of tokens: it is on every long text's path."""
+    probe = f"(SELECT max(rowid) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :t{{}} LIMIT {depth}))"
+    return text("SELECT " + ", ".join(probe.format(i) for i in range(tokens)))
 
 
 def fts_rowids(text: str) -> Select[Any]:
