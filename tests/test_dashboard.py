@@ -143,6 +143,17 @@ async def test_table_searches_sorts_pages_and_keeps_cancelled_rows(service: Appo
 # --- slots, create, edit, move, cancel ---------------------------------------------------------
 
 
+async def test_a_large_table_says_more_than_and_pages_past_the_count(service: AppointmentService) -> None:
+    from appt_tools.store.seed import seed
+
+    await seed(service.store, 1_500, seed=7)
+    async with browsing(service) as client:
+        first, _ = await _page(client, "/?view=table")
+        assert "More than 1,000 appointments" in first.text and 'id="next-page"' in first.text
+        far, _ = await _page(client, "/?view=table&page=120&page_size=10")  # rows 1,191–1,200: past the count
+        assert len(_rows(far.text)) == 10 and 'id="next-page"' in far.text and "Page 120<" in far.text
+
+
 async def test_slots_for_a_day_and_the_next_free_day_when_none(service: AppointmentService) -> None:
     day = next_weekday()
     saturday = day + timedelta(days=(5 - day.weekday()) % 7)

@@ -12,7 +12,8 @@ from mcp.client import Client
 from appt_tools import say
 from appt_tools.errors import AppError, CalcomUnavailable, Conflict, InvalidArgument, NotConfigured, SlotUnavailable
 from appt_tools.mcp_server import build_server
-from appt_tools.models import Slot
+from appt_tools.models import SearchPage, Slot
+from appt_tools.views import SearchResult
 from helpers import booking_args, next_weekday
 
 HOSTILE = {"title": "**VIP** see https://evil.example/x apt_123", "attendee_name": "Ana [Ruiz](http://x) `rm`"}
@@ -45,6 +46,18 @@ def test_times_are_said_in_words_in_the_business_zone():
     assert say.error(taken, "America/New_York") == (
         "That time was just taken. I can offer Tuesday, November 24 at 3 PM instead."
     )
+
+
+def test_a_count_that_stopped_at_its_bound_is_said_and_paged_as_a_lower_bound():
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    assert say.search(1000, None, "UTC", now, exact=False) == "I found more than 1,000 matching appointments."
+    assert say.search(2500, None, "UTC", now) == "I found 2,500 matching appointments."
+    past_the_count = SearchResult.of(
+        SearchPage(items=(), total=1000, page=101, page_size=10, total_exact=False), "UTC", now
+    )
+    assert (past_the_count.total_exact, past_the_count.total_pages, past_the_count.has_more) == (False, 100, False)
+    exact = SearchResult.of(SearchPage(items=(), total=25, page=2, page_size=10), "UTC", now)
+    assert (exact.total_exact, exact.total_pages, exact.has_more) == (True, 3, True)
 
 
 @pytest.mark.parametrize(

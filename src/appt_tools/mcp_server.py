@@ -470,8 +470,8 @@ def build_server(provider: AppointmentService | ServiceHandle, *, log_level: str
         page: Annotated[int | None, Field(description="Page number, from 1. Default: 1.")] = None,
         page_size: Annotated[int | None, Field(description="10, 25, 50 or 100. Default: 10.")] = None,
     ) -> SearchResult:
-        """Find recorded appointments by text and filters, sorted and paged, with the total count.
-        Failed bookings are left out unless status asks for them."""
+        """Find recorded appointments by text and filters, sorted and paged, with the total count (exact up
+        to 1,000; beyond that total_exact is false). Failed bookings are left out unless status asks for them."""
         found = await service.search(
             query=query,
             status=status,

@@ -109,13 +109,15 @@ def appointment(a: Appointment, tz: str, now: datetime) -> str:
     return sentence(f"The appointment on {spoken.when(a.start, tz)} is {status}.")
 
 
-def search(total: int, first: Appointment | None, tz: str, now: datetime) -> str:
+def search(total: int, first: Appointment | None, tz: str, now: datetime, *, exact: bool = True) -> str:
+    if not exact:
+        return f"I found more than {total:,} matching appointments."
     if total == 0:
         return "I couldn't find any matching appointments."
     if total == 1 and first is not None:
         status = STATUS_WORDS[first.effective_status(now)]
         return sentence(f"I found one appointment, on {spoken.when(first.start, tz)}, and it is {status}.")
-    return f"I found {total} matching appointments."
+    return f"I found {total:,} matching appointments."
 
 
 def event_types(titles: Sequence[str], lengths: Sequence[int]) -> str:

@@ -147,23 +147,30 @@ class AppointmentResult(BaseModel):
 
 class SearchResult(BaseModel):
     items: list[AppointmentView]
-    total: int = Field(description="Matches over all pages.")
+    total: int = Field(description="Matches over all pages; when total_exact is false, there are more than this.")
+    total_exact: bool = Field(
+        description="False when counting stopped at `total` to stay fast (add a filter or a longer query to narrow it)."
+    )
     page: int
     page_size: int
-    total_pages: int
+    total_pages: int = Field(description="Pages of results; at least this many when total_exact is false.")
+    has_more: bool = Field(description="True when a later page has results.")
     say: str = Field(description=SAY)
 
     @classmethod
     def of(cls, found: SearchPage, tz: str, now: datetime) -> SearchResult:
         pages = max(1, -(-found.total // found.page_size))
+        full = len(found.items) == found.page_size
         first = found.items[0] if found.items else None
         return cls(
             items=[AppointmentView.of(a, tz, now) for a in found.items],
             total=found.total,
+            total_exact=found.total_exact,
             page=found.page,
             page_size=found.page_size,
             total_pages=pages,
-            say=say.search(found.total, first, tz, now),
+            has_more=found.page < pages or (not found.total_exact and full),
+            say=say.search(found.total, first, tz, now, exact=found.total_exact),
         )
 
 

@@ -419,8 +419,10 @@ class Store:
     # --- settings ---------------------------------------------------------------------------
 
     async def get_settings(self) -> dict[str, str]:
+        """The stored settings (not the server's own internal rows)."""
+        statement = select(SettingRow).where(SettingRow.key.not_like(f"{INTERNAL_PREFIX}%"))
         async with self._read() as session, session.begin():
-            return {row.key: row.value for row in await session.scalars(select(SettingRow))}
+            return {row.key: row.value for row in await session.scalars(statement)}
 
     async def set_setting(self, key: str, value: str | None) -> None:
         """Set `key` to `value`; `None` deletes it."""

@@ -116,13 +116,15 @@ class Appointments:
             "timezone": service.timezone,
             "rows": [],
             "total": 0,
+            "total_exact": True,
             "pages": 1,
+            "more": False,
             "error": None,
         }
         try:
             found = await self._search(state)
             pages = max(1, -(-found.total // state.page_size))
-            if state.page > pages:  # the search narrowed below the page asked for: show the last one
+            if found.total_exact and state.page > pages:  # narrowed below the page asked for: show the last one
                 state = replace(state, page=pages)
                 found = await self._search(state)
         except AppError as exc:
@@ -130,7 +132,16 @@ class Appointments:
             return context
         now = service.now()
         rows = [Row.of(a, service.timezone, now) for a in found.items]
-        return {**context, "state": state, "rows": rows, "total": found.total, "pages": pages}
+        more = state.page < pages or (not found.total_exact and len(found.items) == state.page_size)
+        return {
+            **context,
+            "state": state,
+            "rows": rows,
+            "total": found.total,
+            "total_exact": found.total_exact,
+            "pages": pages,
+            "more": more,
+        }
 
     async def _search(self, state: TableState) -> SearchPage:
         return await self.service.search(
@@ -167,7 +178,7 @@ class Appointments:
                 page_size=100,
             )
             rows += [Row.of(a, self.service.timezone, now) for a in found.items]
-            if page * 100 >= found.total:
+            if len(found.items) < 100:
                 break
         return rows
 
