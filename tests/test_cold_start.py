@@ -88,11 +88,6 @@ def test_the_serve_path_imports_neither_alembic_nor_what_it_brings() -> None:
     assert not _imported_after(SERVE_PATH) & {"alembic", "mako", "pygments"}
 
 
-@pytest.mark.xfail(
-    reason="appt_tools.service and appt_tools.idempotency import appt_tools.store (SQLAlchemy) at module level, "
-    "for annotations only; under TYPE_CHECKING the serve path would import no SQLAlchemy before tools/list",
-    strict=False,
-)
 def test_the_serve_path_imports_no_sqlalchemy_before_tools_list() -> None:
     assert "sqlalchemy" not in _imported_after(SERVE_PATH)
 

@@ -13,10 +13,13 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from time import monotonic
+from typing import TYPE_CHECKING
 
 from appt_tools.errors import AppError, CalcomUnavailable, Conflict, InvalidArgument, SlotUnavailable
 from appt_tools.models import Appointment, AppointmentStatus
-from appt_tools.store import Store
+
+if TYPE_CHECKING:  # the store (and SQLAlchemy) is imported when one is opened, not to list the tools
+    from appt_tools.store import Store
 
 # How long a call waits for another one doing the same booking (same key, or same slot in flight).
 PEER_WAIT_SECONDS = 15.0

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from appt_tools import spoken, validation
@@ -49,7 +50,9 @@ from appt_tools.models import (
     Slot,
 )
 from appt_tools.slot_cache import SlotCache
-from appt_tools.store import Store
+
+if TYPE_CHECKING:  # the store (and SQLAlchemy) is imported when one is opened, not to list the tools
+    from appt_tools.store import Store
 
 Clock = Callable[[], datetime]
 LOCKED_FIELDS = ("to_number", "from_number", "call_type", "booking_uid")

@@ -61,6 +61,7 @@ INTERNAL_PREFIX = "internal."
 LEASE_PREFIX = INTERNAL_PREFIX + "lease."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
+IN_FLIGHT_RETRIES = 2
 
 
 def new_appointment_id() -> str:
@@ -159,26 +160,33 @@ class Store:
         """Record `new` as pending (no booking uid yet), with a 'created' history entry, and link it to
         `idempotency_key` in the same transaction. SlotHeld: another booking for that start is in flight."""
         now = utc(now, "now")
-        row = appointment_row(new_appointment_id(), new, now)
-        try:
+        appointment_id = new_appointment_id()
 
-            def work(session: Session) -> None:
-                session.add(row)
-                session.flush()
-                session.add(history_row(row.id, HistoryEntry(at=now, action="created", to_start=row.start_at)))
-                if idempotency_key is not None:
-                    claimed = session.get(IdempotencyRow, idempotency_key, with_for_update=True)
-                    if claimed is not None:
-                        claimed.appointment_id = row.id
-                        claimed.updated_at = now
+        def work(session: Session) -> AppointmentRow:
+            row = appointment_row(appointment_id, new, now)
+            session.add(row)
+            session.flush()
+            session.add(history_row(row.id, HistoryEntry(at=now, action="created", to_start=row.start_at)))
+            if idempotency_key is not None:
+                claimed = session.get(IdempotencyRow, idempotency_key, with_for_update=True)
+                if claimed is not None:
+                    claimed.appointment_id = row.id
+                    claimed.updated_at = now
+            return row
 
-            await self._transact(work)
-        except IntegrityError:
-            holder = await self._in_flight_at(row.start_at)
-            if holder is None:
-                raise
-            raise SlotHeld(holder) from None
-        return appointment_from_row(row, ())
+        retries = IN_FLIGHT_RETRIES
+        while True:
+            try:
+                return appointment_from_row(await self._transact(work), ())
+            except IntegrityError:
+                holder = await self._in_flight_at(utc(new.start, "start"))
+                if holder is not None:
+                    raise SlotHeld(holder) from None
+                if retries == 0:
+                    raise
+                # The booking in flight for that start settled between our insert and the look-up: the
+                # start is no longer held, so try again (Cal.com decides whether it is still free).
+                retries -= 1
 
     async def _in_flight_at(self, start: datetime) -> str | None:
         statement = select(AppointmentRow.id).where(
