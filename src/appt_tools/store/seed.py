@@ -7,22 +7,29 @@ each appointment gets its booking uid rows and a `created` history entry, as the
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from appt_tools.store import _search
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE
 from appt_tools.store.store import APPOINTMENT_ID_PREFIX, Store
 from appt_tools.store.tables import AppointmentRow
 
-BATCH = 5_000
+BATCH = 5_000  # rows a statement (executemany)
+COMMIT_EVERY = 50_000  # rows a transaction
+# FTS5's in-memory index while it is filled in one statement: flushed to disk far less often than
+# with its default (1 MB), which it is set back to afterwards.
+FTS_FILL_HASH_BYTES = 64 * 1024 * 1024
+FTS_DEFAULT_HASH_BYTES = 1024 * 1024
 YEARS_BACK = 9
 YEARS_AHEAD = 1
 
@@ -196,36 +203,75 @@ def _rows(n: int, rng: random.Random, now: datetime) -> Iterator[tuple[dict[str,
 
 
 async def seed(store: Store, n: int, *, seed: int = 42, now: datetime | None = None) -> None:
-    """Insert `n` appointments spread over ten years around `now` (default: the current hour, UTC), in one
-    transaction, then refresh the planner's statistics (and on PostgreSQL vacuum). Into an empty store the indexes and search
-    triggers are set aside and made again after the rows are in (sorting a million keys once beats a
-    million random inserts into each index), and the search index is filled in one statement."""
+    """Insert `n` appointments spread over ten years around `now` (default: the current hour, UTC),
+    committed every COMMIT_EVERY rows, then refresh the planner's statistics (and on PostgreSQL
+    vacuum). Into an empty store the indexes and search triggers are set aside and made again after
+    the rows are in (sorting a million keys once beats a million random inserts into each index), and
+    the search index is filled in one statement, with room for more of it in memory at once.
+
+    Commits in batches, each index made in a transaction of its own: on SQLite one transaction of a
+    million rows grows a write-ahead log of gigabytes that every read must look through, and copies
+    all of it again at the end. The next batch of rows is generated in a thread while the database
+    takes the current one. So a seed is not atomic: other connections may see part of the rows, and
+    without their indexes until the end. If it fails, the indexes and triggers are made again before
+    the error goes up (a killed process leaves them out: seed an empty store afresh)."""
     if n < 0:
         raise ValueError(f"n: must be 0 or more, not {n}")
     now = (now or datetime.now(UTC)).astimezone(UTC)
     writer = store.engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+    sqlite = store.engine.dialect.name == "sqlite"
     async with writer.begin() as connection:
         empty = (await connection.scalar(select(AppointmentRow.id).limit(1))) is None
         remake = await _set_aside(connection) if empty else []
-        inserts = _Inserts(connection)
-        for row, uid in _rows(n, random.Random(seed), now):
-            inserts.add(row, uid)
-            if len(inserts.appointments) >= BATCH:
-                await inserts.flush()
-        await inserts.flush()
+    try:
+        await _insert(writer, _batches(_rows(n, random.Random(seed), now), sqlite))
+    finally:
         for statement in remake:
-            await connection.exec_driver_sql(statement)
-        if empty and connection.dialect.name == "sqlite" and _search.FTS_TABLE in " ".join(remake):
-            await connection.exec_driver_sql(_search.fts_fill_sql())
-        if connection.dialect.name == "sqlite":
+            async with writer.begin() as connection:
+                await connection.exec_driver_sql(statement)
+        if empty and sqlite and _search.FTS_TABLE in " ".join(remake):
+            async with writer.begin() as connection:
+                await connection.exec_driver_sql(_fts_config("hashsize", FTS_FILL_HASH_BYTES))
+                await connection.exec_driver_sql(_search.fts_fill_sql())
+                await connection.exec_driver_sql(_fts_config("hashsize", FTS_DEFAULT_HASH_BYTES))
+    if sqlite:
+        async with writer.begin() as connection:
             await connection.exec_driver_sql("ANALYZE")
-    if store.engine.dialect.name == "postgresql":
+    else:
         # Outside a transaction, as VACUUM must be: statistics, and the visibility map that lets
         # PostgreSQL count from an index alone (autovacuum would get there, later).
         async with store.engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
             for table in ("appointments", "booking_uids", "appointment_history"):
                 await autocommit.exec_driver_sql(f"VACUUM ANALYZE {table}")
+
+
+def _fts_config(option: str, value: int) -> str:
+    return f"INSERT INTO {_search.FTS_TABLE} ({_search.FTS_TABLE}, rank) VALUES ('{option}', {value})"
+
+
+async def _insert(writer: AsyncEngine, batches: Iterator[_Batch]) -> None:
+    """Send `batches`, committing every COMMIT_EVERY rows; each next batch is made in a thread
+    meanwhile (the driver lets go of the GIL while the database works)."""
+    loop = asyncio.get_running_loop()
+
+    def following() -> asyncio.Future[_Batch | None]:
+        return loop.run_in_executor(None, next, batches, None)
+
+    upcoming = following()
+    done = False
+    while not done:
+        async with writer.begin() as connection:
+            sent = 0
+            while sent < COMMIT_EVERY:
+                batch = await upcoming
+                if batch is None:
+                    done = True
+                    break
+                upcoming = following()
+                await batch.send(connection)
+                sent += len(batch.appointments)
+    await upcoming
 
 
 async def _set_aside(connection: AsyncConnection) -> list[str]:
@@ -252,39 +298,48 @@ async def _set_aside(connection: AsyncConnection) -> list[str]:
     return [sql for _kind, _name, sql in objects]
 
 
-class _Inserts:
-    """Rows waiting to go in, sent with the driver's executemany in the database's own formats."""
+@dataclass
+class _Batch:
+    """Rows ready to go in, in the database's own formats, sent with the driver's executemany."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
-        self._sqlite = connection.dialect.name == "sqlite"
-        self.appointments: list[tuple[Any, ...]] = []
-        self.uids: list[tuple[Any, ...]] = []
-        self.history: list[tuple[Any, ...]] = []
+    sqlite: bool
+    appointments: list[tuple[Any, ...]] = field(default_factory=list)
+    uids: list[tuple[Any, ...]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
 
     def _time(self, value: datetime) -> object:
-        naive = value.astimezone(UTC).replace(tzinfo=None)  # as UTCDateTime stores it
-        return naive.isoformat(sep=" ", timespec="microseconds") if self._sqlite else naive
+        # as UTCDateTime stores it (the rows' datetimes are UTC already)
+        naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+        return naive.isoformat(sep=" ", timespec="microseconds") if self.sqlite else naive
 
     def add(self, row: dict[str, Any], uid: str | None) -> None:
-        at = self._time(row["created_at"])
-        values = {**row, **{column: self._time(row[column]) for column in _TIMES}}
-        self.appointments.append(tuple(values[column] for column in _APPOINTMENT_COLUMNS))
-        self.history.append((row["id"], at, "created", "", values["start_at"]))
+        times = {column: self._time(row[column]) for column in _TIMES}
+        at = times["created_at"]
+        self.appointments.append(tuple(times[c] if c in times else row[c] for c in _APPOINTMENT_COLUMNS))
+        self.history.append((row["id"], at, "created", "", times["start_at"]))
         if uid is not None:
             self.uids.append((row["id"], uid, at))
 
-    async def flush(self) -> None:
+    async def send(self, connection: AsyncConnection) -> None:
         for table, columns, rows in (
             ("appointments", _APPOINTMENT_COLUMNS, self.appointments),
             ("booking_uids", ("appointment_id", "uid", "created_at"), self.uids),
             ("appointment_history", ("appointment_id", "at", "action", "detail", "to_start"), self.history),
         ):
             if rows:
-                marks = ", ".join("?" if self._sqlite else f"${i}" for i in range(1, len(columns) + 1))
+                marks = ", ".join("?" if self.sqlite else f"${i}" for i in range(1, len(columns) + 1))
                 statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-                await self._connection.exec_driver_sql(statement, rows)
-                rows.clear()
+                await connection.exec_driver_sql(statement, rows)
+
+
+def _batches(rows: Iterator[tuple[dict[str, Any], str | None]], sqlite: bool) -> Iterator[_Batch]:
+    while True:
+        batch = _Batch(sqlite)
+        for row, uid in itertools.islice(rows, BATCH):
+            batch.add(row, uid)
+        if not batch.appointments:
+            return
+        yield batch
 
 
 _TIMES = ("start_at", "end_at", "created_at", "updated_at")
