@@ -9,12 +9,12 @@ with two additions that exist only here.
 
 from __future__ import annotations
 
-import functools
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from pydantic import BaseModel
@@ -106,7 +106,11 @@ async def bench_service(
         target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
         # `open_service` builds the client; only its transport and pacing differ (see UNTHROTTLED).
         original = vars(runtime)["CalcomClient"]
-        setattr(runtime, "CalcomClient", functools.partial(CalcomClient, transport=recorder, rate_limit=UNTHROTTLED))  # noqa: B010
+
+        def client(*args: Any, **kwargs: Any) -> CalcomClient:
+            return CalcomClient(*args, **{**kwargs, "transport": recorder, "rate_limit": UNTHROTTLED})
+
+        setattr(runtime, "CalcomClient", client)  # noqa: B010
         try:
             service = await stack.enter_async_context(
                 open_service(database_url=database_url, environ=business_env(sandbox), calcom=target)

@@ -94,3 +94,24 @@ def test_calcom_timeout_is_a_bounded_number_of_seconds():
         with pytest.raises(InvalidArgument) as err:
             config.parse_setting("calcom_timeout", bad)
         assert err.value.field == "calcom_timeout"
+
+
+def test_rate_limit_and_stateless_http_are_parsed_and_bounded():
+    settings = config.resolve(
+        {"calcom_rate_limit": "40"}, {"APPT_TOOLS_HTTP_STATELESS": "yes", "APPT_TOOLS_CALCOM_RATE_LIMIT": "60"}
+    )
+    assert (settings.calcom_rate_limit, settings.http_stateless) == (60, True)
+    assert config.resolve({}, {}).calcom_rate_limit == 120 and not config.resolve({}, {}).http_stateless
+    for key, value in (("calcom_rate_limit", "0"), ("calcom_rate_limit", "ten"), ("http_stateless", "maybe")):
+        with pytest.raises(InvalidArgument) as err:
+            config.parse_setting(key, value)
+        assert err.value.field == key
+
+
+async def test_the_client_paces_itself_to_the_configured_rate(tmp_path):
+    from appt_tools.runtime import CalcomTarget, open_service
+
+    env = {"APPT_TOOLS_CALCOM_RATE_LIMIT": "30"}
+    target = CalcomTarget(base_url="http://127.0.0.1:9", api_key="cal_test_key")
+    async with open_service(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", environ=env, calcom=target) as s:
+        assert s.calcom.rate_limit == 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -85,3 +87,56 @@ async def test_two_processes_on_one_database_book_a_contested_slot_once(sandbox,
         )
     assert live.total == 1
     assert live.items[0].booking_uid == live_in_calcom[0].uid
+
+
+def _rpc_result(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC answer of a streamable-HTTP POST (a JSON body, or one SSE `message` event)."""
+    assert response.status_code == 200, response.text
+    if response.headers["content-type"].startswith("application/json"):
+        return dict(response.json())
+    data = [line.removeprefix("data:").strip() for line in response.text.splitlines() if line.startswith("data:")]
+    return dict(json.loads(data[-1]))
+
+
+async def test_stateless_instances_answer_any_request_of_an_mcp_session(sandbox, tmp_path: Path):
+    """Behind a load balancer without sticky sessions, each request of one MCP client may reach another
+    instance: with APPT_TOOLS_HTTP_STATELESS every instance answers it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
+    env |= {
+        "APPT_TOOLS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+        "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
+        "APPT_TOOLS_CALCOM_BASE_URL": sandbox.base_url,
+        "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id),
+        "APPT_TOOLS_TIMEZONE": "America/New_York",
+        "APPT_TOOLS_HTTP_STATELESS": "true",
+    }
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "lb-test", "version": "1"},
+        },
+    }
+    with ExitStack() as stack:
+        bases = [stack.enter_context(_server(env)) for _ in range(2)]
+        await asyncio.gather(*(_ready(base) for base in bases))
+        async with httpx2.AsyncClient(timeout=30, headers=headers) as http:
+            hello = _rpc_result(await http.post(f"{bases[0]}/mcp", json=initialize))
+            assert hello["result"]["serverInfo"]["name"] == "appt-tools"
+            version = {"MCP-Protocol-Version": hello["result"]["protocolVersion"]}
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert (await http.post(f"{bases[0]}/mcp", json=initialized, headers=version)).status_code == 202
+            for n, base in enumerate([bases[1], bases[0], bases[1]], start=2):
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": n,
+                    "method": "tools/call",
+                    "params": {"name": "find_slots", "arguments": {"date": next_weekday().isoformat()}},
+                }
+                answer = _rpc_result(await http.post(f"{base}/mcp", json=call, headers=version))
+                assert answer["id"] == n and not answer["result"].get("isError"), answer
+                assert answer["result"]["structuredContent"]["slots"]

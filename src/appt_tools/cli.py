@@ -210,7 +210,13 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> in
         # Stored keys are re-read while serving, so `settings set/unset http_api_keys` revokes without a restart.
         return Credentials.of(config.resolve(await service.store.get_settings()))
 
-    settings = HttpSettings(host=args.host, credentials=credentials, reload_credentials=reload, sandbox=args.sandbox)
+    settings = HttpSettings(
+        host=args.host,
+        credentials=credentials,
+        reload_credentials=reload,
+        sandbox=args.sandbox,
+        stateless=service.settings.http_stateless,
+    )
     base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     _say(
         f"serving on {base}: / (dashboard), /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, /webhooks/calcom, /healthz"
@@ -221,6 +227,8 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> in
         if count
         else "auth: none (no API key configured; open on loopback only)"
     )
+    if settings.stateless:
+        _say("mcp: stateless (no MCP sessions: any instance behind a load balancer can answer any request)")
     app = build_http_app(server, settings=settings)
     await uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -23,6 +23,9 @@ DEFAULT_BASE_URL = "https://api.cal.com"
 DEFAULT_CALCOM_TIMEOUT = 10.0
 # A running server compares the store with Cal.com this often (0 turns it off); see sync.py.
 DEFAULT_RECONCILE_MINUTES = 15
+# Cal.com allows 120 requests a minute per API key; each server process paces itself to this. Several
+# instances sharing one key should split it (see README, "Deploying at scale").
+DEFAULT_CALCOM_RATE_LIMIT = 120
 ENV = {
     "calcom_api_key": "APPT_TOOLS_CALCOM_API_KEY",
     "calcom_base_url": "APPT_TOOLS_CALCOM_BASE_URL",
@@ -36,6 +39,8 @@ ENV = {
     "retell_api_key": "APPT_TOOLS_RETELL_API_KEY",
     "calcom_webhook_secret": "APPT_TOOLS_CALCOM_WEBHOOK_SECRET",
     "reconcile_minutes": "APPT_TOOLS_RECONCILE_MINUTES",
+    "calcom_rate_limit": "APPT_TOOLS_CALCOM_RATE_LIMIT",
+    "http_stateless": "APPT_TOOLS_HTTP_STATELESS",
 }
 DATABASE_ENV = "APPT_TOOLS_DATABASE_URL"
 SETTING_KEYS = tuple(ENV)
@@ -44,6 +49,16 @@ SECRET_KEYS = ("calcom_api_key", "http_api_keys", "vapi_secret", "retell_api_key
 # Long enough that guessing is hopeless; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes one.
 MIN_HTTP_KEY_LENGTH = 24
 Source = Literal["environment", "stored", "default"]
+BOOLEAN_WORDS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
 
 
 def default_database_url() -> str:
@@ -70,6 +85,8 @@ class Settings(BaseModel):
     retell_api_key: SecretStr | None = None
     calcom_webhook_secret: SecretStr | None = None
     reconcile_minutes: int = DEFAULT_RECONCILE_MINUTES
+    calcom_rate_limit: int = DEFAULT_CALCOM_RATE_LIMIT
+    http_stateless: bool = False
     sources: dict[str, Source] = {}
 
     def masked_key(self) -> str:
@@ -117,6 +134,16 @@ def parse_setting(key: str, value: str) -> object:
         if not value.isdigit() or int(value) > 24 * 60:
             raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from 0 (off) to 1440, e.g. 15.")
         return int(value)
+    if key == "calcom_rate_limit":
+        if not value.isdigit() or not 1 <= int(value) <= 10_000:
+            raise InvalidArgument(
+                key, f"{value!r} is not a whole number of requests a minute from 1 to 10000, e.g. 60."
+            )
+        return int(value)
+    if key == "http_stateless":
+        if value.lower() not in BOOLEAN_WORDS:
+            raise InvalidArgument(key, f"{value!r} is not on or off; use true or false.")
+        return BOOLEAN_WORDS[value.lower()]
     if key == "calcom_timeout":
         try:
             seconds = float(value)

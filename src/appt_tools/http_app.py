@@ -78,6 +78,8 @@ class HttpSettings:
     credentials_ttl: float = 5.0
     sandbox: bool = False
     max_body_bytes: int = 256 * 1024
+    # MCP without sessions: every request stands alone, so any instance behind a load balancer can answer it.
+    stateless: bool = False
 
 
 def http_status(error: AppError) -> int:
@@ -135,7 +137,7 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
     endpoints = _Endpoints(server, settings, guard)
     bearer = [Middleware(RequireBearer, guard=guard)]
     # The SDK turns on its DNS-rebinding protection (Host/Origin checks) for /mcp on a loopback host.
-    mcp = server.streamable_http_app(host=settings.host)
+    mcp = server.streamable_http_app(host=settings.host, stateless_http=settings.stateless)
     routes: list[BaseRoute] = [
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/openapi.json", endpoints.openapi, methods=["GET"]),

@@ -52,7 +52,12 @@ async def open_service(
             )
         key = settings.calcom_api_key
         client = (
-            CalcomClient(key.get_secret_value(), settings.calcom_base_url, timeout=settings.calcom_timeout)
+            CalcomClient(
+                key.get_secret_value(),
+                settings.calcom_base_url,
+                timeout=settings.calcom_timeout,
+                rate_limit=settings.calcom_rate_limit,
+            )
             if key is not None
             else None
         )

@@ -28,7 +28,7 @@ class Pacer:
     def __init__(self, limit: int, window: float, *, clock: Callable[[], float]) -> None:
         if limit < 1 or window <= 0:
             raise ValueError(f"rate limit must be at least 1 request per positive window, got {limit}/{window}s")
-        self._limit = limit
+        self.limit = limit
         self._window = window + _MARGIN
         self._clock = clock
         self._sent: deque[float] = deque()
@@ -42,8 +42,8 @@ class Pacer:
         while self._sent and self._sent[0] <= now - self._window:
             self._sent.popleft()
         waits = [0.0]
-        if len(self._sent) >= self._limit:
-            waits.append(self._sent[len(self._sent) - self._limit] + self._window - now)
+        if len(self._sent) >= self.limit:
+            waits.append(self._sent[len(self._sent) - self.limit] + self._window - now)
         if self._server_remaining <= 0:
             waits.append(self._server_reset_at - now)
         return max(waits)

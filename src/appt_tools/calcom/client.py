@@ -98,6 +98,11 @@ class CalcomClient:
     def last_rate_limit(self) -> RateLimit | None:
         return self._pacer.last
 
+    @property
+    def rate_limit(self) -> int:
+        """Requests this client allows itself per rate window (a minute unless told otherwise)."""
+        return self._pacer.limit
+
     async def __aenter__(self) -> Self:
         return self
 

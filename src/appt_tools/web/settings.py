@@ -169,7 +169,12 @@ class SettingsPage:
         """A Cal.com client with the new key for the running service; the one it replaces is closed
         after a grace period if this page built it (the runtime closes the one it started with)."""
         settings = self.service.settings
-        client = CalcomClient(key.get_secret_value(), settings.calcom_base_url, timeout=settings.calcom_timeout)
+        client = CalcomClient(
+            key.get_secret_value(),
+            settings.calcom_base_url,
+            timeout=settings.calcom_timeout,
+            rate_limit=settings.calcom_rate_limit,
+        )
         old = self.service.use_calcom(client)
         self._made.add(client)
         if old is not None and old in self._made:
