@@ -54,6 +54,10 @@ MEMBER_COST = 0.2
 # Filters other than status and text are counted on to decide how to page, but no further than this.
 DECIDE_MAX = 20_000
 
+_PG_SETTINGS = text(
+    "SELECT set_config('max_parallel_workers_per_gather', '0', true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
 _ROWID: ColumnElement[int] = literal_column("appointments.rowid")
 # SQLite would otherwise seek each listed rowid in the index it walks: `+` keeps the rowid a value.
 _ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")
@@ -141,8 +145,11 @@ class _Search:
 async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts: bool) -> Found:
     """The number of matches (exact up to a bound) and the rows of the query's page, in its order."""
     search = _Search.of(query, now, session.get_bind().dialect.name, fts)
-    if not search.sqlite:  # a search's statements are small: starting parallel workers costs more
-        await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    if not search.sqlite:
+        # For this transaction: no parallel workers (a search's statements are small, starting them
+        # costs more), and plans made for the values at hand (a generic plan cannot tell a rare text
+        # or label from a common one).
+        await session.execute(_PG_SETTINGS)
     if search.mode == "fts":
         search = replace(search, candidates=await _find_candidates(session, search.text))
     offset = (query.page - 1) * query.page_size

@@ -176,7 +176,8 @@ class AppointmentRow(Base):
         ),
         # The label filter is exact but case-insensitive; with it, the other filters are checked in
         # the index too (call type, dates, effective status), so a filtered count reads no rows, and
-        # the matches sorted by start or by attendee name are gathered without reading rows either.
+        # the matches sorted by start or by attendee name are gathered without reading rows either
+        # (`label` itself too: PostgreSQL reads rows for an expression unless its columns are there).
         Index(
             LABEL_INDEX,
             text("lower(label)"),
@@ -187,6 +188,7 @@ class AppointmentRow(Base):
             "booking_uid",
             "attendee_name",
             "id",
+            "label",
         ),
         # PostgreSQL's free-text search: LIKE '%…%' on TEXT_DOCUMENT through trigrams (pg_trgm).
         Index(
