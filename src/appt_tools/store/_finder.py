@@ -58,6 +58,15 @@ _PG_SETTINGS = text(
     "SELECT set_config('max_parallel_workers_per_gather', '0', true), "
     "set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
+# Made to walk: the sort order's index is then the one plan left that needs neither a scan nor a sort.
+_PG_WALK = text(
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
+    "set_config('enable_sort', 'off', true)"
+)
+_PG_WALK_DONE = text(
+    "SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true), "
+    "set_config('enable_sort', 'on', true)"
+)
 _ROWID: ColumnElement[int] = literal_column("appointments.rowid")
 # SQLite would otherwise seek each listed rowid in the index it walks: `+` keeps the rowid a value.
 _ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")
@@ -196,6 +205,15 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         ids = select(matching.c.id).order_by(*_search.order_by(query, reverse=reverse, columns=columns))
     ids = ids.offset(offset).limit(limit)
     page = select(A).where(A.id.in_(ids.scalar_subquery())).order_by(*_search.order_by(query))
+    if walk and not search.sqlite:
+        # PostgreSQL cannot tell how soon the walk fills the page (its estimate of a text's rows is a
+        # guess) and may scan and sort every row instead: made to walk, for that statement only; and
+        # the page's rows then read by their ids (in one statement, it may walk the whole table to
+        # avoid sorting the page).
+        await session.execute(_PG_WALK)
+        chosen = list(await session.scalars(ids))
+        await session.execute(_PG_WALK_DONE)
+        page = select(A).where(A.id.in_(chosen)).order_by(*_search.order_by(query))
     return Found(total, exact, list(await session.scalars(page)))
 
 

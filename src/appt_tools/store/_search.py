@@ -166,8 +166,8 @@ def text_condition(text: str, mode: Literal["like", "ilike"], *, indexed: bool =
     """Rows with `text` in one of TEXT_COLUMNS, read row by row. On SQLite, LIKE finds what FTS5 finds.
 
     PostgreSQL (`ilike`): LIKE on the lower-cased document of every searched column (`TEXT_DOCUMENT`,
-    one trigram index). Its index is asked for the longest run of letters and digits in the text
-    when that is shorter (pg_trgm pads a word that a symbol bounds, and " 1" or ".co" sit in every
+    one trigram index). Its index is asked for the likely rarest run of letters and digits in the
+    text when that is shorter (pg_trgm pads a word that a symbol bounds, and " 1" or ".co" sit in every
     row: the run alone reads far less of the index), and the whole text is then checked on the rows
     found. `indexed=False`: only the form the index cannot answer, for a plan that tests the rows an
     index walk meets rather than gathering every match first."""
@@ -180,10 +180,16 @@ def text_condition(text: str, mode: Literal["like", "ilike"], *, indexed: bool =
     checked = _DOCUMENT.concat("").like(lowered, escape=_ESCAPE)
     if not indexed:
         return checked
-    run = max(_ALNUM_RUN.findall(ascii_lower(text)), key=len, default="")
+    run = max(_ALNUM_RUN.findall(ascii_lower(text)), key=_rarity, default="")
     if len(run) >= TRIGRAM and "%" + run + "%" != lowered:
         return and_(_DOCUMENT.like("%" + run + "%", escape=_ESCAPE), checked)
     return _DOCUMENT.like(lowered, escape=_ESCAPE)
+
+
+def _rarity(run: str) -> tuple[bool, int]:
+    """How rare a run of letters and digits likely is: letters with digits ("gray55" in an e-mail
+    address) rarely repeat across people, a domain ("fastmail") does; then the longer, the rarer."""
+    return (any(c.isdigit() for c in run) and any(c.isalpha() for c in run), len(run))
 
 
 def ascii_lower(text: str) -> str:
