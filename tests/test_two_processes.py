@@ -41,6 +41,19 @@ def _server(env: dict[str, str]) -> Iterator[str]:
             process.wait(timeout=10)
 
 
+def _env(sandbox: Any, database: str, **extra: str) -> dict[str, str]:
+    """The servers' environment: this one's without appt-tools settings, plus one shared database and Cal.com."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
+    return env | {
+        "APPT_TOOLS_DATABASE_URL": database,
+        "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
+        "APPT_TOOLS_CALCOM_BASE_URL": sandbox.base_url,
+        "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id),
+        "APPT_TOOLS_TIMEZONE": "America/New_York",
+        **extra,
+    }
+
+
 async def _ready(base: str) -> None:
     async with httpx2.AsyncClient(base_url=base) as http, asyncio.timeout(30):
         while True:
@@ -53,14 +66,7 @@ async def _ready(base: str) -> None:
 
 async def test_two_processes_on_one_database_book_a_contested_slot_once(sandbox, tmp_path: Path):
     database = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
-    env |= {
-        "APPT_TOOLS_DATABASE_URL": database,
-        "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
-        "APPT_TOOLS_CALCOM_BASE_URL": sandbox.base_url,
-        "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id),
-        "APPT_TOOLS_TIMEZONE": "America/New_York",
-    }
+    env = _env(sandbox, database)
     with ExitStack() as stack:
         bases = [stack.enter_context(_server(env)) for _ in range(2)]
         await asyncio.gather(*(_ready(base) for base in bases))
@@ -101,15 +107,7 @@ def _rpc_result(response: httpx2.Response) -> dict[str, Any]:
 async def test_stateless_instances_answer_any_request_of_an_mcp_session(sandbox, tmp_path: Path):
     """Behind a load balancer without sticky sessions, each request of one MCP client may reach another
     instance: with APPT_TOOLS_HTTP_STATELESS every instance answers it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
-    env |= {
-        "APPT_TOOLS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
-        "APPT_TOOLS_CALCOM_API_KEY": sandbox.api_key,
-        "APPT_TOOLS_CALCOM_BASE_URL": sandbox.base_url,
-        "APPT_TOOLS_EVENT_TYPE_ID": str(sandbox.state.default_event_type_id),
-        "APPT_TOOLS_TIMEZONE": "America/New_York",
-        "APPT_TOOLS_HTTP_STATELESS": "true",
-    }
+    env = _env(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}", APPT_TOOLS_HTTP_STATELESS="true")
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     initialize = {
         "jsonrpc": "2.0",
