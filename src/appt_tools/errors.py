@@ -135,3 +135,9 @@ class CalcomUnavailable(CalcomError):
     ) -> None:
         super().__init__(message, status=status, retryable=retryable)
         self.outcome_unknown = outcome_unknown
+
+
+class ServiceUnavailable(AppError):
+    """The service could not be opened (the database, the settings): no tool can run until a restart."""
+
+    code = "service_unavailable"

@@ -22,7 +22,7 @@ from mcp.types import Tool as MCPTool
 from pydantic import Field, ValidationError
 
 from appt_tools import say
-from appt_tools.errors import AppError, InvalidArgument, LockedField, NotFound
+from appt_tools.errors import AppError, InvalidArgument, LockedField, NotFound, ServiceUnavailable
 from appt_tools.models import Appointment, SortField
 from appt_tools.schema_formats import strict_schema
 from appt_tools.service import LOCKED_FIELDS, AppointmentService
@@ -87,12 +87,6 @@ AppointmentId = Annotated[
         "a Cal.com booking uid also works."
     ),
 ]
-
-
-class ServiceUnavailable(AppError):
-    """The service could not be opened (the database, the settings): no tool can run until a restart."""
-
-    code = "service_unavailable"
 
 
 class ServiceHandle:
