@@ -147,6 +147,15 @@ async def postgres_schema_url(postgres_database: PostgresDatabase) -> AsyncItera
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with nothing in it: a new SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'appt.db'}"
+    url: str = request.getfixturevalue("postgres_schema_url")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database per backend: a SQLite file, and PostgreSQL (see `postgres_url`)."""
     if request.param == "sqlite":

@@ -48,14 +48,6 @@ def test_the_head_constant_is_the_migration_scripts_head() -> None:
     assert schema.HEAD == schema.script_head() == schema.head()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'appt.db'}"
-    url: str = request.getfixturevalue("postgres_schema_url")
-    return url
-
-
 async def test_current_reads_the_revision_alembic_reads(empty_url: str) -> None:
     def both(connection: Any) -> tuple[str | None, str | None]:
         return schema.current(connection), MigrationContext.configure(connection).get_current_revision()

@@ -107,15 +107,6 @@ _REFLECTION_GAPS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database with nothing in it: a new SQLite file, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'appt.db'}"
-    url: str = request.getfixturevalue("postgres_schema_url")
-    return url
-
-
 @pytest.fixture
 def reflection_gaps() -> Iterator[None]:
     with warnings.catch_warnings():
