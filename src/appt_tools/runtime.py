@@ -51,21 +51,22 @@ async def open_service(
                 update={"calcom_api_key": SecretStr(calcom.api_key), "calcom_base_url": calcom.base_url}
             )
         key = settings.calcom_api_key
-        client = (
-            CalcomClient(
-                key.get_secret_value(),
-                settings.calcom_base_url,
-                timeout=settings.calcom_timeout,
-                rate_limit=settings.calcom_rate_limit,
-            )
-            if key is not None
-            else None
-        )
+        client = calcom_client(settings, key) if key is not None else None
         try:
             yield AppointmentService(store, client, settings, clock=clock)
         finally:
             if client is not None:
                 await client.aclose()
+
+
+def calcom_client(settings: config.Settings, key: SecretStr) -> CalcomClient:
+    """A Cal.com client with `key`, on the settings' base URL, time budget and rate limit."""
+    return CalcomClient(
+        key.get_secret_value(),
+        settings.calcom_base_url,
+        timeout=settings.calcom_timeout,
+        rate_limit=settings.calcom_rate_limit,
+    )
 
 
 def _store_on(url: str) -> Store:

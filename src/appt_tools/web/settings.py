@@ -25,6 +25,7 @@ from appt_tools.errors import (
     InvalidArgument,
     NotConfigured,
 )
+from appt_tools.runtime import calcom_client
 from appt_tools.service import AppointmentService
 from appt_tools.web import render
 from appt_tools.web.gate import json_body
@@ -168,13 +169,7 @@ class SettingsPage:
     def _use_key(self, key: SecretStr) -> None:
         """A Cal.com client with the new key for the running service; the one it replaces is closed
         after a grace period if this page built it (the runtime closes the one it started with)."""
-        settings = self.service.settings
-        client = CalcomClient(
-            key.get_secret_value(),
-            settings.calcom_base_url,
-            timeout=settings.calcom_timeout,
-            rate_limit=settings.calcom_rate_limit,
-        )
+        client = calcom_client(self.service.settings, key)
         old = self.service.use_calcom(client)
         self._made.add(client)
         if old is not None and old in self._made:
