@@ -24,11 +24,13 @@ from typing import Any
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from appt_tools.sandbox import run_sandbox
 from bench.common import HOST_TZ, PYTHON, ROOT, Row, child_env, ratio, say
+from calcom_sandbox import run_sandbox
 
 TARGET = 1.3
-PRODUCT_IMPORTS = "import appt_tools.cli, appt_tools.mcp_server, appt_tools.runtime, appt_tools.sync"
+PRODUCT_IMPORTS = (
+    "import appt_tools.surfaces.cli, appt_tools.surfaces.mcp_server, appt_tools.runtime, appt_tools.core.reconcile"
+)
 SDK_IMPORTS = "import mcp.server.mcpserver"
 
 

@@ -9,7 +9,7 @@ import asyncio
 
 import uvicorn
 
-from appt_tools.http_app import HttpSettings, build_http_app
+from appt_tools.surfaces.http.app import HttpSettings, build_http_app
 from bench.harness import CalcomRecorder, bench_server, bench_service
 
 

@@ -25,9 +25,9 @@ def _mark(name: str, since: float) -> float:
 
 
 async def _serve_steps(since: float) -> None:
-    from appt_tools.mcp_server import ServiceHandle, build_server
+    from appt_tools.core.reconcile import reconciling
     from appt_tools.runtime import open_service
-    from appt_tools.sync import reconciling
+    from appt_tools.surfaces.mcp_server import ServiceHandle, build_server
 
     handle = ServiceHandle()
     server = build_server(handle)
@@ -43,7 +43,12 @@ def main() -> None:
     since = _mark("import asyncio, importlib, json", _started)
     importlib.import_module("mcp.server.mcpserver")
     since = _mark("import SDK", since)
-    for module in ("appt_tools.cli", "appt_tools.mcp_server", "appt_tools.runtime", "appt_tools.sync"):
+    for module in (
+        "appt_tools.surfaces.cli",
+        "appt_tools.surfaces.mcp_server",
+        "appt_tools.runtime",
+        "appt_tools.core.reconcile",
+    ):
         importlib.import_module(module)
     since = _mark("import product", since)
     asyncio.run(_serve_steps(since))

@@ -15,11 +15,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import URL, make_url
 
+from appt_tools.core.service import AppointmentService
 from appt_tools.runtime import CalcomTarget, open_service
-from appt_tools.sandbox import RunningSandbox, SandboxState, run_sandbox
-from appt_tools.service import AppointmentService
 from appt_tools.store import Store
 from appt_tools.store.tables import Base
+from calcom_sandbox import RunningSandbox, SandboxState, run_sandbox
 from helpers import BUSINESS_ENV, HOST_TZ
 
 

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 import httpx2
 import uvicorn
 
-from appt_tools.http_app import HttpSettings, build_http_app
-from appt_tools.mcp_server import AppointmentServer, build_server
-from appt_tools.service import AppointmentService
+from appt_tools.core.service import AppointmentService
+from appt_tools.surfaces.http.app import HttpSettings, build_http_app
+from appt_tools.surfaces.mcp_server import AppointmentServer, build_server
 
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from appt_tools.cli import main
+from appt_tools.surfaces.cli import main
 
 KEY = "cal_live_0123456789abcdefSECRET"
 

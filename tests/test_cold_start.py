@@ -17,14 +17,16 @@ from alembic.migration import MigrationContext
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from appt_tools.mcp_server import ServiceHandle, build_server
-from appt_tools.service import AppointmentService
+from appt_tools.core.service import AppointmentService
 from appt_tools.store import Store, schema
+from appt_tools.surfaces.mcp_server import ServiceHandle, build_server
 from helpers import BUSINESS_ENV
 
 TOOLS = 8
 # What `appt-tools serve` imports before it can answer tools/list (what bench/coldstart.py times).
-SERVE_PATH = "import appt_tools.cli, appt_tools.mcp_server, appt_tools.runtime, appt_tools.sync"
+SERVE_PATH = (
+    "import appt_tools.surfaces.cli, appt_tools.surfaces.mcp_server, appt_tools.runtime, appt_tools.core.reconcile"
+)
 
 
 def _error(result: Any) -> dict[str, Any]:

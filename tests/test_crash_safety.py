@@ -17,8 +17,8 @@ import httpx2
 import pytest
 
 from appt_tools.models import AppointmentStatus, SearchQuery
-from appt_tools.sandbox import Fault
 from appt_tools.store import Store
+from calcom_sandbox import Fault
 from helpers import booking_args, next_weekday
 
 pytestmark = pytest.mark.e2e

@@ -14,13 +14,13 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from appt_tools.auth import Credentials, Guard
-from appt_tools.http_app import HttpSettings
+from appt_tools.core.service import AppointmentService
 from appt_tools.runtime import CalcomTarget, open_service
-from appt_tools.sandbox import RunningSandbox
-from appt_tools.service import AppointmentService
-from appt_tools.web.pages import _next
-from appt_tools.web.session import Sessions
+from appt_tools.surfaces.auth import Credentials, Guard
+from appt_tools.surfaces.http.app import HttpSettings
+from appt_tools.surfaces.web.pages import _next
+from appt_tools.surfaces.web.session import Sessions
+from calcom_sandbox import RunningSandbox
 from dashboard_support import browsing, csrf_of, served
 from helpers import booking_args, next_weekday
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import SecretStr
 
-from appt_tools.auth import Credentials
-from appt_tools.http_app import HttpSettings
+from appt_tools.core.service import AppointmentService
 from appt_tools.runtime import CalcomTarget, open_service
-from appt_tools.sandbox import RunningSandbox
-from appt_tools.service import AppointmentService
+from appt_tools.surfaces.auth import Credentials
+from appt_tools.surfaces.http.app import HttpSettings
+from calcom_sandbox import RunningSandbox
 from dashboard_support import served
 from helpers import booking_args, next_weekday
 

@@ -14,11 +14,11 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
+from appt_tools.core.reconcile import Reconciler
+from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, CalcomUnavailable
 from appt_tools.models import Appointment, AppointmentStatus, SearchQuery
-from appt_tools.sandbox import Fault
-from appt_tools.service import AppointmentService
-from appt_tools.sync import Reconciler
+from calcom_sandbox import Fault
 from helpers import BUSINESS_ENV, booking_args, next_weekday
 
 BOOK = "POST /v2/bookings"

@@ -26,7 +26,7 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 
 from appt_tools import config
-from appt_tools.auth import Credentials
+from appt_tools.core.service import AppointmentService
 from appt_tools.errors import (
     AppError,
     CalcomAuthError,
@@ -41,10 +41,11 @@ from appt_tools.errors import (
     SlotHeld,
     SlotUnavailable,
 )
-from appt_tools.http_app import HttpSettings, http_status
-from appt_tools.mcp_server import AppointmentServer, build_server
-from appt_tools.sandbox import RunningSandbox
-from appt_tools.service import AppointmentService
+from appt_tools.surfaces.auth import Credentials
+from appt_tools.surfaces.http.app import HttpSettings
+from appt_tools.surfaces.mcp_server import AppointmentServer, build_server
+from appt_tools.surfaces.statuses import http_status
+from calcom_sandbox import RunningSandbox
 from dashboard_support import served
 from helpers import booking_args, next_weekday
 

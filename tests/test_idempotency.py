@@ -13,9 +13,9 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
+from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable, InvalidArgument, SlotUnavailable
 from appt_tools.models import AppointmentStatus, SearchQuery
-from appt_tools.service import AppointmentService
 from appt_tools.store import Store
 from helpers import BUSINESS_ENV, Flaky, booking_args, next_weekday
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.client import Client
 
-from appt_tools.mcp_server import build_server
+from appt_tools.surfaces.mcp_server import build_server
 from helpers import booking_args, next_weekday
 
 TOOLS = {

@@ -16,10 +16,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from appt_tools.cli import main
 from appt_tools.models import SearchQuery
 from appt_tools.store import Store, schema
 from appt_tools.store.tables import Base
+from appt_tools.surfaces.cli import main
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from appt_tools.sandbox import RunningSandbox, SandboxState, run_sandbox
+from calcom_sandbox import RunningSandbox, SandboxState, run_sandbox
 from calcom_spec import validate_response
 
 NOW = datetime(2030, 10, 28, 12, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from datetime import timedelta
 import httpx2
 import pytest
 
-from appt_tools.sandbox import Fault, SandboxState, run_sandbox
+from calcom_sandbox import Fault, SandboxState, run_sandbox
 from test_sandbox import (
     BOOKINGS,
     NOW,

@@ -19,7 +19,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from appt_tools.sandbox import SandboxState, sign
+from calcom_sandbox import SandboxState, sign
 from test_sandbox import (
     BOOKINGS,
     CONSULTATION,

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from mcp.client import Client
 
-from appt_tools import say
 from appt_tools.errors import AppError, CalcomUnavailable, Conflict, InvalidArgument, NotConfigured, SlotUnavailable
-from appt_tools.mcp_server import build_server
 from appt_tools.models import SearchPage, Slot
-from appt_tools.views import SearchResult
+from appt_tools.speech import say
+from appt_tools.speech.results import SearchResult
+from appt_tools.surfaces.mcp_server import build_server
 from helpers import booking_args, next_weekday
 
 HOSTILE = {"title": "**VIP** see https://evil.example/x apt_123", "attendee_name": "Ana [Ruiz](http://x) `rm`"}

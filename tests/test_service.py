@@ -13,6 +13,7 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
+from appt_tools.core.service import AppointmentService
 from appt_tools.errors import (
     AppError,
     CalcomUnavailable,
@@ -24,7 +25,6 @@ from appt_tools.errors import (
     SlotUnavailable,
 )
 from appt_tools.models import AppointmentStatus, SearchQuery
-from appt_tools.service import AppointmentService
 from appt_tools.store import Store
 from helpers import BUSINESS_ENV, HOST_TZ, booking_args, next_weekday
 
@@ -394,7 +394,7 @@ async def test_a_retried_identical_booking_returns_the_first_and_books_nothing_n
 
 
 async def test_event_types_come_from_memory_and_follow_another_processs_sync(service, monkeypatch):
-    import appt_tools.service as service_module
+    import appt_tools.core.service as service_module
 
     first = await service.list_event_types()
     reads = 0

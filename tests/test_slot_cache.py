@@ -11,10 +11,10 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
+from appt_tools.core.service import AppointmentService
+from appt_tools.core.slot_cache import SlotCache
 from appt_tools.errors import SlotUnavailable
 from appt_tools.models import Slot
-from appt_tools.service import AppointmentService
-from appt_tools.slot_cache import SlotCache
 from helpers import BUSINESS_ENV, Flaky, booking_args, next_weekday
 
 T0 = datetime(2030, 1, 7, 14, tzinfo=UTC)

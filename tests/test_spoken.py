@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from appt_tools import spoken
+from appt_tools.speech import spoken
 
 
 def test_when_reads_like_speech_in_the_business_zone():

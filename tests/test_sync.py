@@ -12,11 +12,11 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
+from appt_tools.core.reconcile import Reconciler
+from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable
 from appt_tools.models import AppointmentStatus, SearchQuery
-from appt_tools.service import AppointmentService
 from appt_tools.store import Store
-from appt_tools.sync import Reconciler
 from helpers import BUSINESS_ENV, Flaky, booking_args, next_weekday
 
 BOOKINGS = {"cal-api-version": "2024-08-13"}
@@ -152,7 +152,7 @@ async def test_a_webhook_about_someone_elses_booking_changes_nothing(service, sa
 async def test_a_running_server_reconciles_on_its_own(service, sandbox):
     import asyncio
 
-    from appt_tools.sync import reconciling
+    from appt_tools.core.reconcile import reconciling
 
     booked = await service.book(**booking_args(await _slot(service)))
     async with _calcom(sandbox) as http:
@@ -179,7 +179,7 @@ async def test_of_several_servers_on_one_database_one_reconciles_each_period(ser
     import asyncio
     import time
 
-    from appt_tools.sync import SyncReport, reconciling
+    from appt_tools.core.reconcile import SyncReport, reconciling
 
     runs: list[float] = []
 

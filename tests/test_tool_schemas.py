@@ -11,9 +11,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from mcp.server.mcpserver import MCPServer
 
-from appt_tools import schema_export
-from appt_tools.mcp_server import build_server
 from appt_tools.runtime import open_service
+from appt_tools.surfaces import schema_export
+from appt_tools.surfaces.mcp_server import build_server
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tool_schemas"
 TOOL_NAMES = sorted(p.stem for p in SCHEMAS.glob("*.json"))

@@ -11,9 +11,9 @@ from typing import Any
 import httpx2
 from pydantic import SecretStr
 
-from appt_tools.auth import Credentials
-from appt_tools.http_app import HttpSettings
 from appt_tools.models import AppointmentStatus
+from appt_tools.surfaces.auth import Credentials
+from appt_tools.surfaces.http.app import HttpSettings
 from helpers import booking_args, next_weekday
 from test_http_app import serving
 

@@ -1,3 +1,3 @@
-from appt_tools.cli import main
+from appt_tools.surfaces.cli import main
 
 raise SystemExit(main())

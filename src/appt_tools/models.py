@@ -6,6 +6,7 @@ to the business's IANA zone at the edge.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, get_args
@@ -229,3 +230,17 @@ class SearchPage(_Frozen):
     page: int
     page_size: int
     total_exact: bool = True
+
+
+@dataclass(frozen=True)
+class SlotSearch:
+    """Free slots for a request; `later` is set when the requested window had none and these come after it."""
+
+    event_type: EventType
+    duration_minutes: int
+    timezone: str
+    window_start: datetime
+    window_end: datetime
+    slots: tuple[Slot, ...]
+    later: bool
+    truncated: bool

@@ -18,11 +18,11 @@ from pydantic import SecretStr
 
 from appt_tools import config
 from appt_tools.calcom import CalcomClient
-from appt_tools.service import AppointmentService, Clock, utcnow
+from appt_tools.core.service import AppointmentService, Clock, utcnow
 
 if TYPE_CHECKING:
-    from appt_tools.sandbox import RunningSandbox
     from appt_tools.store import Store
+    from calcom_sandbox import RunningSandbox
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ async def open_sandbox_service(
 ) -> AsyncIterator[tuple[AppointmentService, RunningSandbox]]:
     """Start the Cal.com sandbox in-process and a service wired to it, on a fresh database file
     (unless one is given), so the store and the sandbox start out in agreement."""
-    from appt_tools.sandbox import run_sandbox  # sandbox mode only: never imported otherwise
+    from calcom_sandbox import run_sandbox  # sandbox mode only: never imported otherwise
 
     with tempfile.TemporaryDirectory(prefix="appt-tools-sandbox-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'sandbox.db'}"

@@ -1,0 +1,290 @@
+"""Keep the store and Cal.com in agreement: reconcile a window, or one appointment on a webhook's word.
+
+Cal.com is the authority on bookings. Each repair writes a history entry ("synced") saying what
+changed and why. A webhook is treated as a hint: the appointment it names is re-read from Cal.com,
+so redelivered or out-of-order webhooks converge on the same, true state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from appt_tools.core.service import AppointmentService
+from appt_tools.errors import CalcomError, CalcomNotFound
+from appt_tools.models import Appointment, AppointmentStatus, Booking, SearchQuery
+
+logger = logging.getLogger(__name__)
+# What the periodic run looks at: recent past (late cancellations, unknown outcomes) and the future.
+PERIODIC_BACK = timedelta(days=2)
+PERIODIC_AHEAD = timedelta(days=90)
+RECONCILE_LEASE = "reconcile"
+
+# An appointment recorded but not answered for this long belongs to a call that died or timed out.
+IN_FLIGHT_GRACE = timedelta(minutes=2)
+LIVE = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
+MAX_RESCHEDULE_CHAIN = 20
+WEBHOOK_TRIGGERS = (
+    "BOOKING_CREATED",
+    "BOOKING_REQUESTED",
+    "BOOKING_RESCHEDULED",
+    "BOOKING_CANCELLED",
+    "BOOKING_REJECTED",
+)
+
+
+@dataclass
+class SyncReport:
+    checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, service: AppointmentService, *, grace: timedelta = IN_FLIGHT_GRACE) -> None:
+        self.service = service
+        self.grace = grace
+        self.store = service.store
+        self._known: dict[str, Booking] = {}  # Cal.com's bookings fetched in bulk for this run
+        self._window: tuple[datetime, datetime] | None = None  # ...and the span they cover
+
+    async def reconcile(self, start: datetime, end: datetime) -> SyncReport:
+        """Compare every live or unresolved appointment starting in [start, end) with Cal.com, and repair."""
+        report = SyncReport()
+        self._window = (start - timedelta(days=1), end + timedelta(days=1))
+        self._known = await self._bookings_between(*self._window)
+        page = 1
+        while True:
+            found = await self.store.search(
+                SearchQuery(statuses=LIVE, start_from=start, start_to=end, page=page, page_size=100),
+                now=self.service.now(),
+            )
+            for appointment in found.items:
+                await self._check(appointment, report)
+            if page * 100 >= found.total:
+                return report
+            page += 1
+
+    async def _bookings_between(self, start: datetime, end: datetime) -> dict[str, Booking]:
+        """Every Cal.com booking in a window, a page of 250 per request (the fewest requests the API allows)."""
+        known: dict[str, Booking] = {}
+        skip = 0
+        while True:
+            page = await self.service.calcom.list_bookings(
+                after_start=start,
+                before_end=end,
+                status=("upcoming", "past", "cancelled", "unconfirmed"),
+                take=250,
+                skip=skip,
+            )
+            known.update((b.uid, b) for b in page.bookings)
+            skip += len(page.bookings)
+            if not page.bookings or skip >= page.total:
+                return known
+
+    async def _booking(self, uid: str) -> Booking:
+        return self._known.get(uid) or await self.service.calcom.get_booking(uid)
+
+    async def reconcile_one(self, appointment: Appointment) -> SyncReport:
+        report = SyncReport()
+        await self._check(appointment, report)
+        return report
+
+    async def apply_webhook(self, body: Mapping[str, object]) -> SyncReport:
+        """Handle a Cal.com webhook: find the appointment it is about and re-read its truth from Cal.com."""
+        payload = body.get("payload")
+        if body.get("triggerEvent") not in WEBHOOK_TRIGGERS or not isinstance(payload, Mapping):
+            return SyncReport()
+        appointment = None
+        for key in ("uid", "rescheduleUid"):
+            uid = payload.get(key)
+            if isinstance(uid, str) and uid:
+                appointment = await self.store.get_by_booking_uid(uid)
+                if appointment is not None:
+                    break
+        metadata = payload.get("metadata")
+        if appointment is None and isinstance(metadata, Mapping):
+            ours = metadata.get("appointment_id")
+            appointment = await self.store.get_appointment(ours) if isinstance(ours, str) else None
+        if appointment is None:
+            return SyncReport()  # not a booking made through us
+        return await self.reconcile_one(appointment)
+
+    # --- one appointment ------------------------------------------------------------------
+
+    async def _check(self, appointment: Appointment, report: SyncReport) -> None:
+        report.checked += 1
+        try:
+            if appointment.booking_uid is None:
+                await self._resolve_unknown(appointment, report)
+            else:
+                await self._compare(appointment, appointment.booking_uid, report)
+        except CalcomError as exc:
+            report.unresolved.append(f"{appointment.id}: Cal.com did not answer ({exc.code}); try again later")
+
+    async def _resolve_unknown(self, appointment: Appointment, report: SyncReport) -> None:
+        """Recorded, but Cal.com's answer never came: find the booking, or conclude it was never made."""
+        if appointment.status is not AppointmentStatus.PENDING:
+            return
+        if not appointment.last_error and appointment.created_at > self.service.now() - self.grace:
+            return  # a call is probably still making it
+        if self._window is not None and self._window[0] <= appointment.start < self._window[1]:
+            candidates = list(self._known.values())
+        else:
+            page = await self.service.calcom.list_bookings(
+                attendee_email=appointment.attendee_email,
+                event_type_id=appointment.event_type_id,
+                after_start=appointment.start,
+                before_end=appointment.start + timedelta(days=1),
+                take=50,
+            )
+            candidates = list(page.bookings)
+        booking = next(
+            (
+                b
+                for b in candidates
+                if b.start == appointment.start
+                and b.status in ("accepted", "pending")
+                and (b.attendee_email or "").lower() == appointment.attendee_email.lower()
+            ),
+            None,
+        )
+        if booking is None:
+            reason = "Reconciled: Cal.com has no such booking, so it was never made."
+            await self._write(appointment, {"status": AppointmentStatus.FAILED, "last_error": reason}, "failed", reason)
+            report.repaired.append(f"{appointment.id}: never booked in Cal.com → failed")
+            return
+        await self._write(
+            appointment,
+            _booking_fields(booking),
+            "synced",
+            f"Reconciled: found in Cal.com (status {booking.status}); the answer had been lost.",
+            to_uid=booking.uid,
+        )
+        report.repaired.append(f"{appointment.id}: found in Cal.com as {booking.uid} → {_status(booking).value}")
+
+    async def _compare(self, appointment: Appointment, uid: str, report: SyncReport) -> None:
+        try:
+            booking = await self._booking(uid)
+        except CalcomNotFound:
+            reason = "Reconciled: the booking no longer exists in Cal.com."
+            await self._write(
+                appointment, {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason}, "cancelled", reason
+            )
+            report.repaired.append(f"{appointment.id}: gone from Cal.com → cancelled")
+            return
+        hops = 0
+        while booking.status == "cancelled" and booking.rescheduled_to_uid and hops < MAX_RESCHEDULE_CHAIN:
+            booking = await self._booking(booking.rescheduled_to_uid)
+            hops += 1
+        if booking.uid != uid:
+            changes = {**_booking_fields(booking), "status": _moved_status(booking)}
+            detail = f"Reconciled: rescheduled in Cal.com to a new booking ({hops} move(s))."
+            await self._write(
+                appointment, changes, "rescheduled", detail, from_uid=uid, to_uid=booking.uid, moved=booking
+            )
+            report.repaired.append(f"{appointment.id}: rescheduled in Cal.com {uid} → {booking.uid}")
+            appointment = await self.service.get(appointment.id)
+        if booking.status in ("cancelled", "rejected"):
+            if appointment.status is not AppointmentStatus.CANCELLED:
+                reason = booking.cancellation_reason or f"{booking.status.capitalize()} in Cal.com."
+                detail = f"Reconciled: {booking.status} in Cal.com ({reason})."
+                changes = {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason, "last_error": None}
+                await self._write(appointment, changes, "cancelled", detail)
+                report.repaired.append(f"{appointment.id}: {booking.status} in Cal.com → cancelled")
+            return
+        wanted = _status(booking) if appointment.status is not AppointmentStatus.RESCHEDULED else _moved_status(booking)
+        fields = _booking_fields(booking)
+        fields.pop("status")
+        changes = {k: v for k, v in fields.items() if getattr(appointment, k) != v}
+        if appointment.status is not wanted:
+            changes["status"] = wanted
+        if changes:
+            detail = "Reconciled with Cal.com: " + ", ".join(sorted(changes)) + " changed."
+            await self._write(appointment, changes, "synced", detail)
+            report.repaired.append(f"{appointment.id}: {', '.join(sorted(changes))} updated from Cal.com")
+
+    async def _write(
+        self,
+        appointment: Appointment,
+        changes: Mapping[str, object],
+        action: str,
+        detail: str,
+        *,
+        from_uid: str | None = None,
+        to_uid: str | None = None,
+        moved: Booking | None = None,
+    ) -> None:
+        entry = self.service.history_entry(
+            action,
+            detail,
+            from_start=appointment.start if moved else None,
+            to_start=moved.start if moved else None,
+            from_uid=from_uid,
+            to_uid=to_uid,
+        )
+        self.service.slots_changed()
+        await self.store.update_appointment(appointment.id, changes, now=self.service.now(), history=entry)
+
+
+def _status(booking: Booking) -> AppointmentStatus:
+    return AppointmentStatus.ACTIVE if booking.status == "accepted" else AppointmentStatus.PENDING
+
+
+def _moved_status(booking: Booking) -> AppointmentStatus:
+    return AppointmentStatus.RESCHEDULED if booking.status == "accepted" else AppointmentStatus.PENDING
+
+
+def _booking_fields(booking: Booking) -> dict[str, object]:
+    return {
+        "booking_uid": booking.uid,
+        "start": booking.start,
+        "end": booking.end,
+        "meeting_url": booking.meeting_url,
+        "location": booking.location,
+        "last_error": None,
+        "status": _status(booking),
+    }
+
+
+@asynccontextmanager
+async def reconciling(service: AppointmentService, every_minutes: float) -> AsyncIterator[None]:
+    """Reconcile in the background every `every_minutes` while the server runs (0: never). The first run
+    waits a full interval, so starting the server costs no Cal.com request. Of several servers sharing
+    the database, one at a time does it (a lease in the store, taken over when its holder stops)."""
+    if every_minutes <= 0 or service.settings.calcom_api_key is None:
+        yield
+        return
+
+    holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    interval = timedelta(minutes=every_minutes)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval.total_seconds())
+            now = service.now()
+            try:
+                # Several servers on one database: the one holding the lease reconciles, the others skip.
+                if not await service.store.take_lease(RECONCILE_LEASE, holder, now=now, ttl=interval):
+                    continue
+                report = await Reconciler(service).reconcile(now - PERIODIC_BACK, now + PERIODIC_AHEAD)
+            except Exception:  # the server must outlive a failed run; the next one tries again
+                logger.exception("periodic reconciliation failed")
+                continue
+            if report.repaired or report.unresolved:
+                logger.warning("reconciled: %d repaired, %d unresolved", len(report.repaired), len(report.unresolved))
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,226 @@
+"""Result models every surface returns: typed, in the business's time zone, each with a `say`
+sentence a voice assistant can read aloud (no ids, no URLs, no ISO strings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
+from appt_tools.models import (
+    Appointment,
+    AppointmentStatus,
+    CallType,
+    EventType,
+    HistoryEntry,
+    SearchPage,
+    Slot,
+    SlotSearch,
+)
+from appt_tools.speech import say, spoken
+
+SAY = "One short sentence the assistant can read aloud as is."
+
+
+class SlotView(BaseModel):
+    start: str = Field(description="ISO 8601 start with the time zone's offset, e.g. '2026-11-24T15:00:00-05:00'.")
+    end: str = Field(description="ISO 8601 end with offset.")
+    spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
+
+    @classmethod
+    def of(cls, slot: Slot, tz: str) -> SlotView:
+        return cls(start=spoken.iso(slot.start, tz), end=spoken.iso(slot.end, tz), spoken=spoken.when(slot.start, tz))
+
+
+class SlotsResult(BaseModel):
+    timezone: str = Field(description="IANA zone the times are shown in.")
+    event_type_id: int
+    event_type: str = Field(description="Event type title, e.g. 'Consultation'.")
+    duration_minutes: int
+    slots: list[SlotView] = Field(description="Free start times, earliest first. Book one by passing its `start`.")
+    requested_window_empty: bool = Field(
+        description="True when nothing was free in the requested day or range; `slots` then holds the next free times after it."
+    )
+    truncated: bool = Field(description="True when more slots were free than listed; ask for a narrower range.")
+    say: str = Field(description=SAY)
+
+    @classmethod
+    def of(cls, found: SlotSearch) -> SlotsResult:
+        tz = found.timezone
+        slots = [SlotView.of(s, tz) for s in found.slots]
+        say_text = say.slots(found.slots, tz, day_asked=found.window_start, later=found.later)
+        return cls(
+            timezone=tz,
+            event_type_id=found.event_type.id,
+            event_type=found.event_type.title,
+            duration_minutes=found.duration_minutes,
+            slots=slots,
+            requested_window_empty=found.later,
+            truncated=found.truncated,
+            say=say_text,
+        )
+
+
+class AppointmentView(BaseModel):
+    id: str = Field(description="Our appointment id; stable across reschedules, e.g. 'apt_3kq9x2mz7w1b'.")
+    booking_uid: str | None = Field(description="The current Cal.com booking uid (changes on reschedule).")
+    previous_booking_uids: list[str] = Field(description="Earlier Cal.com booking uids, oldest first.")
+    status: AppointmentStatus = Field(
+        description="pending (awaiting Cal.com or host confirmation), active, rescheduled, cancelled, "
+        "completed (its time has passed) or failed (Cal.com refused it)."
+    )
+    title: str
+    description: str
+    label: str
+    start: str = Field(description="ISO 8601 start in the business's time zone, with offset.")
+    end: str = Field(description="ISO 8601 end in the business's time zone, with offset.")
+    start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
+    timezone: str = Field(description="The zone `start` and `end` are shown in.")
+    attendee_name: str
+    attendee_email: str
+    business_name: str
+    to_number: str = Field(description="Number that was called, E.164.")
+    from_number: str = Field(description="Number that called, E.164.")
+    call_type: CallType
+    event_type_id: int
+    meeting_url: str | None = Field(description="Link to join (Zoom, Google Meet, Cal Video…), if any.")
+    location: str | None = Field(description="Where it happens: the link, or an address for in-person visits.")
+    cancellation_reason: str | None
+    last_error: str | None = Field(description="What went wrong last with Cal.com, if anything.")
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, a: Appointment, tz: str, now: datetime) -> AppointmentView:
+        return cls(
+            id=a.id,
+            booking_uid=a.booking_uid,
+            previous_booking_uids=list(a.previous_booking_uids),
+            status=a.effective_status(now),
+            title=a.title,
+            description=a.description,
+            label=a.label,
+            start=spoken.iso(a.start, tz),
+            end=spoken.iso(a.end, tz),
+            start_spoken=spoken.when(a.start, tz),
+            timezone=tz,
+            attendee_name=a.attendee_name,
+            attendee_email=a.attendee_email,
+            business_name=a.business_name,
+            to_number=a.to_number,
+            from_number=a.from_number,
+            call_type=a.call_type,
+            event_type_id=a.event_type_id,
+            meeting_url=a.meeting_url,
+            location=a.location,
+            cancellation_reason=a.cancellation_reason,
+            last_error=a.last_error,
+            created_at=spoken.iso(a.created_at, tz),
+            updated_at=spoken.iso(a.updated_at, tz),
+        )
+
+
+class HistoryView(BaseModel):
+    at: str
+    action: str
+    detail: str
+    from_start: str | None
+    to_start: str | None
+
+    @classmethod
+    def of(cls, h: HistoryEntry, tz: str) -> HistoryView:
+        return cls(
+            at=spoken.iso(h.at, tz),
+            action=h.action,
+            detail=h.detail,
+            from_start=spoken.iso(h.from_start, tz) if h.from_start else None,
+            to_start=spoken.iso(h.to_start, tz) if h.to_start else None,
+        )
+
+
+class AppointmentResult(BaseModel):
+    appointment: AppointmentView
+    history: list[HistoryView] | None = Field(default=None, description="What happened to it, oldest first.")
+    say: str = Field(description=SAY)
+
+
+class SearchResult(BaseModel):
+    items: list[AppointmentView]
+    total: int = Field(description="Matches over all pages; when total_exact is false, there are more than this.")
+    total_exact: bool = Field(
+        description="False when counting stopped at `total` to stay fast (add a filter or a longer query to narrow it)."
+    )
+    page: int
+    page_size: int
+    total_pages: int = Field(description="Pages of results; at least this many when total_exact is false.")
+    has_more: bool = Field(description="True when a later page has results.")
+    say: str = Field(description=SAY)
+
+    @classmethod
+    def of(cls, found: SearchPage, tz: str, now: datetime) -> SearchResult:
+        pages = max(1, -(-found.total // found.page_size))
+        full = len(found.items) == found.page_size
+        first = found.items[0] if found.items else None
+        return cls(
+            items=[AppointmentView.of(a, tz, now) for a in found.items],
+            total=found.total,
+            total_exact=found.total_exact,
+            page=found.page,
+            page_size=found.page_size,
+            total_pages=pages,
+            has_more=found.page < pages or (not found.total_exact and full),
+            say=say.search(found.total, first, tz, now, exact=found.total_exact),
+        )
+
+
+class EventTypeView(BaseModel):
+    id: int
+    title: str
+    slug: str
+    length_minutes: int
+    length_options: list[int] = Field(description="Allowed durations when the type has several.")
+    location: str | None = Field(description="e.g. 'cal-video', 'zoom', 'google-meet' or an address.")
+    requires_confirmation: bool = Field(description="Bookings stay pending until the host confirms.")
+    is_default: bool
+
+    @classmethod
+    def of(cls, e: EventType, default_id: int | None) -> EventTypeView:
+        return cls(
+            id=e.id,
+            title=e.title,
+            slug=e.slug,
+            length_minutes=e.length_minutes,
+            length_options=list(e.length_options),
+            location=e.location_integration or e.location_address or e.location_type,
+            requires_confirmation=e.requires_confirmation,
+            is_default=e.id == default_id,
+        )
+
+
+class EventTypesResult(BaseModel):
+    event_types: list[EventTypeView]
+    say: str = Field(description=SAY)
+
+
+class ErrorView(BaseModel):
+    """What every surface returns for a failed call."""
+
+    code: str = Field(description="Stable machine code, e.g. 'slot_unavailable', 'invalid_argument'.")
+    message: str = Field(description="What went wrong and what to do next.")
+    retryable: bool = Field(description="Whether the same call may succeed if retried later.")
+    field: str | None = None
+    alternatives: list[SlotView] | None = None
+    say: str
+
+    @classmethod
+    def of(cls, error: AppError, tz: str) -> ErrorView:
+        alternatives = [SlotView.of(s, tz) for s in error.alternatives] if isinstance(error, SlotUnavailable) else None
+        return cls(
+            code=error.code,
+            message=error.message,
+            retryable=error.retryable,
+            field=error.field if isinstance(error, InvalidArgument) else None,
+            alternatives=alternatives,
+            say=say.error(error, tz),
+        )

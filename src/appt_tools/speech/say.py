@@ -1,0 +1,138 @@
+"""`say`: the one sentence a text-to-speech engine reads to the caller, for every result and error.
+
+Rules (checked by `problems`, enforced by `sentence`): at most 200 characters, on one line; times in
+words in the business's zone ("Tuesday, November 24 at 3 PM"); no ISO dates, ids, URLs or markdown.
+Caller-supplied text (titles, names) never goes in, so nothing a caller typed can break the rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
+from appt_tools.models import Appointment, AppointmentStatus, Slot
+from appt_tools.speech import spoken
+
+LIMIT = 200
+_FORBIDDEN = {
+    "an ISO date or time": re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}|T\d{2}:"),
+    "a URL": re.compile(r"https?://|www\.|\.com/", re.IGNORECASE),
+    "an id": re.compile(r"\bapt_|\b[1-9A-HJ-NP-Za-km-z]{16,}\b"),
+    "markdown": re.compile(r"[*_`#\[\]|<>]"),
+}
+STATUS_WORDS = {
+    AppointmentStatus.PENDING: "waiting for the host to confirm",
+    AppointmentStatus.ACTIVE: "confirmed",
+    AppointmentStatus.RESCHEDULED: "confirmed at its new time",
+    AppointmentStatus.CANCELLED: "cancelled",
+    AppointmentStatus.COMPLETED: "already past",
+    AppointmentStatus.FAILED: "not booked",
+}
+FIELD_PROMPTS = {
+    "attendee_email": "Could you spell your e-mail address for me again?",
+    "attendee_name": "Could you tell me your name again?",
+    "to_number": "I couldn't use that phone number; could you give it to me again?",
+    "from_number": "I couldn't use that phone number; could you give it to me again?",
+    "start": "I need a different time for that; which day and time would suit you?",
+    "new_start": "I need a different time for that; which day and time would suit you?",
+    "date": "Which day would you like?",
+    "timezone": "Which time zone are you in?",
+}
+ERROR_SAYS = {
+    "appointment_not_found": "I couldn't find that appointment.",
+    "already_cancelled": "That appointment is already cancelled.",
+    "not_reschedulable": "That appointment was cancelled, so I can't move it, but I can book a new one.",
+    "already_ended": "That appointment has already taken place.",
+    "not_booked": "That booking never went through, so there is nothing to change.",
+    "not_confirmed": "That booking isn't confirmed yet; let me check again in a moment.",
+    "calcom_unavailable": "The calendar isn't answering right now; please give me a moment.",
+    "calcom_rate_limited": "The calendar is busy right now; please give me a moment.",
+    "calcom_not_configured": "I can't reach the booking calendar right now, so I can't book this.",
+    "calcom_auth_failed": "I can't reach the booking calendar right now, so I can't book this.",
+}
+
+
+def problems(text: str) -> list[str]:
+    """Why `text` is not fit to be read aloud (empty when it is)."""
+    found = [f"contains {name}" for name, pattern in _FORBIDDEN.items() if pattern.search(text)]
+    if len(text) > LIMIT:
+        found.append(f"is {len(text)} characters long")
+    if "\n" in text or not text.strip():
+        found.append("is not one line of text")
+    return found
+
+
+def sentence(text: str) -> str:
+    """Collapse whitespace and keep within the limit, cutting at a word and ending cleanly."""
+    text = " ".join(text.split())
+    if len(text) <= LIMIT:
+        return text
+    cut = text[: LIMIT - 1].rsplit(" ", 1)[0].rstrip(",;")
+    return cut + "…"
+
+
+def slots(found: Sequence[Slot], tz: str, *, day_asked: datetime, later: bool) -> str:
+    times = [s.start for s in found]
+    asked = spoken.day(day_asked, tz)
+    if later and times:
+        return sentence(f"Nothing is free on {asked}. The next free times are {spoken.choices(times[:3], tz)}.")
+    if later:
+        return sentence(f"Nothing is free on {asked} or in the two weeks after it.")
+    if len(times) <= 3:
+        return sentence(f"I have {spoken.choices(times, tz)}.")
+    return sentence(f"I have {len(times)} free times, the first being {spoken.choices(times[:3], tz)}.")
+
+
+def booked(a: Appointment, tz: str) -> str:
+    when = spoken.when(a.start, tz)
+    if a.status is AppointmentStatus.PENDING:
+        return sentence(f"I've requested {when}; the host still has to confirm it, and you'll get an e-mail.")
+    return sentence(f"You're booked for {when}. A confirmation is on its way to your e-mail.")
+
+
+def rescheduled(a: Appointment, tz: str) -> str:
+    return sentence(f"Done, it's moved to {spoken.when(a.start, tz)}. An updated invite is on its way.")
+
+
+def cancelled(a: Appointment, tz: str) -> str:
+    return sentence(f"The appointment on {spoken.when(a.start, tz)} is cancelled.")
+
+
+def updated() -> str:
+    return "I've updated the appointment details."
+
+
+def appointment(a: Appointment, tz: str, now: datetime) -> str:
+    status = STATUS_WORDS[a.effective_status(now)]
+    return sentence(f"The appointment on {spoken.when(a.start, tz)} is {status}.")
+
+
+def search(total: int, first: Appointment | None, tz: str, now: datetime, *, exact: bool = True) -> str:
+    if not exact:
+        return f"I found more than {total:,} matching appointments."
+    if total == 0:
+        return "I couldn't find any matching appointments."
+    if total == 1 and first is not None:
+        status = STATUS_WORDS[first.effective_status(now)]
+        return sentence(f"I found one appointment, on {spoken.when(first.start, tz)}, and it is {status}.")
+    return f"I found {total:,} matching appointments."
+
+
+def event_types(titles: Sequence[str], lengths: Sequence[int]) -> str:
+    if not titles:
+        return "No meeting types are set up yet."
+    offered = [f"{title} ({length} minutes)" for title, length in zip(titles, lengths, strict=True)][:4]
+    return sentence("We offer " + spoken.join(offered) + ".")
+
+
+def error(err: AppError, tz: str) -> str:
+    if isinstance(err, SlotUnavailable):
+        opening = "That time was just taken." if err.taken else "That time isn't available."
+        if not err.alternatives:
+            return f"{opening} Nothing is free close to it; shall I look at another day?"
+        return sentence(f"{opening} I can offer {spoken.choices([s.start for s in err.alternatives], tz)} instead.")
+    if isinstance(err, InvalidArgument):
+        return FIELD_PROMPTS.get(err.field, "I need to check one of the details again.")
+    return ERROR_SAYS.get(err.code, "Sorry, something went wrong on my side; let me try that again.")

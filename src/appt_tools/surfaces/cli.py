@@ -1,0 +1,336 @@
+"""`appt-tools`: serve, sandbox, demo, settings, event-types, schemas.
+
+Everything a person reads goes to stderr while an MCP server speaks on stdout (stdio transport).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import traceback
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from appt_tools import config
+from appt_tools.errors import AppError
+
+if TYPE_CHECKING:
+    from appt_tools.core.service import AppointmentService
+    from appt_tools.surfaces.mcp_server import AppointmentServer, ServiceHandle
+
+
+# How long `serve` waits, once its client has gone, for a service still being opened, to close it cleanly.
+CLOSE_GRACE_SECONDS = 10.0
+
+
+def _say(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appt-tools", description="Appointment-booking tools for AI assistants.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the MCP server")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--sandbox", action="store_true", help="use a local Cal.com sandbox (no account needed)")
+
+    sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=5555)
+
+    sub.add_parser("demo", help="book, search, reschedule and cancel through a real MCP session on the sandbox")
+
+    settings = sub.add_parser("settings", help="show or change settings")
+    settings_sub = settings.add_subparsers(dest="action", required=True)
+    settings_sub.add_parser("show")
+    setter = settings_sub.add_parser("set", help="store a setting (the environment still wins)")
+    setter.add_argument("key", choices=config.SETTING_KEYS)
+    setter.add_argument("value", nargs="?", help="omit for secrets (API keys): they are asked for without echo")
+    unset = settings_sub.add_parser("unset", help="remove a stored setting")
+    unset.add_argument("key", choices=config.SETTING_KEYS)
+
+    events = sub.add_parser("event-types", help="Cal.com event types")
+    events_sub = events.add_subparsers(dest="action", required=True)
+    events_sub.add_parser("refresh", help="sync from Cal.com")
+    events_sub.add_parser("list", help="show the synced list")
+
+    reconcile = sub.add_parser("reconcile", help="compare the store with Cal.com over a window and repair it")
+    reconcile.add_argument("--days-back", type=int, default=7, help="from this many days ago (default 7)")
+    reconcile.add_argument("--days-ahead", type=int, default=90, help="to this many days ahead (default 90)")
+    reconcile.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=120,
+        help="leave bookings younger than this that are still being made alone (default 120; 0 after a crash)",
+    )
+
+    db = sub.add_parser("db", help="the local database")
+    db_sub = db.add_subparsers(dest="action", required=True)
+    db_sub.add_parser("upgrade", help="migrate it to the newest schema (every start does this too)")
+
+    schemas = sub.add_parser("schemas", help="tool JSON schemas")
+    schemas_sub = schemas.add_subparsers(dest="action", required=True)
+    export = schemas_sub.add_parser("export", help="write tool_schemas/*.json from the live tool list")
+    export.add_argument("--dir", type=Path, default=Path("tool_schemas"))
+    export.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sandbox":
+        from calcom_sandbox import main as sandbox_main
+
+        sandbox_main(port=args.port, host=args.host)
+        return 0
+    try:
+        return asyncio.run(_run(args))
+    except AppError as exc:
+        _say(f"error ({exc.code}): {exc.message}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return await _serve(args)
+    if args.command == "demo":
+        from appt_tools.surfaces.demo import run_demo
+
+        return await run_demo()
+    if args.command == "settings":
+        return await _settings(args)
+    if args.command == "event-types":
+        return await _event_types(args)
+    if args.command == "reconcile":
+        return await _reconcile(args)
+    if args.command == "schemas":
+        return await _schemas(args)
+    if args.command == "db":
+        return await _db(args)
+    raise AssertionError(args.command)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    """Over stdio the server answers at once (initialize and tools/list need no service) while the service
+    opens in the background; each tool call waits for it. Over HTTP the service is open before serving
+    (the dashboard and the keys need it)."""
+    from appt_tools.surfaces.mcp_server import ServiceHandle, build_server
+
+    if args.transport == "http":
+        async with AsyncExitStack() as stack:
+            return await _serve_http(build_server(await _open_for_serving(stack, args)), args)
+    handle = ServiceHandle()
+    server = build_server(handle)
+    stop = asyncio.Event()
+    opener = asyncio.create_task(_hold_open(args, handle, stop))
+    try:
+        await server.run_stdio_async()
+    finally:
+        # An open service closes now; one still opening closes as soon as it is open (cancelling it half
+        # open would leave its database connections to the interpreter's exit), unless that takes long.
+        stop.set()
+        await asyncio.wait({opener}, timeout=CLOSE_GRACE_SECONDS)
+        if not opener.done():
+            opener.cancel()
+            await asyncio.wait({opener})
+    return 0
+
+
+async def _hold_open(args: argparse.Namespace, handle: ServiceHandle, stop: asyncio.Event) -> None:
+    """Open the service into `handle`, keep it open until `stop`, then close it. A failure to open is
+    said on stderr and recorded in `handle`, so that every tool call answers with the reason."""
+    try:
+        async with AsyncExitStack() as stack:
+            handle.set(await _open_for_serving(stack, args))
+            await stop.wait()
+    except Exception as exc:
+        if handle.settled:  # it was open: closing failed
+            _say(f"error while closing: {type(exc).__name__}: {exc}")
+            return
+        handle.fail(exc)
+        if isinstance(exc, AppError):
+            _say(f"error ({exc.code}): {exc.message}")
+        else:
+            traceback.print_exception(exc, file=sys.stderr)
+        _say(
+            "error: the server could not open its database and settings; every tool call will say so. Restart it once fixed."
+        )
+
+
+async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> AppointmentService:
+    """The service `serve` runs on (entered into `stack`), with periodic reconciliation."""
+    from appt_tools.core.reconcile import reconciling
+    from appt_tools.runtime import open_sandbox_service, open_service
+
+    if args.sandbox:
+        service, sandbox = await stack.enter_async_context(open_sandbox_service())
+        _say(
+            f"SANDBOX MODE: bookings go to a local Cal.com sandbox at {sandbox.base_url} and a temporary "
+            "database; nothing reaches real Cal.com."
+        )
+    else:
+        service = await stack.enter_async_context(open_service())
+        if service.settings.calcom_api_key is None:
+            _say(
+                f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
+            )
+    await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
+    return service
+
+
+async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> int:
+    """MCP, /tools, Vapi and Retell in one process. Keys come from the environment or the store, never
+    from the command line, and are never printed."""
+    import uvicorn
+
+    from appt_tools.surfaces.auth import Credentials, is_loopback
+    from appt_tools.surfaces.http.app import HttpSettings, build_http_app
+
+    service = server.service
+    credentials = Credentials.of(service.settings)
+    if not credentials.api_keys and not is_loopback(args.host):
+        _say(
+            f"error: refusing to serve on {args.host} without an API key: anyone who can reach it could book and "
+            f"cancel. Set one (at least {config.MIN_HTTP_KEY_LENGTH} characters), then start again:\n"
+            f"  export {config.ENV['http_api_keys']}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
+            "or store it (asked for without echo): appt-tools settings set http_api_keys"
+        )
+        return 2
+
+    async def reload() -> Credentials:
+        # Stored keys are re-read while serving, so `settings set/unset http_api_keys` revokes without a restart.
+        return Credentials.of(config.resolve(await service.store.get_settings()))
+
+    settings = HttpSettings(
+        host=args.host,
+        credentials=credentials,
+        reload_credentials=reload,
+        sandbox=args.sandbox,
+        stateless=service.settings.http_stateless,
+    )
+    base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    _say(
+        f"serving on {base}: / (dashboard), /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, /webhooks/calcom, /healthz"
+    )
+    count = len(credentials.api_keys)
+    _say(
+        f"auth: {count} API key{'s' if count != 1 else ''} (Authorization: Bearer)"
+        if count
+        else "auth: none (no API key configured; open on loopback only)"
+    )
+    if settings.stateless:
+        _say("mcp: stateless (no MCP sessions: any instance behind a load balancer can answer any request)")
+    app = build_http_app(server, settings=settings)
+    await uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    ).serve()
+    return 0
+
+
+async def _settings(args: argparse.Namespace) -> int:
+    from appt_tools.store import Store
+
+    async with Store.from_url(config.database_url()) as store:
+        if args.action == "set":
+            value = args.value
+            secret = args.key in config.SECRET_KEYS
+            if value is None:
+                if not secret:
+                    _say(f"error: {args.key} needs a value")
+                    return 2
+                value = getpass.getpass(f"{args.key} (input hidden): ")
+            config.parse_setting(args.key, value)  # refuse a bad value before storing it
+            await store.set_setting(args.key, value.strip())
+            _say(f"stored {args.key}" + ("" if secret else f" = {value.strip()}"))
+        elif args.action == "unset":
+            await store.set_setting(args.key, None)
+            _say(f"removed stored {args.key}")
+        settings = config.resolve(await store.get_settings())
+    print(f"database_url      {config.database_url()}")
+    for key in config.SETTING_KEYS:
+        print(f"{key:<17} {settings.shown(key)}  [{settings.sources.get(key, 'default')}]")
+    return 0
+
+
+async def _event_types(args: argparse.Namespace) -> int:
+    from appt_tools.runtime import open_service
+
+    async with open_service() as service:
+        if args.action == "refresh":
+            await service.refresh_event_types()
+        types = await service.store.list_event_types()
+        default = service.settings.event_type_id
+    if not types:
+        _say("no event types synced yet: run 'appt-tools event-types refresh'")
+    for t in types:
+        mark = "*" if t.id == default else " "
+        lengths = "/".join(str(n) for n in (t.length_options or (t.length_minutes,)))
+        where = t.location_integration or t.location_address or t.location_type or "-"
+        print(f"{mark} {t.id:>8}  {t.title:<36} {lengths:>10} min  {where}")
+    return 0
+
+
+async def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from appt_tools.core.reconcile import Reconciler
+    from appt_tools.runtime import open_service
+
+    async with open_service() as service:
+        now = service.now()
+        report = await Reconciler(service, grace=timedelta(seconds=args.grace_seconds)).reconcile(
+            now - timedelta(days=args.days_back), now + timedelta(days=args.days_ahead)
+        )
+    print(
+        f"checked {report.checked} appointment(s); repaired {len(report.repaired)}; unresolved {len(report.unresolved)}"
+    )
+    for line in report.repaired:
+        print(f"  repaired   {line}")
+    for line in report.unresolved:
+        print(f"  unresolved {line}")
+    return 1 if report.unresolved else 0
+
+
+async def _schemas(args: argparse.Namespace) -> int:
+    from appt_tools.surfaces import schema_export
+
+    files = await schema_export.current_files()
+    if args.check:
+        problems = schema_export.drift(args.dir, files)
+        for problem in problems:
+            _say(problem)
+        return 1 if problems else 0
+    for path in schema_export.write(args.dir, files):
+        _say(f"wrote {path}")
+    return 0
+
+
+async def _db(args: argparse.Namespace) -> int:
+    from appt_tools.store import Store
+
+    store = Store.from_url(config.database_url())
+    try:
+        before = await store.schema_revision()
+        await store.create_schema()
+        after = await store.schema_revision()
+    finally:
+        await store.aclose()
+    if before == after:
+        _say(f"the database is already at schema revision {after}, the newest")
+    else:
+        was = before or "no revision (a new database, or one made before migrations)"
+        _say(f"upgraded the database from {was} to schema revision {after}, the newest")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

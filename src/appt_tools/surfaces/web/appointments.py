@@ -1,0 +1,337 @@
+"""The table, the calendar and the add/edit drawer: every read and change goes through the same
+`AppointmentService` as the tools, so validation, Cal.com handling and messages are the same."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+
+from appt_tools.core.service import EDITABLE_FIELDS, LOCKED_FIELDS, AppointmentService
+from appt_tools.errors import AppError, InvalidArgument
+from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, EventType, SearchPage
+from appt_tools.speech import spoken
+from appt_tools.surfaces.web import plain, render
+from appt_tools.surfaces.web.gate import json_body
+from appt_tools.surfaces.web.present import (
+    CALENDAR_STATUSES,
+    STATUS_LABELS,
+    WEEKDAY_NAMES,
+    Month,
+    Row,
+    clock,
+    editable,
+    long_day,
+    month_grid,
+    parse_month,
+    place,
+    short_day,
+    slot_choice,
+)
+from appt_tools.surfaces.web.session import Session
+
+# (column, header, what it sorts by); the numbers and the link are not sortable in the store.
+COLUMNS = (
+    ("title", "Title", "title"),
+    ("attendee", "Attendee", "attendee_name"),
+    ("business", "Business", "business_name"),
+    ("start", "Date & time", "start"),
+    ("status", "Status", "status"),
+    ("label", "Label", "label"),
+    ("call_type", "Call type", "call_type"),
+    ("numbers", "To / From", None),
+    ("link", "Meeting", None),
+)
+DEFAULT_PAGE_SIZE = 25
+STATUS_FILTERS = (("", "All but failed"), *((s.value, STATUS_LABELS[s]) for s in AppointmentStatus))
+CALENDAR_PAGES = 20  # at most 2,000 appointments in one month's grid
+WEB_CANCEL_REASON = "Cancelled by the business from the dashboard."
+WEB_MOVE_REASON = "Moved by the business from the dashboard."
+
+
+@dataclass(frozen=True)
+class TableState:
+    q: str = ""
+    status: str = ""
+    sort: str = "start"
+    order: str = "asc"
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    @classmethod
+    def parse(cls, params: QueryParams) -> TableState:
+        """Out-of-range sort, order, page or size fall back to the defaults: links are made by us."""
+        sort = params.get("sort", "start")
+        size = _int(params.get("page_size")) or DEFAULT_PAGE_SIZE
+        return cls(
+            q=params.get("q", "").strip(),
+            status=params.get("status", "").strip(),
+            sort=sort if sort in SORT_FIELDS else "start",
+            order="desc" if params.get("order") == "desc" else "asc",
+            page=max(1, _int(params.get("page")) or 1),
+            page_size=size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE,
+        )
+
+    def query(self, **changes: Any) -> str:
+        state = replace(self, **changes)
+        values = {
+            "q": state.q,
+            "status": state.status,
+            "sort": state.sort,
+            "order": state.order,
+            "page": state.page,
+            "page_size": state.page_size,
+        }
+        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+    def sort_query(self, field: str) -> str:
+        """Sorting by a column: ascending first, reversed on the next click; back to page 1."""
+        order = "desc" if self.sort == field and self.order == "asc" else "asc"
+        return self.query(sort=field, order=order, page=1)
+
+
+def _int(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) < 7 else None
+
+
+class Appointments:
+    def __init__(self, service: AppointmentService) -> None:
+        self.service = service
+
+    # --- what the pages show ------------------------------------------------------------------
+
+    async def table(self, params: QueryParams) -> dict[str, Any]:
+        state = TableState.parse(params)
+        service = self.service
+        context: dict[str, Any] = {
+            "state": state,
+            "columns": COLUMNS,
+            "status_filters": STATUS_FILTERS,
+            "page_sizes": PAGE_SIZES,
+            "timezone": service.timezone,
+            "rows": [],
+            "total": 0,
+            "total_exact": True,
+            "pages": 1,
+            "more": False,
+            "error": None,
+        }
+        try:
+            found = await self._search(state)
+            pages = max(1, -(-found.total // state.page_size))
+            if found.total_exact and state.page > pages:  # narrowed below the page asked for: show the last one
+                state = replace(state, page=pages)
+                found = await self._search(state)
+        except AppError as exc:
+            context["error"] = plain.problem(exc, service.timezone)[1]["error"]["message"]
+            return context
+        now = service.now()
+        rows = [Row.of(a, service.timezone, now) for a in found.items]
+        more = state.page < pages or (not found.total_exact and len(found.items) == state.page_size)
+        return {
+            **context,
+            "state": state,
+            "rows": rows,
+            "total": found.total,
+            "total_exact": found.total_exact,
+            "pages": pages,
+            "more": more,
+        }
+
+    async def _search(self, state: TableState) -> SearchPage:
+        return await self.service.search(
+            query=state.q or None,
+            status=state.status or None,
+            sort_by=state.sort,
+            sort_order=state.order,
+            page=state.page,
+            page_size=state.page_size,
+        )
+
+    async def calendar(self, params: QueryParams) -> dict[str, Any]:
+        service = self.service
+        tz = service.timezone
+        today = spoken.local(service.now(), tz).date()
+        month = month_grid(parse_month(params.get("month"), today), today)
+        error = None
+        try:
+            place(month, await self._month_rows(month))
+        except AppError as exc:
+            error = plain.problem(exc, tz)[1]["error"]["message"]
+        return {"month": month, "weekdays": WEEKDAY_NAMES, "timezone": tz, "error": error, "today": today.isoformat()}
+
+    async def _month_rows(self, month: Month) -> list[Row]:
+        rows: list[Row] = []
+        now = self.service.now()
+        for page in range(1, CALENDAR_PAGES + 1):
+            found = await self.service.search(
+                status=CALENDAR_STATUSES,
+                date_from=month.grid_start.isoformat(),
+                date_to=month.grid_end.isoformat(),
+                sort_by="start",
+                page=page,
+                page_size=100,
+            )
+            rows += [Row.of(a, self.service.timezone, now) for a in found.items]
+            if len(found.items) < 100:
+                break
+        return rows
+
+    async def event_types(self) -> list[EventType]:
+        """The synced event types (synced once from Cal.com if there are none yet); none on failure."""
+        try:
+            return await self.service.list_event_types()
+        except AppError:
+            return await self.service.store.list_event_types()
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    async def table_fragment(self, request: Request, session: Session) -> Response:
+        return render.html("_table.html", **await self.table(request.query_params))
+
+    async def calendar_fragment(self, request: Request, session: Session) -> Response:
+        return render.html("_calendar.html", **await self.calendar(request.query_params))
+
+    async def slots(self, request: Request, session: Session) -> Response:
+        """Free times on one day for the drawer; when there are none, the next free day."""
+        raw = request.query_params.get("date", "").strip()
+        if not raw:
+            raise InvalidArgument("date", "choose a day.")
+        found = await self.service.find_slots(day=raw, event_type_id=_int(request.query_params.get("event_type_id")))
+        tz = found.timezone
+        asked = date.fromisoformat(raw)
+        body: dict[str, Any] = {
+            "date": raw,
+            "day": long_day(asked),
+            "timezone": tz,
+            "event_type": found.event_type.title,
+        }
+        if not found.later:
+            return render.json({**body, "slots": [slot_choice(s, tz) for s in found.slots], "empty": False})
+        nxt = spoken.local(found.slots[0].start, tz).date() if found.slots else None
+        message = f"Nothing is free on {long_day(asked)}."
+        message += (
+            f" The next free day is {long_day(nxt)}." if nxt else " Nothing is free in the two weeks after it either."
+        )
+        return render.json(
+            {
+                **body,
+                "slots": [],
+                "empty": True,
+                "message": message,
+                "next_date": nxt.isoformat() if nxt else None,
+                "next_day": long_day(nxt) if nxt else None,
+            }
+        )
+
+    async def get(self, request: Request, session: Session) -> Response:
+        appointment = await self.service.get(request.path_params["id"])
+        history = await self.service.history(appointment.id)
+        tz = self.service.timezone
+        data = editable(appointment, tz, self.service.now(), await self.event_types())
+        data["history"] = [
+            {"at": f"{short_day(h.at, tz)}, {clock(h.at, tz)}", "action": h.action, "detail": h.detail} for h in history
+        ]
+        return render.json({"appointment": data})
+
+    async def create(self, request: Request, session: Session) -> Response:
+        body = await json_body(request)
+        start = _text(body, "start")
+        if not start:
+            raise InvalidArgument("start", "choose a free time for the appointment.")
+        booked = await self.service.book(
+            start=start,
+            title=_text(body, "title") or None,
+            attendee_name=_text(body, "attendee_name") or "",
+            attendee_email=_text(body, "attendee_email") or "",
+            to_number=_text(body, "to_number") or "",
+            from_number=_text(body, "from_number") or "",
+            call_type=_text(body, "call_type") or "web",
+            description=_text(body, "description") or None,
+            label=_text(body, "label") or None,
+            event_type_id=_number(body, "event_type_id"),
+            idempotency_key=_text(body, "idempotency_key") or None,
+        )
+        tz = self.service.timezone
+        when = spoken.when(booked.start, tz)
+        message = (
+            f"Requested for {when}; the host still has to confirm it."
+            if booked.status is AppointmentStatus.PENDING
+            else f"Booked for {when}. Cal.com is sending the invitation."
+        )
+        data = editable(booked, tz, self.service.now(), await self.event_types())
+        return render.json({"appointment": data, "message": message}, 201)
+
+    async def update(self, request: Request, session: Session) -> Response:
+        """Details through `service.update` (locked fields are refused there); a new time through
+        `service.reschedule`. When the details saved but the move failed, the error says so."""
+        body = await json_body(request)
+        appointment = await self.service.get(request.path_params["id"])
+        changes = {k: _text(body, k) for k in (*EDITABLE_FIELDS, *LOCKED_FIELDS) if k in body}
+        saved = False
+        if changes:
+            before = appointment
+            appointment = await self.service.update(appointment.id, changes)
+            saved = appointment != before
+        tz = self.service.timezone
+        start = _text(body, "start")
+        moved = False
+        if start and start != spoken.iso(appointment.start, tz):
+            try:
+                appointment = await self.service.reschedule(
+                    appointment.id,
+                    start,
+                    reason=WEB_MOVE_REASON,
+                    idempotency_key=_text(body, "idempotency_key") or None,
+                )
+            except AppError as exc:
+                status, error = plain.problem(exc, tz)
+                if saved:
+                    error["error"]["message"] = (
+                        "The details were saved, but the time was not changed. " + error["error"]["message"]
+                    )
+                    error["error"]["saved"] = True
+                return render.json(error, status)
+            moved = True
+        message = (
+            f"Moved to {spoken.when(appointment.start, tz)}. Cal.com is sending the new invitation."
+            if moved
+            else ("Saved." if saved else "Nothing changed.")
+        )
+        data = editable(appointment, tz, self.service.now(), await self.event_types())
+        return render.json({"appointment": data, "message": message})
+
+    async def cancel(self, request: Request, session: Session) -> Response:
+        body = await json_body(request)
+        cancelled = await self.service.cancel(
+            request.path_params["id"],
+            reason=_text(body, "reason") or WEB_CANCEL_REASON,
+            idempotency_key=_text(body, "idempotency_key") or None,
+        )
+        tz = self.service.timezone
+        data = editable(cancelled, tz, self.service.now(), await self.event_types())
+        message = f"Cancelled the appointment on {spoken.when(cancelled.start, tz)}. Cal.com is telling the attendee."
+        return render.json({"appointment": data, "message": message})
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidArgument(name, "must be text.")
+
+
+def _number(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value in (None, ""):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise InvalidArgument(name, "must be a whole number.")

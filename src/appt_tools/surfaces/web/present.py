@@ -1,0 +1,206 @@
+"""Appointments as the dashboard shows them: local dates and times in the business's zone, status
+badges, the month grid. Pure functions over domain models; no I/O."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from appt_tools.models import Appointment, AppointmentStatus, EventType, Slot
+from appt_tools.speech import spoken
+
+STATUS_LABELS = {
+    AppointmentStatus.ACTIVE: "Active",
+    AppointmentStatus.PENDING: "Pending",
+    AppointmentStatus.COMPLETED: "Completed",
+    AppointmentStatus.CANCELLED: "Cancelled",
+    AppointmentStatus.RESCHEDULED: "Rescheduled",
+    AppointmentStatus.FAILED: "Failed",
+}
+GONE = (AppointmentStatus.CANCELLED, AppointmentStatus.FAILED)  # no meeting to join
+CHANGEABLE = (AppointmentStatus.ACTIVE, AppointmentStatus.PENDING, AppointmentStatus.RESCHEDULED)
+CALL_TYPE_LABELS = {"inbound": "Inbound call", "outbound": "Outbound call", "web": "Web"}
+# What the calendar shows: everything but cancelled appointments and bookings that never went through.
+CALENDAR_STATUSES = "pending,active,rescheduled,completed"
+
+
+def clock(moment: datetime, tz: str) -> str:
+    """'3:00 PM'."""
+    at = spoken.local(moment, tz)
+    return f"{at.hour % 12 or 12}:{at.minute:02d} {'AM' if at.hour < 12 else 'PM'}"
+
+
+def short_day(moment: datetime | date, tz: str | None = None) -> str:
+    """'Tue, Nov 24, 2026'."""
+    at = spoken.local(moment, tz) if isinstance(moment, datetime) and tz else moment
+    return f"{at:%a}, {at:%b} {at.day}, {at.year}"
+
+
+def long_day(day: date) -> str:
+    """'Tuesday, November 24'."""
+    return f"{day:%A}, {day:%B} {day.day}"
+
+
+def safe_link(url: str | None) -> str | None:
+    """Only http(s) links become clickable; anything else (javascript:, data:) is not a link."""
+    if not url or urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None
+    return url
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    title: str
+    attendee_name: str
+    attendee_email: str
+    business_name: str
+    day: str
+    time: str
+    local_date: str  # YYYY-MM-DD in the business's zone
+    start: str  # ISO 8601 with the zone's offset
+    status: str
+    status_label: str
+    label: str
+    call_type: str
+    call_type_label: str
+    to_number: str
+    from_number: str
+    meeting_url: str | None
+    changeable: bool
+
+    @classmethod
+    def of(cls, a: Appointment, tz: str, now: datetime) -> Row:
+        status = a.effective_status(now)
+        return cls(
+            id=a.id,
+            title=a.title,
+            attendee_name=a.attendee_name,
+            attendee_email=a.attendee_email,
+            business_name=a.business_name,
+            day=short_day(a.start, tz),
+            time=clock(a.start, tz),
+            local_date=spoken.local(a.start, tz).date().isoformat(),
+            start=spoken.iso(a.start, tz),
+            status=status.value,
+            status_label=STATUS_LABELS[status],
+            label=a.label,
+            call_type=a.call_type,
+            call_type_label=CALL_TYPE_LABELS.get(a.call_type, a.call_type),
+            to_number=a.to_number,
+            from_number=a.from_number,
+            meeting_url=safe_link(a.meeting_url) if status not in GONE else None,
+            changeable=status in CHANGEABLE and a.booking_uid is not None,
+        )
+
+
+def editable(a: Appointment, tz: str, now: datetime, event_types: list[EventType]) -> dict[str, object]:
+    """What the drawer needs to edit one appointment."""
+    row = Row.of(a, tz, now)
+    kind = next((t.title for t in event_types if t.id == a.event_type_id), f"Event type {a.event_type_id}")
+    return {
+        "id": a.id,
+        "title": a.title,
+        "description": a.description,
+        "label": a.label,
+        "attendee_name": a.attendee_name,
+        "attendee_email": a.attendee_email,
+        "business_name": a.business_name,
+        "to_number": a.to_number,
+        "from_number": a.from_number,
+        "call_type": a.call_type,
+        "event_type_id": a.event_type_id,
+        "event_type": kind,
+        "start": row.start,
+        "local_date": row.local_date,
+        "when": f"{row.day}, {row.time}",
+        "status": row.status,
+        "status_label": row.status_label,
+        "changeable": row.changeable,
+        "meeting_url": row.meeting_url,
+        "last_error": a.last_error,
+    }
+
+
+def slot_choice(slot: Slot, tz: str) -> dict[str, str]:
+    return {"start": spoken.iso(slot.start, tz), "time": clock(slot.start, tz), "day": short_day(slot.start, tz)}
+
+
+# --- the month grid ---------------------------------------------------------------------------
+
+
+@dataclass
+class Day:
+    date: date
+    in_month: bool
+    today: bool
+    items: list[Row] = field(default_factory=list)
+
+    @property
+    def iso(self) -> str:
+        return self.date.isoformat()
+
+    @property
+    def title(self) -> str:
+        return long_day(self.date)
+
+
+@dataclass(frozen=True)
+class Month:
+    first: date
+    weeks: list[list[Day]]
+
+    @property
+    def title(self) -> str:
+        return f"{self.first:%B} {self.first.year}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.first:%Y-%m}"
+
+    @property
+    def previous(self) -> str:
+        return f"{(self.first - timedelta(days=1)):%Y-%m}"
+
+    @property
+    def next(self) -> str:
+        return f"{(self.first + timedelta(days=32)).replace(day=1):%Y-%m}"
+
+    @property
+    def grid_start(self) -> date:
+        return self.weeks[0][0].date
+
+    @property
+    def grid_end(self) -> date:
+        return self.weeks[-1][-1].date
+
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def month_grid(first: date, today: date) -> Month:
+    """Whole weeks, Monday first, covering the month of `first`."""
+    weeks = [
+        [Day(d, d.month == first.month, d == today) for d in week]
+        for week in calendar.Calendar(firstweekday=0).monthdatescalendar(first.year, first.month)
+    ]
+    return Month(first.replace(day=1), weeks)
+
+
+def place(month: Month, rows: list[Row]) -> Month:
+    by_day = {day.iso: day for week in month.weeks for day in week}
+    for row in rows:
+        if row.local_date in by_day:
+            by_day[row.local_date].items.append(row)
+    return month
+
+
+def parse_month(raw: str | None, today: date) -> date:
+    """'2026-11' → 2026-11-01; anything else → this month."""
+    try:
+        year, month = (raw or "").split("-")
+        return date(int(year), int(month), 1)
+    except ValueError:
+        return today.replace(day=1)

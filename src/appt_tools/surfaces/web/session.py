@@ -1,0 +1,170 @@
+"""Who may use the dashboard, and protection against cross-site requests.
+
+Open (no sign-in) exactly when the rest of the HTTP app is open: bound to loopback with no HTTP API
+key configured. Otherwise the owner signs in by pasting one of the HTTP API keys; it is checked with
+`auth.key_matches` against the keys `auth.Guard` holds (re-read every 5 s), and never stored in the
+cookie: the session remembers only an HMAC of it, so revoking a key ends its sessions within 5 s.
+
+The session cookie `appt_session` is `<base64 JSON>.<hex HMAC-SHA256>` signed with a secret drawn at
+random once and kept in the database (`Store.setting_once`), so sessions outlive a restart and every
+server sharing the database (several instances behind a load balancer) accepts them. It is HttpOnly,
+SameSite=Strict, Secure over https, and expires after 12 hours.
+
+Every change is a POST that must carry the session's CSRF token (header `X-CSRF-Token`, or the `csrf`
+form field), compared in constant time; a POST whose Origin is not this server's, or that the
+browser marks as cross-site (`Sec-Fetch-Site`), is refused before anything runs. While open on
+loopback, a request for any host name but 127.0.0.1, localhost or [::1] is refused (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from appt_tools.surfaces.auth import Guard, is_loopback, key_matches
+
+COOKIE = "appt_session"
+LIFETIME_SECONDS = 12 * 60 * 60
+CSRF_HEADER = "x-csrf-token"
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str
+    key_tag: str | None  # HMAC of the API key signed in with; None before sign-in (or while open)
+    issued: int
+
+
+class Sessions:
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one."""
+        self.guard = guard
+        self._load = secret if callable(secret) else None
+        self._key = None if callable(secret) else (secret or secrets.token_bytes(32))
+        self._clock = clock
+
+    async def ready(self) -> None:
+        """Load the signing key, the first time only."""
+        if self._key is None and self._load is not None:
+            self._key = await self._load()
+
+    @property
+    def _secret(self) -> bytes:
+        if self._key is None:
+            raise RuntimeError("Sessions.ready() must be awaited before a cookie is read or made")
+        return self._key
+
+    # --- the cookie ---------------------------------------------------------------------------
+
+    def new(self, key: str | None = None) -> Session:
+        return Session(
+            csrf=secrets.token_urlsafe(32), key_tag=self._tag(key) if key else None, issued=int(self._clock())
+        )
+
+    def encode(self, session: Session) -> str:
+        payload = json.dumps({"c": session.csrf, "k": session.key_tag, "t": session.issued}, separators=(",", ":"))
+        body = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+        return f"{body}.{self._sign(body)}"
+
+    def decode(self, raw: str | None) -> Session | None:
+        body, _, signature = (raw or "").partition(".")
+        if not body or not hmac.compare_digest(self._sign(body), signature):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            session = Session(csrf=str(data["c"]), key_tag=data["k"], issued=int(data["t"]))
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return None
+        if not 0 <= self._clock() - session.issued < LIFETIME_SECONDS:
+            return None
+        return session
+
+    async def read(self, request: Request) -> Session | None:
+        await self.ready()
+        return self.decode(request.cookies.get(COOKIE))
+
+    def store(self, response: Response, request: Request, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            self.encode(session),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
+
+    def _tag(self, key: str) -> str:
+        return hmac.new(self._secret, b"api-key:" + key.encode(), hashlib.sha256).hexdigest()
+
+    # --- who is signed in ---------------------------------------------------------------------
+
+    async def keys(self) -> tuple[SecretStr, ...]:
+        return (await self.guard.credentials()).api_keys
+
+    async def is_open(self) -> bool:
+        """No sign-in needed: loopback and no key, as for /tools and /mcp."""
+        return self.guard.loopback and not await self.keys()
+
+    async def signed_in(self, session: Session | None) -> bool:
+        keys = await self.keys()
+        if not keys:
+            return self.guard.loopback  # fails closed if the keys are removed from a public server
+        if session is None or session.key_tag is None:
+            return False
+        matched = False
+        for key in keys:  # every key compared, no early exit
+            matched |= hmac.compare_digest(session.key_tag, self._tag(key.get_secret_value()))
+        return matched
+
+    async def sign_in(self, given: str) -> Session | None:
+        """A fresh session (new CSRF token) for a key that is one of the configured keys."""
+        await self.ready()
+        given = given.strip()
+        keys = await self.keys()
+        if not keys or not key_matches(given, keys):
+            return None
+        return self.new(given)
+
+
+def csrf_ok(session: Session | None, offered: str | None) -> bool:
+    if session is None or not offered:
+        return False
+    return hmac.compare_digest(session.csrf.encode(), offered.encode())
+
+
+def foreign_origin(request: Request) -> bool:
+    """A POST a browser sent from another site: its Origin is not this server, or Sec-Fetch-Site says so."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not a browser's cross-site POST (browsers send Origin on those); the CSRF token decides
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
+def foreign_host(request: Request) -> bool:
+    """While open on loopback: a host name that is not loopback means a DNS-rebound page."""
+    host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
+    return not is_loopback(host)

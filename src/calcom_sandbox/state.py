@@ -1,0 +1,552 @@
+"""The sandbox's world: one host, its event types, its bookings and what Cal.com would have sent.
+
+Everything is in memory and asyncio-safe: each read-check-write runs with no `await` inside it, so
+it is atomic on the event loop. Booking creation is the one operation that awaits in the middle, as
+Cal.com's does: it checks availability, does its slow work (video room, calendar event; here
+`before_insert`), then inserts, refusing a second accepted booking with the same idempotency key of
+host + start + end (NOTES §6). Only a true race reaches that unique check: 409.
+
+Each change of a booking records the e-mails Cal.com sends (`outbox`) and emits the webhook Cal.com
+fires (`webhooks`, NOTES §8): BOOKING_CREATED, BOOKING_REQUESTED, BOOKING_RESCHEDULED,
+BOOKING_CANCELLED and BOOKING_REJECTED. `faults` holds what tests ask the HTTP side to do wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from calcom_sandbox.faults import FaultBook, FaultEvent
+from calcom_sandbox.payloads import TimeStyle, booking_payload, reschedule_fields
+from calcom_sandbox.problems import (
+    MSG_ALREADY_CANCELLED,
+    MSG_ALREADY_ENDED,
+    MSG_CONFLICT,
+    MSG_HOST_NEEDS_REASON,
+    MSG_OUT_OF_BOUNDS,
+    MSG_PAST,
+    MSG_TAKEN,
+    bad_request,
+    not_found,
+    plain,
+    trpc_bad_request,
+)
+from calcom_sandbox.ratelimit import DEFAULT_BLOCK, RateLimiter
+from calcom_sandbox.records import (
+    LIVE,
+    Attendee,
+    BookingQuery,
+    BookingRecord,
+    BookingState,
+    EventTypeDef,
+    Host,
+    Location,
+    NewBooking,
+    OutboxKind,
+    OutboxMessage,
+    default_event_types,
+)
+from calcom_sandbox.slots import WEEKDAYS_9_TO_5, Interval, Schedule, WorkingHours, is_free, iso_z
+from calcom_sandbox.webhooks import Delivery, WebhookHub
+
+__all__ = [
+    "Attendee",
+    "BookingQuery",
+    "BookingRecord",
+    "EventTypeDef",
+    "Host",
+    "Location",
+    "NewBooking",
+    "OutboxMessage",
+    "SandboxState",
+]
+
+_BASE58: Final = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+_NO_MAILBOX: Final = "@sms.cal.com"  # Cal.com's faux address for phone-only attendees; never e-mailed
+PayloadStatus = Literal["ACCEPTED", "PENDING", "CANCELLED", "REJECTED"]
+
+
+def _system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SandboxState:
+    """The whole in-memory Cal.com world of one host. `now` is injectable so tests can freeze time."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        host_time_zone: str = "America/New_York",
+        now: Callable[[], datetime] | None = None,
+        rate_limit: int = 120,
+        *,
+        working_hours: WorkingHours = WEEKDAYS_9_TO_5,
+        event_types_need_username: bool = False,
+        rate_limit_block: timedelta = DEFAULT_BLOCK,
+        webhook_timeout: float = 10.0,
+    ) -> None:
+        self.api_key = api_key or "cal_sandbox_" + secrets.token_hex(16)
+        self.now: Callable[[], datetime] = now or _system_now
+        self.host = Host(1, "host", "Sandbox Host", "host@example.com", host_time_zone)
+        self.schedule = Schedule(ZoneInfo(host_time_zone), working_hours)
+        self.event_types: list[EventTypeDef] = default_event_types()
+        self.default_event_type_id: int = self.event_types[0].id
+        self.bookings: dict[str, BookingRecord] = {}
+        self.outbox: list[OutboxMessage] = []
+        self.rate_limiter = RateLimiter(rate_limit, block=rate_limit_block)
+        self.faults = FaultBook(self.now)
+        self.webhooks = WebhookHub(self.now)
+        self.webhook_timeout = webhook_timeout  # seconds each delivery may take
+        # Before PR #25178 Cal.com answered GET /v2/event-types without `username` with []; True does that.
+        self.event_types_need_username = event_types_need_username
+        # Awaited between the availability check and the insert, where Cal.com creates the meeting and the
+        # calendar event. Tests put a barrier here to stage the exact race that ends in 409.
+        self.before_insert: Callable[[], Awaitable[None]] | None = None
+        self._next_booking_id = 1
+        self._random = random.Random()
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def event_type_id(self, slug: str) -> int:
+        found = self.event_type_by_slug(slug)
+        if found is None:
+            raise KeyError(f"no event type with slug {slug!r}")
+        return found.id
+
+    def event_type(self, event_type_id: int) -> EventTypeDef | None:
+        return next((et for et in self.event_types if et.id == event_type_id), None)
+
+    def event_type_by_slug(self, slug: str) -> EventTypeDef | None:
+        return next((et for et in self.event_types if et.slug == slug), None)
+
+    def booking(self, uid: str) -> BookingRecord:
+        found = self.bookings.get(uid)
+        if found is None:
+            raise not_found(f"Booking with uid={uid} was not found in the database")
+        return found
+
+    # --- availability ----------------------------------------------------------------------------
+
+    def free_slots(
+        self, et: EventTypeDef, start: datetime, end: datetime, length: int, *, ignore_uid: str | None = None
+    ) -> list[datetime]:
+        """Bookable starts in [start, end]: on the grid, after the minimum notice, clear of live bookings."""
+        earliest = self.now() + timedelta(minutes=et.minimum_notice)
+        meeting = timedelta(minutes=length)
+        busy = self._busy(ignore_uid)
+        return [
+            at
+            for at in self.schedule.grid(max(start, earliest), end, meeting, et.step(length))
+            if self._clear(et, at, at + meeting, busy)
+        ]
+
+    def _busy(self, ignore_uid: str | None) -> list[Interval]:
+        out: list[Interval] = []
+        for booking in self.bookings.values():
+            if booking.status not in LIVE or booking.uid == ignore_uid:
+                continue
+            et = self.event_type(booking.event_type_id)
+            before = timedelta(minutes=et.before_buffer if et else 0)
+            after = timedelta(minutes=et.after_buffer if et else 0)
+            out.append((booking.start - before, booking.end + after))
+        return out
+
+    def _clear(self, et: EventTypeDef, start: datetime, end: datetime, busy: Iterable[Interval]) -> bool:
+        before, after = timedelta(minutes=et.before_buffer), timedelta(minutes=et.after_buffer)
+        return is_free(start, end, before, after, busy)
+
+    def _check_bookable(self, et: EventTypeDef, start: datetime, length: int, ignore_uid: str | None) -> None:
+        """Raise Cal.com's 400 for a start in the past, too soon, off the slot grid, or not free.
+
+        Real Cal.com accepts an off-grid start inside working hours; the sandbox is stricter on purpose and
+        answers with the out-of-bounds text, which tells the caller to book a start from GET /v2/slots.
+        """
+        now = self.now()
+        if start < now:
+            raise bad_request(MSG_PAST)
+        if start < now + timedelta(minutes=et.minimum_notice):
+            raise bad_request(MSG_OUT_OF_BOUNDS)
+        meeting = timedelta(minutes=length)
+        end = start + meeting
+        within_hours = any(
+            opens <= start and end <= closes
+            for opens, closes in self.schedule.windows(
+                start.astimezone(self.schedule.zone).date() - timedelta(days=1),
+                end.astimezone(self.schedule.zone).date(),
+            )
+        )
+        if not within_hours:
+            raise bad_request(MSG_TAKEN)
+        if start not in self.schedule.grid(start, start, meeting, et.step(length)):
+            raise bad_request(MSG_OUT_OF_BOUNDS)
+        if not self._clear(et, start, end, self._busy(ignore_uid)):
+            raise bad_request(MSG_TAKEN)
+
+    # --- booking lifecycle -----------------------------------------------------------------------
+
+    async def create_booking(self, request: NewBooking) -> BookingRecord:
+        et = request.event_type
+        self._check_bookable(et, request.start, request.length, None)
+        status: BookingState = "pending" if et.requires_confirmation else "accepted"
+        await self._slow_work()
+        booking = self._insert(
+            et,
+            request.start,
+            request.length,
+            status,
+            request.attendee,
+            request.location,
+            guests=list(request.guests),
+            metadata=dict(request.metadata),
+            responses=dict(request.responses),
+        )
+        if status == "pending":
+            self._notify(booking, "requested", host_kind="awaiting_approval")
+            self._emit("BOOKING_REQUESTED", booking, "PENDING")
+        else:
+            self._notify(booking, "scheduled")
+            self._emit("BOOKING_CREATED", booking, "ACCEPTED")
+        return booking
+
+    async def reschedule_booking(
+        self, uid: str, start: datetime, *, reason: str | None, rescheduled_by: str | None
+    ) -> BookingRecord:
+        old = self.booking(uid)
+        self._ensure_reschedulable(old)
+        et = self.event_type(old.event_type_id)
+        if et is None:
+            raise not_found(f"Event type with id {old.event_type_id} not found.")
+        self._check_bookable(et, start, old.duration, old.uid)
+        by_owner = rescheduled_by is not None and rescheduled_by.lower() == self.host.email.lower()
+        status: BookingState = "pending" if et.requires_confirmation and not by_owner else "accepted"
+        await self._slow_work()
+        self._ensure_reschedulable(old)  # a concurrent reschedule may have won meanwhile
+        responses = dict(old.responses)
+        if reason:
+            responses["rescheduleReason"] = reason
+        new = self._insert(
+            et,
+            start,
+            old.duration,
+            status,
+            old.attendee,
+            old.venue,
+            guests=list(old.guests),
+            metadata=dict(old.metadata),
+            responses=responses,
+            ignore_key_of=old.uid,
+        )
+        new.rescheduled_from_uid = old.uid
+        new.rescheduling_reason = reason
+        new.rescheduled_by_email = rescheduled_by
+        old.status = "cancelled"
+        old.idempotency_key = None
+        old.rescheduled_to_uid = new.uid
+        old.rescheduled_by_email = rescheduled_by
+        old.updated_at = self.now()
+        self._notify(new, "rescheduled")
+        extra = reschedule_fields(old, rescheduled_by)
+        if status == "pending":  # Cal.com's handleNewBooking: not confirmed by default means REQUESTED
+            self._emit("BOOKING_REQUESTED", new, "PENDING", extra=extra)
+        else:
+            self._emit("BOOKING_RESCHEDULED", new, "ACCEPTED", extra=extra)
+        return new
+
+    def cancel_booking(self, uid: str, *, reason: str | None, by_host: bool) -> BookingRecord:
+        booking = self.booking(uid)
+        if booking.status in ("cancelled", "rejected"):
+            raise plain(400, MSG_ALREADY_CANCELLED)
+        now = self.now()
+        if booking.end <= now:
+            raise plain(400, MSG_ALREADY_ENDED)
+        if by_host and not (reason or "").strip():
+            raise plain(400, MSG_HOST_NEEDS_REASON)
+        had_meeting = booking.status == "accepted"
+        booking.status = "cancelled"
+        booking.idempotency_key = None
+        booking.cancellation_reason = reason
+        booking.cancelled_by_email = self.host.email if by_host else None
+        booking.updated_at = now
+        self._notify(booking, "cancelled")
+        extra = {"cancellationReason": reason, "cancelledBy": booking.cancelled_by_email}
+        self._emit("BOOKING_CANCELLED", booking, "CANCELLED", has_meeting=had_meeting, extra=extra)
+        return booking
+
+    def confirm_booking(self, uid: str) -> BookingRecord:
+        """The host accepts a pending booking (POST …/confirm): its meeting is made, the attendee told,
+        and BOOKING_CREATED fires with status ACCEPTED."""
+        booking = self._awaiting_decision(uid)
+        booking.status = "accepted"
+        booking.updated_at = self.now()
+        self._notify(booking, "scheduled")
+        self._emit("BOOKING_CREATED", booking, "ACCEPTED", times="millis")
+        return booking
+
+    def decline_booking(self, uid: str, *, reason: str | None) -> BookingRecord:
+        """The host rejects a pending booking (POST …/decline): the slot is freed, the attendees told,
+        and BOOKING_REJECTED fires."""
+        booking = self._awaiting_decision(uid)
+        booking.status = "rejected"
+        booking.idempotency_key = None
+        booking.rejection_reason = reason
+        booking.updated_at = self.now()
+        self._notify(booking, "declined", host=False)
+        extra = {"rejectionReason": reason}
+        self._emit("BOOKING_REJECTED", booking, "REJECTED", has_meeting=False, times="millis", extra=extra)
+        return booking
+
+    def _awaiting_decision(self, uid: str) -> BookingRecord:
+        """Cal.com's confirm handler refuses a booking that is already accepted with a tRPC 400; the
+        sandbox refuses cancelled and rejected ones the same way (Cal.com does not say)."""
+        booking = self.booking(uid)
+        if booking.status != "pending":
+            raise trpc_bad_request()
+        return booking
+
+    def _ensure_reschedulable(self, booking: BookingRecord) -> None:
+        if booking.status != "cancelled":
+            return
+        if booking.rescheduled_to_uid is not None:
+            to = booking.rescheduled_to_uid
+            raise bad_request(
+                f"Can't reschedule booking with uid={booking.uid} because it has been cancelled and "
+                f"rescheduled already to booking with uid={to}. You probably want to reschedule {to} instead "
+                "by passing it within the request URL."
+            )
+        raise bad_request(
+            f"Can't reschedule booking with uid={booking.uid} because it has been cancelled. Please provide "
+            "uid of a booking that is not cancelled."
+        )
+
+    async def _slow_work(self) -> None:
+        if self.before_insert is not None:
+            await self.before_insert()
+        else:
+            await asyncio.sleep(0)
+
+    def _insert(
+        self,
+        et: EventTypeDef,
+        start: datetime,
+        length: int,
+        status: BookingState,
+        attendee: Attendee,
+        location: Location,
+        *,
+        guests: list[str],
+        metadata: dict[str, object],
+        responses: dict[str, object],
+        ignore_key_of: str | None = None,
+    ) -> BookingRecord:
+        """Insert a booking; an accepted one claims the unique key of host + start + end or gets 409."""
+        end = start + timedelta(minutes=length)
+        key = None
+        if status == "accepted":
+            key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{_ms(start)}.{_ms(end)}.{self.host.id}"))
+            if any(b.idempotency_key == key and b.uid != ignore_key_of for b in self.bookings.values()):
+                raise plain(409, MSG_CONFLICT)
+        booking_id = self._next_booking_id
+        self._next_booking_id += 1
+        now = self.now()
+        uid = _short_uuid(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{self.host.username}:{iso_z(start)}:{_ms(now)}:{booking_id}")
+        )
+        where = self._meeting_location(location, uid)
+        notes = responses.get("notes")
+        booking = BookingRecord(
+            id=booking_id,
+            uid=uid,
+            event_type_id=et.id,
+            title=f"{et.title} between {self.host.name} and {attendee.name}",
+            description=notes if isinstance(notes, str) else "",
+            start=start,
+            end=end,
+            status=status,
+            attendee=attendee,
+            guests=guests,
+            venue=location,
+            location=where,
+            metadata=metadata,
+            responses=responses,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=key,
+        )
+        self.bookings[uid] = booking
+        return booking
+
+    def _meeting_location(self, location: Location, uid: str) -> str:
+        if location.type == "address":
+            return location.address or ""
+        if location.type == "link":
+            return location.link or ""
+        if location.integration == "zoom":
+            return "https://zoom.us/j/" + "".join(self._random.choice("0123456789") for _ in range(11))
+        if location.integration == "google-meet":
+            letters = "abcdefghijklmnopqrstuvwxyz"
+            parts = ("".join(self._random.choice(letters) for _ in range(n)) for n in (3, 4, 3))
+            return "https://meet.google.com/" + "-".join(parts)
+        return f"https://app.cal.com/video/{uid}"
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def query_bookings(self, query: BookingQuery) -> tuple[list[BookingRecord], int]:
+        """GET /v2/bookings semantics (NOTES §3.5): the filtered, sorted page and the total."""
+        now = self.now()
+        matches = [b for b in self.bookings.values() if _matches(b, query, now)]
+        sort = query.sort
+        if not sort:
+            descending = len(query.statuses) == 1 and query.statuses[0] in ("past", "cancelled")
+            sort = (("start", descending),)
+        for name, descending in reversed(sort):
+            matches.sort(key=_SORT_KEYS[name], reverse=descending)
+        return matches[query.skip : query.skip + query.take], len(matches)
+
+    # --- webhooks --------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        trigger: str,
+        booking: BookingRecord,
+        status: PayloadStatus,
+        *,
+        has_meeting: bool | None = None,
+        times: TimeStyle = "seconds",
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        payload = booking_payload(
+            booking,
+            self.event_type(booking.event_type_id),
+            self.host,
+            status=status,
+            has_meeting=status == "ACCEPTED" if has_meeting is None else has_meeting,
+            times=times,
+            extra=extra,
+        )
+        self.webhooks.emit(trigger, payload)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivery made, in order, each with its exact body, signature and outcome."""
+        return self.webhooks.deliveries
+
+    @property
+    def webhook_hold(self) -> bool:
+        """While True, new deliveries wait for `release_webhooks`."""
+        return self.webhooks.hold
+
+    @webhook_hold.setter
+    def webhook_hold(self, value: bool) -> None:
+        self.webhooks.hold = value
+
+    async def release_webhooks(self, order: Sequence[str] = ()) -> list[Delivery]:
+        """Send the held deliveries one at a time: those whose ids are in `order` first, in that order."""
+        return await self.webhooks.release(order)
+
+    async def webhooks_settled(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (bounded by default)
+        """Wait until every delivery that is not held has been answered (or failed)."""
+        await self.webhooks.settled(timeout)
+
+    def redeliver_webhook(self, delivery_id: str) -> Delivery:
+        """Send a delivery's exact bytes and signature again (a new Delivery)."""
+        return self.webhooks.redeliver(delivery_id)
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    @property
+    def fault_log(self) -> list[FaultEvent]:
+        """Every injected fault that fired, in order."""
+        return self.faults.log
+
+    # --- outbox ----------------------------------------------------------------------------------
+
+    def _notify(
+        self, booking: BookingRecord, kind: OutboxKind, *, host_kind: OutboxKind | None = None, host: bool = True
+    ) -> None:
+        """Record the e-mails Cal.com sends: attendee and guests in their zone, the host in theirs."""
+        at = self.now()
+        people = [(booking.attendee.email, booking.attendee.time_zone, kind)]
+        people += [(guest, booking.attendee.time_zone, kind) for guest in booking.guests]
+        if host:
+            people.append((self.host.email, self.host.time_zone, host_kind or kind))
+        for to, zone, what in people:
+            if to.endswith(_NO_MAILBOX):
+                continue
+            subject = _SUBJECTS[what].format(title=booking.title, date=_when(booking.start, zone))
+            self.outbox.append(OutboxMessage(to, what, subject, booking.uid, at))
+
+
+# Cal.com's English e-mail subjects for each kind.
+_SUBJECTS: Final[dict[OutboxKind, str]] = {
+    "scheduled": "Confirmed: {title} at {date}",
+    "requested": "Booking Submitted: {title} at {date}",
+    "awaiting_approval": "Awaiting Approval: {title} at {date}",
+    "rescheduled": "Rescheduled: {title} at {date}",
+    "cancelled": "Cancelled: {title} at {date}",
+    "declined": "Declined: {title} at {date}",
+}
+
+_SORT_KEYS: Final[dict[str, Callable[[BookingRecord], datetime]]] = {
+    "start": lambda b: b.start,
+    "end": lambda b: b.end,
+    "createdAt": lambda b: b.created_at,
+    "updatedAt": lambda b: b.updated_at,
+}
+
+
+def _matches(booking: BookingRecord, query: BookingQuery, now: datetime) -> bool:
+    if query.no_match:
+        return False
+    if query.statuses and not any(_has_status(booking, status, now) for status in query.statuses):
+        return False
+    checks: Sequence[bool] = (
+        query.attendee_email is None or booking.attendee.email == query.attendee_email,
+        query.attendee_name is None or booking.attendee.name == query.attendee_name,
+        query.booking_uid is None or booking.uid == query.booking_uid,
+        not query.event_type_ids or booking.event_type_id in query.event_type_ids,
+        query.after_start is None or booking.start >= query.after_start,
+        query.before_end is None or booking.end <= query.before_end,
+        query.after_created_at is None or booking.created_at >= query.after_created_at,
+        query.before_created_at is None or booking.created_at <= query.before_created_at,
+        query.after_updated_at is None or booking.updated_at >= query.after_updated_at,
+        query.before_updated_at is None or booking.updated_at <= query.before_updated_at,
+    )
+    return all(checks)
+
+
+def _has_status(booking: BookingRecord, status: str, now: datetime) -> bool:
+    live = booking.status not in ("cancelled", "rejected")
+    if status == "upcoming":
+        return live and booking.end >= now
+    if status == "past":
+        return live and booking.end <= now
+    if status == "cancelled":
+        return not live
+    if status == "unconfirmed":
+        return booking.status == "pending" and booking.end >= now
+    return False  # "recurring": the sandbox has no recurring event types
+
+
+def _when(start: datetime, zone: str) -> str:
+    local = start.astimezone(ZoneInfo(zone))
+    return f"{local:%H:%M} {local:%A}, {local:%B} {local.day}, {local.year} ({zone})"
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _short_uuid(value: uuid.UUID) -> str:
+    """The `short-uuid` package's flickrBase58 form of a UUID, left-padded to 22 characters."""
+    number = value.int
+    digits: list[str] = []
+    while number:
+        number, remainder = divmod(number, 58)
+        digits.append(_BASE58[remainder])
+    return "".join(reversed(digits)).rjust(22, _BASE58[0])
