@@ -57,9 +57,14 @@ async def seed_child(url: str, n: int) -> dict[str, Any]:
 
 async def measure_child(url: str, repeat: int, budget: float) -> dict[str, Any]:
     from appt_tools.runtime import open_service
+    from appt_tools.surfaces import arguments
 
     async with open_service(database_url=url, environ=ENV) as service:
-        sample = await service.search(sort_by="created_at", page_size=100, page=3)
+
+        def search(**raw: Any) -> Awaitable[Any]:  # parsed as the search tool parses its arguments
+            return service.search(arguments.search_request(**raw))
+
+        sample = await search(sort_by="created_at", page_size=100, page=3)
         terms: list[str] = []
         for i, item in enumerate(sample.items[:40]):
             kind = i % 4
@@ -77,10 +82,10 @@ async def measure_child(url: str, repeat: int, budget: float) -> dict[str, Any]:
         year_ago = (today - timedelta(days=365)).isoformat()
 
         def text(i: int) -> Awaitable[Any]:
-            return service.search(query=terms[i % len(terms)])
+            return search(query=terms[i % len(terms)])
 
         def filter_sort(i: int) -> Awaitable[Any]:
-            return service.search(
+            return search(
                 status="active,completed",
                 call_type="inbound",
                 label=label,
@@ -92,10 +97,10 @@ async def measure_child(url: str, repeat: int, budget: float) -> dict[str, Any]:
             )
 
         def deep_page(i: int) -> Awaitable[Any]:
-            return service.search(sort_by="start", page=100, page_size=50)
+            return search(sort_by="start", page=100, page_size=50)
 
         def count(i: int) -> Awaitable[Any]:
-            return service.search(status="completed")
+            return search(status="completed")
 
         runs: dict[str, Callable[[int], Awaitable[Any]]] = {
             "text": text,

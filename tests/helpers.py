@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx2
+
+from appt_tools.core.service import AppointmentService
+from appt_tools.models import Appointment, SearchPage, SlotSearch
+from appt_tools.surfaces import arguments
 
 HOST_TZ = "America/New_York"
 BUSINESS_ENV = {"APPT_TOOLS_TIMEZONE": HOST_TZ, "APPT_TOOLS_BUSINESS_NAME": "Acme Dental"}
@@ -80,3 +86,30 @@ class Flaky(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class Raw:
+    """A service called with raw, string arguments, as the tools receive them: each call is parsed by
+    `surfaces.arguments` and handed to the typed use case, exactly as the MCP tools do."""
+
+    def __init__(self, service: AppointmentService) -> None:
+        self.service = service
+
+    async def find_slots(self, *, day: str | None = None, **raw: Any) -> SlotSearch:
+        request = arguments.slot_request(business_tz=self.service.timezone, date=day, **raw)
+        return await self.service.find_slots(request)
+
+    async def book(self, **raw: Any) -> Appointment:
+        return await self.service.book(arguments.booking_draft(**raw))
+
+    async def reschedule(self, appointment_id: str, new_start: str, **raw: Any) -> Appointment:
+        return await self.service.reschedule(arguments.move(appointment_id, new_start, **raw))
+
+    async def cancel(self, appointment_id: str, **raw: Any) -> Appointment:
+        return await self.service.cancel(arguments.cancellation(appointment_id, **raw))
+
+    async def search(self, **raw: Any) -> SearchPage:
+        return await self.service.search(arguments.search_request(**raw))
+
+    async def update(self, appointment_id: str, changes: Mapping[str, str | None]) -> Appointment:
+        return await self.service.update(appointment_id, arguments.edit(changes))

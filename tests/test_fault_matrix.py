@@ -19,7 +19,7 @@ from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, CalcomUnavailable
 from appt_tools.models import Appointment, AppointmentStatus, SearchQuery
 from calcom_sandbox import Fault
-from helpers import BUSINESS_ENV, booking_args, next_weekday
+from helpers import BUSINESS_ENV, Raw, booking_args, next_weekday
 
 BOOK = "POST /v2/bookings"
 FAULTS: list[tuple[str, Sequence[Fault]]] = [
@@ -84,7 +84,7 @@ async def _conversation(service: AppointmentService, sandbox: Any, name: str, fa
     found = None
     for _ in range(2):  # a caller's assistant asks again if the calendar hiccups
         try:
-            found = await service.find_slots(day=(next_weekday() + timedelta(days=n // 8)).isoformat())
+            found = await Raw(service).find_slots(day=(next_weekday() + timedelta(days=n // 8)).isoformat())
             break
         except CalcomUnavailable:
             sandbox.state.faults.clear()
@@ -93,7 +93,7 @@ async def _conversation(service: AppointmentService, sandbox: Any, name: str, fa
         sandbox.state.faults.add(fault)
     args = booking_args(found.slots[n % 8].start.isoformat(), attendee_email=email, idempotency_key=f"call-{n}")
     try:
-        answer: Appointment | AppError = await service.book(**args)
+        answer: Appointment | AppError = await Raw(service).book(**args)
     except AppError as exc:
         answer = exc
     truthful = _truthful(answer, len(_live(sandbox, email)))
@@ -101,9 +101,9 @@ async def _conversation(service: AppointmentService, sandbox: Any, name: str, fa
     await asyncio.sleep(0.25)  # past the breaker's cool-down, in the row where Cal.com was down
     if isinstance(answer, AppError) and answer.code != "slot_unavailable":
         with contextlib.suppress(AppError):  # the assistant retries with the same key once Cal.com answers
-            await service.book(**args)
+            await Raw(service).book(**args)
     now = service.now()
-    await Reconciler(service).reconcile(now - timedelta(days=1), now + timedelta(days=30))
+    await Reconciler.of(service).reconcile(now - timedelta(days=1), now + timedelta(days=30))
     in_calcom = _live(sandbox, email)
     page = await service.store.search(SearchQuery(text=email, page_size=100), now=datetime.now(UTC))
     ours = [a for a in page.items if a.status in (AppointmentStatus.ACTIVE, AppointmentStatus.PENDING)]

@@ -47,7 +47,7 @@ from appt_tools.surfaces.mcp_server import AppointmentServer, build_server
 from appt_tools.surfaces.statuses import http_status
 from calcom_sandbox import RunningSandbox
 from dashboard_support import served
-from helpers import booking_args, next_weekday
+from helpers import Raw, booking_args, next_weekday
 
 KEY = "k_live_0123456789abcdefghijKEY1"
 OTHER_KEY = "k_live_0123456789abcdefghijKEY2"
@@ -175,7 +175,7 @@ async def _conversation(call: Call) -> None:
 
 async def _final_state(service: AppointmentService, sandbox: RunningSandbox) -> dict[str, Any]:
     """What the store and Cal.com hold, minus ids, uids and times."""
-    page = await service.search(status=ALL_STATUSES, page_size=100)
+    page = await Raw(service).search(status=ALL_STATUSES, page_size=100)
     records = []
     for a in page.items:
         history = await service.history(a.id)
@@ -248,7 +248,7 @@ async def test_the_same_conversation_through_every_surface_ends_in_the_same_stat
 
 
 async def _untouched(service: AppointmentService, sandbox: RunningSandbox) -> tuple[int, int, int]:
-    page = await service.search(status=ALL_STATUSES, page_size=100)
+    page = await Raw(service).search(status=ALL_STATUSES, page_size=100)
     return page.total, len(sandbox.state.bookings), len(sandbox.state.outbox)
 
 
@@ -503,7 +503,7 @@ async def test_a_retried_retell_booking_returns_the_first_appointment_and_books_
         )
     assert retried["appointment"]["id"] == first["appointment"]["id"]
     assert len(sandbox.state.bookings) == 1
-    assert (await service.search(status=ALL_STATUSES)).total == 1
+    assert (await Raw(service).search(status=ALL_STATUSES)).total == 1
     # A domain error is a 200 whose body the model reads: the code, the alternatives and `say`.
     assert taken.status_code == 200
     assert taken.json()["error"]["code"] == "slot_unavailable" and taken.json()["error"]["alternatives"]

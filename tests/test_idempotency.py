@@ -17,11 +17,11 @@ from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable, InvalidArgument, SlotUnavailable
 from appt_tools.models import AppointmentStatus, SearchQuery
 from appt_tools.store import Store
-from helpers import BUSINESS_ENV, Flaky, booking_args, next_weekday
+from helpers import BUSINESS_ENV, Flaky, Raw, booking_args, next_weekday
 
 
 async def _slot(service: AppointmentService, offset: int = 0) -> str:
-    found = await service.find_slots(day=next_weekday().isoformat())
+    found = await Raw(service).find_slots(day=next_weekday().isoformat())
     return found.slots[offset].start.isoformat()
 
 
@@ -38,36 +38,43 @@ async def _through(sandbox: Any, store: Store, transport: Flaky) -> AsyncIterato
 
 async def test_the_same_key_twice_returns_the_first_booking(service, sandbox):
     args = booking_args(await _slot(service), idempotency_key="call-1-book")
-    first = await service.book(**args)
-    again = await service.book(**args)
+    first = await Raw(service).book(**args)
+    again = await Raw(service).book(**args)
     assert again.id == first.id and again.booking_uid == first.booking_uid
     assert len(_live_in_calcom(sandbox)) == 1
 
 
 async def test_the_same_key_in_flight_at_once_books_once(service, sandbox):
     args = booking_args(await _slot(service), idempotency_key="call-2-book")
-    results = await asyncio.gather(*(service.book(**args) for _ in range(5)))
+    results = await asyncio.gather(*(Raw(service).book(**args) for _ in range(5)))
     assert len({r.id for r in results}) == 1
     assert len(_live_in_calcom(sandbox)) == 1
 
 
 async def test_a_key_reused_for_a_different_request_is_refused(service, sandbox):
-    await service.book(**booking_args(await _slot(service), idempotency_key="call-3"))
+    await Raw(service).book(**booking_args(await _slot(service), idempotency_key="call-3"))
     with pytest.raises(InvalidArgument) as err:
-        await service.book(**booking_args(await _slot(service, 2), idempotency_key="call-3"))
+        await Raw(service).book(**booking_args(await _slot(service, 2), idempotency_key="call-3"))
     assert err.value.field == "idempotency_key"
     assert len(_live_in_calcom(sandbox)) == 1
 
 
 async def test_a_repeat_of_a_refused_call_gets_the_same_refusal(service, sandbox):
     taken = await _slot(service)
-    await service.book(**booking_args(taken))
+    await Raw(service).book(**booking_args(taken))
     args = booking_args(taken, attendee_email="bob@example.com", idempotency_key="call-4")
-    with pytest.raises(SlotUnavailable):
-        await service.book(**args)
-    with pytest.raises(SlotUnavailable):
-        await service.book(**args)
+    with pytest.raises(SlotUnavailable) as first:
+        await Raw(service).book(**args)
+    with pytest.raises(SlotUnavailable) as replayed:
+        await Raw(service).book(**args)
     assert len(_live_in_calcom(sandbox)) == 1
+    # Exactly the first answer: the same message, and the alternatives it offers (not an empty list).
+    assert first.value.alternatives
+    assert (replayed.value.message, replayed.value.alternatives, replayed.value.taken) == (
+        first.value.message,
+        first.value.alternatives,
+        first.value.taken,
+    )
 
 
 async def test_a_lost_answer_then_a_retry_with_the_key_finds_the_booking_instead_of_booking_again(service, sandbox):
@@ -77,12 +84,12 @@ async def test_a_lost_answer_then_a_retry_with_the_key_finds_the_booking_instead
     args = booking_args(await _slot(service), idempotency_key="call-5-book")
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable):
-            await unlucky.book(**args)
+            await Raw(unlucky).book(**args)
     unknown = (await service.store.search(SearchQuery(), now=datetime.now(UTC))).items[0]
     assert unknown.status is AppointmentStatus.PENDING and unknown.booking_uid is None and unknown.last_error
     assert len(_live_in_calcom(sandbox)) == 1
 
-    retried = await service.book(**args)
+    retried = await Raw(service).book(**args)
     assert retried.id == unknown.id
     assert retried.status is AppointmentStatus.ACTIVE
     assert len(_live_in_calcom(sandbox)) == 1
@@ -95,12 +102,12 @@ async def test_a_request_that_never_reached_calcom_is_booked_on_retry_exactly_on
     args = booking_args(await _slot(service), idempotency_key="call-6-book")
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable):
-            await unlucky.book(**args)
+            await Raw(unlucky).book(**args)
     assert _live_in_calcom(sandbox) == []
-    retried = await service.book(**args)
+    retried = await Raw(service).book(**args)
     assert retried.status is AppointmentStatus.ACTIVE
     assert len(_live_in_calcom(sandbox)) == 1
-    assert (await service.search()).total == 1
+    assert (await Raw(service).search()).total == 1
 
 
 async def test_a_repeat_without_a_key_after_a_lost_answer_finds_the_first_booking(service, sandbox):
@@ -110,16 +117,16 @@ async def test_a_repeat_without_a_key_after_a_lost_answer_finds_the_first_bookin
     args = booking_args(await _slot(service))
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable):
-            await unlucky.book(**args)
-    retried = await service.book(**args)
+            await Raw(unlucky).book(**args)
+    retried = await Raw(service).book(**args)
     assert retried.status is AppointmentStatus.ACTIVE
     assert len(_live_in_calcom(sandbox)) == 1
-    assert (await service.search()).total == 1
+    assert (await Raw(service).search()).total == 1
 
 
 async def test_identical_calls_at_once_without_a_key_book_once_and_all_hear_the_same(service, sandbox):
     args = booking_args(await _slot(service, 1))
-    results = await asyncio.gather(*(service.book(**args) for _ in range(4)), return_exceptions=True)
+    results = await asyncio.gather(*(Raw(service).book(**args) for _ in range(4)), return_exceptions=True)
     assert all(not isinstance(r, BaseException) for r in results), results
     assert len({r.id for r in results}) == 1  # type: ignore[union-attr]
     assert len(_live_in_calcom(sandbox)) == 1
@@ -131,7 +138,7 @@ async def test_two_services_on_one_database_book_a_contested_slot_once(service, 
     async with Store.from_url(db_url) as second_store, CalcomClient(sandbox.api_key, sandbox.base_url) as client:
         other = AppointmentService(second_store, client, resolve({}, env))
         calls = [
-            (service if i % 2 else other).book(**booking_args(start, attendee_email=f"caller{i}@example.com"))
+            Raw(service if i % 2 else other).book(**booking_args(start, attendee_email=f"caller{i}@example.com"))
             for i in range(6)
         ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
@@ -146,15 +153,15 @@ async def test_two_services_on_one_database_book_a_contested_slot_once(service, 
 
 
 async def test_reschedule_and_cancel_with_a_key_happen_once(service, sandbox):
-    booked = await service.book(**booking_args(await _slot(service)))
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
     target = await _slot(service, 5)
-    moved = await service.reschedule(booked.id, target, idempotency_key="call-9-move")
-    again = await service.reschedule(booked.id, target, idempotency_key="call-9-move")
+    moved = await Raw(service).reschedule(booked.id, target, idempotency_key="call-9-move")
+    again = await Raw(service).reschedule(booked.id, target, idempotency_key="call-9-move")
     assert again.booking_uid == moved.booking_uid
     assert len(sandbox.state.bookings) == 2  # the original (now cancelled) and the moved one
 
-    cancelled = await service.cancel(booked.id, idempotency_key="call-9-cancel")
-    repeat = await service.cancel(booked.id, idempotency_key="call-9-cancel")
+    cancelled = await Raw(service).cancel(booked.id, idempotency_key="call-9-cancel")
+    repeat = await Raw(service).cancel(booked.id, idempotency_key="call-9-cancel")
     assert cancelled.status is repeat.status is AppointmentStatus.CANCELLED
     assert len(_live_in_calcom(sandbox)) == 0
 
@@ -165,11 +172,11 @@ async def test_a_request_that_could_not_be_sent_says_nothing_was_booked_and_a_re
     args = booking_args(await _slot(service), idempotency_key="call-10-book")
     async with _through(sandbox, service.store, flaky) as unlucky:
         with pytest.raises(CalcomUnavailable) as err:
-            await unlucky.book(**args)
+            await Raw(unlucky).book(**args)
     assert err.value.retryable and not err.value.outcome_unknown
     assert "nothing was booked" in err.value.message
-    failed = await service.search(status="failed")
+    failed = await Raw(service).search(status="failed")
     assert failed.total == 1 and failed.items[0].booking_uid is None
-    retried = await service.book(**args)
+    retried = await Raw(service).book(**args)
     assert retried.status is AppointmentStatus.ACTIVE
     assert len(_live_in_calcom(sandbox)) == 1

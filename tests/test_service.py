@@ -26,11 +26,11 @@ from appt_tools.errors import (
 )
 from appt_tools.models import AppointmentStatus, SearchQuery
 from appt_tools.store import Store
-from helpers import BUSINESS_ENV, HOST_TZ, booking_args, next_weekday
+from helpers import BUSINESS_ENV, HOST_TZ, Raw, booking_args, next_weekday
 
 
 async def _first_slot(service: AppointmentService, offset: int = 0, **kwargs: Any) -> str:
-    found = await service.find_slots(day=next_weekday().isoformat(), **kwargs)
+    found = await Raw(service).find_slots(day=next_weekday().isoformat(), **kwargs)
     assert found.slots and not found.later
     return found.slots[offset].start.isoformat()
 
@@ -41,7 +41,7 @@ async def _counts(service: AppointmentService, sandbox: Any) -> tuple[int, int]:
 
 
 async def test_find_slots_on_a_weekday_lists_times_in_working_hours(service):
-    found = await service.find_slots(day=next_weekday().isoformat())
+    found = await Raw(service).find_slots(day=next_weekday().isoformat())
     assert not found.later
     assert found.timezone == HOST_TZ
     local_hours = {s.start.astimezone(found.slots[0].start.tzinfo).hour for s in found.slots}
@@ -56,7 +56,7 @@ async def test_find_slots_on_a_weekday_lists_times_in_working_hours(service):
 async def test_find_slots_on_a_weekend_offers_the_next_free_times(service):
     day = next_weekday()
     saturday = day + timedelta(days=(5 - day.weekday()) % 7)
-    found = await service.find_slots(day=saturday.isoformat())
+    found = await Raw(service).find_slots(day=saturday.isoformat())
     assert found.later
     assert found.slots
     assert all(s.start.date() > saturday for s in found.slots)
@@ -64,7 +64,7 @@ async def test_find_slots_on_a_weekend_offers_the_next_free_times(service):
 
 async def test_booking_records_the_call_and_books_in_calcom(service, sandbox):
     start = await _first_slot(service)
-    booked = await service.book(**booking_args(start))
+    booked = await Raw(service).book(**booking_args(start))
     assert booked.status is AppointmentStatus.ACTIVE
     assert booked.booking_uid in sandbox.state.bookings
     assert booked.meeting_url and booked.meeting_url.startswith("https://")
@@ -81,10 +81,10 @@ async def test_booking_records_the_call_and_books_in_calcom(service, sandbox):
 
 async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_records_nothing(service, sandbox):
     start = await _first_slot(service, offset=2)
-    await service.book(**booking_args(start))
+    await Raw(service).book(**booking_args(start))
     before = await _counts(service, sandbox)
     with pytest.raises(SlotUnavailable) as err:
-        await service.book(**booking_args(start, attendee_email="bob@example.com"))
+        await Raw(service).book(**booking_args(start, attendee_email="bob@example.com"))
     assert err.value.code == "slot_unavailable"
     assert 1 <= len(err.value.alternatives) <= 3
     assert all(a.start.isoformat() != start for a in err.value.alternatives)
@@ -94,7 +94,7 @@ async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_records_no
 async def test_concurrent_bookings_of_one_slot_book_exactly_once(service, sandbox):
     start = await _first_slot(service, offset=1)
     outcomes = await asyncio.gather(
-        *(service.book(**booking_args(start, attendee_email=f"caller{i}@example.com")) for i in range(5)),
+        *(Raw(service).book(**booking_args(start, attendee_email=f"caller{i}@example.com")) for i in range(5)),
         return_exceptions=True,
     )
     booked = [o for o in outcomes if not isinstance(o, BaseException)]
@@ -110,15 +110,15 @@ async def test_concurrent_bookings_of_one_slot_book_exactly_once(service, sandbo
 async def test_an_event_type_that_needs_confirmation_stays_pending(service, sandbox):
     pending_type = next(t for t in await service.list_event_types() if t.requires_confirmation)
     start = await _first_slot(service, event_type_id=pending_type.id)
-    booked = await service.book(**booking_args(start, event_type_id=pending_type.id))
+    booked = await Raw(service).book(**booking_args(start, event_type_id=pending_type.id))
     assert booked.status is AppointmentStatus.PENDING
     assert booked.booking_uid is not None
 
 
 async def test_reschedule_keeps_the_id_and_tracks_every_uid(service, sandbox):
-    booked = await service.book(**booking_args(await _first_slot(service)))
+    booked = await Raw(service).book(**booking_args(await _first_slot(service)))
     new_start = await _first_slot(service, offset=4)
-    moved = await service.reschedule(booked.id, new_start, reason="Running late")
+    moved = await Raw(service).reschedule(booked.id, new_start, reason="Running late")
     assert moved.id == booked.id
     assert moved.booking_uid != booked.booking_uid
     assert moved.previous_booking_uids == (booked.booking_uid,)
@@ -143,97 +143,97 @@ async def test_reschedule_keeps_the_id_and_tracks_every_uid(service, sandbox):
 
 
 async def test_cancel_is_permanent_and_searchable(service, sandbox):
-    booked = await service.book(**booking_args(await _first_slot(service)))
-    cancelled = await service.cancel(booked.id)
+    booked = await Raw(service).book(**booking_args(await _first_slot(service)))
+    cancelled = await Raw(service).cancel(booked.id)
     assert cancelled.status is AppointmentStatus.CANCELLED
     assert cancelled.cancellation_reason
     assert sandbox.state.bookings[booked.booking_uid].status == "cancelled"
-    found = await service.search(query="ruiz", status="cancelled")
+    found = await Raw(service).search(query="ruiz", status="cancelled")
     assert [a.id for a in found.items] == [booked.id]
     with pytest.raises(Conflict) as twice:
-        await service.cancel(booked.id)
+        await Raw(service).cancel(booked.id)
     assert twice.value.code == "already_cancelled"
     with pytest.raises(Conflict) as moved:
-        await service.reschedule(booked.id, await _first_slot(service, offset=3))
+        await Raw(service).reschedule(booked.id, await _first_slot(service, offset=3))
     assert moved.value.code == "not_reschedulable"
 
 
 async def test_update_changes_our_fields_and_refuses_locked_ones(service):
-    booked = await service.book(**booking_args(await _first_slot(service)))
-    changed = await service.update(booked.id, {"title": "Deep cleaning", "label": "vip"})
+    booked = await Raw(service).book(**booking_args(await _first_slot(service)))
+    changed = await Raw(service).update(booked.id, {"title": "Deep cleaning", "label": "vip"})
     assert (changed.title, changed.label) == ("Deep cleaning", "vip")
     assert (await service.history(booked.id))[-1].action == "updated"
     for field in ("to_number", "from_number", "call_type", "booking_uid"):
         with pytest.raises(LockedField) as err:
-            await service.update(booked.id, {field: "x"})
+            await Raw(service).update(booked.id, {field: "x"})
         assert err.value.field == field
     assert (await service.get(booked.id)).to_number == booked.to_number
 
 
 async def test_search_shows_passed_appointments_as_completed(service, db_url, sandbox):
-    booked = await service.book(**booking_args(await _first_slot(service)))
+    booked = await Raw(service).book(**booking_args(await _first_slot(service)))
     later = AppointmentService(service.store, None, service.settings, clock=lambda: booked.end + timedelta(hours=1))
-    done = await later.search(status="completed")
+    done = await Raw(later).search(status="completed")
     assert [a.id for a in done.items] == [booked.id]
     assert done.items[0].effective_status(booked.end + timedelta(hours=1)) is AppointmentStatus.COMPLETED
-    assert (await later.search(status="active")).total == 0
+    assert (await Raw(later).search(status="active")).total == 0
 
 
 BAD_INPUTS: list[tuple[str, Callable[[AppointmentService, str], Awaitable[object]], str, str]] = [
     (
         "malformed e-mail",
-        lambda s, t: s.book(**booking_args(t, attendee_email="ana@")),
+        lambda s, t: Raw(s).book(**booking_args(t, attendee_email="ana@")),
         "invalid_argument",
         "attendee_email",
     ),
     (
         "to number not E.164",
-        lambda s, t: s.book(**booking_args(t, to_number="415-555-0100")),
+        lambda s, t: Raw(s).book(**booking_args(t, to_number="415-555-0100")),
         "invalid_argument",
         "to_number",
     ),
     (
         "from number not E.164",
-        lambda s, t: s.book(**booking_args(t, from_number="0123")),
+        lambda s, t: Raw(s).book(**booking_args(t, from_number="0123")),
         "invalid_argument",
         "from_number",
     ),
     (
         "unknown time zone",
-        lambda s, t: s.book(**booking_args(t, timezone="Mars/Olympus")),
+        lambda s, t: Raw(s).book(**booking_args(t, timezone="Mars/Olympus")),
         "invalid_argument",
         "timezone",
     ),
     (
         "start with no offset and no zone",
-        lambda s, t: s.book(**booking_args(t[:19])),
+        lambda s, t: Raw(s).book(**booking_args(t[:19])),
         "invalid_argument",
         "start",
     ),
     (
         "start in the past",
-        lambda s, t: s.book(**booking_args("2020-01-06T15:00:00Z")),
+        lambda s, t: Raw(s).book(**booking_args("2020-01-06T15:00:00Z")),
         "invalid_argument",
         "start",
     ),
     (
         "unknown call type",
-        lambda s, t: s.book(**booking_args(t, call_type="sms")),
+        lambda s, t: Raw(s).book(**booking_args(t, call_type="sms")),
         "invalid_argument",
         "call_type",
     ),
     (
         "unknown event type",
-        lambda s, t: s.book(**booking_args(t, event_type_id=999999)),
+        lambda s, t: Raw(s).book(**booking_args(t, event_type_id=999999)),
         "invalid_argument",
         "event_type_id",
     ),
-    ("unknown appointment id", lambda s, t: s.cancel("apt_doesnotexist"), "appointment_not_found", ""),
-    ("page size 7", lambda s, t: s.search(page_size=7), "invalid_argument", "page_size"),
-    ("unknown status", lambda s, t: s.search(status="done"), "invalid_argument", "status"),
+    ("unknown appointment id", lambda s, t: Raw(s).cancel("apt_doesnotexist"), "appointment_not_found", ""),
+    ("page size 7", lambda s, t: Raw(s).search(page_size=7), "invalid_argument", "page_size"),
+    ("unknown status", lambda s, t: Raw(s).search(status="done"), "invalid_argument", "status"),
     (
         "changing a locked field",
-        lambda s, t: s.update("apt_any", {"call_type": "web"}),
+        lambda s, t: Raw(s).update("apt_any", {"call_type": "web"}),
         "locked_field",
         "call_type",
     ),
@@ -262,7 +262,7 @@ async def test_without_calcom_booking_tools_say_how_to_configure(db_url):
     async with Store.from_url(db_url) as store:
         service = AppointmentService(store, None, resolve({}, BUSINESS_ENV))
         with pytest.raises(NotConfigured) as err:
-            await service.find_slots(day=next_weekday().isoformat())
+            await Raw(service).find_slots(day=next_weekday().isoformat())
         assert "APPT_TOOLS_CALCOM_API_KEY" in err.value.message
 
 
@@ -299,7 +299,7 @@ async def test_a_calcom_refusal_leaves_a_failed_record_not_an_active_one(service
     failing = await _service_with(sandbox, service.store, transport)
     start = await _first_slot(service)
     with pytest.raises(CalcomUnavailable):
-        await failing.book(**booking_args(start))
+        await Raw(failing).book(**booking_args(start))
     pending = await service.store.search(SearchQuery(statuses=(AppointmentStatus.PENDING,)), now=datetime.now(UTC))
     assert pending.total == 1
     record = pending.items[0]
@@ -331,7 +331,7 @@ async def test_a_booking_made_before_a_timeout_is_found_not_booked_twice(service
 
     transport.handle_async_request = drop_after_booking  # type: ignore[method-assign]
     failing = await _service_with(sandbox, service.store, transport)
-    booked = await failing.book(**booking_args(await _first_slot(service)))
+    booked = await Raw(failing).book(**booking_args(await _first_slot(service)))
     assert booked.status is AppointmentStatus.ACTIVE
     assert booked.booking_uid in sandbox.state.bookings
     assert len(sandbox.state.bookings) == 1
@@ -358,7 +358,7 @@ async def test_slots_follow_working_hours_across_a_dst_change(service):
     before, after = _around_next_dst_change()
     first = []
     for day in (before, after):
-        found = await service.find_slots(day=day.isoformat())
+        found = await Raw(service).find_slots(day=day.isoformat())
         assert not found.later, day
         local = found.slots[0].start.astimezone(ZoneInfo(HOST_TZ))
         assert (local.date(), local.hour, local.minute) == (day, 9, 0)
@@ -368,33 +368,33 @@ async def test_slots_follow_working_hours_across_a_dst_change(service):
 
 async def test_a_booking_across_a_dst_change_keeps_its_local_time(service):
     _, after = _around_next_dst_change()
-    found = await service.find_slots(day=after.isoformat(), timezone=HOST_TZ)
+    found = await Raw(service).find_slots(day=after.isoformat(), timezone=HOST_TZ)
     naive_local = found.slots[0].start.astimezone(ZoneInfo(HOST_TZ)).replace(tzinfo=None).isoformat()
-    booked = await service.book(**booking_args(naive_local, timezone=HOST_TZ))
+    booked = await Raw(service).book(**booking_args(naive_local, timezone=HOST_TZ))
     assert booked.start == found.slots[0].start.astimezone(UTC)
 
 
 async def test_search_finds_a_phone_number_however_it_is_typed(service):
-    booked = await service.book(**booking_args(await _first_slot(service)))
+    booked = await Raw(service).book(**booking_args(await _first_slot(service)))
     for typed in ("+14155550123", "(415) 555-0123", "415.555.0123", "+1 415 555 0123", "0100"):
-        found = await service.search(query=typed)
+        found = await Raw(service).search(query=typed)
         assert [a.id for a in found.items] == [booked.id], typed
-    assert (await service.search(query="555-9999")).total == 0
+    assert (await Raw(service).search(query="555-9999")).total == 0
 
 
 async def test_a_retried_identical_booking_returns_the_first_and_books_nothing_new(service, sandbox):
     args = booking_args(await _first_slot(service))
-    first = await service.book(**args)
-    again = await service.book(**args)
+    first = await Raw(service).book(**args)
+    again = await Raw(service).book(**args)
     assert again.id == first.id and again.booking_uid == first.booking_uid
     assert len(sandbox.state.bookings) == 1
-    assert (await service.search()).total == 1
-    other_caller = await service.find_slots(day=next_weekday().isoformat())
+    assert (await Raw(service).search()).total == 1
+    other_caller = await Raw(service).find_slots(day=next_weekday().isoformat())
     assert all(s.start != first.start for s in other_caller.slots)
 
 
 async def test_event_types_come_from_memory_and_follow_another_processs_sync(service, monkeypatch):
-    import appt_tools.core.service as service_module
+    import appt_tools.core.catalog as service_module
 
     first = await service.list_event_types()
     reads = 0
@@ -408,7 +408,7 @@ async def test_event_types_come_from_memory_and_follow_another_processs_sync(ser
     monkeypatch.setattr(service.store, "list_event_types", counted)
     for _ in range(5):
         assert await service.list_event_types() == first
-    await service.find_slots(day=next_weekday().isoformat())
+    await Raw(service).find_slots(day=next_weekday().isoformat())
     assert reads == 0  # every call above was answered from memory
 
     # Another process (same database) syncs a different list: seen once the memory is stale.

@@ -15,7 +15,7 @@ from appt_tools.core.service import AppointmentService
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.errors import SlotUnavailable
 from appt_tools.models import Slot
-from helpers import BUSINESS_ENV, Flaky, booking_args, next_weekday
+from helpers import BUSINESS_ENV, Flaky, Raw, booking_args, next_weekday
 
 T0 = datetime(2030, 1, 7, 14, tzinfo=UTC)
 
@@ -61,15 +61,15 @@ async def _counted(sandbox: Any, store: Any) -> AsyncIterator[tuple[AppointmentS
 async def test_repeated_look_ups_cost_no_round_trip_and_a_booking_costs_exactly_one(service, sandbox):
     async with _counted(sandbox, service.store) as (counted, calls):
         day = next_weekday().isoformat()
-        first = await counted.find_slots(day=day)
+        first = await Raw(counted).find_slots(day=day)
         calls.seen.clear()
-        again = await counted.find_slots(day=day)
+        again = await Raw(counted).find_slots(day=day)
         assert calls.seen == []
         assert again.slots == first.slots
-        await counted.book(**booking_args(first.slots[0].start.isoformat()))
+        await Raw(counted).book(**booking_args(first.slots[0].start.isoformat()))
         assert calls.seen == ["POST /v2/bookings"]  # the slot check came from the cache
         calls.seen.clear()
-        after = await counted.find_slots(day=day)
+        after = await Raw(counted).find_slots(day=day)
         assert calls.seen == ["GET /v2/slots"]  # the booking cleared the cache
         assert first.slots[0] not in after.slots
 
@@ -77,23 +77,23 @@ async def test_repeated_look_ups_cost_no_round_trip_and_a_booking_costs_exactly_
 async def test_a_stale_cache_never_decides_cal_com_refuses_and_fresh_alternatives_are_offered(service, sandbox):
     async with _counted(sandbox, service.store) as (counted, _):
         day = next_weekday().isoformat()
-        seen = await counted.find_slots(day=day)  # cached in `counted`
+        seen = await Raw(counted).find_slots(day=day)  # cached in `counted`
         taken = seen.slots[1].start.isoformat()
-        await service.book(**booking_args(taken, attendee_email="other@example.com"))  # another process
+        await Raw(service).book(**booking_args(taken, attendee_email="other@example.com"))  # another process
         with pytest.raises(SlotUnavailable) as err:
-            await counted.book(**booking_args(taken))
+            await Raw(counted).book(**booking_args(taken))
         assert err.value.taken and err.value.alternatives
         assert all(a.start.isoformat() != taken for a in err.value.alternatives)
 
 
 async def test_a_slot_freed_elsewhere_is_looked_up_afresh_not_refused_from_the_cache(service, sandbox):
     day = next_weekday().isoformat()
-    start = (await service.find_slots(day=day)).slots[2].start.isoformat()
-    other = await service.book(**booking_args(start, attendee_email="other@example.com"))
+    start = (await Raw(service).find_slots(day=day)).slots[2].start.isoformat()
+    other = await Raw(service).book(**booking_args(start, attendee_email="other@example.com"))
     async with _counted(sandbox, service.store) as (counted, calls):
-        await counted.find_slots(day=day)  # cached without that slot
-        await service.cancel(other.id)  # freed by another process
+        await Raw(counted).find_slots(day=day)  # cached without that slot
+        await Raw(service).cancel(other.id)  # freed by another process
         calls.seen.clear()
-        booked = await counted.book(**booking_args(start))
+        booked = await Raw(counted).book(**booking_args(start))
         assert booked.booking_uid is not None
         assert calls.seen == ["GET /v2/slots", "POST /v2/bookings"]

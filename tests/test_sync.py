@@ -17,13 +17,13 @@ from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable
 from appt_tools.models import AppointmentStatus, SearchQuery
 from appt_tools.store import Store
-from helpers import BUSINESS_ENV, Flaky, booking_args, next_weekday
+from helpers import BUSINESS_ENV, Flaky, Raw, booking_args, next_weekday
 
 BOOKINGS = {"cal-api-version": "2024-08-13"}
 
 
 async def _slot(service: AppointmentService, offset: int = 0) -> str:
-    return (await service.find_slots(day=next_weekday().isoformat())).slots[offset].start.isoformat()
+    return (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[offset].start.isoformat()
 
 
 def _window(service: AppointmentService) -> tuple[datetime, datetime]:
@@ -47,14 +47,14 @@ async def _lost_answer(service: AppointmentService, sandbox: Any, store: Store, 
     async with CalcomClient(sandbox.api_key, sandbox.base_url, transport=flaky) as client:
         unlucky = AppointmentService(store, client, resolve({}, env))
         with pytest.raises(CalcomUnavailable):
-            await unlucky.book(**booking_args(await _slot(service)))
+            await Raw(unlucky).book(**booking_args(await _slot(service)))
     page = await store.search(SearchQuery(), now=datetime.now(UTC))
     return page.items[0].id
 
 
 async def test_an_unknown_outcome_that_cal_com_booked_becomes_active(service, sandbox):
     appointment_id = await _lost_answer(service, sandbox, service.store, reached=True)
-    report = await Reconciler(service).reconcile(*_window(service))
+    report = await Reconciler.of(service).reconcile(*_window(service))
     fixed = await service.get(appointment_id)
     assert fixed.status is AppointmentStatus.ACTIVE and fixed.booking_uid in sandbox.state.bookings
     assert fixed.last_error is None
@@ -64,18 +64,18 @@ async def test_an_unknown_outcome_that_cal_com_booked_becomes_active(service, sa
 
 async def test_an_unknown_outcome_that_cal_com_never_booked_becomes_failed(service, sandbox):
     appointment_id = await _lost_answer(service, sandbox, service.store, reached=False)
-    await Reconciler(service).reconcile(*_window(service))
+    await Reconciler.of(service).reconcile(*_window(service))
     fixed = await service.get(appointment_id)
     assert fixed.status is AppointmentStatus.FAILED and fixed.booking_uid is None
     assert sandbox.state.bookings == {}
 
 
 async def test_a_booking_cancelled_in_cal_com_is_cancelled_here_with_the_reason(service, sandbox):
-    booked = await service.book(**booking_args(await _slot(service)))
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
     async with _calcom(sandbox) as http:
         answer = await http.post(f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "Host ill"})
         assert answer.status_code == 200, answer.text
-    report = await Reconciler(service).reconcile(*_window(service))
+    report = await Reconciler.of(service).reconcile(*_window(service))
     fixed = await service.get(booked.id)
     assert fixed.status is AppointmentStatus.CANCELLED
     assert fixed.cancellation_reason == "Host ill"
@@ -84,14 +84,14 @@ async def test_a_booking_cancelled_in_cal_com_is_cancelled_here_with_the_reason(
 
 
 async def test_a_booking_rescheduled_in_cal_com_keeps_its_id_with_the_new_uid_and_time(service, sandbox):
-    booked = await service.book(**booking_args(await _slot(service)))
-    new_start = (await service.find_slots(day=next_weekday().isoformat())).slots[5].start
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
+    new_start = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[5].start
     async with _calcom(sandbox) as http:
         body = {"start": new_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         answer = await http.post(f"/v2/bookings/{booked.booking_uid}/reschedule", json=body)
         assert answer.status_code == 201, answer.text
         new_uid = answer.json()["data"]["uid"]
-    await Reconciler(service).reconcile(*_window(service))
+    await Reconciler.of(service).reconcile(*_window(service))
     fixed = await service.get(booked.id)
     assert (fixed.booking_uid, fixed.start, fixed.status) == (new_uid, new_start, AppointmentStatus.RESCHEDULED)
     assert fixed.previous_booking_uids == (booked.booking_uid,)
@@ -100,18 +100,18 @@ async def test_a_booking_rescheduled_in_cal_com_keeps_its_id_with_the_new_uid_an
 
 
 async def test_reconciling_twice_repairs_nothing_the_second_time(service, sandbox):
-    booked = await service.book(**booking_args(await _slot(service)))
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
     async with _calcom(sandbox) as http:
         await http.post(f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "x"})
-    reconciler = Reconciler(service)
+    reconciler = Reconciler.of(service)
     assert (await reconciler.reconcile(*_window(service))).repaired
-    again = await Reconciler(service).reconcile(*_window(service))
+    again = await Reconciler.of(service).reconcile(*_window(service))
     assert again.repaired == [] and again.unresolved == []
 
 
 async def test_an_agreeing_store_is_left_alone(service, sandbox):
-    booked = await service.book(**booking_args(await _slot(service)))
-    report = await Reconciler(service).reconcile(*_window(service))
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
+    report = await Reconciler.of(service).reconcile(*_window(service))
     assert report.checked == 1 and report.repaired == []
     assert len(await service.history(booked.id)) == 2
 
@@ -121,8 +121,8 @@ def _webhook(trigger: str, **payload: object) -> dict[str, object]:
 
 
 async def test_webhooks_in_any_order_and_redelivered_converge_on_the_truth(service, sandbox):
-    booked = await service.book(**booking_args(await _slot(service)))
-    new_start = (await service.find_slots(day=next_weekday().isoformat())).slots[6].start
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
+    new_start = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[6].start
     async with _calcom(sandbox) as http:
         moved = await http.post(
             f"/v2/bookings/{booked.booking_uid}/reschedule",
@@ -132,7 +132,7 @@ async def test_webhooks_in_any_order_and_redelivered_converge_on_the_truth(servi
         await http.post(f"/v2/bookings/{new_uid}/cancel", json={"cancellationReason": "Changed plans"})
     rescheduled = _webhook("BOOKING_RESCHEDULED", uid=new_uid, rescheduleUid=booked.booking_uid)
     cancelled = _webhook("BOOKING_CANCELLED", uid=new_uid, cancellationReason="Changed plans")
-    reconciler = Reconciler(service)
+    reconciler = Reconciler.of(service)
     for body in (cancelled, rescheduled, rescheduled, cancelled):  # out of order, then redelivered
         await reconciler.apply_webhook(body)
     fixed = await service.get(booked.id)
@@ -143,9 +143,9 @@ async def test_webhooks_in_any_order_and_redelivered_converge_on_the_truth(servi
 
 
 async def test_a_webhook_about_someone_elses_booking_changes_nothing(service, sandbox):
-    report = await Reconciler(service).apply_webhook(_webhook("BOOKING_CREATED", uid="not-ours"))
+    report = await Reconciler.of(service).apply_webhook(_webhook("BOOKING_CREATED", uid="not-ours"))
     assert report.checked == 0
-    report = await Reconciler(service).apply_webhook({"triggerEvent": "MEETING_ENDED", "payload": {}})
+    report = await Reconciler.of(service).apply_webhook({"triggerEvent": "MEETING_ENDED", "payload": {}})
     assert report.checked == 0
 
 
@@ -154,7 +154,7 @@ async def test_a_running_server_reconciles_on_its_own(service, sandbox):
 
     from appt_tools.core.reconcile import reconciling
 
-    booked = await service.book(**booking_args(await _slot(service)))
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
     async with _calcom(sandbox) as http:
         await http.post(f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "Closed"})
     async with reconciling(service, every_minutes=0.002), asyncio.timeout(10):  # every 0.12 s
@@ -165,13 +165,13 @@ async def test_a_running_server_reconciles_on_its_own(service, sandbox):
 
 async def test_a_booking_the_host_confirms_in_cal_com_becomes_active(service, sandbox):
     intro = next(t for t in await service.list_event_types() if t.requires_confirmation)
-    start = (await service.find_slots(day=next_weekday().isoformat(), event_type_id=intro.id)).slots[0]
-    booked = await service.book(**booking_args(start.start.isoformat(), event_type_id=intro.id))
+    start = (await Raw(service).find_slots(day=next_weekday().isoformat(), event_type_id=intro.id)).slots[0]
+    booked = await Raw(service).book(**booking_args(start.start.isoformat(), event_type_id=intro.id))
     assert booked.status is AppointmentStatus.PENDING
     async with _calcom(sandbox) as http:
         answer = await http.post(f"/v2/bookings/{booked.booking_uid}/confirm")
         assert answer.status_code == 200, answer.text
-    await Reconciler(service).reconcile(*_window(service))
+    await Reconciler.of(service).reconcile(*_window(service))
     assert (await service.get(booked.id)).status is AppointmentStatus.ACTIVE
 
 

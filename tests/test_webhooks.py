@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from appt_tools.models import AppointmentStatus
 from appt_tools.surfaces.auth import Credentials
 from appt_tools.surfaces.http.app import HttpSettings
-from helpers import booking_args, next_weekday
+from helpers import Raw, booking_args, next_weekday
 from test_http_app import serving
 
 SECRET = "whsec-test-0123456789abcdef"
@@ -30,8 +30,8 @@ def _settings(secret: str | None = SECRET) -> HttpSettings:
 
 
 async def _cancelled_in_calcom(service: Any, sandbox: Any) -> tuple[Any, bytes]:
-    slot = (await service.find_slots(day=next_weekday().isoformat())).slots[0]
-    booked = await service.book(**booking_args(slot.start.isoformat()))
+    slot = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[0]
+    booked = await Raw(service).book(**booking_args(slot.start.isoformat()))
     headers = {"Authorization": f"Bearer {sandbox.api_key}", "cal-api-version": "2024-08-13"}
     async with httpx2.AsyncClient(base_url=sandbox.base_url, headers=headers) as http:
         answer = await http.post(f"/v2/bookings/{booked.booking_uid}/cancel", json={"cancellationReason": "Host away"})
@@ -89,8 +89,8 @@ async def test_a_signed_body_that_is_not_json_is_a_400(service):
 
 
 async def test_the_sandbox_delivers_signed_webhooks_that_keep_the_store_in_step(service, sandbox):
-    slot = (await service.find_slots(day=next_weekday().isoformat())).slots[0]
-    booked = await service.book(**booking_args(slot.start.isoformat()))
+    slot = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[0]
+    booked = await Raw(service).book(**booking_args(slot.start.isoformat()))
     headers = {"Authorization": f"Bearer {sandbox.api_key}", "cal-api-version": "2024-08-13"}
     async with serving(service, _settings()) as client:
         subscriber = str(client.base_url).rstrip("/") + "/webhooks/calcom"

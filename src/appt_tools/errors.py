@@ -21,7 +21,7 @@ Messages never contain the Cal.com API key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from appt_tools.models import Slot
 
@@ -141,3 +141,33 @@ class ServiceUnavailable(AppError):
     """The service could not be opened (the database, the settings): no tool can run until a restart."""
 
     code = "service_unavailable"
+
+
+def to_record(error: AppError) -> dict[str, object]:
+    """An error as JSON, to be raised again exactly as it was (an idempotent replay): its class, message
+    and every attribute (a refused slot's alternatives included)."""
+    record: dict[str, object] = {"type": type(error).__name__, "code": error.code, "retryable": error.retryable}
+    record.update(vars(error))
+    if isinstance(error, SlotUnavailable):
+        record["alternatives"] = [slot.model_dump(mode="json") for slot in error.alternatives]
+    return record
+
+
+def from_record(record: Mapping[str, object]) -> AppError:
+    """The error `to_record` wrote. A record of an older form (code, message, retryable) comes back as a
+    plain AppError with that code."""
+    kinds = {cls.__name__: cls for cls in _descendants(AppError)}
+    cls = kinds.get(str(record.get("type")), AppError)
+    error = cls.__new__(cls)
+    Exception.__init__(error, str(record.get("message", "")))
+    for name, value in record.items():
+        if name != "type":
+            setattr(error, name, value)
+    if isinstance(error, SlotUnavailable):
+        raw = record.get("alternatives")
+        error.alternatives = tuple(Slot.model_validate(s) for s in raw) if isinstance(raw, list) else ()
+    return error
+
+
+def _descendants(cls: type[AppError]) -> list[type[AppError]]:
+    return [cls, *(d for sub in cls.__subclasses__() for d in _descendants(sub))]

@@ -7,22 +7,29 @@ not when this module is: `appt-tools serve` answers initialize and tools/list wh
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import SecretStr
 
 from appt_tools import config
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.service import AppointmentService, Clock, utcnow
+from appt_tools.errors import AppError, ServiceUnavailable
 
 if TYPE_CHECKING:
     from appt_tools.store import Store
     from calcom_sandbox import RunningSandbox
+
+
+# A replaced Cal.com client is closed this long after, so calls already using it can finish.
+OLD_CLIENT_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,11 @@ async def open_service(
                 update={"calcom_api_key": SecretStr(calcom.api_key), "calcom_base_url": calcom.base_url}
             )
         key = settings.calcom_api_key
-        client = calcom_client(settings, key) if key is not None else None
+        service = AppointmentService(store, calcom_client(settings, key) if key else None, settings, clock=clock)
         try:
-            yield AppointmentService(store, client, settings, clock=clock)
+            yield service
         finally:
-            if client is not None:
-                await client.aclose()
+            await Runtime.of(service).aclose()
 
 
 def calcom_client(settings: config.Settings, key: SecretStr) -> CalcomClient:
@@ -67,6 +73,59 @@ def calcom_client(settings: config.Settings, key: SecretStr) -> CalcomClient:
         timeout=settings.calcom_timeout,
         rate_limit=settings.calcom_rate_limit,
     )
+
+
+class Runtime:
+    """The one owner of a running service's settings and Cal.com client: every change to either goes
+    through `apply`, and the clients it made are closed by `aclose` (a replaced one after a grace period,
+    so calls already using it can finish). `Runtime.of(service)` finds (or makes) a service's owner."""
+
+    _owners: ClassVar[weakref.WeakKeyDictionary[AppointmentService, Runtime]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, service: AppointmentService) -> None:
+        self.service = service
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def of(cls, service: AppointmentService) -> Runtime:
+        owner = cls._owners.get(service)
+        if owner is None:
+            owner = cls._owners[service] = cls(service)
+        return owner
+
+    def apply(self, values: Mapping[str, object], sources: Mapping[str, config.Source] | None = None) -> None:
+        """Use these typed setting values now (e.g. from `config.parse_setting`). A new Cal.com key gets
+        a new client at once; the one it replaces is closed OLD_CLIENT_GRACE_SECONDS later."""
+        current = self.service.settings
+        update: dict[str, object] = dict(values)
+        if sources is not None:
+            update["sources"] = {**current.sources, **sources}
+        settings = current.model_copy(update=update)
+        key = values.get("calcom_api_key")
+        if not isinstance(key, SecretStr):
+            self.service.reconfigure(settings)
+            return
+        old = self.service.calcom if self.service.calcom_configured else None
+        self.service.reconfigure(settings, calcom_client(settings, key), new_client=True)
+        if old is not None:
+            task = asyncio.create_task(_close_later(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def aclose(self) -> None:
+        """Close the client in use and any still waiting to be retired."""
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        if self.service.calcom_configured:
+            await self.service.calcom.aclose()
+
+
+async def _close_later(client: CalcomClient) -> None:
+    try:
+        await asyncio.sleep(OLD_CLIENT_GRACE_SECONDS)
+    finally:
+        await client.aclose()
 
 
 def _store_on(url: str) -> Store:
@@ -90,7 +149,78 @@ async def open_sandbox_service(
             target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
             async with open_service(database_url=url, environ=environ, calcom=target) as service:
                 await service.refresh_event_types()
-                service.settings = service.settings.model_copy(
-                    update={"event_type_id": sandbox.state.default_event_type_id}
-                )
+                Runtime.of(service).apply({"event_type_id": sandbox.state.default_event_type_id})
                 yield service, sandbox
+
+
+class ServiceHandle:
+    """The service a server's tools run on, possibly still being opened.
+
+    The tool list does not depend on the service, so `appt-tools serve` answers initialize and tools/list
+    at once and opens the service (database, settings, Cal.com client) meanwhile: each tool call awaits
+    `get()`. If opening fails, `fail()` records why and every tool call is refused with that reason.
+    """
+
+    def __init__(self) -> None:
+        self._service: AppointmentService | None = None
+        self._error: ServiceUnavailable | None = None
+        self._settled = asyncio.Event()
+
+    @classmethod
+    def of(cls, service: AppointmentService) -> ServiceHandle:
+        """A handle on a service that is already open."""
+        handle = cls()
+        handle.set(service)
+        return handle
+
+    def set(self, service: AppointmentService) -> None:
+        """The service is open: tool calls waiting for it go ahead."""
+        self._service = service
+        self._settled.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Opening failed: tool calls waiting for it, and every later one, are refused saying why."""
+        if isinstance(error, AppError):
+            reason = error.message
+        else:
+            detail = str(error).strip().splitlines()
+            reason = f"{type(error).__name__}: {detail[0][:300]}" if detail else type(error).__name__
+            reason = _CREDENTIALS_IN_URL.sub(r"\1***@", reason)
+        self._error = ServiceUnavailable(
+            f"The appointment server could not open its database and settings ({reason}), so no tool can run. "
+            "Its log (stderr) has the details; fix the cause and restart the server."
+        )
+        self._settled.set()
+
+    @property
+    def opened(self) -> AppointmentService | None:
+        """The service if it is open, else None."""
+        return self._service
+
+    @property
+    def settled(self) -> bool:
+        """Whether opening has finished, either way."""
+        return self._settled.is_set()
+
+    @property
+    def service(self) -> AppointmentService:
+        """The open service; raises ServiceUnavailable if opening failed or has not finished."""
+        if self._service is not None:
+            return self._service
+        raise self._error or ServiceUnavailable(
+            "The appointment server is still starting; try again in a moment.", retryable=True
+        )
+
+    @property
+    def timezone(self) -> str:
+        """The business's time zone once the service is open; UTC until then."""
+        return self._service.timezone if self._service is not None else "UTC"
+
+    async def get(self) -> AppointmentService:
+        """The service, once opening has finished; raises ServiceUnavailable if it failed."""
+        await self._settled.wait()
+        return self.service
+
+
+# user:password@ in a database URL that an error message may quote.
+_CREDENTIALS_IN_URL = re.compile(r"(://[^/:@\s]*:)[^@\s]*@")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from appt_tools.errors import AppError, CalcomUnavailable, Conflict, InvalidArgument, SlotUnavailable
+from appt_tools.errors import AppError, CalcomUnavailable, Conflict, InvalidArgument, from_record, to_record
 from appt_tools.models import Appointment, AppointmentStatus
 
 if TYPE_CHECKING:  # the store (and SQLAlchemy) is imported when one is opened, not to list the tools
@@ -79,18 +79,14 @@ class IdempotentCalls:
             await self._store.release_key(scoped)  # the outcome is unknown: a repeat resumes and looks first
             raise
         except AppError as exc:
-            error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
-            await self._store.finish_key(scoped, now=self._clock(), error=error)
+            await self._store.finish_key(scoped, now=self._clock(), error=to_record(exc))
             raise
         await self._store.finish_key(scoped, now=self._clock(), appointment_id=appointment.id)
         return appointment
 
     async def _replay(self, error: Mapping[str, object] | None, appointment_id: str | None) -> Appointment:
         if error is not None:
-            code, message = str(error.get("code")), str(error.get("message"))
-            if code == SlotUnavailable.code:
-                raise SlotUnavailable(message)
-            raise AppError(message, code=code, retryable=bool(error.get("retryable")))
+            raise from_record(error)  # exactly the first answer: its kind, message and alternatives
         if appointment_id is None:
             raise Conflict("The first call with this key did not finish; use a new key.", code="in_progress")
         return await self._load(appointment_id)

@@ -12,12 +12,18 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from appt_tools.calcom import CalcomClient
+from appt_tools.core.records import booked_status, booking_fields, history_entry
 from appt_tools.core.service import AppointmentService
+
+if TYPE_CHECKING:
+    from appt_tools.store import Store
 from appt_tools.errors import CalcomError, CalcomNotFound
 from appt_tools.models import Appointment, AppointmentStatus, Booking, SearchQuery
 
@@ -48,28 +54,45 @@ class SyncReport:
 
 
 class Reconciler:
-    def __init__(self, service: AppointmentService, *, grace: timedelta = IN_FLIGHT_GRACE) -> None:
-        self.service = service
+    """Compares the store with Cal.com and repairs the store. Its collaborators are explicit: the store,
+    the Cal.com client, a clock, and `changed`, called whenever a repair changes the calendar (the
+    service drops its cached slots). State for one run (Cal.com's bookings fetched in bulk) lives in
+    that run's `_Run`, so one Reconciler can serve runs one after another, or at once."""
+
+    def __init__(
+        self,
+        store: Store,
+        calcom: CalcomClient,
+        *,
+        clock: Callable[[], datetime],
+        changed: Callable[[], None] = lambda: None,
+        grace: timedelta = IN_FLIGHT_GRACE,
+    ) -> None:
+        self.store = store
+        self.calcom = calcom
+        self.clock = clock
+        self.changed = changed
         self.grace = grace
-        self.store = service.store
-        self._known: dict[str, Booking] = {}  # Cal.com's bookings fetched in bulk for this run
-        self._window: tuple[datetime, datetime] | None = None  # ...and the span they cover
+
+    @classmethod
+    def of(cls, service: AppointmentService, *, grace: timedelta = IN_FLIGHT_GRACE) -> Reconciler:
+        """A reconciler on a service's store, Cal.com client and clock."""
+        return cls(service.store, service.calcom, clock=service.now, changed=service.slots_changed, grace=grace)
 
     async def reconcile(self, start: datetime, end: datetime) -> SyncReport:
         """Compare every live or unresolved appointment starting in [start, end) with Cal.com, and repair."""
-        report = SyncReport()
-        self._window = (start - timedelta(days=1), end + timedelta(days=1))
-        self._known = await self._bookings_between(*self._window)
+        window = (start - timedelta(days=1), end + timedelta(days=1))
+        run = _Run(self, await self._bookings_between(*window), window)
         page = 1
         while True:
             found = await self.store.search(
                 SearchQuery(statuses=LIVE, start_from=start, start_to=end, page=page, page_size=100),
-                now=self.service.now(),
+                now=self.clock(),
             )
             for appointment in found.items:
-                await self._check(appointment, report)
+                await run.check(appointment)
             if page * 100 >= found.total:
-                return report
+                return run.report
             page += 1
 
     async def _bookings_between(self, start: datetime, end: datetime) -> dict[str, Booking]:
@@ -77,7 +100,7 @@ class Reconciler:
         known: dict[str, Booking] = {}
         skip = 0
         while True:
-            page = await self.service.calcom.list_bookings(
+            page = await self.calcom.list_bookings(
                 after_start=start,
                 before_end=end,
                 status=("upcoming", "past", "cancelled", "unconfirmed"),
@@ -89,13 +112,10 @@ class Reconciler:
             if not page.bookings or skip >= page.total:
                 return known
 
-    async def _booking(self, uid: str) -> Booking:
-        return self._known.get(uid) or await self.service.calcom.get_booking(uid)
-
     async def reconcile_one(self, appointment: Appointment) -> SyncReport:
-        report = SyncReport()
-        await self._check(appointment, report)
-        return report
+        run = _Run(self, {}, None)
+        await run.check(appointment)
+        return run.report
 
     async def apply_webhook(self, body: Mapping[str, object]) -> SyncReport:
         """Handle a Cal.com webhook: find the appointment it is about and re-read its truth from Cal.com."""
@@ -117,28 +137,48 @@ class Reconciler:
             return SyncReport()  # not a booking made through us
         return await self.reconcile_one(appointment)
 
-    # --- one appointment ------------------------------------------------------------------
 
-    async def _check(self, appointment: Appointment, report: SyncReport) -> None:
-        report.checked += 1
+class _Run:
+    """One reconciliation: what it has fetched from Cal.com, and what it found and repaired."""
+
+    def __init__(self, owner: Reconciler, known: dict[str, Booking], window: tuple[datetime, datetime] | None) -> None:
+        self.store = owner.store
+        self.calcom = owner.calcom
+        self.clock = owner.clock
+        self.changed = owner.changed
+        self.grace = owner.grace
+        self._known = known  # Cal.com's bookings fetched in bulk for this run
+        self._window = window  # ...and the span they cover
+        self.report = SyncReport()
+
+    async def _booking(self, uid: str) -> Booking:
+        return self._known.get(uid) or await self.calcom.get_booking(uid)
+
+    async def _reload(self, appointment_id: str) -> Appointment:
+        found = await self.store.get_appointment(appointment_id)
+        assert found is not None  # appointments are never deleted
+        return found
+
+    async def check(self, appointment: Appointment) -> None:
+        self.report.checked += 1
         try:
             if appointment.booking_uid is None:
-                await self._resolve_unknown(appointment, report)
+                await self._resolve_unknown(appointment)
             else:
-                await self._compare(appointment, appointment.booking_uid, report)
+                await self._compare(appointment, appointment.booking_uid)
         except CalcomError as exc:
-            report.unresolved.append(f"{appointment.id}: Cal.com did not answer ({exc.code}); try again later")
+            self.report.unresolved.append(f"{appointment.id}: Cal.com did not answer ({exc.code}); try again later")
 
-    async def _resolve_unknown(self, appointment: Appointment, report: SyncReport) -> None:
+    async def _resolve_unknown(self, appointment: Appointment) -> None:
         """Recorded, but Cal.com's answer never came: find the booking, or conclude it was never made."""
         if appointment.status is not AppointmentStatus.PENDING:
             return
-        if not appointment.last_error and appointment.created_at > self.service.now() - self.grace:
+        if not appointment.last_error and appointment.created_at > self.clock() - self.grace:
             return  # a call is probably still making it
         if self._window is not None and self._window[0] <= appointment.start < self._window[1]:
             candidates = list(self._known.values())
         else:
-            page = await self.service.calcom.list_bookings(
+            page = await self.calcom.list_bookings(
                 attendee_email=appointment.attendee_email,
                 event_type_id=appointment.event_type_id,
                 after_start=appointment.start,
@@ -159,18 +199,20 @@ class Reconciler:
         if booking is None:
             reason = "Reconciled: Cal.com has no such booking, so it was never made."
             await self._write(appointment, {"status": AppointmentStatus.FAILED, "last_error": reason}, "failed", reason)
-            report.repaired.append(f"{appointment.id}: never booked in Cal.com → failed")
+            self.report.repaired.append(f"{appointment.id}: never booked in Cal.com → failed")
             return
         await self._write(
             appointment,
-            _booking_fields(booking),
+            booking_fields(booking),
             "synced",
             f"Reconciled: found in Cal.com (status {booking.status}); the answer had been lost.",
             to_uid=booking.uid,
         )
-        report.repaired.append(f"{appointment.id}: found in Cal.com as {booking.uid} → {_status(booking).value}")
+        self.report.repaired.append(
+            f"{appointment.id}: found in Cal.com as {booking.uid} → {booked_status(booking).value}"
+        )
 
-    async def _compare(self, appointment: Appointment, uid: str, report: SyncReport) -> None:
+    async def _compare(self, appointment: Appointment, uid: str) -> None:
         try:
             booking = await self._booking(uid)
         except CalcomNotFound:
@@ -178,30 +220,30 @@ class Reconciler:
             await self._write(
                 appointment, {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason}, "cancelled", reason
             )
-            report.repaired.append(f"{appointment.id}: gone from Cal.com → cancelled")
+            self.report.repaired.append(f"{appointment.id}: gone from Cal.com → cancelled")
             return
         hops = 0
         while booking.status == "cancelled" and booking.rescheduled_to_uid and hops < MAX_RESCHEDULE_CHAIN:
             booking = await self._booking(booking.rescheduled_to_uid)
             hops += 1
         if booking.uid != uid:
-            changes = {**_booking_fields(booking), "status": _moved_status(booking)}
+            changes = booking_fields(booking, moved=True)
             detail = f"Reconciled: rescheduled in Cal.com to a new booking ({hops} move(s))."
             await self._write(
                 appointment, changes, "rescheduled", detail, from_uid=uid, to_uid=booking.uid, moved=booking
             )
-            report.repaired.append(f"{appointment.id}: rescheduled in Cal.com {uid} → {booking.uid}")
-            appointment = await self.service.get(appointment.id)
+            self.report.repaired.append(f"{appointment.id}: rescheduled in Cal.com {uid} → {booking.uid}")
+            appointment = await self._reload(appointment.id)
         if booking.status in ("cancelled", "rejected"):
             if appointment.status is not AppointmentStatus.CANCELLED:
                 reason = booking.cancellation_reason or f"{booking.status.capitalize()} in Cal.com."
                 detail = f"Reconciled: {booking.status} in Cal.com ({reason})."
                 changes = {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason, "last_error": None}
                 await self._write(appointment, changes, "cancelled", detail)
-                report.repaired.append(f"{appointment.id}: {booking.status} in Cal.com → cancelled")
+                self.report.repaired.append(f"{appointment.id}: {booking.status} in Cal.com → cancelled")
             return
-        wanted = _status(booking) if appointment.status is not AppointmentStatus.RESCHEDULED else _moved_status(booking)
-        fields = _booking_fields(booking)
+        wanted = booked_status(booking, moved=appointment.status is AppointmentStatus.RESCHEDULED)
+        fields = booking_fields(booking)
         fields.pop("status")
         changes = {k: v for k, v in fields.items() if getattr(appointment, k) != v}
         if appointment.status is not wanted:
@@ -209,7 +251,7 @@ class Reconciler:
         if changes:
             detail = "Reconciled with Cal.com: " + ", ".join(sorted(changes)) + " changed."
             await self._write(appointment, changes, "synced", detail)
-            report.repaired.append(f"{appointment.id}: {', '.join(sorted(changes))} updated from Cal.com")
+            self.report.repaired.append(f"{appointment.id}: {', '.join(sorted(changes))} updated from Cal.com")
 
     async def _write(
         self,
@@ -222,7 +264,8 @@ class Reconciler:
         to_uid: str | None = None,
         moved: Booking | None = None,
     ) -> None:
-        entry = self.service.history_entry(
+        entry = history_entry(
+            self.clock(),
             action,
             detail,
             from_start=appointment.start if moved else None,
@@ -230,28 +273,8 @@ class Reconciler:
             from_uid=from_uid,
             to_uid=to_uid,
         )
-        self.service.slots_changed()
-        await self.store.update_appointment(appointment.id, changes, now=self.service.now(), history=entry)
-
-
-def _status(booking: Booking) -> AppointmentStatus:
-    return AppointmentStatus.ACTIVE if booking.status == "accepted" else AppointmentStatus.PENDING
-
-
-def _moved_status(booking: Booking) -> AppointmentStatus:
-    return AppointmentStatus.RESCHEDULED if booking.status == "accepted" else AppointmentStatus.PENDING
-
-
-def _booking_fields(booking: Booking) -> dict[str, object]:
-    return {
-        "booking_uid": booking.uid,
-        "start": booking.start,
-        "end": booking.end,
-        "meeting_url": booking.meeting_url,
-        "location": booking.location,
-        "last_error": None,
-        "status": _status(booking),
-    }
+        self.changed()
+        await self.store.update_appointment(appointment.id, changes, now=self.clock(), history=entry)
 
 
 @asynccontextmanager
@@ -274,7 +297,7 @@ async def reconciling(service: AppointmentService, every_minutes: float) -> Asyn
                 # Several servers on one database: the one holding the lease reconciles, the others skip.
                 if not await service.store.take_lease(RECONCILE_LEASE, holder, now=now, ttl=interval):
                     continue
-                report = await Reconciler(service).reconcile(now - PERIODIC_BACK, now + PERIODIC_AHEAD)
+                report = await Reconciler.of(service).reconcile(now - PERIODIC_BACK, now + PERIODIC_AHEAD)
             except Exception:  # the server must outlive a failed run; the next one tries again
                 logger.exception("periodic reconciliation failed")
                 continue

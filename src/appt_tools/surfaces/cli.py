@@ -287,7 +287,7 @@ async def _reconcile(args: argparse.Namespace) -> int:
 
     async with open_service() as service:
         now = service.now()
-        report = await Reconciler(service, grace=timedelta(seconds=args.grace_seconds)).reconcile(
+        report = await Reconciler.of(service, grace=timedelta(seconds=args.grace_seconds)).reconcile(
             now - timedelta(days=args.days_back), now + timedelta(days=args.days_ahead)
         )
     print(

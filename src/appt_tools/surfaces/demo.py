@@ -102,7 +102,7 @@ async def _flow(client: Client, tz: str) -> None:
         client, "cancel", {"appointment_id": appointment["id"], "reason": "Caller found another clinic"}
     )
     _line(f"  status {cancelled['appointment']['status']}")
-    await _call(client, "search_appointments", {"query": "ruiz", "status": "cancelled"})
+    await _call(client, "search_appointments", {"query": "ruiz", "status": ["cancelled"]})
 
 
 async def _show_sandbox(base_url: str, api_key: str) -> None:

@@ -2,8 +2,10 @@
 
 `strict_schema` turns the schema pydantic generates into the subset every platform accepts:
 every object closed (`additionalProperties: false`), every property listed in `required`, optional
-ones made nullable with `anyOf [..., {"type": "null"}]`, and no `title`, `default` or `examples`
-(OpenAI's strict mode and Anthropic's strict tool use reject or ignore them). A missing or null
+ones made nullable with `anyOf [..., {"type": "null"}]`, and no `title`, `default`, `examples` or
+numeric and length bounds (OpenAI's strict mode and Anthropic's strict tool use reject or ignore them).
+The bounds are still enforced: the tools' pydantic argument models check them on every call, and each
+bounded argument's description states its range. A missing or null
 optional argument means the same thing to our tools: use the default the description states.
 """
 
@@ -12,7 +14,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-DROPPED_KEYWORDS = ("title", "default", "examples")
+DROPPED_KEYWORDS = (
+    "title",
+    "default",
+    "examples",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+)
 NULL = {"type": "null"}
 
 

@@ -203,7 +203,7 @@ class _Endpoints:
         refusal = await self.guard.check_calcom(request.headers, body)
         if refusal is not None:
             return refusal
-        report = await Reconciler(self.server.service).apply_webhook(_json_object(body))
+        report = await Reconciler.of(self.server.service).apply_webhook(_json_object(body))
         return JSONResponse({"received": True, "checked": report.checked, "repaired": len(report.repaired)})
 
     async def _vapi_result(self, call: dict[str, Any]) -> dict[str, str]:

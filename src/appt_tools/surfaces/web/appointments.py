@@ -12,10 +12,13 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appt_tools.core.service import EDITABLE_FIELDS, LOCKED_FIELDS, AppointmentService
+from appt_tools.core.requests import SearchRequest
+from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, InvalidArgument
 from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, EventType, SearchPage
 from appt_tools.speech import spoken
+from appt_tools.surfaces import arguments
+from appt_tools.surfaces.arguments import EDITABLE_FIELDS, LOCKED_FIELDS
 from appt_tools.surfaces.web import plain, render
 from appt_tools.surfaces.web.gate import json_body
 from appt_tools.surfaces.web.present import (
@@ -144,7 +147,7 @@ class Appointments:
         }
 
     async def _search(self, state: TableState) -> SearchPage:
-        return await self.service.search(
+        request = arguments.search_request(
             query=state.q or None,
             status=state.status or None,
             sort_by=state.sort,
@@ -152,6 +155,7 @@ class Appointments:
             page=state.page,
             page_size=state.page_size,
         )
+        return await self.service.search(request)
 
     async def calendar(self, params: QueryParams) -> dict[str, Any]:
         service = self.service
@@ -169,14 +173,14 @@ class Appointments:
         rows: list[Row] = []
         now = self.service.now()
         for page in range(1, CALENDAR_PAGES + 1):
-            found = await self.service.search(
-                status=CALENDAR_STATUSES,
-                date_from=month.grid_start.isoformat(),
-                date_to=month.grid_end.isoformat(),
-                sort_by="start",
+            request = SearchRequest(
+                statuses=arguments.statuses_of(CALENDAR_STATUSES),
+                date_from=month.grid_start,
+                date_to=month.grid_end,
                 page=page,
                 page_size=100,
             )
+            found = await self.service.search(request)
             rows += [Row.of(a, self.service.timezone, now) for a in found.items]
             if len(found.items) < 100:
                 break
@@ -202,7 +206,13 @@ class Appointments:
         raw = request.query_params.get("date", "").strip()
         if not raw:
             raise InvalidArgument("date", "choose a day.")
-        found = await self.service.find_slots(day=raw, event_type_id=_int(request.query_params.get("event_type_id")))
+        found = await self.service.find_slots(
+            arguments.slot_request(
+                business_tz=self.service.timezone,
+                date=raw,
+                event_type_id=_int(request.query_params.get("event_type_id")),
+            )
+        )
         tz = found.timezone
         asked = date.fromisoformat(raw)
         body: dict[str, Any] = {
@@ -244,7 +254,7 @@ class Appointments:
         start = _text(body, "start")
         if not start:
             raise InvalidArgument("start", "choose a free time for the appointment.")
-        booked = await self.service.book(
+        draft = arguments.booking_draft(
             start=start,
             title=_text(body, "title") or None,
             attendee_name=_text(body, "attendee_name") or "",
@@ -257,6 +267,7 @@ class Appointments:
             event_type_id=_number(body, "event_type_id"),
             idempotency_key=_text(body, "idempotency_key") or None,
         )
+        booked = await self.service.book(draft)
         tz = self.service.timezone
         when = spoken.when(booked.start, tz)
         message = (
@@ -276,19 +287,20 @@ class Appointments:
         saved = False
         if changes:
             before = appointment
-            appointment = await self.service.update(appointment.id, changes)
+            appointment = await self.service.update(appointment.id, arguments.edit(changes))
             saved = appointment != before
         tz = self.service.timezone
         start = _text(body, "start")
         moved = False
         if start and start != spoken.iso(appointment.start, tz):
             try:
-                appointment = await self.service.reschedule(
+                move = arguments.move(
                     appointment.id,
                     start,
                     reason=WEB_MOVE_REASON,
                     idempotency_key=_text(body, "idempotency_key") or None,
                 )
+                appointment = await self.service.reschedule(move)
             except AppError as exc:
                 status, error = plain.problem(exc, tz)
                 if saved:
@@ -308,11 +320,12 @@ class Appointments:
 
     async def cancel(self, request: Request, session: Session) -> Response:
         body = await json_body(request)
-        cancelled = await self.service.cancel(
+        cancellation = arguments.cancellation(
             request.path_params["id"],
             reason=_text(body, "reason") or WEB_CANCEL_REASON,
             idempotency_key=_text(body, "idempotency_key") or None,
         )
+        cancelled = await self.service.cancel(cancellation)
         tz = self.service.timezone
         data = editable(cancelled, tz, self.service.now(), await self.event_types())
         message = f"Cancelled the appointment on {spoken.when(cancelled.start, tz)}. Cal.com is telling the attendee."

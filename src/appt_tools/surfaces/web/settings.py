@@ -5,7 +5,6 @@ set` (`config.parse_setting`), then applied to the running service. Plus "Refres
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -14,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from appt_tools import config
-from appt_tools.calcom import CalcomClient
 from appt_tools.config import Settings
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import (
@@ -26,7 +24,7 @@ from appt_tools.errors import (
     InvalidArgument,
     NotConfigured,
 )
-from appt_tools.runtime import calcom_client
+from appt_tools.runtime import Runtime
 from appt_tools.surfaces.web import render
 from appt_tools.surfaces.web.gate import json_body
 from appt_tools.surfaces.web.session import Session
@@ -39,16 +37,12 @@ FIELDS = {
     "duration_minutes": "Duration override",
     "business_name": "Business name",
 }
-# A replaced Cal.com client is closed this long after, so calls already using it can finish.
-OLD_CLIENT_GRACE_SECONDS = 30.0
 
 
 class SettingsPage:
     def __init__(self, service: AppointmentService, *, sandbox: bool) -> None:
         self.service = service
         self.sandbox = sandbox
-        self._made: set[CalcomClient] = set()  # clients this page built (the runtime closes its own)
-        self._closing: set[asyncio.Task[None]] = set()
 
     async def context(self) -> dict[str, Any]:
         settings = self.service.settings
@@ -142,7 +136,7 @@ class SettingsPage:
         """Use the saved values in the running service. The environment still wins, as at start-up."""
         current = self.service.settings
         values: dict[str, object] = {}
-        sources = dict(current.sources)
+        sources: dict[str, config.Source] = {}
         notes: list[str] = []
         for key, raw in updates.items():
             if current.sources.get(key) == "environment":
@@ -159,29 +153,10 @@ class SettingsPage:
                 continue
             values[key] = Settings.model_fields[key].default if raw is None else config.parse_setting(key, raw)
             sources[key] = "default" if raw is None else "stored"
-        self.service.settings = current.model_copy(update={**values, "sources": sources})
-        new_key = values.get("calcom_api_key")
-        if isinstance(new_key, SecretStr):
-            self._use_key(new_key)
+        Runtime.of(self.service).apply(values, sources)
+        if isinstance(values.get("calcom_api_key"), SecretStr):
             notes.append("The new key is in use now. Use Test connection to check it.")
         return notes
-
-    def _use_key(self, key: SecretStr) -> None:
-        """A Cal.com client with the new key for the running service; the one it replaces is closed
-        after a grace period if this page built it (the runtime closes the one it started with)."""
-        client = calcom_client(self.service.settings, key)
-        old = self.service.use_calcom(client)
-        self._made.add(client)
-        if old is not None and old in self._made:
-            self._made.discard(old)
-            task = asyncio.create_task(_close_later(old))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-
-async def _close_later(client: CalcomClient) -> None:
-    await asyncio.sleep(OLD_CLIENT_GRACE_SECONDS)
-    await client.aclose()
 
 
 def _stored_key_shown(stored: dict[str, str]) -> str:

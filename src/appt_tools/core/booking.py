@@ -1,0 +1,267 @@
+"""Booking: from a caller's confirmed time to a Cal.com booking recorded with the call's numbers.
+
+The order of work, top to bottom in `Booker.book`:
+1. check what only the core can check (the start is still ahead, the event type and length exist);
+2. run once per idempotency key (`IdempotentCalls`), else once per identical request (`_join_same`);
+3. check the slot against Cal.com's free slots (the cache may vouch for it), so a refusal comes back
+   with alternatives and nothing written;
+4. record the intent in the store (pending, no booking uid): a crash from here on leaves a trace
+   that reconciliation settles;
+5. ask Cal.com (`_settle`), then record the outcome: booked (uid, active or pending), failed (the
+   reason, in `last_error`), or unknown (still pending, `last_error` says so; never `active`).
+
+Three guards keep one request from becoming two bookings. Each covers a race the others cannot:
+- **Idempotency keys** (`core/idempotency.py`): the same call retried by a client that sends a key,
+  even after a crash or with a different instance answering. Only a client that sends a key is covered.
+- **The in-flight unique index** (the store's `SlotHeld`): two calls racing for one start at the same
+  moment. Only one may be between "recorded" and "answered" for a start; the other waits for it
+  (`_wait_settled`) and joins it when it is the same request, or hears "taken". It says nothing about
+  an identical request that comes after the first has been answered.
+- **Twin detection** (`_join_same`, `_booked_twin`): an identical repeat without a key (same attendee,
+  numbers, event type and start), before, during or after the first call's booking: it is answered
+  with the first booking instead of a second one or a false "taken". It cannot tell a repeat from a
+  second booking that merely looks the same, which is why keys exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from appt_tools import validation
+from appt_tools.calcom import CalcomClient
+from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
+from appt_tools.core.records import booking_fields, history_entry
+from appt_tools.core.requests import BookingDraft
+from appt_tools.core.slots import SlotFinder
+from appt_tools.errors import CalcomError, CalcomSlotTaken, CalcomUnavailable, Conflict, SlotHeld, SlotUnavailable
+from appt_tools.models import Appointment, AppointmentStatus, Booking, BookingRequest, EventType, NewAppointment
+
+if TYPE_CHECKING:
+    from appt_tools.store import Store
+
+
+class Booker:
+    def __init__(
+        self,
+        store: Store,
+        calcom: Callable[[], CalcomClient],
+        catalog: EventTypeCatalog,
+        slots: SlotFinder,
+        keys: IdempotentCalls,
+        clock: Callable[[], datetime],
+        defaults: Callable[[], tuple[str, str]],
+    ) -> None:
+        self._store = store
+        self._calcom = calcom
+        self._catalog = catalog
+        self._slots = slots
+        self._keys = keys
+        self._clock = clock
+        self._defaults = defaults  # (business time zone, business name)
+
+    async def book(self, draft: BookingDraft) -> Appointment:
+        business_tz, business_name = self._defaults()
+        validation.in_future("start", draft.start, self._clock(), tz_name=draft.timezone or business_tz)
+        event_type = await self._catalog.pick(draft.event_type_id)
+        length = self._catalog.duration(event_type, draft.duration_minutes)
+        new = NewAppointment(
+            title=draft.title or f"{event_type.title} with {draft.attendee_name}",
+            description=draft.description or "",
+            label=draft.label or "",
+            attendee_name=draft.attendee_name,
+            attendee_email=draft.attendee_email,
+            business_name=draft.business_name or business_name,
+            to_number=draft.to_number,
+            from_number=draft.from_number,
+            call_type=draft.call_type,
+            event_type_id=event_type.id,
+            start=draft.start.astimezone(UTC),
+            end=(draft.start + timedelta(minutes=length)).astimezone(UTC),
+            timezone=draft.timezone or business_tz,
+        )
+        return await self._keys.run(
+            "book",
+            draft.idempotency_key,
+            {**new.model_dump(mode="json"), "duration": length},
+            work=lambda scoped: self._book(new, event_type, length, scoped),
+            resume=lambda appointment: self.settle(appointment, event_type, length),
+        )
+
+    async def _book(self, new: NewAppointment, event_type: EventType, length: int, key: str | None) -> Appointment:
+        joined = await self._join_same(new, event_type, length)
+        if joined is not None:
+            return joined
+        try:
+            around = await self._slots.check_free(event_type, new.start, length)
+        except SlotUnavailable:
+            # Not free: perhaps because a concurrent identical call has just booked it.
+            joined = await self._join_same(new, event_type, length)
+            if joined is not None:
+                return joined
+            raise
+        for _ in range(2):
+            try:
+                appointment = await self._store.add_appointment(new, now=self._clock(), idempotency_key=key)
+            except SlotHeld as held:
+                holder = await self._wait_settled(held.holder_id)
+                if holder is not None and holder.booking_uid is not None and _same_request(holder, new):
+                    return holder
+                if holder is None or holder.status is AppointmentStatus.FAILED:
+                    continue  # the other attempt failed: the slot may be ours after all
+                raise self._slots.unavailable(new.start, around, taken=True) from None
+            return await self.settle(appointment, event_type, length)
+        raise self._slots.unavailable(new.start, around, taken=True)
+
+    async def settle(self, appointment: Appointment, event_type: EventType, length: int) -> Appointment:
+        """Take a recorded appointment to its outcome: booked (uid), failed, or still unknown (raises)."""
+        if appointment.booking_uid is not None or appointment.status is not AppointmentStatus.PENDING:
+            return appointment
+        request = BookingRequest(
+            start=appointment.start,
+            event_type_id=event_type.id,
+            attendee_name=appointment.attendee_name,
+            attendee_email=appointment.attendee_email,
+            attendee_time_zone=appointment.timezone,
+            attendee_phone={"inbound": appointment.from_number, "outbound": appointment.to_number}.get(
+                appointment.call_type
+            ),
+            length_minutes=length if event_type.length_options else None,
+            metadata={"appointment_id": appointment.id, "call_type": appointment.call_type},
+        )
+        # An earlier attempt whose answer was lost may have booked it: look before booking again.
+        booking = await self._find_created(request) if appointment.last_error else None
+        if booking is None:
+            try:
+                booking = await self._calcom().create_booking(request)
+            except CalcomSlotTaken as exc:
+                twin = await self._booked_twin(appointment)
+                if twin is not None:  # the same request, booked a moment ago by a concurrent call
+                    await self._fail(appointment, f"Same request as {twin.id}, which was booked first.")
+                    return twin
+                await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
+                raise await self._slots.taken(event_type, appointment.start, length) from exc
+            except CalcomUnavailable as exc:
+                if not exc.outcome_unknown:
+                    await self._fail(
+                        appointment, f"Cal.com could not be reached, so nothing was booked ({exc.message})"
+                    )
+                    raise CalcomUnavailable(
+                        "The calendar is not answering, so nothing was booked. Try again in a moment, "
+                        "or offer to call the caller back.",
+                        status=exc.status,
+                        retryable=True,
+                    ) from exc
+                found = await self._find_created(request)
+                if found is None:
+                    await self._unknown(appointment, exc)
+                    raise CalcomUnavailable(
+                        "The calendar did not confirm this booking in time, so it is not confirmed yet. Do not book "
+                        f"again: check it later with get_appointment (id {appointment.id}).",
+                        status=exc.status,
+                        retryable=False,
+                        outcome_unknown=True,
+                    ) from exc
+                booking = found
+            except CalcomError as exc:
+                await self._fail(appointment, f"Cal.com refused the booking: {exc.message}")
+                raise
+        self._slots.changed()
+        return await self._store.update_appointment(
+            appointment.id,
+            booking_fields(booking),
+            now=self._clock(),
+            history=history_entry(
+                self._clock(),
+                "booked",
+                f"Booked in Cal.com (status {booking.status}).",
+                to_start=booking.start,
+                to_uid=booking.uid,
+            ),
+        )
+
+    async def _wait_settled(self, appointment_id: str) -> Appointment | None:
+        """Wait (bounded) while another call books `appointment_id`; its state when settled or on time-out."""
+        deadline = monotonic() + PEER_WAIT_SECONDS
+        while True:
+            current = await self._store.get_appointment(appointment_id)
+            in_flight = (
+                current is not None and current.status is AppointmentStatus.PENDING and current.booking_uid is None
+            )
+            if not in_flight or (current is not None and current.last_error) or monotonic() >= deadline:
+                return current
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _join_same(self, new: NewAppointment, event_type: EventType, length: int) -> Appointment | None:
+        """The outcome of an identical request made earlier or in flight right now, if there is one."""
+        same = await self._same_booking(new)
+        if same is not None and same.booking_uid is None and not same.last_error:
+            same = await self._wait_settled(same.id)
+            if same is not None and same.booking_uid is None and not same.last_error:
+                raise Conflict(
+                    "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
+                )
+        if same is None or same.status is AppointmentStatus.FAILED:
+            return None
+        return await self.settle(same, event_type, length)
+
+    async def _booked_twin(self, appointment: Appointment) -> Appointment | None:
+        twin = await self._same_booking(appointment, exclude=appointment.id)
+        return twin if twin is not None and twin.booking_uid is not None else None
+
+    async def _same_booking(self, new: NewAppointment, *, exclude: str | None = None) -> Appointment | None:
+        """A live booking for the same caller, attendee, numbers, event type and start: a retried call,
+        answered with what the first call booked instead of a second booking or a 'slot taken'."""
+        found = await self._store.live_at(new.start)
+        return next((c for c in found if c.id != exclude and _same_request(c, new)), None)
+
+    async def _find_created(self, request: BookingRequest) -> Booking | None:
+        """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""
+        try:
+            page = await self._calcom().list_bookings(
+                attendee_email=request.attendee_email,
+                event_type_id=request.event_type_id,
+                after_start=request.start,
+                before_end=request.start + timedelta(days=1),
+                take=50,
+            )
+        except CalcomError:
+            return None
+        for booking in page.bookings:
+            if booking.start == request.start and booking.status in ("accepted", "pending"):
+                return booking
+        return None
+
+    async def _fail(self, appointment: Appointment, reason: str) -> None:
+        await self._store.update_appointment(
+            appointment.id,
+            {"status": AppointmentStatus.FAILED, "last_error": reason},
+            now=self._clock(),
+            history=history_entry(self._clock(), "failed", reason),
+        )
+
+    async def _unknown(self, appointment: Appointment, exc: CalcomError) -> None:
+        await record_unknown(self._store, appointment, exc, self._clock())
+
+
+async def record_unknown(store: Store, appointment: Appointment, exc: CalcomError, now: datetime) -> None:
+    """Cal.com's answer to a change was lost: the appointment keeps its state, and `last_error` says the
+    outcome is unknown until a retry or reconciliation looks in Cal.com."""
+    reason = f"Cal.com did not answer ({exc.message}); the outcome is unknown until reconciled."
+    await store.update_appointment(
+        appointment.id, {"last_error": reason}, now=now, history=history_entry(now, "failed", reason)
+    )
+
+
+def _same_request(existing: Appointment, new: NewAppointment) -> bool:
+    """Same caller, attendee, numbers, event type and start: a repeat of the same booking request."""
+    return (
+        existing.attendee_email.lower() == new.attendee_email.lower()
+        and (existing.to_number, existing.from_number) == (new.to_number, new.from_number)
+        and existing.event_type_id == new.event_type_id
+        and existing.start == new.start
+    )

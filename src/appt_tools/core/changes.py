@@ -1,0 +1,214 @@
+"""Changing an appointment: reschedule and cancel (in Cal.com, then in the store) and corrections to our
+own record. Each reads top to bottom: find it, check it can still change, ask Cal.com, record the outcome.
+
+An unknown outcome (Cal.com's answer lost) leaves the appointment as it was with `last_error` saying so;
+a retry first looks in Cal.com for what the lost call did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from appt_tools import validation
+from appt_tools.calcom import CalcomClient
+from appt_tools.core.booking import record_unknown
+from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core.idempotency import IdempotentCalls
+from appt_tools.core.records import booking_fields, history_entry
+from appt_tools.core.requests import Cancellation, Edit, Move
+from appt_tools.core.slots import SlotFinder
+from appt_tools.errors import (
+    CalcomError,
+    CalcomRejected,
+    CalcomSlotTaken,
+    CalcomUnavailable,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+)
+from appt_tools.models import Appointment, AppointmentStatus, Booking
+
+if TYPE_CHECKING:
+    from appt_tools.store import Store
+
+DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
+
+
+class Changes:
+    def __init__(
+        self,
+        store: Store,
+        calcom: Callable[[], CalcomClient],
+        catalog: EventTypeCatalog,
+        slots: SlotFinder,
+        keys: IdempotentCalls,
+        clock: Callable[[], datetime],
+        timezone: Callable[[], str],
+    ) -> None:
+        self._store = store
+        self._calcom = calcom
+        self._catalog = catalog
+        self._slots = slots
+        self._keys = keys
+        self._clock = clock
+        self._timezone = timezone
+
+    async def get(self, appointment_id: str) -> Appointment:
+        """By appointment id, or by any Cal.com booking uid it has had."""
+        key = (appointment_id or "").strip()
+        if not key or len(key) > 100:
+            raise InvalidArgument(
+                "appointment_id",
+                "must be an appointment id or booking uid of at most 100 characters; e.g. 'apt_3kq9x2mz7w1b'.",
+            )
+        found = await self._store.get_appointment(key) or await self._store.get_by_booking_uid(key)
+        if found is None:
+            raise NotFound(
+                f"No appointment has id {key!r}. Use search_appointments to find it by name, e-mail or phone.",
+                code="appointment_not_found",
+            )
+        return found
+
+    # --- reschedule -------------------------------------------------------------------------
+
+    async def reschedule(self, move: Move) -> Appointment:
+        appointment = await self.get(move.appointment_id)
+        when = move.new_start.astimezone(UTC)
+        validation.in_future("new_start", when, self._clock(), tz_name=move.timezone or self._timezone())
+
+        async def work(scoped: object) -> Appointment:
+            # With a key, the call may have waited for its claim: read the appointment again.
+            current = await self.get(appointment.id) if scoped else appointment
+            return await self._reschedule(current, when, move.reason)
+
+        payload = {"appointment_id": appointment.id, "new_start": when.isoformat(), "reason": move.reason}
+        return await self._keys.run("reschedule", move.idempotency_key, payload, work=work, resume=work)
+
+    async def _reschedule(self, appointment: Appointment, when: datetime, why: str | None) -> Appointment:
+        uid = self._ensure_live(appointment, "reschedule")
+        if appointment.last_error:
+            # An earlier attempt's answer was lost: it may have moved the booking already.
+            moved = await self._find_rescheduled(uid)
+            if moved is not None and moved.start == when:
+                return await self._record_moved(appointment, moved, why)
+        if when == appointment.start:
+            raise InvalidArgument("new_start", "the appointment is already at that time; choose a different one.")
+        event_type = await self._catalog.pick(appointment.event_type_id)
+        length = int((appointment.end - appointment.start).total_seconds() // 60)
+        await self._slots.check_free(event_type, when, length, rescheduling=uid)
+        try:
+            booking = await self._calcom().reschedule_booking(uid, when, reason=why)
+        except CalcomSlotTaken as exc:
+            raise await self._slots.taken(event_type, when, length) from exc
+        except CalcomUnavailable as exc:
+            moved = await self._find_rescheduled(uid)
+            if moved is None:
+                await record_unknown(self._store, appointment, exc, self._clock())
+                raise CalcomUnavailable(
+                    "The calendar did not confirm the new time, so the appointment may still be at the old time. "
+                    "Do not try again yet; check it with get_appointment in a minute.",
+                    status=exc.status,
+                    retryable=False,
+                    outcome_unknown=True,
+                ) from exc
+            booking = moved
+        return await self._record_moved(appointment, booking, why)
+
+    async def _record_moved(self, appointment: Appointment, booking: Booking, why: str | None) -> Appointment:
+        self._slots.changed()
+        return await self._store.update_appointment(
+            appointment.id,
+            booking_fields(booking, moved=True),
+            now=self._clock(),
+            history=history_entry(
+                self._clock(),
+                "rescheduled",
+                why or "Rescheduled.",
+                from_start=appointment.start,
+                to_start=booking.start,
+                from_uid=appointment.booking_uid,
+                to_uid=booking.uid,
+            ),
+        )
+
+    async def _find_rescheduled(self, old_uid: str) -> Booking | None:
+        try:
+            old = await self._calcom().get_booking(old_uid)
+            return await self._calcom().get_booking(old.rescheduled_to_uid) if old.rescheduled_to_uid else None
+        except CalcomError:
+            return None
+
+    # --- cancel -----------------------------------------------------------------------------
+
+    async def cancel(self, cancellation: Cancellation) -> Appointment:
+        appointment = await self.get(cancellation.appointment_id)
+        why = cancellation.reason or DEFAULT_CANCEL_REASON
+
+        async def work(scoped: object) -> Appointment:
+            # With a key, the call may have waited for its claim: read the appointment again.
+            return await self._cancel(await self.get(appointment.id) if scoped else appointment, why)
+
+        payload = {"appointment_id": appointment.id, "reason": why}
+        return await self._keys.run("cancel", cancellation.idempotency_key, payload, work=work, resume=work)
+
+    async def _cancel(self, appointment: Appointment, why: str) -> Appointment:
+        uid = self._ensure_live(appointment, "cancel")
+        try:
+            await self._calcom().cancel_booking(uid, why)
+            detail = why
+        except CalcomRejected as exc:
+            if "already been cancelled" not in exc.message:
+                raise
+            detail = f"{why} (Cal.com already had it cancelled.)"
+        self._slots.changed()
+        return await self._store.update_appointment(
+            appointment.id,
+            {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},
+            now=self._clock(),
+            history=history_entry(self._clock(), "cancelled", detail, from_uid=uid),
+        )
+
+    # --- our own fields ---------------------------------------------------------------------
+
+    async def update(self, appointment_id: str, edit: Edit) -> Appointment:
+        """Correct our record's own fields (Cal.com is not re-notified). The surfaces refuse the locked
+        fields (to/from numbers, call type, booking uid): an `Edit` cannot carry them."""
+        given = edit.given()
+        if not given:
+            fields = ", ".join(vars(edit))
+            raise InvalidArgument("changes", f"nothing to update; pass at least one of {fields}.")
+        appointment = await self.get(appointment_id)
+        changed = {k: v for k, v in given.items() if getattr(appointment, k) != v}
+        if not changed:
+            return appointment
+        detail = "; ".join(f"{k}: {getattr(appointment, k)!r} → {v!r}" for k, v in changed.items())
+        return await self._store.update_appointment(
+            appointment.id, changed, now=self._clock(), history=history_entry(self._clock(), "updated", detail)
+        )
+
+    def _ensure_live(self, appointment: Appointment, action: str) -> str:
+        """The booking uid of an appointment that can still be changed, or a Conflict saying why not."""
+        status = appointment.effective_status(self._clock())
+        if status is AppointmentStatus.CANCELLED:
+            if action == "cancel":
+                raise Conflict("It is already cancelled; nothing to do.", code="already_cancelled")
+            raise Conflict(
+                "It was cancelled, and a cancelled appointment cannot be rescheduled. Book a new one instead.",
+                code="not_reschedulable",
+            )
+        if status is AppointmentStatus.FAILED:
+            raise Conflict(
+                "It was never booked in Cal.com (the booking failed), so it cannot be changed.",
+                code="not_booked",
+            )
+        if status is AppointmentStatus.COMPLETED:
+            raise Conflict("It has already taken place, so it cannot be changed.", code="already_ended")
+        if appointment.booking_uid is None:
+            raise Conflict(
+                "Its booking is not confirmed by Cal.com yet; try again in a minute.",
+                code="not_confirmed",
+                retryable=True,
+            )
+        return appointment.booking_uid

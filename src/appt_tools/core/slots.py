@@ -1,0 +1,162 @@
+"""Free slots: what find_slots answers, and the check a booking or a move makes before asking Cal.com.
+
+Cal.com decides availability. Its answers are cached briefly (`SlotCache`) so that a booking right after
+a find_slots costs no second look; anything the cache cannot vouch for is asked afresh, so a stale
+cache never refuses a caller. A refusal comes with the nearest free times, for the assistant to offer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from appt_tools import validation
+from appt_tools.calcom import CalcomClient
+from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core.requests import SlotRequest
+from appt_tools.core.slot_cache import SlotCache
+from appt_tools.errors import CalcomError, InvalidArgument, SlotUnavailable
+from appt_tools.models import EventType, Slot, SlotSearch
+from appt_tools.speech import spoken
+
+ALTERNATIVES = 3
+LOOKAHEAD = timedelta(days=14)
+MAX_SLOTS = 100
+
+
+class SlotFinder:
+    def __init__(
+        self,
+        catalog: EventTypeCatalog,
+        calcom: Callable[[], CalcomClient],
+        clock: Callable[[], datetime],
+        timezone: Callable[[], str],
+    ) -> None:
+        self._catalog = catalog
+        self._calcom = calcom
+        self._clock = clock
+        self._timezone = timezone
+        self.cache = SlotCache()
+
+    async def find(self, request: SlotRequest) -> SlotSearch:
+        tz_name = request.timezone or self._timezone()
+        now = self._clock()
+        if request.day is not None and (request.start is not None or request.end is not None):
+            raise InvalidArgument("date", "give either date, or start and end, not both.")
+        if request.start is not None or request.end is not None:
+            if request.start is None or request.end is None:
+                raise InvalidArgument("start" if request.start is None else "end", "start and end go together.")
+            lo, hi = request.start, request.end
+            validation.window(lo, hi)
+        else:
+            lo, hi = local_day(request.day or now.astimezone(ZoneInfo(tz_name)).date(), ZoneInfo(tz_name))
+        if hi <= now:
+            raise InvalidArgument(
+                "date" if request.day is not None else "end", "that time is already past; ask for a later one."
+            )
+        event_type = await self._catalog.pick(request.event_type_id)
+        length = self._catalog.duration(event_type, request.duration_minutes)
+        slots = await self.free(event_type, max(lo, now), hi, length)
+        later = False
+        if not slots:
+            later = True
+            slots = (await self.free(event_type, hi, hi + LOOKAHEAD, length))[:5]
+        return SlotSearch(
+            event_type=event_type,
+            duration_minutes=length,
+            timezone=tz_name,
+            window_start=lo,
+            window_end=hi,
+            slots=tuple(slots[:MAX_SLOTS]),
+            later=later,
+            truncated=len(slots) > MAX_SLOTS,
+        )
+
+    async def free(
+        self,
+        event_type: EventType,
+        lo: datetime,
+        hi: datetime,
+        length: int,
+        *,
+        rescheduling: str | None = None,
+        cached: bool = True,
+    ) -> list[Slot]:
+        """Cal.com's free slots starting within [lo, hi); from the cache when it has them."""
+        duration = length if event_type.length_options else None
+        if cached and rescheduling is None:
+            hit = self.cache.get(event_type.id, duration, lo, hi)
+            if hit is not None:
+                return hit
+        slots = await self._calcom().slots(
+            event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
+        )
+        if rescheduling is None:
+            self.cache.put(event_type.id, duration, lo, hi, slots)
+        return slots
+
+    async def near(
+        self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
+    ) -> list[Slot]:
+        """Free slots from a day before `start` (but not before now) to a week after it, fresh from Cal.com:
+        one call that both confirms `start` is free and yields the nearest alternatives when it is not."""
+        lo = max(self._clock(), start - timedelta(days=1))
+        return await self.free(
+            event_type, lo, start + timedelta(days=7), length, rescheduling=rescheduling, cached=False
+        )
+
+    async def check_free(
+        self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
+    ) -> list[Slot]:
+        """The free slots around `start`; SlotUnavailable (with the nearest ones) unless `start` is one.
+        A slot the cache saw free a moment ago passes without a round trip (Cal.com decides at booking)."""
+        duration = length if event_type.length_options else None
+        seen = self.cache.covering(event_type.id, duration, start)
+        if seen is not None and any(s.start == start for s in seen):
+            return seen
+        around = await self.near(event_type, start, length, rescheduling=rescheduling)
+        if not any(s.start == start for s in around):
+            raise self.unavailable(start, around, taken=False)
+        return around
+
+    def changed(self) -> None:
+        """The calendar changed (a booking made, moved, cancelled or synced): cached slots are stale."""
+        self.cache.clear()
+
+    async def taken(self, event_type: EventType, start: datetime, length: int) -> SlotUnavailable:
+        """Cal.com refused `start` as taken: the error, with fresh alternatives when Cal.com gives them."""
+        self.changed()
+        try:
+            around = await self.near(event_type, start, length)
+        except CalcomError:
+            around = []
+        return self.unavailable(start, around, taken=True)
+
+    def unavailable(self, start: datetime, around: Sequence[Slot], *, taken: bool) -> SlotUnavailable:
+        """`start` cannot be had: the error offering the nearest of `around` (other than `start`)."""
+        alternatives = nearest([s for s in around if s.start != start], start)
+        tz = self._timezone()
+        opening = (
+            f"{spoken.when(start, tz)} was just taken." if taken else f"{spoken.when(start, tz)} is not a free time."
+        )
+        if alternatives:
+            offer = spoken.choices([s.start for s in alternatives], tz)
+            message = (
+                f"{opening} The nearest free times are {offer}. Offer these to the caller and book the one they choose."
+            )
+        else:
+            message = f"{opening} Nothing is free in the week around it; call find_slots with a later date."
+        return SlotUnavailable(message, alternatives, taken=taken)
+
+
+def local_day(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """A local calendar day as a UTC interval (23 or 25 hours long across a DST change)."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def nearest(slots: Sequence[Slot], target: datetime) -> list[Slot]:
+    closest = sorted(slots, key=lambda s: (abs((s.start - target).total_seconds()), s.start))[:ALTERNATIVES]
+    return sorted(closest, key=lambda s: s.start)
