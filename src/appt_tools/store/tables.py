@@ -4,9 +4,9 @@
 Datetimes are stored as timezone-naive UTC (`UTCDateTime`) and come back aware (UTC). Text that is
 sorted compares by code point on both backends: SQLite's default, and collation "C" on PostgreSQL.
 A status is stored as its value (VARCHAR, checked by the table's own CHECK constraint) and comes back
-an `AppointmentStatus`. The rows carry the domain models' field names where the columns' differ
-(`start`, `end`, `previous_booking_uids`), so that a model is built from a row by pydantic
-(`from_attributes`) with no mapping written out.
+an `AppointmentStatus`. The rows answer to the domain models' field names where the columns' differ
+(`start`, `end`), so that a model is built from a row by pydantic (`from_attributes`) with no mapping
+written out.
 
 Search objects outside this metadata, created by migration 0002: on SQLite the FTS5 table
 `appointments_search` (trigram, over `SEARCH_COLUMNS`) and the triggers that keep it in sync; on
@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, synonym
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from appt_tools.models import AppointmentStatus
@@ -161,23 +161,9 @@ class AppointmentRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Every booking uid the appointment has had, oldest first, the current one included. A query for
-    # rows reads them in a second statement for all its rows at once; `Store` reads one appointment
-    # with its uids in one statement (`joinedload`).
-    booking_uids: Mapped[list[BookingUidRow]] = relationship(
-        order_by="(BookingUidRow.created_at, BookingUidRow.id)",
-        lazy="selectin",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-    )
-
     # The domain model's names for the columns named otherwise.
     start: Mapped[datetime] = synonym("start_at")
     end: Mapped[datetime] = synonym("end_at")
-
-    @property
-    def previous_booking_uids(self) -> tuple[str, ...]:
-        return tuple(row.uid for row in self.booking_uids if row.uid != self.booking_uid)
 
     __table_args__ = (
         CheckConstraint(_in("status", STORED_STATUSES), name="status"),
