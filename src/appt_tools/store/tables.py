@@ -3,6 +3,10 @@
 
 Datetimes are stored as timezone-naive UTC (`UTCDateTime`) and come back aware (UTC). Text that is
 sorted compares by code point on both backends: SQLite's default, and collation "C" on PostgreSQL.
+A status is stored as its value (VARCHAR, checked by the table's own CHECK constraint) and comes back
+an `AppointmentStatus`. The rows answer to the domain models' field names where the columns' differ
+(`start`, `end`), so that a model is built from a row by pydantic (`from_attributes`) with no mapping
+written out.
 
 Search objects outside this metadata, created by migration 0002: on SQLite the FTS5 table
 `appointments_search` (trigram, over `SEARCH_COLUMNS`) and the triggers that keep it in sync; on
@@ -18,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -28,10 +33,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-STORED_STATUSES = ("pending", "active", "rescheduled", "cancelled", "failed")
+from appt_tools.models import AppointmentStatus
+
+# `completed` is derived (see `Appointment.effective_status`), never stored.
+STORED_STATUSES = tuple(status.value for status in AppointmentStatus if status is not AppointmentStatus.COMPLETED)
 _CALL_TYPES = ("inbound", "outbound", "web")
 IN_FLIGHT = "status = 'pending' AND booking_uid IS NULL"
 
@@ -105,6 +113,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# The value in the database ('pending'), not the member's name; VARCHAR(16) as the migrations make it,
+# checked by the table's CHECK constraint (which leaves out `completed`) rather than one of the type's.
+_STATUS = Enum(
+    AppointmentStatus,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    values_callable=lambda statuses: [status.value for status in statuses],
+)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -135,13 +154,16 @@ class AppointmentRow(Base):
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(_sortable(16))
+    status: Mapped[AppointmentStatus] = mapped_column(_STATUS)
     meeting_url: Mapped[str | None] = mapped_column(Text)
     location: Mapped[str | None] = mapped_column(Text)
     cancellation_reason: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The domain model's names for the columns named otherwise.
+    start: Mapped[datetime] = synonym("start_at")
+    end: Mapped[datetime] = synonym("end_at")
 
     __table_args__ = (
         CheckConstraint(_in("status", STORED_STATUSES), name="status"),
