@@ -34,9 +34,9 @@ from starlette.routing import BaseRoute, Route
 from appt_tools import __version__
 from appt_tools.core.reconcile import Reconciler
 from appt_tools.surfaces.auth import (
+    CredentialChecker,
     CredentialLoader,
     Credentials,
-    Guard,
     RequireBearer,
     error_response,
     is_loopback,
@@ -55,7 +55,7 @@ class HttpSettings:
 
     host: str = "127.0.0.1"
     credentials: Credentials = field(default_factory=Credentials)
-    # Re-reads stored credentials (see `auth.Guard`); None keeps `credentials` for the process's life.
+    # Re-reads stored credentials (see `auth.CredentialChecker`); None keeps `credentials` for the process's life.
     reload_credentials: CredentialLoader | None = None
     credentials_ttl: float = 5.0
     sandbox: bool = False
@@ -65,14 +65,14 @@ class HttpSettings:
 
 
 def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Starlette:
-    guard = Guard(
+    checker = CredentialChecker(
         settings.credentials,
         loopback=is_loopback(settings.host),
         reload=settings.reload_credentials,
         ttl=settings.credentials_ttl,
     )
-    endpoints = _Endpoints(server, settings, guard)
-    bearer = [Middleware(RequireBearer, guard=guard)]
+    endpoints = _Endpoints(server, settings, checker)
+    bearer = [Middleware(RequireBearer, checker=checker)]
     # The SDK turns on its DNS-rebinding protection (Host/Origin checks) for /mcp on a loopback host.
     mcp = server.streamable_http_app(host=settings.host, stateless_http=settings.stateless)
     routes: list[BaseRoute] = [
@@ -85,7 +85,7 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         Route("/retell/functions/{name}", endpoints.retell, methods=["POST"]),
         Route("/webhooks/calcom", endpoints.calcom_webhook, methods=["POST"]),
         # The owner's dashboard at / (pages, /app/*, /static/*): same service, same keys (web/session.py).
-        *dashboard_routes(server.service, guard, sandbox=settings.sandbox),
+        *dashboard_routes(server.service, checker, sandbox=settings.sandbox),
     ]
     # The SDK app's lifespan runs the MCP session manager; without it /mcp cannot serve.
     return Starlette(
@@ -108,10 +108,10 @@ def _guarded(routes: Sequence[BaseRoute], middleware: list[Middleware]) -> list[
 
 
 class _Endpoints:
-    def __init__(self, server: AppointmentServer, settings: HttpSettings, guard: Guard) -> None:
+    def __init__(self, server: AppointmentServer, settings: HttpSettings, checker: CredentialChecker) -> None:
         self.server = server
         self.settings = settings
-        self.guard = guard
+        self.checker = checker
         self._openapi: dict[str, Any] | None = None
 
     async def healthz(self, request: Request) -> Response:
@@ -138,7 +138,7 @@ class _Endpoints:
 
     async def vapi(self, request: Request) -> Response:
         body = await self._body(request)
-        refusal = await self.guard.check_vapi(request.headers)
+        refusal = await self.checker.check_vapi(request.headers)
         if refusal is not None:
             return refusal
         calls = vapi_calls(json_object(body))
@@ -148,7 +148,7 @@ class _Endpoints:
 
     async def retell(self, request: Request) -> Response:
         body = await self._body(request)
-        refusal = await self.guard.check_retell(request.headers, body)
+        refusal = await self.checker.check_retell(request.headers, body)
         if refusal is not None:
             return refusal
         name, arguments = retell_call(request.path_params.get("name"), json_object(body))
@@ -161,7 +161,7 @@ class _Endpoints:
         """A booking changed in Cal.com: re-read the appointment it names from Cal.com and repair the
         store. Redelivered or out-of-order webhooks converge, since Cal.com's state decides (core/reconcile.py)."""
         body = await self._body(request)
-        refusal = await self.guard.check_calcom(request.headers, body)
+        refusal = await self.checker.check_calcom(request.headers, body)
         if refusal is not None:
             return refusal
         report = await Reconciler(self.server.service).apply_webhook(json_object(body))

@@ -2,7 +2,7 @@
 
 Open (no sign-in) exactly when the rest of the HTTP app is open: bound to loopback with no HTTP API
 key configured. Otherwise the owner signs in by pasting one of the HTTP API keys; it is checked with
-`auth.key_matches` against the keys `auth.Guard` holds (re-read every 5 s), and never stored in the
+`auth.key_matches` against the keys `auth.CredentialChecker` holds (re-read every 5 s), and never stored in the
 cookie: the session remembers only an HMAC of it, so revoking a key ends its sessions within 5 s.
 
 The session cookie `appt_session` is `<base64 JSON>.<hex HMAC-SHA256>` signed with a secret drawn at
@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appt_tools.surfaces.auth import Guard, is_loopback, key_matches
+from appt_tools.surfaces.auth import CredentialChecker, is_loopback, key_matches
 
 COOKIE = "appt_session"
 LIFETIME_SECONDS = 12 * 60 * 60
@@ -50,13 +50,13 @@ class Session:
 class Sessions:
     def __init__(
         self,
-        guard: Guard,
+        checker: CredentialChecker,
         *,
         secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one."""
-        self.guard = guard
+        self.checker = checker
         self._load = secret if callable(secret) else None
         self._key = None if callable(secret) else (secret or secrets.token_bytes(32))
         self._clock = clock
@@ -120,16 +120,16 @@ class Sessions:
     # --- who is signed in ---------------------------------------------------------------------
 
     async def keys(self) -> tuple[SecretStr, ...]:
-        return (await self.guard.credentials()).api_keys
+        return (await self.checker.credentials()).api_keys
 
     async def is_open(self) -> bool:
         """No sign-in needed: loopback and no key, as for /tools and /mcp."""
-        return self.guard.loopback and not await self.keys()
+        return self.checker.loopback and not await self.keys()
 
     async def signed_in(self, session: Session | None) -> bool:
         keys = await self.keys()
         if not keys:
-            return self.guard.loopback  # fails closed if the keys are removed from a public server
+            return self.checker.loopback  # fails closed if the keys are removed from a public server
         if session is None or session.key_tag is None:
             return False
         matched = False
