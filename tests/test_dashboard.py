@@ -392,9 +392,10 @@ def test_sessions_are_signed_expire_and_carry_no_key() -> None:
     session = sessions.new(KEY)
     raw = sessions.encode(session)
     assert KEY not in raw and sessions.decode(raw) == session
-    body, signature = raw.split(".")
-    assert sessions.decode(body + "." + "0" * len(signature)) is None
-    assert sessions.decode(body[:-2] + "." + signature) is None
+    payload, stamp, signature = raw.rsplit(".", 2)
+    assert sessions.decode(f"{payload}.{stamp}.{'A' * len(signature)}") is None  # forged signature
+    assert sessions.decode(f"{payload[:-2]}.{stamp}.{signature}") is None  # changed payload
+    assert sessions.decode(f"{payload}.{signature}") is None  # no timestamp
     assert sessions.decode("garbage") is None and sessions.decode(None) is None
     other = Sessions(CredentialChecker(_keys(KEY), loopback=False), secret=b"t" * 32, clock=lambda: now[0])
     assert other.decode(raw) is None  # another process (secret) does not accept it
