@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from starlette.datastructures import Headers
@@ -58,6 +59,12 @@ CredentialLoader = Callable[[], Awaitable[Credentials]]
 
 def is_loopback(host: str) -> bool:
     return host.strip("[]").lower() in LOOPBACK_HOSTS
+
+
+def asks_for_loopback(headers: Mapping[str, str]) -> bool:
+    """Whether the request's Host names 127.0.0.1, localhost or [::1]: a page reaching a loopback
+    server through a DNS-rebound name does not."""
+    return is_loopback(urlsplit("//" + headers.get("host", "")).hostname or "")
 
 
 def _digest(value: str) -> bytes:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from appt_tools.speech.results import ErrorView
-from appt_tools.surfaces.auth import error_response, is_loopback
+from appt_tools.surfaces.auth import asks_for_loopback, error_response, is_loopback
 
 SORRY = "Sorry, something went wrong on my side."
 
@@ -58,9 +58,8 @@ async def read_body(request: Request, *, limit: int, loopback: bool) -> bytes:
 def _refuse_foreign_browser_request(headers: Mapping[str, str]) -> None:
     """On loopback the routes may be open (no keys), so a web page must not reach them: not through a
     DNS-rebound host name (Host) nor cross-origin (Origin). The SDK applies the same rule to /mcp."""
-    host = urlsplit("//" + headers.get("host", "")).hostname or ""
     origin = headers.get("origin")
-    if not is_loopback(host) or (origin is not None and not is_loopback(urlsplit(origin).hostname or "")):
+    if not asks_for_loopback(headers) or (origin is not None and not is_loopback(urlsplit(origin).hostname or "")):
         raise HttpProblem(
             403,
             "forbidden",

@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appt_tools.surfaces.auth import CredentialChecker, is_loopback, key_matches
+from appt_tools.surfaces.auth import CredentialChecker, asks_for_loopback, key_matches
 
 COOKIE = "appt_session"
 LIFETIME_SECONDS = 12 * 60 * 60
@@ -183,5 +183,4 @@ def foreign_origin(request: Request) -> bool:
 
 def foreign_host(request: Request) -> bool:
     """While open on loopback: a host name that is not loopback means a DNS-rebound page."""
-    host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
-    return not is_loopback(host)
+    return not asks_for_loopback(request.headers)
