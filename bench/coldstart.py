@@ -24,8 +24,9 @@ from typing import Any
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from bench.common import HOST_TZ, PYTHON, ROOT, Row, child_env, ratio, say
+from bench.common import PYTHON, ROOT, Row, child_env, ratio, say
 from calcom_sandbox import run_sandbox
+from tests.helpers import HOST_TZ
 
 TARGET = 1.3
 PRODUCT_IMPORTS = (

@@ -6,19 +6,17 @@ import asyncio
 import contextlib
 import math
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+
+from tests.helpers import wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-HOST_TZ = "America/New_York"  # the sandbox host's zone; the business's zone in every bench service
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -135,20 +133,6 @@ def render_table(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def booking_day(after_days: int = 3) -> date:
-    """A Monday-to-Friday date at least `after_days` ahead in the host's zone (clear of notice rules)."""
-    day = datetime.now(ZoneInfo(HOST_TZ)).date() + timedelta(days=after_days)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
-
-
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a bench child process: ours, with the repository importable and no stray settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
@@ -174,18 +158,7 @@ async def http_server_process(args: Sequence[str], port: int, env: dict[str, str
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with asyncio.timeout(120):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    await writer.wait_closed()
-                    break
-                except OSError:
-                    if process.returncode is not None:
-                        assert process.stderr is not None
-                        raise RuntimeError(f"bench server exited: {(await process.stderr.read()).decode()}") from None
-                    await asyncio.sleep(0.05)
+        await wait_for_port(port, process, seconds=120)
         yield process.pid
     finally:
         if process.returncode is None:

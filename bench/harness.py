@@ -24,8 +24,8 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.core.service import AppointmentService
 from appt_tools.runtime import CalcomTarget, open_service
 from appt_tools.surfaces.mcp_server import AppointmentServer, build_server
-from bench.common import HOST_TZ
 from calcom_sandbox import RunningSandbox, SandboxState, run_sandbox
+from tests.helpers import HOST_TZ
 
 # The bench makes far more than Cal.com's 120 requests a minute. Waiting for the pacer would be counted as
 # our overhead, so both the sandbox's throttler and the client's pacing are set out of reach; the request

@@ -27,9 +27,7 @@ import httpx2
 
 from bench.common import (
     Row,
-    booking_day,
     child_env,
-    free_port,
     http_server_process,
     p50,
     p99,
@@ -37,6 +35,7 @@ from bench.common import (
     say,
     scratch_database,
 )
+from tests.helpers import free_port, next_weekday
 
 PROTOCOL = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
@@ -165,7 +164,7 @@ async def _measure(
     limits = httpx2.Limits(max_connections=most, max_keepalive_connections=most)
     async with httpx2.AsyncClient(limits=limits, timeout=120, trust_env=False) as http:
         probe = await Session(http, url).open()
-        day = booking_day().isoformat()
+        day = next_weekday(3).isoformat()
         sample = await probe.call("search_appointments", {"sort_by": "created_at", "page_size": 100})
         items = sample["structuredContent"]["items"]
         terms = [item["attendee_name"].split()[-1] for item in items[:20]] or ["bench"]

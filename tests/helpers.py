@@ -1,7 +1,12 @@
-"""Test helpers shared by several test modules (fixtures live in conftest.py)."""
+"""Test helpers shared by several test modules (fixtures live in conftest.py), and by the bench: pytest
+imports this module as `helpers` (tests/ is on its path), `python -m bench` from the repository root as
+`tests.helpers`. It imports nothing from the tests, so both work."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import subprocess
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,6 +28,54 @@ def next_weekday(after_days: int = 2) -> date:
     while day.weekday() >= 5:
         day += timedelta(days=1)
     return day
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the system picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_port(
+    port: int, process: asyncio.subprocess.Process | subprocess.Popen[Any] | None = None, *, seconds: float = 30
+) -> None:
+    """Return once something accepts connections on 127.0.0.1:`port`. Raises RuntimeError as soon as
+    `process` (the server meant to listen there) exits, with its output when that was piped, and
+    TimeoutError after `seconds`."""
+    async with asyncio.timeout(seconds):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                if process is not None and _exited(process):
+                    raise RuntimeError(
+                        f"the server exited with {process.returncode}: {await _output(process)}"
+                    ) from None
+                await asyncio.sleep(0.05)
+            else:
+                writer.close()
+                await writer.wait_closed()
+                return
+
+
+def _exited(process: asyncio.subprocess.Process | subprocess.Popen[Any]) -> bool:
+    if isinstance(process, subprocess.Popen):
+        return process.poll() is not None
+    return process.returncode is not None
+
+
+async def _output(process: asyncio.subprocess.Process | subprocess.Popen[Any]) -> str:
+    """What the exited server wrote on stderr (or on stdout, where stderr went there), if it was piped."""
+    if isinstance(process, subprocess.Popen):
+        stream = process.stderr or process.stdout
+        text = stream.read() if stream is not None else None
+    else:
+        piped = process.stderr or process.stdout
+        text = await piped.read() if piped is not None else None
+    if text is None:
+        return "(its output was not kept)"
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
 def booking_args(start: str, **overrides: object) -> dict[str, object]:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
-import pytest
 
 from appt_tools.surfaces.cli import main
+from helpers import free_port, wait_for_port
 
 KEY = "cal_live_0123456789abcdefSECRET"
 
@@ -75,9 +75,9 @@ def _sandbox_process(port: int) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_sandbox_command_prints_its_key_and_event_type_ids(tmp_path):
-    port = _free_port()
+    port = free_port()
     with _sandbox_process(port) as sandbox:
-        info = _wait_for(f"http://127.0.0.1:{port}")
+        info = _sandbox_info(port, sandbox)
         sandbox.terminate()
         printed, _ = sandbox.communicate(timeout=10)
     assert info["apiKey"] in printed
@@ -86,10 +86,10 @@ def test_sandbox_command_prints_its_key_and_event_type_ids(tmp_path):
 
 
 def test_event_types_refresh_and_list_against_the_sandbox(tmp_path):
-    port = _free_port()
-    with _sandbox_process(port):
+    port = free_port()
+    with _sandbox_process(port) as sandbox:
         base = f"http://127.0.0.1:{port}"
-        info = _wait_for(base)
+        info = _sandbox_info(port, sandbox)
         env = {"APPT_TOOLS_CALCOM_API_KEY": str(info["apiKey"]), "APPT_TOOLS_CALCOM_BASE_URL": base}
         refreshed = _run(tmp_path, "event-types", "refresh", env=env)
         assert refreshed.returncode == 0, refreshed.stderr
@@ -100,10 +100,10 @@ def test_event_types_refresh_and_list_against_the_sandbox(tmp_path):
 
 
 def test_a_wrong_api_key_is_a_clear_error_without_the_key(tmp_path):
-    port = _free_port()
-    with _sandbox_process(port):
+    port = free_port()
+    with _sandbox_process(port) as sandbox:
         base = f"http://127.0.0.1:{port}"
-        _wait_for(base)
+        _sandbox_info(port, sandbox)
         env = {"APPT_TOOLS_CALCOM_API_KEY": KEY, "APPT_TOOLS_CALCOM_BASE_URL": base}
         refused = _run(tmp_path, "event-types", "refresh", env=env)
         assert refused.returncode == 2
@@ -119,24 +119,11 @@ def test_schemas_export_check_reports_drift(tmp_path, capsys):
     assert "cancel" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(base: str) -> dict[str, object]:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            data: dict[str, object] = httpx2.get(f"{base}/_sandbox/info", timeout=1).json()["data"]
-            return data
-        except httpx2.TransportError:
-            if time.monotonic() > deadline:
-                pytest.fail("the sandbox did not start")
-            time.sleep(0.1)
+def _sandbox_info(port: int, sandbox: subprocess.Popen[str]) -> dict[str, object]:
+    """The started sandbox's /_sandbox/info (its key and event types), once it listens."""
+    asyncio.run(wait_for_port(port, sandbox, seconds=20))
+    data: dict[str, object] = httpx2.get(f"http://127.0.0.1:{port}/_sandbox/info", timeout=5).json()["data"]
+    return data
 
 
 def test_the_demo_runs_the_whole_flow_through_a_real_mcp_session(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from appt_tools.models import AppointmentStatus, SearchQuery
 from appt_tools.store import Store
 from calcom_sandbox import Fault
-from helpers import booking_args, next_weekday
+from helpers import booking_args, free_port, next_weekday, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -32,26 +31,14 @@ STEPS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port)]
     process = await asyncio.create_subprocess_exec(
         *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    base = f"http://127.0.0.1:{port}"
-    async with httpx2.AsyncClient(base_url=base) as http, asyncio.timeout(30):
-        while True:
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return process, base
-            except httpx2.TransportError:
-                await asyncio.sleep(0.1)
+    await wait_for_port(port, process)
+    return process, f"http://127.0.0.1:{port}"
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

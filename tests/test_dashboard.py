@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from appt_tools.core.service import AppointmentService
 from appt_tools.runtime import CalcomTarget, open_service
-from appt_tools.surfaces.auth import Credentials, Guard
+from appt_tools.surfaces.auth import CredentialChecker, Credentials
 from appt_tools.surfaces.http.app import HttpSettings
 from appt_tools.surfaces.web.pages import _next
 from appt_tools.surfaces.web.session import Sessions
@@ -337,7 +337,7 @@ async def test_with_keys_the_dashboard_needs_a_sign_in(service: AppointmentServi
         new_token = csrf_of(page.text)
         assert new_token != token  # a new session at sign-in
 
-        # revoking the key that signed in ends the session (the Guard re-reads keys every ttl seconds)
+        # revoking the key that signed in ends the session (the CredentialChecker re-reads keys every ttl seconds)
         current[0] = _keys(OTHER)
         assert (await client.get("/?view=table", follow_redirects=False)).status_code == 303
         assert (await client.get("/app/table")).status_code == 401
@@ -388,15 +388,16 @@ def csrf_of_form(html: str) -> str:
 
 def test_sessions_are_signed_expire_and_carry_no_key() -> None:
     now = [1_000_000.0]
-    sessions = Sessions(Guard(_keys(KEY), loopback=False), secret=b"s" * 32, clock=lambda: now[0])
+    sessions = Sessions(CredentialChecker(_keys(KEY), loopback=False), secret=b"s" * 32, clock=lambda: now[0])
     session = sessions.new(KEY)
     raw = sessions.encode(session)
     assert KEY not in raw and sessions.decode(raw) == session
-    body, signature = raw.split(".")
-    assert sessions.decode(body + "." + "0" * len(signature)) is None
-    assert sessions.decode(body[:-2] + "." + signature) is None
+    payload, stamp, signature = raw.rsplit(".", 2)
+    assert sessions.decode(f"{payload}.{stamp}.{'A' * len(signature)}") is None  # forged signature
+    assert sessions.decode(f"{payload[:-2]}.{stamp}.{signature}") is None  # changed payload
+    assert sessions.decode(f"{payload}.{signature}") is None  # no timestamp
     assert sessions.decode("garbage") is None and sessions.decode(None) is None
-    other = Sessions(Guard(_keys(KEY), loopback=False), secret=b"t" * 32, clock=lambda: now[0])
+    other = Sessions(CredentialChecker(_keys(KEY), loopback=False), secret=b"t" * 32, clock=lambda: now[0])
     assert other.decode(raw) is None  # another process (secret) does not accept it
     now[0] += 12 * 3600 + 1
     assert sessions.decode(raw) is None

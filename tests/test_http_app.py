@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ from appt_tools.surfaces.mcp_server import AppointmentServer, build_server
 from appt_tools.surfaces.statuses import http_status
 from calcom_sandbox import RunningSandbox
 from dashboard_support import served
-from helpers import Raw, booking_args, next_weekday
+from helpers import Raw, booking_args, free_port, next_weekday, wait_for_port
 
 KEY = "k_live_0123456789abcdefghijKEY1"
 OTHER_KEY = "k_live_0123456789abcdefghijKEY2"
@@ -533,12 +532,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**base, "APPT_TOOLS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'http.db'}", **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serving_beyond_loopback_without_a_key_refuses_to_start(tmp_path):
     refused = subprocess.run(
         [sys.executable, "-m", "appt_tools", "serve", "--transport", "http", "--host", "0.0.0.0", "--port", "0"],
@@ -553,7 +546,7 @@ def test_serving_beyond_loopback_without_a_key_refuses_to_start(tmp_path):
 
 
 async def test_keys_never_appear_in_the_servers_output(tmp_path):
-    port = _free_port()
+    port = free_port()
     wrong = "k_live_thisIsTheWrongKeyXYZ123"
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "appt_tools", "serve", "--sandbox", "--transport", "http", "--port", str(port)],
@@ -563,14 +556,7 @@ async def test_keys_never_appear_in_the_servers_output(tmp_path):
     )
     try:
         async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        await client.get("/healthz")
-                        break
-                    except httpx2.TransportError:
-                        assert process.returncode is None
-                        await asyncio.sleep(0.1)
+            await wait_for_port(port, process, seconds=20)
             day = next_weekday().isoformat()
             assert (await client.post("/tools/find_slots", json={"date": day}, headers=_bearer())).status_code == 200
             assert (

@@ -2,48 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from helpers import next_weekday
+from helpers import free_port, next_weekday, wait_for_port
 
 pytestmark = pytest.mark.e2e
 INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"  # the release that runs on node 20 (shared/mcp/NOTES.md)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _http_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
     env["APPT_TOOLS_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'inspector.db'}"
     command = [sys.executable, "-m", "appt_tools", "serve", "--sandbox", "--transport", "http", "--port", str(port)]
     with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as server:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert server.poll() is None, "the server exited"
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.1)
+            asyncio.run(wait_for_port(port, server))
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
             server.terminate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from helpers import booking_args, next_weekday
+from helpers import booking_args, free_port, next_weekday, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +43,8 @@ async def test_serve_sandbox_over_stdio_runs_the_conversation(tmp_path):
         await _conversation(client)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_sandbox_over_streamable_http_runs_the_conversation(tmp_path):
-    port = _free_port()
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -67,16 +60,7 @@ async def test_serve_sandbox_over_streamable_http_runs_the_conversation(tmp_path
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    await writer.wait_closed()
-                    break
-                except OSError:
-                    assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
-                    await asyncio.sleep(0.1)
+        await wait_for_port(port, process, seconds=20)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             await _conversation(client)
     finally:

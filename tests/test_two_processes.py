@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,30 @@ import pytest
 
 from appt_tools.models import AppointmentStatus, SearchQuery
 from appt_tools.store import Store
-from helpers import booking_args, next_weekday
+from helpers import booking_args, free_port, next_weekday, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _server(env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port)]
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+@asynccontextmanager
+async def _servers(env: dict[str, str], count: int = 2) -> AsyncIterator[list[str]]:
+    """`count` processes of `appt-tools serve --transport http`, each listening; stopped on the way out."""
+    started: dict[int, asyncio.subprocess.Process] = {}
+    try:
+        for _ in range(count):
+            port = free_port()
+            command = [sys.executable, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port)]
+            started[port] = await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        await asyncio.gather(*(wait_for_port(port, process) for port, process in started.items()))
+        yield [f"http://127.0.0.1:{port}" for port in started]
+    finally:
+        for process in started.values():
+            if process.returncode is None:
+                process.terminate()
+        for process in started.values():
+            await asyncio.wait_for(process.wait(), 10)
 
 
 def _env(sandbox: Any, database: str, **extra: str) -> dict[str, str]:
@@ -54,33 +56,20 @@ def _env(sandbox: Any, database: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def _ready(base: str) -> None:
-    async with httpx2.AsyncClient(base_url=base) as http, asyncio.timeout(30):
-        while True:
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                await asyncio.sleep(0.1)
-
-
 async def test_two_processes_on_one_database_book_a_contested_slot_once(sandbox, tmp_path: Path):
     database = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     env = _env(sandbox, database)
-    with ExitStack() as stack:
-        bases = [stack.enter_context(_server(env)) for _ in range(2)]
-        await asyncio.gather(*(_ready(base) for base in bases))
-        async with httpx2.AsyncClient(timeout=30) as http:
-            found = await http.post(f"{bases[0]}/tools/find_slots", json={"date": next_weekday().isoformat()})
-            start = found.json()["slots"][2]["start"]
-            calls = [
-                http.post(
-                    f"{bases[i % 2]}/tools/book_appointment",
-                    json=booking_args(start, attendee_email=f"caller{i}@example.com"),
-                )
-                for i in range(8)
-            ]
-            answers = await asyncio.gather(*calls)
+    async with _servers(env) as bases, httpx2.AsyncClient(timeout=30) as http:
+        found = await http.post(f"{bases[0]}/tools/find_slots", json={"date": next_weekday().isoformat()})
+        start = found.json()["slots"][2]["start"]
+        calls = [
+            http.post(
+                f"{bases[i % 2]}/tools/book_appointment",
+                json=booking_args(start, attendee_email=f"caller{i}@example.com"),
+            )
+            for i in range(8)
+        ]
+        answers = await asyncio.gather(*calls)
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] + [409] * 7, [a.text for a in answers]
     assert all(a.json()["error"]["code"] == "slot_unavailable" for a in answers if a.status_code == 409)
@@ -119,22 +108,19 @@ async def test_stateless_instances_answer_any_request_of_an_mcp_session(sandbox,
             "clientInfo": {"name": "lb-test", "version": "1"},
         },
     }
-    with ExitStack() as stack:
-        bases = [stack.enter_context(_server(env)) for _ in range(2)]
-        await asyncio.gather(*(_ready(base) for base in bases))
-        async with httpx2.AsyncClient(timeout=30, headers=headers) as http:
-            hello = _rpc_result(await http.post(f"{bases[0]}/mcp", json=initialize))
-            assert hello["result"]["serverInfo"]["name"] == "appt-tools"
-            version = {"MCP-Protocol-Version": hello["result"]["protocolVersion"]}
-            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-            assert (await http.post(f"{bases[0]}/mcp", json=initialized, headers=version)).status_code == 202
-            for n, base in enumerate([bases[1], bases[0], bases[1]], start=2):
-                call = {
-                    "jsonrpc": "2.0",
-                    "id": n,
-                    "method": "tools/call",
-                    "params": {"name": "find_slots", "arguments": {"date": next_weekday().isoformat()}},
-                }
-                answer = _rpc_result(await http.post(f"{base}/mcp", json=call, headers=version))
-                assert answer["id"] == n and not answer["result"].get("isError"), answer
-                assert answer["result"]["structuredContent"]["slots"]
+    async with _servers(env) as bases, httpx2.AsyncClient(timeout=30, headers=headers) as http:
+        hello = _rpc_result(await http.post(f"{bases[0]}/mcp", json=initialize))
+        assert hello["result"]["serverInfo"]["name"] == "appt-tools"
+        version = {"MCP-Protocol-Version": hello["result"]["protocolVersion"]}
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(f"{bases[0]}/mcp", json=initialized, headers=version)).status_code == 202
+        for n, base in enumerate([bases[1], bases[0], bases[1]], start=2):
+            call = {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": "find_slots", "arguments": {"date": next_weekday().isoformat()}},
+            }
+            answer = _rpc_result(await http.post(f"{base}/mcp", json=call, headers=version))
+            assert answer["id"] == n and not answer["result"].get("isError"), answer
+            assert answer["result"]["structuredContent"]["slots"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appt_tools.errors import InvalidArgument
 from appt_tools.models import CALL_TYPES, CallType
@@ -25,10 +25,6 @@ def zone(field: str, name: str) -> ZoneInfo:
             field,
             f"unknown time zone {name!r}; use an IANA name such as 'America/New_York' or 'Europe/London'.",
         ) from None
-
-
-def is_time_zone(name: str) -> bool:
-    return name in available_timezones()
 
 
 def email(field: str, value: str) -> str:

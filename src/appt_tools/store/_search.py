@@ -39,7 +39,6 @@ from sqlalchemy import (
     select,
     table,
     text,
-    true,
 )
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import TextClause
@@ -148,13 +147,6 @@ def escape_like(text: str) -> str:
     return text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace("_", _ESCAPE + "_")
 
 
-def fts_phrase(text: str) -> ColumnElement[str]:
-    """`text` as one FTS5 phrase (rows that contain it, with the trigram tokenizer), lower-cased by
-    the same `lower()` as the indexed values."""
-    quoted = func.replace(func.lower(literal(text, String)), '"', '""')
-    return literal('"', String) + quoted + literal('"', String)
-
-
 def text_mode(text: str, dialect: str, fts: bool) -> TextMode:
     """How `text` (non-empty, stripped) is looked for on this database."""
     if dialect == "postgresql":
@@ -233,11 +225,6 @@ def fts_probe(tokens: int, depth: int) -> TextClause:
     return text("SELECT " + ", ".join(probe.format(i) for i in range(tokens)))
 
 
-def fts_rowids(text: str) -> Select[Any]:
-    """The rowids of the appointments containing `text`, from the FTS5 index alone (one phrase)."""
-    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(fts_phrase(text)))
-
-
 def fts_fill_sql() -> str:
     """Index every appointment in the FTS5 table (empty, as after a bulk load with its triggers set aside)."""
     columns = ", ".join(SEARCH_COLUMNS)
@@ -274,7 +261,3 @@ def sort_index(query: SearchQuery) -> str:
     """The index that holds the rows in the query's order (see tables.SORT_COLUMNS)."""
     name = SORT_COLUMNS[query.sort_by].key
     return "ix_appointments_status_id" if name == "status" else f"ix_appointments_{name}_id_status"
-
-
-def all_of(terms: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
-    return and_(*terms) if terms else true()

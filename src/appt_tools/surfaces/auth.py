@@ -6,7 +6,7 @@
     /healthz, /openapi.json    anyone (they hold no secrets)
 
 With no HTTP API key configured the bearer routes are open, but only on a loopback bind: the CLI
-refuses to serve anywhere else without a key, and `Guard` fails closed if the keys are removed later.
+refuses to serve anywhere else without a key, and `CredentialChecker` fails closed if the keys are removed later.
 Every comparison is constant-time, and a refusal never says which part of a credential was wrong.
 """
 
@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from starlette.datastructures import Headers
@@ -60,6 +61,12 @@ def is_loopback(host: str) -> bool:
     return host.strip("[]").lower() in LOOPBACK_HOSTS
 
 
+def asks_for_loopback(headers: Mapping[str, str]) -> bool:
+    """Whether the request's Host names 127.0.0.1, localhost or [::1]: a page reaching a loopback
+    server through a DNS-rebound name does not."""
+    return is_loopback(urlsplit("//" + headers.get("host", "")).hostname or "")
+
+
 def _digest(value: str) -> bytes:
     # Hashing first makes every comparison the same length, so not even a key's length leaks.
     return hashlib.sha256(value.encode()).digest()
@@ -99,7 +106,7 @@ def calcom_signature_valid(body: bytes, signature: str | None, secret: SecretStr
     return hmac.compare_digest(expected, (signature or "").strip().lower())
 
 
-class Guard:
+class CredentialChecker:
     """Checks credentials against the ones in force. Keys stored with `appt-tools settings set` are
     re-read at most every `ttl` seconds, so revoking one takes effect without a restart and without a
     database read on every request."""
@@ -197,12 +204,12 @@ class RequireBearer:
     scripts need neither, and /tools must accept exactly the same keys.
     """
 
-    def __init__(self, app: ASGIApp, *, guard: Guard) -> None:
+    def __init__(self, app: ASGIApp, *, checker: CredentialChecker) -> None:
         self.app = app
-        self.guard = guard
+        self.checker = checker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = await self.guard.check_bearer(Headers(scope=scope)) if scope["type"] == "http" else None
+        refusal = await self.checker.check_bearer(Headers(scope=scope)) if scope["type"] == "http" else None
         if refusal is not None:
             await refusal(scope, receive, send)
             return

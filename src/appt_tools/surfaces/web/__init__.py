@@ -17,13 +17,15 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from appt_tools.core.service import AppointmentService
-from appt_tools.surfaces.auth import Guard
+from appt_tools.surfaces.auth import CredentialChecker
 
 
-def dashboard_routes(service: AppointmentService, guard: Guard, *, sandbox: bool = False) -> list[BaseRoute]:
+def dashboard_routes(
+    service: AppointmentService, checker: CredentialChecker, *, sandbox: bool = False
+) -> list[BaseRoute]:
     from appt_tools.surfaces.web.pages import Dashboard
 
-    return Dashboard(service, guard, sandbox=sandbox).routes()
+    return Dashboard(service, checker, sandbox=sandbox).routes()
 
 
 __all__ = ["dashboard_routes"]

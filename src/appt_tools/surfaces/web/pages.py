@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from appt_tools.core.service import AppointmentService
-from appt_tools.surfaces.auth import Guard
+from appt_tools.surfaces.auth import CredentialChecker
 from appt_tools.surfaces.web import render
 from appt_tools.surfaces.web.appointments import Appointments
 from appt_tools.surfaces.web.gate import BadRequest, Gate, failure, form_body
@@ -41,9 +41,9 @@ FAILED_SIGN_IN_DELAY = 0.25  # seconds; keys are long and random, this only slow
 
 
 class Dashboard:
-    def __init__(self, service: AppointmentService, guard: Guard, *, sandbox: bool) -> None:
+    def __init__(self, service: AppointmentService, checker: CredentialChecker, *, sandbox: bool) -> None:
         self.service = service
-        self.sessions = Sessions(guard, secret=lambda: _session_secret(service))
+        self.sessions = Sessions(checker, secret=lambda: _session_secret(service))
         self.gate = Gate(self.sessions, lambda: service.timezone)
         self.appointments = Appointments(service)
         self.settings = SettingsPage(service, sandbox=sandbox)

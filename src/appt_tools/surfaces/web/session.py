@@ -2,13 +2,14 @@
 
 Open (no sign-in) exactly when the rest of the HTTP app is open: bound to loopback with no HTTP API
 key configured. Otherwise the owner signs in by pasting one of the HTTP API keys; it is checked with
-`auth.key_matches` against the keys `auth.Guard` holds (re-read every 5 s), and never stored in the
+`auth.key_matches` against the keys `auth.CredentialChecker` holds (re-read every 5 s), and never stored in the
 cookie: the session remembers only an HMAC of it, so revoking a key ends its sessions within 5 s.
 
-The session cookie `appt_session` is `<base64 JSON>.<hex HMAC-SHA256>` signed with a secret drawn at
-random once and kept in the database (`Store.setting_once`), so sessions outlive a restart and every
-server sharing the database (several instances behind a load balancer) accepts them. It is HttpOnly,
-SameSite=Strict, Secure over https, and expires after 12 hours.
+The session cookie `appt_session` is signed and timestamped by itsdangerous (`URLSafeTimedSerializer`,
+HMAC-SHA256) with a secret drawn at random once and kept in the database (`Store.setting_once`), so
+sessions outlive a restart and every server sharing the database (several instances behind a load
+balancer) accepts them. A cookie that is tampered with, signed with another secret, malformed or older
+than 12 hours reads as signed out. It is HttpOnly, SameSite=Strict and Secure over https.
 
 Every change is a POST that must carry the session's CSRF token (header `X-CSRF-Token`, or the `csrf`
 form field), compared in constant time; a POST whose Origin is not this server's, or that the
@@ -18,48 +19,59 @@ loopback, a request for any host name but 127.0.0.1, localhost or [::1] is refus
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appt_tools.surfaces.auth import Guard, is_loopback, key_matches
+from appt_tools.surfaces.auth import CredentialChecker, asks_for_loopback, key_matches
 
 COOKIE = "appt_session"
 LIFETIME_SECONDS = 12 * 60 * 60
 CSRF_HEADER = "x-csrf-token"
+SALT = "appt-tools.dashboard-session"  # keeps these signatures apart from anything else the secret signs
 
 
 @dataclass(frozen=True)
 class Session:
     csrf: str
     key_tag: str | None  # HMAC of the API key signed in with; None before sign-in (or while open)
-    issued: int
+
+
+class _ClockedSigner(TimestampSigner):
+    """itsdangerous's timestamp signer, reading the time from `clock` (a test moves it past the lifetime)."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
 
 
 class Sessions:
     def __init__(
         self,
-        guard: Guard,
+        checker: CredentialChecker,
         *,
         secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one."""
-        self.guard = guard
+        self.checker = checker
         self._load = secret if callable(secret) else None
         self._key = None if callable(secret) else (secret or secrets.token_bytes(32))
         self._clock = clock
+        self._cookie_serializer: URLSafeTimedSerializer | None = None
 
     async def ready(self) -> None:
         """Load the signing key, the first time only."""
@@ -72,30 +84,38 @@ class Sessions:
             raise RuntimeError("Sessions.ready() must be awaited before a cookie is read or made")
         return self._key
 
+    @property
+    def _serializer(self) -> URLSafeTimedSerializer:
+        if self._cookie_serializer is None:
+            self._cookie_serializer = URLSafeTimedSerializer(
+                self._secret,
+                salt=SALT,
+                signer=_ClockedSigner,
+                signer_kwargs={"clock": self._clock, "digest_method": hashlib.sha256},
+            )
+        return self._cookie_serializer
+
     # --- the cookie ---------------------------------------------------------------------------
 
     def new(self, key: str | None = None) -> Session:
-        return Session(
-            csrf=secrets.token_urlsafe(32), key_tag=self._tag(key) if key else None, issued=int(self._clock())
-        )
+        return Session(csrf=secrets.token_urlsafe(32), key_tag=self._tag(key) if key else None)
 
     def encode(self, session: Session) -> str:
-        payload = json.dumps({"c": session.csrf, "k": session.key_tag, "t": session.issued}, separators=(",", ":"))
-        body = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-        return f"{body}.{self._sign(body)}"
+        return self._serializer.dumps({"c": session.csrf, "k": session.key_tag})
 
     def decode(self, raw: str | None) -> Session | None:
-        body, _, signature = (raw or "").partition(".")
-        if not body or not hmac.compare_digest(self._sign(body), signature):
+        """The session a cookie carries, or None when it is missing, tampered with, signed with another
+        secret, malformed or expired."""
+        if not raw:
             return None
         try:
-            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            session = Session(csrf=str(data["c"]), key_tag=data["k"], issued=int(data["t"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
+            data = self._serializer.loads(raw, max_age=LIFETIME_SECONDS)
+        except BadData:
             return None
-        if not 0 <= self._clock() - session.issued < LIFETIME_SECONDS:
+        if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
-        return session
+        key_tag = data.get("k")
+        return Session(csrf=data["c"], key_tag=key_tag if isinstance(key_tag, str) else None)
 
     async def read(self, request: Request) -> Session | None:
         await self.ready()
@@ -111,25 +131,22 @@ class Sessions:
             path="/",
         )
 
-    def _sign(self, body: str) -> str:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
-
     def _tag(self, key: str) -> str:
         return hmac.new(self._secret, b"api-key:" + key.encode(), hashlib.sha256).hexdigest()
 
     # --- who is signed in ---------------------------------------------------------------------
 
     async def keys(self) -> tuple[SecretStr, ...]:
-        return (await self.guard.credentials()).api_keys
+        return (await self.checker.credentials()).api_keys
 
     async def is_open(self) -> bool:
         """No sign-in needed: loopback and no key, as for /tools and /mcp."""
-        return self.guard.loopback and not await self.keys()
+        return self.checker.loopback and not await self.keys()
 
     async def signed_in(self, session: Session | None) -> bool:
         keys = await self.keys()
         if not keys:
-            return self.guard.loopback  # fails closed if the keys are removed from a public server
+            return self.checker.loopback  # fails closed if the keys are removed from a public server
         if session is None or session.key_tag is None:
             return False
         matched = False
@@ -166,5 +183,4 @@ def foreign_origin(request: Request) -> bool:
 
 def foreign_host(request: Request) -> bool:
     """While open on loopback: a host name that is not loopback means a DNS-rebound page."""
-    host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
-    return not is_loopback(host)
+    return not asks_for_loopback(request.headers)

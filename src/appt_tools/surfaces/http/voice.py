@@ -1,0 +1,107 @@
+"""The voice platforms' request and answer shapes around a tool call (shared/mcp/NOTES.md).
+
+Vapi posts a `tool-calls` message listing the model's calls and wants, for each, one line of JSON
+under `result` or `error`. Retell posts `{"name", "call", "args"}` (or, with "args at root", the
+arguments alone, the function named by the path) and hands a 2xx body to the model as the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from appt_tools.errors import InvalidArgument
+from appt_tools.surfaces.http.body import invalid_request
+from appt_tools.surfaces.http.calls import Outcome, failed, run_tool
+from appt_tools.surfaces.mcp_server import AppointmentServer
+
+# --- Vapi ----------------------------------------------------------------------------------------
+
+
+def vapi_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool calls of a Vapi `tool-calls` message, all checked before any runs."""
+    message = body.get("message")
+    if not isinstance(message, dict) or message.get("type") != "tool-calls":
+        raise invalid_request(
+            'Expected a Vapi tool-calls message: {"message": {"type": "tool-calls", "toolCallList": [...]}}. '
+            "Point a function tool's server URL here, not the assistant's server URL."
+        )
+    calls = message.get("toolCallList", message.get("toolCalls"))  # toolCalls: Vapi's older name
+    if not isinstance(calls, list):
+        raise invalid_request("message.toolCallList must be a list of tool calls.")
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+            raise invalid_request("Every tool call needs a string id to answer it by.")
+    return calls
+
+
+async def vapi_answer(server: AppointmentServer, call: dict[str, Any]) -> dict[str, str]:
+    """One entry of Vapi's `results`: the call's result, or its error (a call that names no function
+    or whose arguments are not a JSON object is refused like a wrong argument)."""
+    answer = {"toolCallId": call["id"]}
+    try:
+        name, arguments = _vapi_function(call)
+    except InvalidArgument as exc:
+        outcome = failed(server, exc)
+    else:
+        answer["name"] = name
+        outcome = await run_tool(server, name, arguments)
+    if outcome.result is not None:
+        # `say` first: it is the part a voice assistant should read out.
+        answer["result"] = one_line({"say": outcome.result.get("say"), **outcome.result})
+    else:
+        assert outcome.error is not None
+        answer["error"] = one_line(outcome.error.model_dump(mode="json", exclude_none=True))
+    return answer
+
+
+def _vapi_function(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    function = call.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(function, dict) or not isinstance(name, str) or not name:
+        raise InvalidArgument("function.name", "the tool call names no function.")
+    arguments = function.get("arguments")
+    if arguments is None or arguments == "":
+        arguments = {}
+    if isinstance(arguments, str):  # Vapi may send the model's arguments as the JSON string it wrote
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            raise InvalidArgument("arguments", "is not valid JSON; send a JSON object of the arguments.") from None
+    if not isinstance(arguments, dict):
+        raise InvalidArgument("arguments", "must be a JSON object of the tool's arguments.")
+    return name, arguments
+
+
+def one_line(data: Mapping[str, Any]) -> str:
+    """Compact JSON on one line, as Vapi wants a tool's result: JSON already escapes control
+    characters; these three are line breaks too for some readers."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\u0085", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+# --- Retell --------------------------------------------------------------------------------------
+
+
+def retell_call(path_name: str | None, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The function's name and arguments: from `{"name", "call", "args"}`, or with "args at root" the
+    body is the arguments alone (then the function is named by the path)."""
+    wrapped = "args" in body and ("name" in body or "call" in body)
+    arguments = body["args"] if wrapped else body
+    body_name = body.get("name") if wrapped else None
+    if not isinstance(arguments, dict):
+        raise invalid_request("args must be a JSON object of the function's arguments.")
+    if path_name and body_name and body_name != path_name:
+        raise invalid_request(f"The path names {path_name!r} but the body names {body_name!r}.")
+    name = path_name or body_name
+    if not isinstance(name, str) or not name:
+        raise invalid_request("Name the function in the path (/retell/functions/<name>) or in the body's name.")
+    return name, arguments
+
+
+def retell_status(outcome: Outcome) -> int:
+    """Retell hands a 2xx body to the model as the function's result and treats anything else as a
+    failed request it retries. A domain error is an answer the model must read (alternatives, `say`),
+    so it is a 200; only an unexpected failure is a 500, which Retell may retry."""
+    return 500 if outcome.status == 500 else 200
