@@ -1,8 +1,15 @@
-"""Settings: read once at the entry point and passed down. The environment wins over stored values.
+"""Settings: declared once (`Settings`, a pydantic-settings model), read once at the entry point and
+passed down. Two sources feed it, the environment (`APPT_TOOLS_<KEY>`, which wins) and the values stored
+in the database (`appt-tools settings set`, the dashboard); `resolve` merges them and records where each
+value came from.
 
-Secrets (the Cal.com API key, the HTTP API keys, the Vapi secret and the Retell API key) are
-`SecretStr`: they print as '**********', are shown masked by `settings show`, and are only unwrapped
-where they are used (the Cal.com client's constructor, the HTTP app's credential checks).
+Every raw string, from either source or typed by a person, is parsed by `parse_setting`, which refuses a
+bad value with a message naming the key and a valid example; the limits it checks are the `Field`
+constraints declared on `Settings`.
+
+Secrets (the Cal.com API key, the HTTP API keys, the Vapi secret, the Retell API key and the Cal.com
+webhook secret) are `SecretStr`: they print as '**********', are shown masked by `settings show`, and are
+only unwrapped where they are used (the Cal.com client's constructor, the HTTP app's credential checks).
 """
 
 from __future__ import annotations
@@ -10,9 +17,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, SecretStr
+from annotated_types import Ge, Le
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from appt_tools import validation
 from appt_tools.errors import InvalidArgument
@@ -21,29 +37,13 @@ DEFAULT_BASE_URL = "https://api.cal.com"
 # Seconds one Cal.com write may take in all, retries and waits included (reads get 80% of it): a
 # caller on the phone waits in silence, so a slow Cal.com must give up well before half a minute.
 DEFAULT_CALCOM_TIMEOUT = 10.0
-# A running server compares the store with Cal.com this often (0 turns it off); see sync.py.
+# A running server compares the store with Cal.com this often (0 turns it off); see core/reconcile.py.
 DEFAULT_RECONCILE_MINUTES = 15
 # Cal.com allows 120 requests a minute per API key; each server process paces itself to this. Several
-# instances sharing one key should split it (see README, "Deploying at scale").
+# instances sharing one key should split it (see docs/deployment.md).
 DEFAULT_CALCOM_RATE_LIMIT = 120
-ENV = {
-    "calcom_api_key": "APPT_TOOLS_CALCOM_API_KEY",
-    "calcom_base_url": "APPT_TOOLS_CALCOM_BASE_URL",
-    "event_type_id": "APPT_TOOLS_EVENT_TYPE_ID",
-    "timezone": "APPT_TOOLS_TIMEZONE",
-    "duration_minutes": "APPT_TOOLS_DURATION_MINUTES",
-    "business_name": "APPT_TOOLS_BUSINESS_NAME",
-    "calcom_timeout": "APPT_TOOLS_CALCOM_TIMEOUT",
-    "http_api_keys": "APPT_TOOLS_HTTP_API_KEYS",
-    "vapi_secret": "APPT_TOOLS_VAPI_SECRET",
-    "retell_api_key": "APPT_TOOLS_RETELL_API_KEY",
-    "calcom_webhook_secret": "APPT_TOOLS_CALCOM_WEBHOOK_SECRET",
-    "reconcile_minutes": "APPT_TOOLS_RECONCILE_MINUTES",
-    "calcom_rate_limit": "APPT_TOOLS_CALCOM_RATE_LIMIT",
-    "http_stateless": "APPT_TOOLS_HTTP_STATELESS",
-}
+ENV_PREFIX = "APPT_TOOLS_"
 DATABASE_ENV = "APPT_TOOLS_DATABASE_URL"
-SETTING_KEYS = tuple(ENV)
 # Asked for without echo when `settings set` gets no value, and shown masked.
 SECRET_KEYS = ("calcom_api_key", "http_api_keys", "vapi_secret", "retell_api_key", "calcom_webhook_secret")
 # Long enough that guessing is hopeless; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes one.
@@ -72,22 +72,48 @@ def database_url(environ: Mapping[str, str] | None = None) -> str:
     return env.get(DATABASE_ENV) or default_database_url()
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
+    """Every setting, its type, default and limits. Values come in only through `resolve` (the
+    environment and the store) or from code; `sources` says where each one came from."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+
     calcom_api_key: SecretStr | None = None
     calcom_base_url: str = DEFAULT_BASE_URL
-    event_type_id: int | None = None
+    event_type_id: int | None = Field(None, ge=1)
     timezone: str | None = None
-    duration_minutes: int | None = None
-    business_name: str = ""
-    calcom_timeout: float = DEFAULT_CALCOM_TIMEOUT
-    http_api_keys: tuple[SecretStr, ...] = ()
+    duration_minutes: int | None = Field(None, ge=5, le=24 * 60)
+    business_name: str = Field("", max_length=validation.MAX_TEXT["business_name"])
+    calcom_timeout: float = Field(DEFAULT_CALCOM_TIMEOUT, ge=1.0, le=60.0)
+    http_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     vapi_secret: SecretStr | None = None
     retell_api_key: SecretStr | None = None
     calcom_webhook_secret: SecretStr | None = None
-    reconcile_minutes: int = DEFAULT_RECONCILE_MINUTES
-    calcom_rate_limit: int = DEFAULT_CALCOM_RATE_LIMIT
+    reconcile_minutes: int = Field(DEFAULT_RECONCILE_MINUTES, ge=0, le=24 * 60)
+    calcom_rate_limit: int = Field(DEFAULT_CALCOM_RATE_LIMIT, ge=1, le=10_000)
     http_stateless: bool = False
-    sources: dict[str, Source] = {}
+    sources: dict[str, Source] = Field(default_factory=dict, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what it is given: `resolve` reads the environment (a mapping it is handed, for tests and
+        # for the dashboard's re-reads) and the store, in that order of precedence.
+        return (init_settings,)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _parse_raw(cls, value: Any, info: ValidationInfo) -> Any:
+        """A raw string from a source is parsed as a person's input, with a message naming the key."""
+        if isinstance(value, str) and info.field_name in SETTING_KEYS:
+            return parse_setting(info.field_name, value)
+        return value
 
     def masked_key(self) -> str:
         if self.calcom_api_key is None:
@@ -106,6 +132,46 @@ class Settings(BaseModel):
         if isinstance(value, SecretStr):
             return "****"
         return "(not set)" if value in (None, "") else str(value)
+
+
+SETTING_KEYS = tuple(name for name in Settings.model_fields if name != "sources")
+ENV = {key: ENV_PREFIX + key.upper() for key in SETTING_KEYS}
+
+
+class EnvironmentSource(EnvSettingsSource):
+    """`APPT_TOOLS_<KEY>` variables, from the process's environment or a mapping standing in for it;
+    an empty variable counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Names are matched without regard to case, as pydantic-settings does by default.
+        return {name.lower(): value for name, value in self._environ.items() if value or not self.env_ignore_empty}
+
+
+class StoredSource(PydanticBaseSettingsSource):
+    """The values saved in the database, by key, as `settings set` and the dashboard stored them."""
+
+    def __init__(self, stored: Mapping[str, str]) -> None:
+        super().__init__(Settings)
+        self._stored = stored
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._stored.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: self._stored[key] for key in SETTING_KEYS if self._stored.get(key) is not None}
+
+
+def resolve(stored: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge stored settings with the environment, which wins."""
+    from_store, from_env = StoredSource(stored)(), EnvironmentSource(environ)()
+    sources: dict[str, Source] = {
+        key: "environment" if key in from_env else "stored" if key in from_store else "default" for key in SETTING_KEYS
+    }
+    return Settings(**{**from_store, **from_env}, sources=sources)
 
 
 def parse_setting(key: str, value: str) -> object:
@@ -131,13 +197,15 @@ def parse_setting(key: str, value: str) -> object:
     if key == "business_name":
         return validation.text(key, value)
     if key == "reconcile_minutes":
-        if not value.isdigit() or int(value) > 24 * 60:
-            raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from 0 (off) to 1440, e.g. 15.")
+        lo, hi = _bounds(key)
+        if not value.isdigit() or not lo <= int(value) <= hi:
+            raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} (off) to {hi}, e.g. 15.")
         return int(value)
     if key == "calcom_rate_limit":
-        if not value.isdigit() or not 1 <= int(value) <= 10_000:
+        lo, hi = _bounds(key)
+        if not value.isdigit() or not lo <= int(value) <= hi:
             raise InvalidArgument(
-                key, f"{value!r} is not a whole number of requests a minute from 1 to 10000, e.g. 60."
+                key, f"{value!r} is not a whole number of requests a minute from {lo} to {hi}, e.g. 60."
             )
         return int(value)
     if key == "http_stateless":
@@ -145,14 +213,23 @@ def parse_setting(key: str, value: str) -> object:
             raise InvalidArgument(key, f"{value!r} is not on or off; use true or false.")
         return BOOLEAN_WORDS[value.lower()]
     if key == "calcom_timeout":
+        lo, hi = _bounds(key)
         try:
             seconds = float(value)
         except ValueError:
             seconds = 0.0
-        if not 1.0 <= seconds <= 60.0:
-            raise InvalidArgument(key, f"{value!r} is not a number of seconds from 1 to 60, e.g. 10.")
+        if not lo <= seconds <= hi:
+            raise InvalidArgument(key, f"{value!r} is not a number of seconds from {lo:g} to {hi:g}, e.g. 10.")
         return seconds
     raise InvalidArgument("key", f"unknown setting {key!r}; use one of {', '.join(SETTING_KEYS)}.")
+
+
+def _bounds(key: str) -> tuple[Any, Any]:
+    """The limits `Settings` declares for a numeric setting (its Field constraints)."""
+    metadata = Settings.model_fields[key].metadata
+    lo = next(m.ge for m in metadata if isinstance(m, Ge))
+    hi = next(m.le for m in metadata if isinstance(m, Le))
+    return lo, hi
 
 
 def _http_api_keys(value: str) -> tuple[SecretStr, ...]:
@@ -168,18 +245,3 @@ def _http_api_keys(value: str) -> tuple[SecretStr, ...]:
                 'e.g. from: python -c "import secrets; print(secrets.token_urlsafe(32))".',
             )
     return tuple(SecretStr(key) for key in keys)
-
-
-def resolve(stored: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
-    """Merge stored settings with the environment (which wins)."""
-    env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    sources: dict[str, Source] = {}
-    for key, env_name in ENV.items():
-        raw, source = (env[env_name], "environment") if env.get(env_name) else (stored.get(key), "stored")
-        if raw is None:
-            sources[key] = "default"
-            continue
-        values[key] = parse_setting(key, raw)
-        sources[key] = source  # type: ignore[assignment]
-    return Settings.model_validate({**values, "sources": sources})
