@@ -269,7 +269,10 @@ def shown_status(now: datetime) -> ColumnElement[str]:
 
 def sort_key(query: SearchQuery, now: datetime) -> ColumnElement[Any]:
     """What the query sorts by. Status sorts by the status shown, which no index holds in order."""
-    return shown_status(now) if query.sort_by == "status" else SORT_COLUMNS[query.sort_by]
+    if query.sort_by == "status":
+        return shown_status(now)
+    column: ColumnElement[Any] = SORT_COLUMNS[query.sort_by].expression
+    return column
 
 
 def walkable(query: SearchQuery) -> bool:
