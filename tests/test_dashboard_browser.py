@@ -436,3 +436,102 @@ async def test_sign_in_with_an_api_key(browser: Browser, service: AppointmentSer
         await page.click("button:has-text('Sign out')")
         await page.wait_for_selector("#api-key")
         assert errors == []
+
+
+async def test_on_a_phone_every_view_fits_and_works(browser: Browser, service: AppointmentService) -> None:
+    seed_day = next_weekday()
+    await _seed(service, seed_day)
+    async with served(service, HttpSettings(sandbox=True)) as base:
+        page, errors = await _page(browser, PHONE)
+        await page.goto(base + "/?view=table")
+
+        # The table as cards, the toggle and "New appointment" on screen, the banners folded.
+        card = page.locator("tr:has-text('Teeth cleaning')")
+        await card.wait_for()
+        await _fits(page)
+        for control in ("#view-calendar", "#view-table", "#new-appointment", "#settings-link"):
+            await _on_screen(page, control)
+            box = await page.locator(control).bounding_box()
+            assert box is not None and box["width"] >= 24 and box["height"] >= 24, control
+        assert await page.locator("details.banner[open]").count() == 0
+        assert await card.locator("td[data-col=title]").is_visible() and await card.locator(".badge").is_visible()
+        await _audit(page, "phone table")
+        await _shot(page, "phone-table.png")
+
+        # The title opens the drawer, full screen; focus stays in it and comes back to the title.
+        title = card.locator("button.title-link")
+        await title.click()
+        await page.wait_for_selector("#drawer.editing:not([hidden])")
+        await page.wait_for_selector("#slots .slot")
+        await _on_screen(page, "#drawer")
+        box = await page.locator("#drawer").bounding_box()
+        assert box is not None and box["width"] >= 389
+        for _ in range(60):  # Tab round the drawer: it never leaves it
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("() => !!document.activeElement.closest('#drawer')")
+        await _audit(page, "phone drawer, edit")
+        await _shot(page, "phone-drawer-edit.png")
+        await page.keyboard.press("Escape")
+        await page.wait_for_selector("#drawer", state="hidden")
+        assert await page.evaluate("() => document.activeElement.classList.contains('title-link')")
+
+        # A new appointment: every problem at once, each at its field, and the drawer on screen.
+        await page.click("#new-appointment")
+        await page.wait_for_selector("#drawer:not(.editing):not([hidden])")
+        await page.click("#save")
+        await page.wait_for_selector(".field-error[data-for=start]:not(:empty)")
+        for field in ("attendee_name", "attendee_email", "to_number", "from_number", "start"):
+            assert await page.inner_text(f".field-error[data-for={field}]") != "", field
+        await _fits(page)
+        await _audit(page, "phone drawer, new, with errors")
+        await _shot(page, "phone-drawer-new.png")
+        await page.keyboard.press("Escape")
+
+        # Cancel from the card: the dialog fits; keeping it changes nothing.
+        await card.locator("button.cancel").click()
+        await page.wait_for_selector("#confirm[open]")
+        await _on_screen(page, "#confirm")
+        await _audit(page, "phone cancel dialog")
+        await page.click("#confirm-no")
+
+        # The calendar is an agenda on a phone; an appointment's title opens the drawer.
+        await page.click("#view-calendar")
+        await page.wait_for_selector("#calendar")
+        await _calendar_month(page, f"{seed_day:%Y-%m}")
+        item = page.locator(f".agenda-day[data-date='{seed_day.isoformat()}'] .agenda-item:has-text('Teeth cleaning')")
+        await item.wait_for()
+        assert await page.locator(".grid").is_hidden()
+        assert "10:00 AM" in await item.inner_text() or "Active" in await item.inner_text()
+        await _fits(page)
+        await _audit(page, "phone calendar")
+        await _shot(page, "phone-calendar.png")
+        await item.locator("button.title-link").click()
+        await page.wait_for_selector("#drawer.editing:not([hidden])")
+        await _on_screen(page, "#drawer")
+        await page.keyboard.press("Escape")
+
+        # Settings fit too.
+        await page.click("#settings-link")
+        await page.wait_for_selector("#settings-form")
+        await _fits(page)
+        await _audit(page, "phone settings")
+        await _shot(page, "phone-settings.png", full_page=True)
+        assert errors == []
+
+
+async def test_sign_in_on_a_phone(browser: Browser, service: AppointmentService) -> None:
+    settings = HttpSettings(credentials=Credentials((SecretStr(HTTP_KEY),)))
+    async with served(service, settings) as base:
+        page, errors = await _page(browser, PHONE)
+        await page.goto(base + "/")
+        await page.fill("#api-key", "k_live_not_the_right_key_at_all")
+        await page.click("#sign-in")
+        await page.wait_for_selector("#login-error")
+        await _fits(page)
+        await _audit(page, "phone sign-in")
+        await _shot(page, "phone-login.png")
+        await page.fill("#api-key", HTTP_KEY)
+        await page.click("#sign-in")
+        await page.wait_for_selector("#table")
+        await _fits(page)
+        assert errors == []

@@ -513,6 +513,16 @@
     $("#drawer-close").addEventListener("click", closeDrawer);
     $("#scrim").addEventListener("click", () => { if (!state.busy) closeDrawer(); });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !drawer.hidden && !state.busy) closeDrawer(); });
+    // Tab from the drawer's last control goes to its first, Shift+Tab from the first to the last.
+    drawer.addEventListener("keydown", (e) => {
+      if (e.key !== "Tab") return;
+      const stops = $$("a[href], button, input, select, textarea, summary, [tabindex='0']", drawer)
+        .filter((el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0);
+      if (!stops.length) return;
+      const first = stops[0], last = stops[stops.length - 1];
+      if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+      else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+    });
     form.addEventListener("submit", submitDrawer);
     form.addEventListener("input", (e) => clearField(form, e.target.name));
     $("#date").addEventListener("change", () => loadSlots(form.elements.date.value));
