@@ -150,6 +150,21 @@ class TableState:
         return self.query(sort=field, order=order, page=1)
 
 
+def _date_problem(state: TableState) -> str | None:
+    """What is wrong with the From / To dates, in the owner's words (None: nothing)."""
+    days: dict[str, date] = {}
+    for name, raw in (("From", state.date_from), ("To", state.date_to)):
+        if not raw:
+            continue
+        try:
+            days[name] = date.fromisoformat(raw)
+        except ValueError:
+            return f"The {name} date “{raw}” is not a date: pick one in the calendar, or type it as YYYY-MM-DD (e.g. 2026-12-08)."
+    if "From" in days and "To" in days and days["To"] < days["From"]:
+        return f"The To date is before the From date: pick a To date on or after {short_day(days['From'])}."
+    return None
+
+
 def page_numbers(page: int, last: int) -> list[int | None]:
     """The page links to show: the first, the last known, and two either side of this one; None
     marks a gap."""
@@ -196,6 +211,10 @@ class Appointments:
             "more": False,
             "error": None,
         }
+        problem = _date_problem(state)
+        if problem:
+            context["error"] = problem
+            return context
         try:
             found = await self._search(state)
             pages = max(1, -(-found.total // state.page_size))
