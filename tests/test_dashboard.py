@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,11 @@ import pytest
 from pydantic import SecretStr
 
 from appt_tools.core.service import AppointmentService
+from appt_tools.models import NewAppointment
 from appt_tools.runtime import CalcomTarget, open_service
 from appt_tools.surfaces.auth import CredentialChecker, Credentials
 from appt_tools.surfaces.http.app import HttpSettings
+from appt_tools.surfaces.web.appointments import page_numbers
 from appt_tools.surfaces.web.pages import _next
 from appt_tools.surfaces.web.session import Sessions
 from calcom_sandbox import RunningSandbox
@@ -140,6 +142,126 @@ async def test_table_searches_sorts_pages_and_keeps_cancelled_rows(service: Appo
         assert "sort=start&amp;order=desc" in html
 
 
+async def _past(service: AppointmentService, days_ago: int, title: str, *, booked: bool = True) -> str:
+    """An appointment that has ended `days_ago` days ago, written to the store as a sync would."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
+    added = await service.store.add_appointment(
+        NewAppointment(
+            title=title,
+            attendee_name="Old Client",
+            attendee_email="old@example.com",
+            to_number="+14155550100",
+            from_number="+14155550123",
+            call_type="web",
+            event_type_id=1,
+            start=start,
+            end=start + timedelta(minutes=30),
+            timezone="UTC",
+        ),
+        now=start - timedelta(days=1),
+    )
+    changes = {"status": "active", "meeting_url": "https://cal.example/video/old"}
+    if booked:
+        changes["booking_uid"] = f"uid-{title}"
+    await service.store.update_appointment(added.id, changes, now=start - timedelta(days=1))
+    return added.id
+
+
+async def test_the_table_starts_today_with_past_and_all_one_click_away(service: AppointmentService) -> None:
+    day = next_weekday()
+    soon = await _book(service, day, 0, title="Soon")
+    later = await _book(service, day + timedelta(days=7), 1, title="Later")
+    old = await _past(service, 3, "Old")
+    older = await _past(service, 30, "Older")
+    async with browsing(service) as client:
+        upcoming, _ = await _page(client, "/")
+        assert _rows(upcoming.text) == [soon, later]  # from today, soonest first
+        assert 'aria-current="true">Upcoming' in upcoming.text and 'id="jump-today"' in upcoming.text
+        past = (await client.get("/app/table?when=past")).text
+        assert _rows(past) == [old, older]  # latest first
+        assert _rows((await client.get("/app/table?when=all")).text) == [older, old, soon, later]
+        between = (await client.get(f"/app/table?when=all&date_from={day.isoformat()}&date_to={day.isoformat()}")).text
+        assert _rows(between) == [soon]
+        backwards = (await client.get(f"/app/table?date_from={day.isoformat()}&date_to=2020-01-01")).text
+        assert _rows(backwards) == [] and "The To date is before the From date" in backwards
+        nonsense = await client.get("/app/table?date_from=someday")
+        assert nonsense.status_code == 200 and "is not a date: pick one in the calendar" in nonsense.text
+        # no Join on a meeting that has ended; the table still says it ended
+        assert "Join" not in past and ">Ended<" in past
+        # an empty search offers to clear it, keeping the view
+        empty = (await client.get("/app/table?when=past&q=nobody")).text
+        assert "No appointments match." in empty and 'id="clear-search"' in empty
+        assert 'data-query="when=past&amp;sort=start&amp;order=desc&amp;page=1&amp;page_size=25"' in empty
+        # the ended booking shows, and sorts, as completed
+        by_status = (await client.get("/app/table?when=all&sort=status")).text
+        assert _rows(by_status) == [soon, later, older, old] or _rows(by_status) == [soon, later, old, older]
+        assert by_status.count('class="badge completed"') == 2
+
+
+async def test_page_numbers_show_the_ends_and_the_neighbours() -> None:
+    assert page_numbers(1, 1) == [1]
+    assert page_numbers(1, 3) == [1, 2, 3]
+    assert page_numbers(6, 20) == [1, None, 4, 5, 6, 7, 8, None, 20]
+    assert page_numbers(20, 20) == [1, None, 18, 19, 20]
+
+
+async def test_actions_are_named_for_their_appointment(service: AppointmentService) -> None:
+    day = next_weekday()
+    await _book(service, day, 0, title="Sales call", attendee_name="Ana Ruiz")
+    async with browsing(service) as client:
+        html = (await client.get("/app/table")).text
+        named = f"Sales call with Ana Ruiz, {day:%b} {day.day}"
+        assert f'aria-label="Edit {named}"' in html and f'aria-label="Cancel {named}"' in html
+        assert f'aria-label="Sales call: edit {named}"' in html  # the title opens the drawer too
+
+
+async def test_every_problem_in_the_drawer_at_once_and_national_numbers_accepted(
+    service: AppointmentService,
+) -> None:
+    day = next_weekday()
+    async with browsing(service) as client:
+        _, token = await _page(client)
+        empty = await client.post("/app/appointments", json={}, headers=_json(token))
+        assert empty.status_code == 422
+        error = empty.json()["error"]
+        assert set(error["fields"]) == {"attendee_name", "attendee_email", "to_number", "from_number", "start"}
+        assert error["message"] == "5 fields need a look: each says what is wrong."
+        assert error["fields"]["attendee_name"] == "Enter the attendee's name, e.g. Ana Ruiz."
+        slots = (await client.get("/app/slots", params={"date": day.isoformat()})).json()["slots"]
+        body = {
+            "attendee_name": "Wen Li",
+            "attendee_email": "wen@example.com",
+            "to_number": "(415) 555-0134",
+            "from_number": "415.555.0199",
+            "business_name": "Li Dental",
+            "start": slots[0]["start"],
+            "idempotency_key": "dashboard-national-1",
+        }
+        short = await client.post("/app/appointments", json={**body, "to_number": "555-01"}, headers=_json(token))
+        assert short.status_code == 422 and set(short.json()["error"]["fields"]) == {"to_number"}
+        assert "is not a valid phone number in US" in short.json()["error"]["fields"]["to_number"]
+        created = await client.post("/app/appointments", json=body, headers=_json(token))
+        assert created.status_code == 201, created.text
+        booked = await service.get(created.json()["appointment"]["id"])
+        assert (booked.to_number, booked.from_number, booked.business_name) == (
+            "+14155550134",
+            "+14155550199",
+            "Li Dental",
+        )
+        shown = (await client.get(f"/app/appointments/{booked.id}")).json()["appointment"]
+        assert shown["booking_uid"] == booked.booking_uid and shown["where_kind"] == "link"
+
+
+async def test_without_cal_com_new_appointment_says_what_to_set_up(tmp_path: Path) -> None:
+    async with (
+        open_service(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bare.db'}", environ={}) as bare,
+        browsing(bare) as client,
+    ):
+        page, _ = await _page(client)
+        assert 'data-configured="false"' in page.text
+        assert 'id="drawer-setup"' in page.text and 'href="/settings" id="drawer-setup-link"' in page.text
+
+
 # --- slots, create, edit, move, cancel ---------------------------------------------------------
 
 
@@ -148,9 +270,9 @@ async def test_a_large_table_says_more_than_and_pages_past_the_count(service: Ap
 
     await seed(service.store, 1_500, seed=7)
     async with browsing(service) as client:
-        first, _ = await _page(client, "/?view=table")
+        first, _ = await _page(client, "/?view=table&when=all")
         assert "More than 1,000 appointments" in first.text and 'id="next-page"' in first.text
-        far, _ = await _page(client, "/?view=table&page=120&page_size=10")  # rows 1,191–1,200: past the count
+        far, _ = await _page(client, "/?view=table&when=all&page=120&page_size=10")  # rows 1,191–1,200: past the count
         assert len(_rows(far.text)) == 10 and 'id="next-page"' in far.text and "Page 120<" in far.text
 
 
@@ -195,7 +317,8 @@ async def test_create_edit_move_and_cancel_through_the_service(service: Appointm
             "'not-an-email' is not a valid e-mail"
         )
         no_time = await client.post("/app/appointments", json={**body, "start": None}, headers=_json(token))
-        assert no_time.status_code == 422 and no_time.json()["error"]["field"] == "start"
+        # every problem at once, each at its field
+        assert no_time.status_code == 422 and set(no_time.json()["error"]["fields"]) == {"attendee_email", "start"}
         created = await client.post(
             "/app/appointments", json={**body, "attendee_email": "wen@example.com"}, headers=_json(token)
         )

@@ -4,11 +4,15 @@ running HTTP app (uvicorn in this event loop) on the Cal.com sandbox.
 Chromium comes from apt (`apt-get install chromium`, /usr/bin/chromium); Playwright never downloads
 a browser. Locally these tests skip when Chromium is missing; in CI (CI=true) they fail instead.
 Screenshots of each view go to test-artifacts/dashboard/; with UPDATE_SCREENSHOTS=1 the README's
-copies in docs/screenshots/ are refreshed too.
+copies in docs/screenshots/ are refreshed too. Every flow runs on a desktop (1440×900) and on a
+phone (390×844); on each page, dialog and drawer, axe-core (from npm: `npm ci`, package.json) audits
+the page for WCAG 2.2 AA, and a serious or critical violation fails the test. The audit's counts go
+to test-artifacts/dashboard/axe.json.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -55,6 +59,12 @@ FOR_README = {
     "settings.png": "settings.png",
     "login.png": "login.png",
 }
+for _name in ("table", "calendar", "drawer-edit", "settings", "login", "drawer-new"):
+    FOR_README[f"phone-{_name}.png"] = f"phone-{_name}.png"
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 CALCOM_KEY = "cal_live_browser_0123456789_secretkey"
 HTTP_KEY = "k_live_0123456789abcdefghijBRWS"
 WAIT_MS = 15_000
@@ -86,8 +96,14 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-async def _page(browser: Browser) -> tuple[Page, list[str]]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 760}, timezone_id="America/New_York")
+async def _page(browser: Browser, viewport: dict[str, int] | None = None) -> tuple[Page, list[str]]:
+    size = viewport or DESKTOP
+    context = await browser.new_context(
+        viewport={"width": size["width"], "height": size["height"]},
+        timezone_id="America/New_York",
+        is_mobile=size == PHONE,
+        has_touch=size == PHONE,
+    )
     context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
     errors: list[str] = []
@@ -101,6 +117,47 @@ async def _shot(page: Page, name: str, *, full_page: bool = False) -> None:
     if os.environ.get("UPDATE_SCREENSHOTS") == "1" and name in FOR_README:
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / name, DOCS / FOR_README[name])
+
+
+async def _audit(page: Page, name: str) -> None:
+    """axe-core on the page as it is now: no serious or critical WCAG 2.2 AA violation. The counts of
+    every impact go to test-artifacts/dashboard/axe.json under `name`."""
+    if not AXE.exists():
+        _unavailable(f"{AXE} is missing: npm ci (package.json)")
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.evaluate(
+            AXE.read_text(encoding="utf-8")
+        )  # through the debugger: the page's CSP allows no inline script
+    result = await page.evaluate(
+        "tags => axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] })"
+        ".then(r => r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5) })))",
+        AXE_TAGS,
+    )
+    counts: dict[str, int] = {}
+    for violation in result:
+        counts[violation["impact"]] = counts.get(violation["impact"], 0) + 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "axe.json"
+    seen = json.loads(log.read_text()) if log.exists() else {}
+    seen[name] = {"counts": counts, "violations": result}
+    log.write_text(json.dumps(seen, indent=1, sort_keys=True))
+    serious = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert serious == [], f"{name}: {json.dumps(serious, indent=1)}"
+
+
+async def _fits(page: Page) -> None:
+    """Nothing makes the page wider than the screen (no sideways scrolling)."""
+    width = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the page is {width[0]} px wide on a {width[1]} px screen"
+
+
+async def _on_screen(page: Page, selector: str) -> None:
+    box = await page.locator(selector).bounding_box()
+    size = page.viewport_size
+    assert box is not None and size is not None
+    assert box["x"] >= 0 and box["y"] >= 0, box
+    assert box["x"] + box["width"] <= size["width"] + 0.5 and box["y"] + box["height"] <= size["height"] + 0.5, box
 
 
 async def _seed(service: AppointmentService, day: date) -> None:
@@ -155,12 +212,19 @@ async def test_book_find_sort_calendar_reschedule_cancel(browser: Browser, servi
         page, errors = await _page(browser)
         await page.goto(base + "/?view=table")
         assert await page.locator("#table tbody tr[data-id]").count() == 4
+        await _fits(page)
+        await _audit(page, "desktop table")
 
         # A row's cancel asks first; "Keep it" changes nothing.
         await page.click("tr:has-text('Teeth cleaning') button.cancel")
         await page.wait_for_selector("#confirm[open]")
         assert "Teeth cleaning" in await page.inner_text("#confirm-text")
+        await _audit(page, "desktop cancel dialog")
         await page.click("#confirm-no")
+        # focus goes back to the trash icon it came from
+        assert await page.evaluate("() => document.activeElement.getAttribute('aria-label')") == (
+            "Cancel Teeth cleaning with Ana Ruiz, " + f"{seed_day:%b} {seed_day.day}"
+        )
         assert await page.inner_text("tr:has-text('Teeth cleaning') .badge") == "Active"
 
         # Create through the drawer: a Saturday has nothing free, the next free day is offered.
@@ -181,11 +245,17 @@ async def test_book_find_sort_calendar_reschedule_cancel(browser: Browser, servi
         await page.wait_for_selector("#slots .slot")
         assert await page.input_value("#date") == monday.isoformat()
         await page.click("#slots .slot:text-is('2:00 PM')")
+        await page.fill("input[name=from_number]", "(415) 55")
         await page.click("#save")
         email_error = page.locator(".field-error[data-for=attendee_email]")
         await email_error.wait_for()
         assert "is not a valid e-mail address" in await email_error.inner_text()
+        # every problem at once, each at its field
+        assert "not a valid phone number" in await page.inner_text(".field-error[data-for=from_number]")
+        assert await page.get_attribute("input[name=attendee_email]", "aria-invalid") == "true"
+        await _audit(page, "desktop drawer, new, with errors")
         await _shot(page, "drawer-new.png")
+        await page.fill("input[name=from_number]", "(415) 555-0199")  # a national number, read as a US one
         await page.fill("input[name=attendee_email]", "zoe.quinn@example.com")
         assert await email_error.inner_text() == ""
         await page.click("#save")
@@ -223,10 +293,13 @@ async def test_book_find_sort_calendar_reschedule_cancel(browser: Browser, servi
         booked = page.locator(f".day[data-date='{monday.isoformat()}'] .appt:has-text('Browser booking')")
         await booked.wait_for()
         assert "2:00 PM" in await booked.inner_text() and "active" in (await booked.get_attribute("class") or "")
+        await _fits(page)
+        await _audit(page, "desktop calendar")
         await _shot(page, "calendar.png")
         await page.click(f".day[data-date='{monday.isoformat()}'] .date")
         await page.wait_for_selector("#day-panel:not([hidden])")
-        assert "Browser booking" in await page.inner_text("#day-panel-list")
+        day_list = await page.inner_text("#day-panel-list")
+        assert "Browser booking" in day_list and "2:00 PM" in day_list and "Active" in day_list
         await _shot(page, "calendar-day.png")
         await page.click("#day-panel-close")
 
@@ -246,6 +319,15 @@ async def test_book_find_sort_calendar_reschedule_cancel(browser: Browser, servi
         await page.fill("#date", tuesday.isoformat())
         await page.wait_for_selector(f"#slots-message:has-text('{tuesday:%A}')")
         await page.click("#slots .slot:text-is('3:00 PM')")
+        # the time picker with the keyboard: an arrow moves to (and picks) the next time
+        await page.keyboard.press("ArrowRight")
+        assert await page.get_attribute("#slots .slot[aria-checked=true]", "data-start") != await page.get_attribute(
+            "#slots .slot:text-is('3:00 PM')", "data-start"
+        )
+        await page.keyboard.press("ArrowLeft")
+        assert await page.inner_text("#slots .slot[aria-checked=true]") == "3:00 PM"
+        assert await page.inner_text("#booking-uid") != "" and await page.is_visible("#copy-uid")
+        await _audit(page, "desktop drawer, edit")
         await _shot(page, "drawer-edit.png")
         await page.click("#save")
         await page.wait_for_selector("#toast:has-text('Moved to')")
@@ -299,6 +381,7 @@ async def test_settings_save_and_never_show_the_key(browser: Browser, own_settin
         await page.goto(base + "/settings")
         await page.click("#refresh-event-types")
         await page.wait_for_selector("#refresh-result:has-text('Synced 6 event types')")
+        await _audit(page, "desktop settings")
         await page.fill("#timezone", "Mars/Base")
         await page.click("#save-settings")
         tz_error = page.locator(".field-error[data-for=timezone]")
@@ -341,6 +424,7 @@ async def test_sign_in_with_an_api_key(browser: Browser, service: AppointmentSer
         await page.fill("#api-key", "k_live_not_the_right_key_at_all")
         await page.click("#sign-in")
         await page.wait_for_selector("#login-error")
+        await _audit(page, "desktop sign-in")
         await _shot(page, "login.png")
         await page.fill("#api-key", HTTP_KEY)
         await page.click("#sign-in")
@@ -351,4 +435,103 @@ async def test_sign_in_with_an_api_key(browser: Browser, service: AppointmentSer
         assert session["httpOnly"] and session["sameSite"] == "Strict" and HTTP_KEY not in session["value"]
         await page.click("button:has-text('Sign out')")
         await page.wait_for_selector("#api-key")
+        assert errors == []
+
+
+async def test_on_a_phone_every_view_fits_and_works(browser: Browser, service: AppointmentService) -> None:
+    seed_day = next_weekday()
+    await _seed(service, seed_day)
+    async with served(service, HttpSettings(sandbox=True)) as base:
+        page, errors = await _page(browser, PHONE)
+        await page.goto(base + "/?view=table")
+
+        # The table as cards, the toggle and "New appointment" on screen, the banners folded.
+        card = page.locator("tr:has-text('Teeth cleaning')")
+        await card.wait_for()
+        await _fits(page)
+        for control in ("#view-calendar", "#view-table", "#new-appointment", "#settings-link"):
+            await _on_screen(page, control)
+            box = await page.locator(control).bounding_box()
+            assert box is not None and box["width"] >= 24 and box["height"] >= 24, control
+        assert await page.locator("details.banner[open]").count() == 0
+        assert await card.locator("td[data-col=title]").is_visible() and await card.locator(".badge").is_visible()
+        await _audit(page, "phone table")
+        await _shot(page, "phone-table.png")
+
+        # The title opens the drawer, full screen; focus stays in it and comes back to the title.
+        title = card.locator("button.title-link")
+        await title.click()
+        await page.wait_for_selector("#drawer.editing:not([hidden])")
+        await page.wait_for_selector("#slots .slot")
+        await _on_screen(page, "#drawer")
+        box = await page.locator("#drawer").bounding_box()
+        assert box is not None and box["width"] >= 389
+        await _shot(page, "phone-drawer-edit.png")
+        for _ in range(60):  # Tab round the drawer: it never leaves it
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("() => !!document.activeElement.closest('#drawer')")
+        await _audit(page, "phone drawer, edit")
+        await page.keyboard.press("Escape")
+        await page.wait_for_selector("#drawer", state="hidden")
+        assert await page.evaluate("() => document.activeElement.classList.contains('title-link')")
+
+        # A new appointment: every problem at once, each at its field, and the drawer on screen.
+        await page.click("#new-appointment")
+        await page.wait_for_selector("#drawer:not(.editing):not([hidden])")
+        await page.click("#save")
+        await page.wait_for_selector(".field-error[data-for=start]:not(:empty)")
+        for field in ("attendee_name", "attendee_email", "to_number", "from_number", "start"):
+            assert await page.inner_text(f".field-error[data-for={field}]") != "", field
+        await _fits(page)
+        await _audit(page, "phone drawer, new, with errors")
+        await _shot(page, "phone-drawer-new.png")
+        await page.keyboard.press("Escape")
+
+        # Cancel from the card: the dialog fits; keeping it changes nothing.
+        await card.locator("button.cancel").click()
+        await page.wait_for_selector("#confirm[open]")
+        await _on_screen(page, "#confirm")
+        await _audit(page, "phone cancel dialog")
+        await page.click("#confirm-no")
+
+        # The calendar is an agenda on a phone; an appointment's title opens the drawer.
+        await page.click("#view-calendar")
+        await page.wait_for_selector("#calendar")
+        await _calendar_month(page, f"{seed_day:%Y-%m}")
+        item = page.locator(f".agenda-day[data-date='{seed_day.isoformat()}'] .agenda-item:has-text('Teeth cleaning')")
+        await item.wait_for()
+        assert await page.locator(".grid").is_hidden()
+        assert "10:00 AM" in await item.inner_text() or "Active" in await item.inner_text()
+        await _fits(page)
+        await _audit(page, "phone calendar")
+        await _shot(page, "phone-calendar.png")
+        await item.locator("button.title-link").click()
+        await page.wait_for_selector("#drawer.editing:not([hidden])")
+        await _on_screen(page, "#drawer")
+        await page.keyboard.press("Escape")
+
+        # Settings fit too.
+        await page.click("#settings-link")
+        await page.wait_for_selector("#settings-form")
+        await _fits(page)
+        await _audit(page, "phone settings")
+        await _shot(page, "phone-settings.png", full_page=True)
+        assert errors == []
+
+
+async def test_sign_in_on_a_phone(browser: Browser, service: AppointmentService) -> None:
+    settings = HttpSettings(credentials=Credentials((SecretStr(HTTP_KEY),)))
+    async with served(service, settings) as base:
+        page, errors = await _page(browser, PHONE)
+        await page.goto(base + "/")
+        await page.fill("#api-key", "k_live_not_the_right_key_at_all")
+        await page.click("#sign-in")
+        await page.wait_for_selector("#login-error")
+        await _fits(page)
+        await _audit(page, "phone sign-in")
+        await _shot(page, "phone-login.png")
+        await page.fill("#api-key", HTTP_KEY)
+        await page.click("#sign-in")
+        await page.wait_for_selector("#table")
+        await _fits(page)
         assert errors == []

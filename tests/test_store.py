@@ -665,9 +665,11 @@ async def test_filters_combine_and_total_counts_the_whole_filter(store: Store) -
 # --- search: sorting and pages ----------------------------------------------------------------
 
 
-def _sort_key(appointment: Appointment, field: SortField) -> object:
-    value = getattr(appointment, field)
-    return value.value if isinstance(value, AppointmentStatus) else value
+def _sort_key(appointment: Appointment, field: SortField, now: datetime = NOW) -> object:
+    """The value a sort orders by: for status, the status shown (an ended booking is completed)."""
+    if field == "status":
+        return appointment.effective_status(now).value
+    return getattr(appointment, field)
 
 
 @pytest.mark.parametrize("descending", [False, True], ids=["ascending", "descending"])
@@ -726,6 +728,27 @@ async def test_search_sorts_by_every_field_with_id_breaking_ties(
     assert found == [a.id for a in expected]
 
 
+async def test_sorting_by_status_sorts_by_the_status_shown(store: Store) -> None:
+    ended = await add(
+        store, {"booking_uid": "done", "status": "active"}, start=NOW - timedelta(hours=2), end=NOW - timedelta(hours=1)
+    )
+    ahead = await add(
+        store,
+        {"booking_uid": "ahead", "status": "active"},
+        start=NOW + timedelta(hours=1),
+        end=NOW + timedelta(hours=2),
+    )
+    cancelled = await add(store, {"booking_uid": "gone", "status": "cancelled"}, start=NOW - timedelta(hours=5))
+    unbooked = await add(store, start=NOW - timedelta(hours=3), end=NOW - timedelta(hours=2))  # never completes
+
+    ascending = await ids_of(store, SearchQuery(sort_by="status", page_size=10))
+    descending = await ids_of(store, SearchQuery(sort_by="status", descending=True, page_size=10))
+
+    # active < cancelled < completed < pending: the ended booking sorts as completed, not as active
+    assert ascending == [ahead.id, cancelled.id, ended.id, unbooked.id]
+    assert descending == ascending[::-1]
+
+
 async def test_pages_are_stable_disjoint_and_cover_everything(store: Store) -> None:
     same_start = NOW + timedelta(days=1)
     all_ids = {
@@ -777,7 +800,7 @@ def _expected(appointments: list[Appointment], query: SearchQuery, now: datetime
         and (query.start_from is None or a.start >= query.start_from)
         and (query.start_to is None or a.start < query.start_to)
     ]
-    return sorted(found, key=lambda a: (_sort_key(a, query.sort_by), a.id), reverse=query.descending)
+    return sorted(found, key=lambda a: (_sort_key(a, query.sort_by, now), a.id), reverse=query.descending)
 
 
 async def _crowd(store: Store, size: int = 29) -> list[Appointment]:
@@ -816,6 +839,10 @@ QUERIES = [
     SearchQuery(text="RUIZ", statuses=(S.COMPLETED, S.FAILED), sort_by="created_at"),
     SearchQuery(text="ruiz", statuses=tuple(s for s in S if s is not S.FAILED), descending=True),
     SearchQuery(label="vip", sort_by="status"),
+    SearchQuery(sort_by="status"),
+    SearchQuery(sort_by="status", descending=True, statuses=(S.COMPLETED, S.ACTIVE, S.PENDING)),
+    SearchQuery(text="clean", sort_by="status"),
+    SearchQuery(text="cleaning deluxe", sort_by="status", descending=True),
     SearchQuery(call_type="web", statuses=(S.COMPLETED,), sort_by="call_type", descending=True),
     SearchQuery(start_from=NOW - timedelta(hours=10), start_to=NOW + timedelta(hours=10), sort_by="updated_at"),
 ]

@@ -81,3 +81,43 @@ def test_oversized_text_is_refused_with_the_limit():
     with pytest.raises(InvalidArgument) as err:
         validation.text("title", "x" * 201)
     assert "200" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("typed", "region", "e164"),
+    [
+        ("(415) 555-0134", "US", "+14155550134"),
+        ("415.555.0134", "US", "+14155550134"),
+        ("+1 415-555-0134", "US", "+14155550134"),
+        ("+14155550134", None, "+14155550134"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("0044 20 7946 0958", "US", "+442079460958"),
+    ],
+)
+def test_phone_numbers_in_any_common_form_become_e164(typed: str, region: str | None, e164: str) -> None:
+    assert validation.phone("to_number", typed, region) == e164
+
+
+@pytest.mark.parametrize(
+    ("typed", "region", "says"),
+    [
+        ("", "US", "enter a phone number, e.g. '(201) 555-0123'"),
+        ("555-01", "US", "is not a valid phone number in US"),
+        ("call me", "US", "is not a phone number"),
+        ("(415) 555-0134", None, "has no country code and the business's country is not known"),
+    ],
+)
+def test_a_phone_number_that_cannot_be_read_says_why_and_gives_an_example(
+    typed: str, region: str | None, says: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validation.phone("to_number", typed, region)
+    assert caught.value.field == "to_number" and says in caught.value.message
+
+
+def test_a_time_zone_gives_its_country() -> None:
+    assert validation.country_of_zone("America/Los_Angeles") == "US"
+    assert validation.country_of_zone("Europe/Paris") == "FR"
+    assert validation.country_of_zone("US/Pacific") == "US"
+    assert validation.country_of_zone("UTC") is None
+    assert validation.country_name("US") == "United States"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,6 +57,91 @@ def phone_e164(field: str, value: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidArgument(field, f"{value!r} is not a valid number for its country code; {hint}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone(field: str, value: str, region: str | None) -> str:
+    """A phone number in any common form, as E.164: '+14155550134' or '+1 415-555-0134' as they are,
+    a national number such as '(415) 555-0134' read in `region` (ISO 3166, e.g. 'US')."""
+    import phonenumbers
+
+    raw = value.strip()
+    example = _example(region)
+    if not raw:
+        raise InvalidArgument(field, f"enter a phone number, e.g. {example}.")
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    if not raw.startswith("+") and region is None:
+        raise InvalidArgument(
+            field,
+            f"{value!r} has no country code and the business's country is not known; start with '+' and the country code, e.g. '+14155550134'.",
+        )
+    try:
+        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        raise InvalidArgument(field, f"{value!r} is not a phone number; e.g. {example}.") from None
+    if not phonenumbers.is_valid_number(parsed):
+        where = "" if raw.startswith("+") else f" in {region}"
+        raise InvalidArgument(field, f"{value!r} is not a valid phone number{where}; check the digits, e.g. {example}.")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _example(region: str | None) -> str:
+    import phonenumbers
+
+    sample = phonenumbers.example_number(region) if region else None
+    if sample is None:
+        return "'+14155550134'"
+    national = phonenumbers.format_number(sample, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return f"'{national}' or '{phonenumbers.format_number(sample, phonenumbers.PhoneNumberFormat.E164)}'"
+
+
+def country_of_zone(name: str) -> str | None:
+    """The country (ISO 3166 code, e.g. 'US') of an IANA time zone, from the tz database's
+    zone.tab; None for zones of no one country ('UTC', 'Etc/GMT+5') and unknown names."""
+    return _zone_countries().get(name)
+
+
+@functools.cache
+def _zone_countries() -> dict[str, str]:
+    table = importlib.resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
+    countries: dict[str, str] = {}
+    for line in table.splitlines():
+        if line and not line.startswith("#"):
+            code, _, zone_name, *_ = line.split("\t")
+            countries[zone_name] = code
+    # Links the table leaves out but people still choose (see tzdata's 'backward' file).
+    for link, target in _LINKS.items():
+        if target in countries:
+            countries.setdefault(link, countries[target])
+    return countries
+
+
+def country_name(code: str | None) -> str | None:
+    """'US' → 'United States', from the tz database's iso3166.tab."""
+    return _country_names().get(code or "")
+
+
+@functools.cache
+def _country_names() -> dict[str, str]:
+    table = importlib.resources.files("tzdata.zoneinfo").joinpath("iso3166.tab").read_text(encoding="utf-8")
+    return dict(line.split("\t", 1) for line in table.splitlines() if line and not line.startswith("#"))
+
+
+_LINKS = {
+    "US/Eastern": "America/New_York",
+    "US/Central": "America/Chicago",
+    "US/Mountain": "America/Denver",
+    "US/Pacific": "America/Los_Angeles",
+    "US/Alaska": "America/Anchorage",
+    "US/Hawaii": "Pacific/Honolulu",
+    "US/Arizona": "America/Phoenix",
+    "Canada/Eastern": "America/Toronto",
+    "Canada/Pacific": "America/Vancouver",
+    "Europe/Kiev": "Europe/Kyiv",
+    "Asia/Calcutta": "Asia/Kolkata",
+    "Australia/ACT": "Australia/Sydney",
+    "GB": "Europe/London",
+}
 
 
 def call_type(field: str, value: str) -> CallType:

@@ -22,7 +22,9 @@ unless an estimate of k says otherwise (FTS5's candidates: how far into the rowi
 of them reach). SQLite is made to walk (and checks text with LIKE on the rows it reads, or the listed
 rowids); PostgreSQL is given the text in a form its trigram index cannot answer, so it walks too.
 Otherwise PostgreSQL is made to gather the (at most bound) matches first, as its planner may walk
-hoping for a LIMIT's worth of matches soon.
+hoping for a LIMIT's worth of matches soon. Sorting by status sorts by the status shown (a booked
+live appointment that has ended is "completed"), which no index holds in order: those pages always
+gather the matches and sort them.
 """
 
 from __future__ import annotations
@@ -181,12 +183,12 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         reverse = offset + limit > counted - offset
         if reverse:  # the same rows, counted from the other end
             offset = counted - offset - limit
-        walk = await _walk_is_cheaper(session, search, counted, offset + limit, rows)
+        walk = _search.walkable(query) and await _walk_is_cheaper(session, search, counted, offset + limit, rows)
     else:  # more than `known`: the page is full, and walking reaches it soon unless k is known small
         limit, reverse = query.page_size, False
-        walk, member = True, False
+        walk, member = _search.walkable(query), False
         found = search.candidates
-        if found is not None and found.listed is None:
+        if walk and found is not None and found.listed is None:
             estimate = max(found.density * found.rows, known + 1)
             walk = reach * found.rows <= estimate * estimate
             # Finding the candidates costs about MEMBER_COST walked rows each, and spares the walk
@@ -195,16 +197,16 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
     where = [*search.others, *search.text_terms(walk=walk, member=member), *search.status()]
     ids: Select[Any]
     if walk or search.sqlite:
-        ids = select(A.id).where(*where).order_by(*_search.order_by(query, reverse=reverse))
+        ids = select(A.id).where(*where).order_by(*_search.order_by(query, now, reverse=reverse))
         if walk:
             ids = ids.with_hint(A, f"INDEXED BY {_search.sort_index(query)}", "sqlite")
     else:
-        key = _search.SORT_COLUMNS[query.sort_by]
+        key = _search.sort_key(query, now)
         matching = select(A.id, key.label("key")).where(*where).cte("matching").prefix_with("MATERIALIZED")
         columns = (matching.c.key, matching.c.id)
-        ids = select(matching.c.id).order_by(*_search.order_by(query, reverse=reverse, columns=columns))
+        ids = select(matching.c.id).order_by(*_search.order_by(query, now, reverse=reverse, columns=columns))
     ids = ids.offset(offset).limit(limit)
-    page = select(A).where(A.id.in_(ids.scalar_subquery())).order_by(*_search.order_by(query))
+    page = select(A).where(A.id.in_(ids.scalar_subquery())).order_by(*_search.order_by(query, now))
     if walk and not search.sqlite:
         # PostgreSQL cannot tell how soon the walk fills the page (its estimate of a text's rows is a
         # guess) and may scan and sort every row instead: made to walk, for that statement only; and
@@ -213,7 +215,7 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         await session.execute(_PG_WALK)
         chosen = list(await session.scalars(ids))
         await session.execute(_PG_WALK_DONE)
-        page = select(A).where(A.id.in_(chosen)).order_by(*_search.order_by(query))
+        page = select(A).where(A.id.in_(chosen)).order_by(*_search.order_by(query, now))
     return Found(total, exact, list(await session.scalars(page)))
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    case,
     column,
     false,
     func,
@@ -246,18 +247,42 @@ def filters(query: SearchQuery) -> list[ColumnElement[bool]]:
     return terms
 
 
+def shown_status(now: datetime) -> ColumnElement[str]:
+    """The status a person sees: 'completed' for a live appointment that is booked and has ended
+    (as `Appointment.effective_status`), the stored status otherwise."""
+    finished = and_(A.status.in_(_LIVE), A.booking_uid.is_not(None), A.end_at <= now)
+    return case((finished, literal(AppointmentStatus.COMPLETED.value, String)), else_=A.status)
+
+
+def sort_key(query: SearchQuery, now: datetime) -> ColumnElement[Any]:
+    """What the query sorts by. Status sorts by the status shown, which no index holds in order."""
+    if query.sort_by == "status":
+        return shown_status(now)
+    column: ColumnElement[Any] = SORT_COLUMNS[query.sort_by].expression
+    return column
+
+
+def walkable(query: SearchQuery) -> bool:
+    """Whether an index holds the rows in the query's order, so a page can be read by walking it."""
+    return query.sort_by != "status"
+
+
 def order_by(
-    query: SearchQuery, *, reverse: bool = False, columns: tuple[ColumnElement[Any], ColumnElement[Any]] | None = None
+    query: SearchQuery,
+    now: datetime,
+    *,
+    reverse: bool = False,
+    columns: tuple[ColumnElement[Any], ColumnElement[Any]] | None = None,
 ) -> list[ColumnElement[Any]]:
-    """The sort column, then `id` in the same direction so pages are stable (`columns`: those two
+    """The sort key, then `id` in the same direction so pages are stable (`columns`: those two
     columns as a subquery names them)."""
-    column, id_ = columns or (SORT_COLUMNS[query.sort_by], A.id)
+    column, id_ = columns or (sort_key(query, now), A.id)
     if query.descending != reverse:
         return [column.desc(), id_.desc()]
     return [column.asc(), id_.asc()]
 
 
 def sort_index(query: SearchQuery) -> str:
-    """The index that holds the rows in the query's order (see tables.SORT_COLUMNS)."""
-    name = SORT_COLUMNS[query.sort_by].key
-    return "ix_appointments_status_id" if name == "status" else f"ix_appointments_{name}_id_status"
+    """The index that holds the rows in the query's order (see tables.SORT_COLUMNS); `walkable` only."""
+    assert walkable(query), "the status shown is no index's order"
+    return f"ix_appointments_{SORT_COLUMNS[query.sort_by].key}_id_status"

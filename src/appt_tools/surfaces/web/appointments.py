@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +12,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
+from appt_tools import validation
 from appt_tools.core.requests import SearchRequest
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, InvalidArgument
@@ -19,11 +20,12 @@ from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, EventT
 from appt_tools.speech import spoken
 from appt_tools.surfaces import arguments
 from appt_tools.surfaces.arguments import EDITABLE_FIELDS, LOCKED_FIELDS
-from appt_tools.surfaces.web import plain, render
+from appt_tools.surfaces.web import form, plain, render
 from appt_tools.surfaces.web.gate import json_body
 from appt_tools.surfaces.web.present import (
     CALENDAR_STATUSES,
     STATUS_LABELS,
+    STATUS_MARKS,
     WEEKDAY_NAMES,
     Month,
     Row,
@@ -55,12 +57,35 @@ STATUS_FILTERS = (("", "All but failed"), *((s.value, STATUS_LABELS[s]) for s in
 CALENDAR_PAGES = 20  # at most 2,000 appointments in one month's grid
 WEB_CANCEL_REASON = "Cancelled by the business from the dashboard."
 WEB_MOVE_REASON = "Moved by the business from the dashboard."
+# What the drawer sends for a new appointment, checked all at once (see form.py).
+CREATE_FIELDS = (
+    "title",
+    "attendee_name",
+    "attendee_email",
+    "to_number",
+    "from_number",
+    "call_type",
+    "business_name",
+    "description",
+    "label",
+    "start",
+)
+
+
+WHEN = (("upcoming", "Upcoming"), ("past", "Past"), ("all", "All"))
 
 
 @dataclass(frozen=True)
 class TableState:
+    """The table's query. `when`: upcoming (from today, soonest first: the default), past (before
+    today, latest first) or all; `date_from` / `date_to` (YYYY-MM-DD, both days included) replace
+    the bound that `when` sets."""
+
     q: str = ""
     status: str = ""
+    when: str = "upcoming"
+    date_from: str = ""
+    date_to: str = ""
     sort: str = "start"
     order: str = "asc"
     page: int = 1
@@ -68,23 +93,44 @@ class TableState:
 
     @classmethod
     def parse(cls, params: QueryParams) -> TableState:
-        """Out-of-range sort, order, page or size fall back to the defaults: links are made by us."""
+        """Out-of-range sort, order, page or size fall back to the defaults: links are made by us.
+        Dates are kept as typed: the search says what is wrong with one."""
         sort = params.get("sort", "start")
         size = _int(params.get("page_size")) or DEFAULT_PAGE_SIZE
+        when = params.get("when", "upcoming")
+        when = when if when in dict(WHEN) else "upcoming"
+        order = params.get("order") or ("desc" if when == "past" else "asc")
         return cls(
             q=params.get("q", "").strip(),
             status=params.get("status", "").strip(),
+            when=when,
+            date_from=params.get("date_from", "").strip()[:20],
+            date_to=params.get("date_to", "").strip()[:20],
             sort=sort if sort in SORT_FIELDS else "start",
-            order="desc" if params.get("order") == "desc" else "asc",
+            order="desc" if order == "desc" else "asc",
             page=max(1, _int(params.get("page")) or 1),
             page_size=size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE,
         )
+
+    def bounds(self, today: date) -> tuple[str | None, str | None]:
+        """The first and last day searched (None: unbounded)."""
+        low = self.date_from or (today.isoformat() if self.when == "upcoming" else None)
+        high = self.date_to or ((today - timedelta(days=1)).isoformat() if self.when == "past" else None)
+        return low, high
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a search, a status or dates narrow the rows (so "Clear search" can widen them)."""
+        return bool(self.q or self.status or self.date_from or self.date_to)
 
     def query(self, **changes: Any) -> str:
         state = replace(self, **changes)
         values = {
             "q": state.q,
             "status": state.status,
+            "when": "" if state.when == "upcoming" else state.when,
+            "date_from": state.date_from,
+            "date_to": state.date_to,
             "sort": state.sort,
             "order": state.order,
             "page": state.page,
@@ -92,10 +138,46 @@ class TableState:
         }
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
+    def when_query(self, when: str) -> str:
+        """Another of upcoming / past / all, in its own natural order, from page 1, dates cleared."""
+        order = "desc" if when == "past" else "asc"
+        return self.query(when=when, date_from="", date_to="", sort="start", order=order, page=1)
+
+    def cleared_query(self) -> str:
+        """The same view without search, status or dates."""
+        return self.query(q="", status="", date_from="", date_to="", page=1)
+
     def sort_query(self, field: str) -> str:
         """Sorting by a column: ascending first, reversed on the next click; back to page 1."""
         order = "desc" if self.sort == field and self.order == "asc" else "asc"
         return self.query(sort=field, order=order, page=1)
+
+
+def _date_problem(state: TableState) -> str | None:
+    """What is wrong with the From / To dates, in the owner's words (None: nothing)."""
+    days: dict[str, date] = {}
+    for name, raw in (("From", state.date_from), ("To", state.date_to)):
+        if not raw:
+            continue
+        try:
+            days[name] = date.fromisoformat(raw)
+        except ValueError:
+            return f"The {name} date “{raw}” is not a date: pick one in the calendar, or type it as YYYY-MM-DD (e.g. 2026-12-08)."
+    if "From" in days and "To" in days and days["To"] < days["From"]:
+        return f"The To date is before the From date: pick a To date on or after {short_day(days['From'])}."
+    return None
+
+
+def page_numbers(page: int, last: int) -> list[int | None]:
+    """The page links to show: the first, the last known, and two either side of this one; None
+    marks a gap."""
+    wanted = sorted({1, last, *range(max(1, page - 2), min(last, page + 2) + 1)})
+    shown: list[int | None] = []
+    for number in wanted:
+        if shown and shown[-1] is not None and number - shown[-1] > 1:
+            shown.append(None)
+        shown.append(number)
+    return shown
 
 
 def _int(raw: str | None) -> int | None:
@@ -106,6 +188,11 @@ class Appointments:
     def __init__(self, service: AppointmentService) -> None:
         self.service = service
 
+    @property
+    def region(self) -> str | None:
+        """The business's country, for phone numbers typed without one: its time zone's."""
+        return validation.country_of_zone(self.service.timezone)
+
     # --- what the pages show ------------------------------------------------------------------
 
     async def table(self, params: QueryParams) -> dict[str, Any]:
@@ -115,6 +202,9 @@ class Appointments:
             "state": state,
             "columns": COLUMNS,
             "status_filters": STATUS_FILTERS,
+            "whens": WHEN,
+            "today": spoken.local(service.now(), service.timezone).date().isoformat(),
+            "page_links": [1],
             "page_sizes": PAGE_SIZES,
             "timezone": service.timezone,
             "rows": [],
@@ -124,6 +214,10 @@ class Appointments:
             "more": False,
             "error": None,
         }
+        problem = _date_problem(state)
+        if problem:
+            context["error"] = problem
+            return context
         try:
             found = await self._search(state)
             pages = max(1, -(-found.total // state.page_size))
@@ -138,6 +232,7 @@ class Appointments:
         more = state.page < pages or (not found.total_exact and len(found.items) == state.page_size)
         return {
             **context,
+            "page_links": page_numbers(state.page, pages if found.total_exact else state.page + int(more)),
             "state": state,
             "rows": rows,
             "total": found.total,
@@ -147,9 +242,12 @@ class Appointments:
         }
 
     async def _search(self, state: TableState) -> SearchPage:
+        date_from, date_to = state.bounds(spoken.local(self.service.now(), self.service.timezone).date())
         request = arguments.search_request(
             query=state.q or None,
             status=state.status or None,
+            date_from=date_from,
+            date_to=date_to,
             sort_by=state.sort,
             sort_order=state.order,
             page=state.page,
@@ -167,7 +265,14 @@ class Appointments:
             place(month, await self._month_rows(month))
         except AppError as exc:
             error = plain.problem(exc, tz)[1]["error"]["message"]
-        return {"month": month, "weekdays": WEEKDAY_NAMES, "timezone": tz, "error": error, "today": today.isoformat()}
+        return {
+            "month": month,
+            "weekdays": WEEKDAY_NAMES,
+            "timezone": tz,
+            "error": error,
+            "today": today.isoformat(),
+            "marks": STATUS_MARKS,
+        }
 
     async def _month_rows(self, month: Month) -> list[Row]:
         rows: list[Row] = []
@@ -251,19 +356,18 @@ class Appointments:
 
     async def create(self, request: Request, session: Session) -> Response:
         body = await json_body(request)
-        start = _text(body, "start")
-        if not start:
-            raise InvalidArgument("start", "choose a free time for the appointment.")
+        f = form.checked(body, CREATE_FIELDS, self.region)
         draft = arguments.booking_draft(
-            start=start,
-            title=_text(body, "title") or None,
-            attendee_name=_text(body, "attendee_name") or "",
-            attendee_email=_text(body, "attendee_email") or "",
-            to_number=_text(body, "to_number") or "",
-            from_number=_text(body, "from_number") or "",
-            call_type=_text(body, "call_type") or "web",
-            description=_text(body, "description") or None,
-            label=_text(body, "label") or None,
+            start=f["start"],
+            title=f["title"] or None,
+            attendee_name=f["attendee_name"],
+            attendee_email=f["attendee_email"],
+            to_number=f["to_number"],
+            from_number=f["from_number"],
+            call_type=f["call_type"],
+            business_name=f["business_name"] or None,
+            description=f["description"] or None,
+            label=f["label"] or None,
             event_type_id=_number(body, "event_type_id"),
             idempotency_key=_text(body, "idempotency_key") or None,
         )
@@ -283,7 +387,8 @@ class Appointments:
         `service.reschedule`. When the details saved but the move failed, the error says so."""
         body = await json_body(request)
         appointment = await self.service.get(request.path_params["id"])
-        changes = {k: _text(body, k) for k in (*EDITABLE_FIELDS, *LOCKED_FIELDS) if k in body}
+        changes: dict[str, str | None] = {k: _text(body, k) for k in LOCKED_FIELDS if k in body}
+        changes |= form.checked(body, tuple(k for k in EDITABLE_FIELDS if k in body), self.region)
         saved = False
         if changes:
             before = appointment

@@ -28,6 +28,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from appt_tools import validation
 from appt_tools.core.service import AppointmentService
 from appt_tools.surfaces.auth import CredentialChecker
 from appt_tools.surfaces.web import render
@@ -83,6 +84,8 @@ class Dashboard:
             "event_types": types,
             "default_event_type": default,
             "configured": self.service.settings.calcom_api_key is not None,
+            "business_name": self.service.settings.business_name,
+            "region_name": validation.country_name(validation.country_of_zone(self.service.timezone)) or "",
         }
 
     # --- pages --------------------------------------------------------------------------------

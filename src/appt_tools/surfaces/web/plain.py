@@ -10,6 +10,7 @@ from typing import Any
 
 from appt_tools.errors import AppError, CalcomUnavailable, InvalidArgument, SlotUnavailable
 from appt_tools.surfaces.statuses import http_status
+from appt_tools.surfaces.web.form import FormProblems
 from appt_tools.surfaces.web.present import slot_choice
 
 # The drawer's inputs for the service's field names; a time is always chosen in the slot picker.
@@ -30,7 +31,10 @@ def problem(error: AppError, tz: str) -> tuple[int, dict[str, Any]]:
     field: str | None = None
     message = error.message
     alternatives: list[dict[str, str]] = []
-    if isinstance(error, InvalidArgument):
+    fields: dict[str, str] = {}
+    if isinstance(error, FormProblems):
+        field, message, fields = error.field, error.message, error.fields
+    elif isinstance(error, InvalidArgument):
         field = FIELDS.get(error.field, error.field)
         message = _sentence(message.removeprefix(f"{error.field}: "))
     if isinstance(error, SlotUnavailable):
@@ -51,6 +55,8 @@ def problem(error: AppError, tz: str) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {"code": error.code, "message": message}
     if field is not None:
         body["field"] = field
+    if fields:
+        body["fields"] = fields
     if alternatives:
         body["alternatives"] = alternatives
     return http_status(error), {"error": body}

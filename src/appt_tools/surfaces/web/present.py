@@ -21,6 +21,8 @@ STATUS_LABELS = {
 }
 GONE = (AppointmentStatus.CANCELLED, AppointmentStatus.FAILED)  # no meeting to join
 CHANGEABLE = (AppointmentStatus.ACTIVE, AppointmentStatus.PENDING, AppointmentStatus.RESCHEDULED)
+# Each status also has a mark, so the calendar's chips say it by more than colour.
+STATUS_MARKS = {"active": "●", "pending": "◔", "completed": "✓", "cancelled": "✕", "rescheduled": "↻", "failed": "!"}
 CALL_TYPE_LABELS = {"inbound": "Inbound call", "outbound": "Outbound call", "web": "Web"}
 # What the calendar shows: everything but cancelled appointments and bookings that never went through.
 CALENDAR_STATUSES = "pending,active,rescheduled,completed"
@@ -41,6 +43,31 @@ def short_day(moment: datetime | date, tz: str | None = None) -> str:
 def long_day(day: date) -> str:
     """'Tuesday, November 24'."""
     return f"{day:%A}, {day:%B} {day.day}"
+
+
+def short_date(moment: datetime, tz: str) -> str:
+    """'Dec 8', for naming an appointment in a button's accessible name."""
+    at = spoken.local(moment, tz)
+    return f"{at:%b} {at.day}"
+
+
+def whereabouts(a: Appointment) -> tuple[str, str]:
+    """Where the meeting happens, as (kind, text): a link, an address, a phone number, or nothing.
+    Cal.com's `location` is an address, a phone number, or an integration's id such as
+    'integrations:google:meet' when the link is not known yet."""
+    link = safe_link(a.meeting_url)
+    if link:
+        return "link", link
+    location = (a.location or "").strip()
+    if location.startswith("integrations:"):
+        return "online", "Online meeting: the link comes with Cal.com's invitation."
+    if location and location.lstrip("+").replace(" ", "").replace("-", "").isdigit():
+        return "phone", f"By phone: the call is on {location}."
+    if location:
+        return "address", location
+    if a.call_type in ("inbound", "outbound") and a.from_number:
+        return "phone", f"By phone: they will call you at {a.to_number} from {a.from_number}."
+    return "none", ""
 
 
 def safe_link(url: str | None) -> str | None:
@@ -68,12 +95,19 @@ class Row:
     call_type_label: str
     to_number: str
     from_number: str
-    meeting_url: str | None
+    meeting_url: str | None  # only while the meeting can still be joined
     changeable: bool
+    past: bool  # it has ended
+    where_kind: str  # link, online, phone, address or none (see `whereabouts`)
+    where: str
+    booking_uid: str
+    named: str  # 'Sales call with Ana Ruiz, Dec 8': what a button acts on, for a screen reader
 
     @classmethod
     def of(cls, a: Appointment, tz: str, now: datetime) -> Row:
         status = a.effective_status(now)
+        past = a.end <= now
+        where_kind, where = whereabouts(a)
         return cls(
             id=a.id,
             title=a.title,
@@ -91,8 +125,13 @@ class Row:
             call_type_label=CALL_TYPE_LABELS.get(a.call_type, a.call_type),
             to_number=a.to_number,
             from_number=a.from_number,
-            meeting_url=safe_link(a.meeting_url) if status not in GONE else None,
+            meeting_url=safe_link(a.meeting_url) if status not in GONE and not past else None,
             changeable=status in CHANGEABLE and a.booking_uid is not None,
+            past=past,
+            where_kind=where_kind,
+            where=where,
+            booking_uid=a.booking_uid or "",
+            named=f"{a.title} with {a.attendee_name}, {short_date(a.start, tz)}",
         )
 
 
@@ -120,6 +159,11 @@ def editable(a: Appointment, tz: str, now: datetime, event_types: list[EventType
         "status_label": row.status_label,
         "changeable": row.changeable,
         "meeting_url": row.meeting_url,
+        "where_kind": row.where_kind,
+        "where": row.where,
+        "past": row.past,
+        "booking_uid": row.booking_uid,
+        "named": row.named,
         "last_error": a.last_error,
     }
 
@@ -167,6 +211,11 @@ class Month:
     @property
     def next(self) -> str:
         return f"{(self.first + timedelta(days=32)).replace(day=1):%Y-%m}"
+
+    @property
+    def agenda(self) -> list[Day]:
+        """The month's days with appointments, and today: the list a narrow screen shows."""
+        return [day for week in self.weeks for day in week if day.in_month and (day.items or day.today)]
 
     @property
     def grid_start(self) -> date:

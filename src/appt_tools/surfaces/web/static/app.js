@@ -110,19 +110,34 @@
       timer = setTimeout(() => loadTable(controlsQuery()), 250);
     });
     controls.addEventListener("submit", (e) => { e.preventDefault(); loadTable(controlsQuery()); });
-    $("#status-filter").addEventListener("change", () => loadTable(controlsQuery()));
-    $("#page-size").addEventListener("change", () => loadTable(controlsQuery()));
+    for (const id of ["#status-filter", "#page-size", "#date-from", "#date-to"]) {
+      $(id).addEventListener("change", () => loadTable(controlsQuery()));
+    }
     document.addEventListener("click", (e) => {
-      const link = e.target.closest("#table-region a[data-query]");
+      const link = e.target.closest("#table-region a[data-query], #table-controls a[data-query]");
       if (!link) return;
       e.preventDefault();
-      const params = new URLSearchParams(link.dataset.query);
-      if (link.classList.contains("sort")) {
-        controls.elements.sort.value = params.get("sort");
-        controls.elements.order.value = params.get("order");
-      }
+      syncControls(new URLSearchParams(link.dataset.query));
       loadTable(link.dataset.query);
     });
+  }
+
+  // The toolbar shows what a link asks for: its view (upcoming, past, all), text, status, dates, order.
+  function syncControls(params) {
+    const f = $("#table-controls").elements;
+    const when = params.get("when") || "upcoming";
+    f.when.value = when;
+    f.sort.value = params.get("sort") || "start";
+    f.order.value = params.get("order") || (when === "past" ? "desc" : "asc");
+    f.q.value = params.get("q") || "";
+    f.status.value = params.get("status") || "";
+    f.date_from.value = params.get("date_from") || "";
+    f.date_to.value = params.get("date_to") || "";
+    for (const tab of $$(".when-tab[data-when]")) {
+      const on = tab.dataset.when === when;
+      tab.classList.toggle("on", on);
+      if (on) tab.setAttribute("aria-current", "true"); else tab.removeAttribute("aria-current");
+    }
   }
 
   // --- the calendar ----------------------------------------------------------------------------
@@ -159,12 +174,26 @@
     list.replaceChildren();
     for (const item of $$(".appt", day)) {
       const li = document.createElement("li");
-      li.appendChild(item.cloneNode(true));
+      li.className = "day-item";
+      const time = Object.assign(document.createElement("span"), { className: "t", textContent: item.dataset.time });
+      const title = Object.assign(document.createElement("button"), { type: "button", className: "title-link", textContent: item.dataset.title });
+      title.dataset.edit = item.dataset.edit;
+      title.setAttribute("aria-label", item.getAttribute("aria-label"));
+      const badge = Object.assign(document.createElement("span"), { className: "badge " + item.classList[1], textContent: item.dataset.status });
+      const who = Object.assign(document.createElement("span"), { className: "dim", textContent: item.dataset.attendee });
+      li.append(time, " ", title, " ", badge, " ", who);
+      if (item.dataset.link) {
+        const join = Object.assign(document.createElement("a"), { href: item.dataset.link, className: "join", textContent: "Join", target: "_blank", rel: "noopener noreferrer" });
+        li.append(" ", join);
+      } else if (item.dataset.where) {
+        li.append(Object.assign(document.createElement("span"), { className: "where-text", textContent: item.dataset.where }));
+      }
       list.appendChild(li);
     }
     $("#day-panel-empty").hidden = list.children.length > 0;
     $("#day-panel-book").hidden = day.dataset.date < todayInZone();
     panel.hidden = false;
+    $("#day-panel-title").focus();
   }
 
   function setupCalendar() {
@@ -176,13 +205,12 @@
       const day = e.target.closest("#calendar-region .day");
       if (day) showDay(day);
     });
-    document.addEventListener("keydown", (e) => {
-      const day = e.target.closest && e.target.closest("#calendar-region .day");
-      if (day && (e.key === "Enter" || e.key === " ") && e.target === day) { e.preventDefault(); showDay(day); }
-    });
     $("#day-panel-close").addEventListener("click", () => {
+      const date = $("#day-panel").dataset.date;
       $("#day-panel").hidden = true;
       $$(".day.selected").forEach((d) => d.classList.remove("selected"));
+      const back = $(`.day[data-date="${date}"] .date`);
+      if (back) back.focus();
     });
     $("#day-panel-book").addEventListener("click", () => openDrawer(null, $("#day-panel").dataset.date));
   }
@@ -201,7 +229,7 @@
 
   function clearErrors(root) {
     $$(".field-error", root).forEach((el) => { el.textContent = ""; });
-    $$(".invalid", root).forEach((el) => el.classList.remove("invalid"));
+    $$(".invalid", root).forEach((el) => { el.classList.remove("invalid"); el.removeAttribute("aria-invalid"); });
     const general = $("#form-error", root) || $("#settings-error", root);
     if (general) general.hidden = true;
   }
@@ -210,7 +238,8 @@
     if (!name) return;
     const slot = $(`.field-error[data-for="${name}"]`, root);
     if (slot) slot.textContent = "";
-    if (root.elements && root.elements[name] && root.elements[name].classList) root.elements[name].classList.remove("invalid");
+    const input = root.elements && root.elements[name];
+    if (input && input.classList) { input.classList.remove("invalid"); input.removeAttribute("aria-invalid"); }
   }
 
   function showError(root, error, generalSel) {
@@ -222,7 +251,15 @@
       if (!slot) continue;
       slot.textContent = message;
       const input = root.elements ? root.elements[name] : null;
-      if (input && input.classList) { input.classList.add("invalid"); if (!placed) input.focus(); }
+      if (input && input.classList) {
+        input.classList.add("invalid");
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", slot.id);
+        if (!placed) input.focus();
+      } else if (!placed && name === "start") {
+        const first = $(".slot", root) || $("#date");
+        if (first) first.focus();
+      }
       placed = true;
     }
     if (!placed) {
@@ -240,9 +277,28 @@
     $$("button", form).forEach((b) => { if (b.id !== "drawer-close") b.disabled = state.busy; });
   }
 
+  // While the drawer is open everything else is inert: focus stays in it, and a screen reader reads
+  // only it. On closing, focus goes back where it was (or to the row it was about, if that was redrawn).
+  let opener = null;
+  function trapIn(panel, on) {
+    for (const el of document.body.children) {
+      if (el !== panel && el.id !== "toast" && el.id !== "scrim" && el.tagName !== "SCRIPT" && el.tagName !== "DIALOG") el.inert = on;
+    }
+  }
+
   function closeDrawer() {
     drawer.hidden = true;
     $("#scrim").hidden = true;
+    trapIn(drawer, false);
+    returnFocus();
+  }
+
+  function returnFocus() {
+    const back = opener;
+    opener = null;
+    if (back && back.isConnected) { back.focus(); return; }
+    const row = state.id && $(`#main [data-edit="${CSS.escape(state.id)}"]`);
+    if (row) row.focus(); else if ($("#main")) $("#main").focus();
   }
 
   function slotButton(slot, label) {
@@ -251,6 +307,7 @@
     b.className = "slot";
     b.setAttribute("role", "radio");
     b.setAttribute("aria-checked", "false");
+    b.tabIndex = -1;
     b.dataset.start = slot.start;
     b.textContent = label || slot.time;
     b.title = `${slot.day}, ${slot.time}`;
@@ -260,7 +317,16 @@
   function showSlots(slots, labelled) {
     const box = $("#slots");
     box.replaceChildren(...slots.map((s) => slotButton(s, labelled ? `${s.day.split(",")[0]} ${s.time}` : null)));
+    if (box.firstChild) box.firstChild.tabIndex = 0; // one tab stop for the group; arrows move within
     state.start = null;
+  }
+
+  function chooseSlot(b) {
+    for (const s of $$(".slot", $("#slots"))) { s.setAttribute("aria-checked", "false"); s.tabIndex = -1; }
+    b.setAttribute("aria-checked", "true");
+    b.tabIndex = 0;
+    state.start = b.dataset.start;
+    clearField(form, "start");
   }
 
   async function loadSlots(date) {
@@ -298,7 +364,10 @@
     showSlots(data.slots, false);
   }
 
+  const configured = document.body.dataset.configured === "true";
+
   async function openDrawer(id, date) {
+    if (drawer.hidden) opener = document.activeElement;
     form.reset();
     clearErrors(form);
     progress("");
@@ -310,13 +379,22 @@
     $("#history-list").replaceChildren();
     $("#date").min = todayInZone();
     drawer.classList.toggle("editing", Boolean(id));
-    for (const name of ["to_number", "from_number"]) form.elements[name].readOnly = Boolean(id);
+    for (const name of ["to_number", "from_number", "business_name"]) form.elements[name].readOnly = Boolean(id);
     form.elements.call_type.disabled = Boolean(id);
     $("#drawer-status").hidden = true;
     $("#time-picker").hidden = false;
     $("#not-movable").hidden = true;
+    const setup = !id && !configured;
+    drawer.classList.toggle("setup-needed", setup);
+    $("#drawer-setup").hidden = !setup;
     drawer.hidden = false;
     $("#scrim").hidden = false;
+    trapIn(drawer, true);
+    if (setup) {
+      $("#drawer-title").textContent = "New appointment";
+      $("#drawer-setup-link").focus();
+      return;
+    }
     if (!id) {
       $("#drawer-title").textContent = "New appointment";
       $("#save").textContent = "Book appointment";
@@ -334,9 +412,10 @@
     if (!ok) { showError(form, data.error, "#form-error"); return; }
     const a = data.appointment;
     state.original = a;
-    for (const name of ["title", "attendee_name", "attendee_email", "to_number", "from_number", "call_type", "description", "label"]) {
+    for (const name of ["title", "attendee_name", "attendee_email", "to_number", "from_number", "call_type", "business_name", "description", "label"]) {
       form.elements[name].value = a[name] || "";
     }
+    showFacts(a);
     $("#event-type-shown").textContent = a.event_type;
     $("#current-time").textContent = `Now booked for ${a.when}. Pick a new time below to move it.`;
     const badge = $("#drawer-status");
@@ -352,10 +431,29 @@
       li.textContent = `${h.at}: ${h.action}. ${h.detail}`;
       $("#history-list").appendChild(li);
     }
+    form.elements.title.focus();
     if (a.changeable) {
       form.elements.date.value = a.local_date >= todayInZone() ? a.local_date : todayInZone();
       await loadSlots(form.elements.date.value);
     }
+  }
+
+  // Where the meeting is (a link, an address, a phone call) and the booking uid the guide's
+  // troubleshooting asks for.
+  function showFacts(a) {
+    const where = $("#fact-where");
+    where.replaceChildren();
+    const label = Object.assign(document.createElement("span"), { className: "dim", textContent: "Where " });
+    if (a.where_kind === "link") {
+      const link = Object.assign(document.createElement("a"), { href: a.where, textContent: a.where, target: "_blank", rel: "noopener noreferrer" });
+      where.append(label, link, a.past ? " (the meeting has ended)" : "");
+    } else if (a.where_kind !== "none") {
+      where.append(label, a.where);
+    } else {
+      where.append(label, "No place or link was given in Cal.com.");
+    }
+    $("#booking-uid").textContent = a.booking_uid || "none yet (not confirmed by Cal.com)";
+    $("#copy-uid").hidden = !a.booking_uid;
   }
 
   async function submitDrawer(e) {
@@ -374,6 +472,7 @@
     if (!state.id) {
       url = "/app/appointments";
       body = { ...details, event_type_id: f.event_type_id.value, to_number: f.to_number.value, from_number: f.from_number.value,
+               business_name: f.business_name.value,
                call_type: f.call_type.value, start: state.start, idempotency_key: state.key };
       doing = "Booking in Cal.com…";
     } else {
@@ -389,7 +488,8 @@
     if (ok) {
       closeDrawer();
       toast(data.message);
-      refreshView();
+      await refreshView();
+      if (!document.activeElement || document.activeElement === document.body) returnFocus();
       return;
     }
     const error = data.error || { message: UNREACHABLE };
@@ -413,6 +513,16 @@
     $("#drawer-close").addEventListener("click", closeDrawer);
     $("#scrim").addEventListener("click", () => { if (!state.busy) closeDrawer(); });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !drawer.hidden && !state.busy) closeDrawer(); });
+    // Tab from the drawer's last control goes to its first, Shift+Tab from the first to the last.
+    drawer.addEventListener("keydown", (e) => {
+      if (e.key !== "Tab") return;
+      const stops = $$("a[href], button, input, select, textarea, summary, [tabindex='0']", drawer)
+        .filter((el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0);
+      if (!stops.length) return;
+      const first = stops[0], last = stops[stops.length - 1];
+      if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+      else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+    });
     form.addEventListener("submit", submitDrawer);
     form.addEventListener("input", (e) => clearField(form, e.target.name));
     $("#date").addEventListener("change", () => loadSlots(form.elements.date.value));
@@ -423,11 +533,33 @@
     });
     $("#slots").addEventListener("click", (e) => {
       const b = e.target.closest(".slot");
-      if (!b) return;
-      $$(".slot", $("#slots")).forEach((s) => s.setAttribute("aria-checked", "false"));
-      b.setAttribute("aria-checked", "true");
-      state.start = b.dataset.start;
-      $('.field-error[data-for="start"]').textContent = "";
+      if (b) chooseSlot(b);
+    });
+    $("#slots").addEventListener("keydown", (e) => {
+      const all = $$(".slot", $("#slots"));
+      const at = all.indexOf(e.target);
+      if (at < 0) return;
+      const columns = Math.max(1, Math.round($("#slots").clientWidth / e.target.offsetWidth));
+      const step = { ArrowRight: 1, ArrowDown: columns, ArrowLeft: -1, ArrowUp: -columns, Home: -at, End: all.length - 1 - at }[e.key];
+      if (e.key === " " || e.key === "Enter") { e.preventDefault(); chooseSlot(e.target); return; }
+      if (step === undefined) return;
+      e.preventDefault();
+      const next = all[Math.min(all.length - 1, Math.max(0, at + step))];
+      chooseSlot(next);
+      next.focus();
+    });
+    $("#copy-uid").addEventListener("click", async () => {
+      const uid = $("#booking-uid").textContent;
+      try {
+        await navigator.clipboard.writeText(uid);
+        toast("Copied the booking uid " + uid + ".");
+      } catch (_) {
+        const range = document.createRange();
+        range.selectNodeContents($("#booking-uid"));
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        toast("Selected the booking uid: press Ctrl+C (⌘C on a Mac) to copy it.");
+      }
     });
     $("#drawer-cancel-appointment").addEventListener("click", () => {
       const a = state.original;
@@ -439,10 +571,12 @@
 
   function confirmCancel(id, what) {
     const dialog = $("#confirm");
+    const before = document.activeElement;
     $("#confirm-text").textContent = `${what}. The attendee is told by Cal.com. This cannot be undone; the appointment stays in the table as cancelled.`;
     $("#confirm-reason").value = "";
     dialog.returnValue = "";
     dialog.onclose = async () => {
+      if (before && before.isConnected) before.focus();
       if (dialog.returnValue !== "yes") return;
       const reason = $("#confirm-reason").value.trim();
       toast("Cancelling in Cal.com…");
@@ -451,7 +585,8 @@
       if (!ok) { toast((data.error || {}).message || UNREACHABLE, true); return; }
       if (!drawer.hidden && state.id === id) closeDrawer();
       toast(data.message);
-      refreshView();
+      await refreshView();
+      if (!document.activeElement || document.activeElement === document.body) returnFocus();
     };
     dialog.showModal();
     $("#confirm-no").focus();
@@ -525,6 +660,7 @@
     });
   }
 
+  if (matchMedia("(max-width: 700px)").matches) $$("details.banner").forEach((d) => { d.open = false; });
   setupTable();
   setupCalendar();
   setupDrawer();
