@@ -20,7 +20,7 @@ from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, EventT
 from appt_tools.speech import spoken
 from appt_tools.surfaces import arguments
 from appt_tools.surfaces.arguments import EDITABLE_FIELDS, LOCKED_FIELDS
-from appt_tools.surfaces.web import form, plain, render
+from appt_tools.surfaces.web import form, owner_messages, render
 from appt_tools.surfaces.web.gate import json_body
 from appt_tools.surfaces.web.present import (
     CALENDAR_STATUSES,
@@ -225,7 +225,7 @@ class Appointments:
                 state = replace(state, page=pages)
                 found = await self._search(state)
         except AppError as exc:
-            context["error"] = plain.problem(exc, service.timezone)[1]["error"]["message"]
+            context["error"] = owner_messages.problem(exc, service.timezone)[1]["error"]["message"]
             return context
         now = service.now()
         rows = [Row.of(a, service.timezone, now) for a in found.items]
@@ -264,7 +264,7 @@ class Appointments:
         try:
             place(month, await self._month_rows(month))
         except AppError as exc:
-            error = plain.problem(exc, tz)[1]["error"]["message"]
+            error = owner_messages.problem(exc, tz)[1]["error"]["message"]
         return {
             "month": month,
             "weekdays": WEEKDAY_NAMES,
@@ -407,7 +407,7 @@ class Appointments:
                 )
                 appointment = await self.service.reschedule(move)
             except AppError as exc:
-                status, error = plain.problem(exc, tz)
+                status, error = owner_messages.problem(exc, tz)
                 if saved:
                     error["error"]["message"] = (
                         "The details were saved, but the time was not changed. " + error["error"]["message"]

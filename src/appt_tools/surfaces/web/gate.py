@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from appt_tools.errors import AppError
-from appt_tools.surfaces.web import plain, render
+from appt_tools.surfaces.web import owner_messages, render
 from appt_tools.surfaces.web.session import CSRF_HEADER, Session, Sessions, csrf_ok, foreign_host, foreign_origin
 
 logger = logging.getLogger("appt_tools.surfaces.web")
@@ -120,7 +120,7 @@ class Gate:
         except BadRequest as exc:
             return failure(exc.status, "invalid_request", exc.message)
         except AppError as exc:
-            status, body = plain.problem(exc, self.timezone())
+            status, body = owner_messages.problem(exc, self.timezone())
             return render.json(body, status)
         except Exception:
             logger.exception("dashboard request %s %s failed", request.method, request.url.path)
