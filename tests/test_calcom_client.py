@@ -1,4 +1,5 @@
-"""CalcomClient against canned Cal.com answers through an injected httpx2.MockTransport."""
+"""CalcomClient against canned Cal.com answers through an injected httpx2.MockTransport, and (at the end)
+against the sandbox for the answers NOTES §12 corrects."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.errors import (
+    CalcomAlreadyCancelled,
     CalcomAuthError,
+    CalcomBookingRestricted,
+    CalcomEmailBlocked,
     CalcomError,
+    CalcomForbidden,
     CalcomNotFound,
     CalcomRateLimited,
     CalcomRejected,
+    CalcomRescheduleTooLate,
     CalcomSlotTaken,
     CalcomUnavailable,
 )
 from appt_tools.models import BookingRequest, RateLimit, Slot
+from calcom_sandbox import RunningSandbox
 
 API_KEY = "cal_live_0123456789abcdef"
 MADRID = ZoneInfo("Europe/Madrid")
@@ -241,11 +248,13 @@ async def test_event_types_are_asked_for_by_username_and_keep_length_location_an
                     id=126, confirmationPolicy={"type": "always", "blockUnconfirmedBookingsInBooker": True}
                 ),
                 event_type_json(id=127, confirmationPolicy={"disabled": True}),
+                # The policy is what Cal.com means (NOTES §12.8); a stray `requiresConfirmation` does not override it.
+                event_type_json(id=128, requiresConfirmation=True, confirmationPolicy={"disabled": True}),
             ]
         )
     )
     async with client_for(recorder) as client:
-        video, visit, bare, policy, no_policy = await client.event_types("host")
+        video, visit, bare, policy, no_policy, stray = await client.event_types("host")
 
     assert dict(recorder.last.url.params) == {"username": "host"}
     assert (video.id, video.title, video.slug, video.length_minutes) == (
@@ -269,6 +278,7 @@ async def test_event_types_are_asked_for_by_username_and_keep_length_location_an
     assert (visit.description, visit.hidden, visit.requires_confirmation) == ("", True, False)
     assert (bare.location_type, bare.length_options) == (None, ())
     assert (policy.requires_confirmation, no_policy.requires_confirmation) == (True, False)
+    assert stray.requires_confirmation is False
 
 
 async def test_slots_are_asked_for_in_utc_range_format_and_come_back_in_utc_sorted() -> None:
@@ -566,6 +576,15 @@ async def test_an_old_booking_shows_where_it_was_rescheduled_to() -> None:
 
 HOST_BUSY = "User either already has booking at this time or is not available"
 TEAM_BUSY = "One of the hosts either already has booking at this time or is not available"
+# NOTES §12.1 (input.service.ts, PR #22128) and §12.7 (bookings.service.ts `checkBookingRequiresAuthentication`).
+ALREADY_CANCELLED_V2 = (
+    "Can't cancel booking with uid=abc because it has been cancelled already. Please provide uid of a booking "
+    "that is not cancelled."
+)
+NOT_AUTHORIZED_TO_BOOK = (
+    "You are not authorized to book this event type. You must be the event type owner, a host, a team "
+    "admin/owner, or an organization admin/owner."
+)
 VALIDATION_PIPE = httpx2.Response(
     400,
     json={
@@ -624,10 +643,17 @@ NEST_LIST = httpx2.Response(
         ),
         pytest.param(
             plain_error(400, "This booking has already been cancelled."),
-            CalcomRejected,
+            CalcomAlreadyCancelled,
             400,
             "already been cancelled",
             id="400 plain twice",
+        ),
+        pytest.param(
+            envelope_error(400, "BadRequestException", ALREADY_CANCELLED_V2),
+            CalcomAlreadyCancelled,
+            400,
+            "because it has been cancelled already",
+            id="400 envelope twice",
         ),
         pytest.param(NEST_LIST, CalcomRejected, 400, "start must be a date; x is bad", id="400 plain list"),
         pytest.param(
@@ -653,10 +679,31 @@ NEST_LIST = httpx2.Response(
         ),
         pytest.param(
             envelope_error(403, "ForbiddenException", "not yours"),
-            CalcomAuthError,
+            CalcomForbidden,
             403,
-            "not yours",
-            id="403",
+            "the API key itself works",
+            id="403 other",
+        ),
+        pytest.param(
+            plain_error(403, "Cannot use this email to create the booking."),
+            CalcomEmailBlocked,
+            403,
+            "ask the caller for another one",
+            id="403 blocked e-mail",
+        ),
+        pytest.param(
+            envelope_error(403, "ForbiddenException", NOT_AUTHORIZED_TO_BOOK),
+            CalcomBookingRestricted,
+            403,
+            "owner's API key",
+            id="403 booking requires authentication",
+        ),
+        pytest.param(
+            plain_error(403, "Rescheduling is not allowed within the minimum notice period before the event"),
+            CalcomRescheduleTooLate,
+            403,
+            "minimum reschedule notice",
+            id="403 reschedule notice",
         ),
         pytest.param(
             envelope_error(404, "NotFoundException", "Booking with uid=abc was not found in the database"),
@@ -855,3 +902,41 @@ async def test_one_shared_transport_serves_every_call_and_is_closed_with_the_cli
         assert not transport.closed
     assert transport.closed
     assert [str(r.url) for r in recorder.requests] == ["https://cal.test/v2/me"] * 2
+
+
+# --- against the sandbox, which follows Cal.com's source (NOTES §12) -------------------------------
+
+
+async def test_cancelling_twice_in_the_sandbox_is_already_cancelled_in_its_v2_envelope(sandbox: RunningSandbox) -> None:
+    request = BookingRequest(
+        start=_next_weekday_0900(sandbox), event_type_id=sandbox.state.default_event_type_id, **ATTENDEE
+    )
+    async with CalcomClient(sandbox.api_key, sandbox.base_url) as client:
+        booking = await client.create_booking(request)
+        await client.cancel_booking(booking.uid, "Ill")
+        with pytest.raises(CalcomAlreadyCancelled) as caught:
+            await client.cancel_booking(booking.uid, "Ill")
+    assert caught.value.status == 400 and "because it has been cancelled already" in caught.value.message
+
+
+async def test_a_blocked_attendee_email_in_the_sandbox_is_its_own_error_not_a_refused_key(
+    sandbox: RunningSandbox,
+) -> None:
+    sandbox.state.blocked_emails.add(ATTENDEE["attendee_email"].lower())
+    request = BookingRequest(
+        start=_next_weekday_0900(sandbox), event_type_id=sandbox.state.default_event_type_id, **ATTENDEE
+    )
+    async with CalcomClient(sandbox.api_key, sandbox.base_url) as client:
+        with pytest.raises(CalcomEmailBlocked) as caught:
+            await client.create_booking(request)
+    assert caught.value.code == "calcom_email_blocked" and not isinstance(caught.value, CalcomAuthError)
+    assert sandbox.state.bookings == {}
+
+
+def _next_weekday_0900(sandbox: RunningSandbox) -> datetime:
+    """09:00 in the host's zone on a weekday at least two days ahead: inside working hours, past the notice."""
+    zone = ZoneInfo(sandbox.state.host.time_zone)
+    day = (datetime.now(zone) + timedelta(days=2)).date()
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 9, 0, tzinfo=zone).astimezone(UTC)

@@ -9,9 +9,17 @@
     ├── SlotHeld                  slot_held: another booking for that start is in flight (internal)
     ├── NotConfigured             calcom_not_configured: no API key
     └── CalcomError               any failure talking to Cal.com
-        ├── CalcomAuthError       calcom_auth_failed (401/403)
+        ├── CalcomAuthError       calcom_auth_failed (401: the API key was refused; nothing else)
+        ├── CalcomForbidden       calcom_forbidden (403: the key works, this action is not allowed)
+        │   ├── CalcomEmailBlocked        calcom_email_blocked: the business blocks the attendee's e-mail
+        │   ├── CalcomBookingRestricted   calcom_booking_restricted: only the event type's owner, hosts
+        │   │                             or admins may book it, and the key is someone else's
+        │   └── CalcomRescheduleTooLate   calcom_reschedule_too_late: inside the minimum reschedule notice
         ├── CalcomNotFound        calcom_not_found (404)
         ├── CalcomRejected        calcom_rejected (other 4xx: Cal.com refused the request)
+        │   └── CalcomAlreadyCancelled    calcom_already_cancelled: the booking is cancelled in Cal.com
+        │                                 already (a uid Cal.com moved is cancelled too; see its
+        │                                 `rescheduledToUid`)
         ├── CalcomSlotTaken       calcom_slot_taken (400 "already has booking", 409 conflict)
         ├── CalcomRateLimited     calcom_rate_limited (429), retry_after seconds
         └── CalcomUnavailable     calcom_unavailable (5xx, timeouts, connection errors)
@@ -97,12 +105,48 @@ class CalcomAuthError(CalcomError):
     code = "calcom_auth_failed"
 
 
+class CalcomForbidden(CalcomError):
+    """calcom_forbidden: Cal.com accepted the API key but refuses this action (403). The message says why
+    in Cal.com's words; it is not a key problem, so the key must not be changed because of it."""
+
+    code = "calcom_forbidden"
+
+
+class CalcomEmailBlocked(CalcomForbidden):
+    """calcom_email_blocked: the business has blocked the attendee's e-mail address in Cal.com; another
+    address is needed."""
+
+    code = "calcom_email_blocked"
+
+
+class CalcomBookingRestricted(CalcomForbidden):
+    """calcom_booking_restricted: the event type requires authentication, and only its owner, hosts or
+    team/organisation admins may book it; the API key belongs to someone else."""
+
+    code = "calcom_booking_restricted"
+
+
+class CalcomRescheduleTooLate(CalcomForbidden):
+    """calcom_reschedule_too_late: the booking starts within the event type's minimum reschedule notice,
+    inside which only the organizer may move it."""
+
+    code = "calcom_reschedule_too_late"
+
+
 class CalcomNotFound(CalcomError):
     code = "calcom_not_found"
 
 
 class CalcomRejected(CalcomError):
     code = "calcom_rejected"
+
+
+class CalcomAlreadyCancelled(CalcomRejected):
+    """calcom_already_cancelled: Cal.com has this booking cancelled already, either by an earlier cancel
+    or because it was moved (the moved-from uid is cancelled; the live booking is its `rescheduledToUid`).
+    Recognised in both of Cal.com's wordings, so callers never match message text."""
+
+    code = "calcom_already_cancelled"
 
 
 class CalcomSlotTaken(CalcomError):

@@ -32,8 +32,8 @@ from calcom_sandbox.problems import (
     MSG_INVALID_KEY,
     MSG_INVALID_TOKEN,
     MSG_NO_AUTH,
-    MSG_THROTTLED,
     Problem,
+    throttled,
 )
 from calcom_sandbox.ratelimit import RateDecision
 from calcom_sandbox.slots import iso_z
@@ -96,7 +96,7 @@ async def _answer(state: SandboxState, request: Request, handler: Handler, auth:
         decision = state.rate_limiter.hit(tracker, state.now())
         headers = _rate_headers(decision)
         if not decision.allowed:
-            raise Problem(429, MSG_THROTTLED)
+            raise throttled()
         if auth == "required" and not authenticated:
             raise Problem(401, MSG_NO_AUTH)
         call = Call(request, state, authenticated, dict(request.query_params))
@@ -130,7 +130,7 @@ async def _inject(
     if fault.kind == "rate_limit":
         block = timedelta(seconds=fault.seconds) if fault.seconds is not None else None
         decision = state.rate_limiter.block_now(_tracker(request, state), state.now(), block)
-        return _problem_response(state, Problem(429, MSG_THROTTLED), _url(request), _rate_headers(decision))
+        return _problem_response(state, throttled(), _url(request), _rate_headers(decision))
     return fault_answer(fault, state.faults, spoiled)
 
 

@@ -21,7 +21,7 @@ from calcom_sandbox.inputs import (
     parse_reschedule,
     parse_slots,
 )
-from calcom_sandbox.problems import bad_request
+from calcom_sandbox.problems import MSG_NEEDS_AUTH, Problem, bad_request
 from calcom_sandbox.shapes import booking_json, event_type_json, webhook_json
 from calcom_sandbox.slots import iso_in_zone, local_date_key
 from calcom_sandbox.state import SandboxState
@@ -123,7 +123,11 @@ async def _slots(call: Call) -> tuple[int, Body]:
 
 async def _create_booking(call: Call) -> tuple[int, Body]:
     request = parse_create(await call.json(), call.state)
-    booking = await call.state.create_booking(request)
+    if request.event_type.requires_authentication and not call.authenticated:
+        # bookings.service.ts `checkBookingRequiresAuthentication`; the sandbox's one key is the owner's,
+        # so its 403 (another user's key) cannot happen here (NOTES §12.7).
+        raise Problem(401, MSG_NEEDS_AUTH)
+    booking, _new = await call.state.create_booking(request)
     return ok(booking_json(booking, call.state), 201)
 
 
@@ -151,7 +155,11 @@ async def _get_booking(call: Call) -> tuple[int, Body]:
 async def _reschedule(call: Call) -> tuple[int, Body]:
     body = parse_reschedule(await call.json())
     booking = await call.state.reschedule_booking(
-        call.path("uid"), body.start, reason=body.reason, rescheduled_by=body.rescheduled_by
+        call.path("uid"),
+        body.start,
+        reason=body.reason,
+        rescheduled_by=body.rescheduled_by,
+        by_host=call.authenticated,
     )
     return ok(booking_json(booking, call.state), 201)
 

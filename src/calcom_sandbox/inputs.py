@@ -18,6 +18,7 @@ import phonenumbers
 
 from calcom_sandbox.problems import (
     FieldError,
+    Problem,
     bad_request,
     invalid_fields,
     invalid_query,
@@ -55,7 +56,11 @@ MSG_EITHER_EVENT_TYPE: Final = (
 MSG_METADATA: Final = (
     "Metadata must have at most 50 keys, each key up to 40 characters, and string values up to 500 characters."
 )
-MSG_CONTACT: Final = "At least one contact method (email or phone number) must be provided"
+MSG_CONTACT: Final = "Attendee must have at least one contact method (email or phone number)"
+# getBookingResponsesSchema.ts, reached after the DTO (whose @Validate(fn) decorators do nothing): §12.9.
+MSG_BAD_EMAIL: Final = "responses - {email}email_validation_error, "
+# The phone check's message is not in NOTES §12; the sandbox writes it in the same form as the e-mail's.
+MSG_BAD_PHONE: Final = "responses - {attendeePhoneNumber}invalid_number, "
 
 _CREATE_KEYS: Final = (
     "start", "lengthInMinutes", "eventTypeId", "eventTypeSlug", "username", "teamSlug", "organizationSlug",
@@ -156,7 +161,7 @@ def parse_create(raw: object, state: SandboxState) -> NewBooking:
     extra: tuple[str, ...] = ()
     if "recurrenceCount" in body:
         extra = ("recurrenceCount",)
-    elif "instant" in body:
+    elif body.get("instant") is True:  # `instant: false` is an unknown key of the regular input (§12.13)
         extra = ("instant",)
     errors = _unknown(list(body), _CREATE_KEYS + extra)
     start = parse_iso(body.get("start"))
@@ -210,6 +215,10 @@ def parse_create(raw: object, state: SandboxState) -> NewBooking:
     assert isinstance(responses, dict)
 
     et = _event_type_to_book(body, state)
+    if not attendee.email.endswith("@sms.cal.com") and not is_email(attendee.email):
+        raise Problem(400, MSG_BAD_EMAIL, code="BAD_REQUEST")
+    if attendee.phone_number is not None and _phone_field_visible(et) and not is_phone(attendee.phone_number):
+        raise Problem(400, MSG_BAD_PHONE, code="BAD_REQUEST")
     if "recurrenceCount" in body:
         raise bad_request(f"Event type with id={et.id} is not a recurring event type.")
     if body.get("instant") is True:
@@ -235,31 +244,38 @@ def _attendee(raw: object) -> tuple[list[FieldError], Attendee | None]:
     if not isinstance(raw, dict):
         return [FieldError("attendee", ("nested property attendee must be either object or array",))], None
     children = _unknown(list(raw), _ATTENDEE_KEYS)
+    contact: list[FieldError] = []  # Cal.com's contact check names its own property (§12.10)
     name, email, tz = raw.get("name"), raw.get("email"), raw.get("timeZone")
     phone, language = raw.get("phoneNumber"), raw.get("language", "en")
     if not isinstance(name, str):
         children.append(FieldError("name", ("name must be a string",)))
     has_email = isinstance(email, str) and email.strip() != ""
     has_phone = isinstance(phone, str) and phone.strip() != ""
-    if "email" in raw and email not in (None, "") and not is_email(email):
-        children.append(FieldError("email", ("Invalid email format",)))
+    if "email" in raw and email is not None and not isinstance(email, str):
+        children.append(FieldError("email", ("email must be a string",)))
     elif not has_email and not has_phone:
-        children.append(FieldError("email", (MSG_CONTACT,)))
+        contact = [FieldError("attendee email or phone", (MSG_CONTACT,))]
     canonical_tz = zone_name(tz)
     if canonical_tz is None:
         children.append(FieldError("timeZone", ("timeZone must be a valid IANA time-zone",)))
-    if phone not in (None, "") and not is_phone(phone):
-        children.append(FieldError("phoneNumber", ("Invalid phone number format. Please use international format.",)))
+    if phone is not None and not isinstance(phone, str):
+        children.append(FieldError("phoneNumber", ("phoneNumber must be a string",)))
     if language not in LANGUAGES:
         children.append(
             FieldError("language", ("language must be one of the following values: " + ", ".join(LANGUAGES),))
         )
-    if children:
-        return [FieldError("attendee", (), tuple(children))], None
+    if children or contact:
+        nested = [FieldError("attendee", (), tuple(children))] if children else []
+        return nested + contact, None
     assert isinstance(name, str) and canonical_tz is not None and isinstance(language, str)
     phone_number = phone if has_phone and isinstance(phone, str) else None
     address = email if has_email and isinstance(email, str) else _faux_email(phone_number or "")
     return [], Attendee(name, address, canonical_tz, language, phone_number)
+
+
+def _phone_field_visible(et: EventTypeDef) -> bool:
+    """Cal.com checks the attendee's phone only when the event type shows a phone field (§12.9)."""
+    return any(f.type == "phone" and not f.hidden for f in et.booking_fields)
 
 
 def _faux_email(phone: str) -> str:
@@ -476,12 +492,9 @@ def parse_slots(params: Mapping[str, str], state: SandboxState) -> SlotsInput:
     assert start is not None and end is not None
 
     et = _slots_event_type(mode, params, event_type_id, state)
-    length = et.length
-    if duration is not None and et.length_options:
-        if duration not in et.length_options:
-            options = ", ".join(str(n) for n in et.length_options)
-            raise bad_request(f"Requested duration {duration} is not one of the event type's lengths: {options}")
-        length = duration
+    # Cal.com uses `duration || length` without checking it against the event type's lengths (§12.13).
+    # A week bounds the arithmetic only: no slot of that length fits in working hours anyway.
+    length = min(duration, 7 * 24 * 60) if duration is not None and duration > 0 else et.length
     if end.hour == end.minute == end.second == 0:
         end = end.replace(hour=23, minute=59, second=59)
     end = min(end, _one_year_after(state.now()))

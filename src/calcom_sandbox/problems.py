@@ -24,7 +24,20 @@ MSG_OUT_OF_BOUNDS: Final = (
     'with "start" time equal to one of the available slots: https://cal.com/docs/api-reference/v2/slots'
 )
 MSG_CONFLICT: Final = "booking_conflict_error"
+# The old plain text of handleCancelBooking.ts; since PR #22128 the v2 input service answers first (§12.1).
 MSG_ALREADY_CANCELLED: Final = "This booking has already been cancelled."
+# 403s that are not about the key (NOTES §12.7): checkIfBookerEmailIsBlocked.ts, validateRescheduleRestrictions.ts,
+# and bookings.service.ts `checkBookingRequiresAuthentication`.
+MSG_EMAIL_BLOCKED: Final = "Cannot use this email to create the booking."
+MSG_RESCHEDULE_NOTICE: Final = "Rescheduling is not allowed within the minimum notice period before the event"
+MSG_NEEDS_AUTH: Final = "This event type requires authentication. Please provide valid credentials."
+MSG_NOT_AUTHORIZED_TO_BOOK: Final = (
+    "You are not authorized to book this event type. You must be the event type owner, a host, a team "
+    "admin/owner, or an organization admin/owner."
+)
+# bookings.service.ts `hasRequiredBookingFieldsResponses` (NOTES §12.2).
+MSG_MISSING_FIELD: Final = "Missing required booking field response:"
+MSG_MISSING_PHONE: Final = "Missing attendee phone number. It is required by the event type's booking fields."
 MSG_HOST_NEEDS_REASON: Final = "Cancellation reason is required when you are the host"
 MSG_ALREADY_ENDED: Final = "Cannot cancel a booking that has already ended"
 MSG_NO_AUTH: Final = (
@@ -86,6 +99,12 @@ class Problem(Exception):
             "path": path,
             "error": {"code": code, "message": self.message, "details": details},
         }
+
+
+def throttled() -> Problem:
+    """429 from the throttler: a ThrottlerException built from a string, so Nest's `getResponse()`, which
+    the filter puts in `details`, is that string (NOTES §12.11)."""
+    return Problem(429, MSG_THROTTLED, details=MSG_THROTTLED)
 
 
 def bad_request(message: str) -> Problem:

@@ -35,6 +35,18 @@ class Location:
 
 
 @dataclass(frozen=True)
+class BookingField:
+    """A custom booking question of an event type (`bookingFields` in GET /v2/event-types)."""
+
+    slug: str
+    type: str  # Cal.com's field types: text, textarea, select, radio, checkbox, boolean, phone, number…
+    label: str
+    required: bool = False
+    options: tuple[str, ...] = ()
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
 class EventTypeDef:
     id: int
     slug: str
@@ -44,6 +56,12 @@ class EventTypeDef:
     description: str = ""
     length_options: tuple[int, ...] = ()
     requires_confirmation: bool = False
+    # `requiresConfirmationWillBlockSlot` (`confirmationPolicy.blockUnconfirmedBookingsInBooker`): only then
+    # does a pending booking make its slot busy (NOTES §12.3).
+    block_unconfirmed: bool = False
+    booking_fields: tuple[BookingField, ...] = ()
+    requires_authentication: bool = False  # `bookingRequiresAuthentication`
+    minimum_reschedule_notice: int = 0  # minutes before the start within which only the organizer may reschedule
     before_buffer: int = 0
     after_buffer: int = 0
     minimum_notice: int = 60

@@ -7,7 +7,7 @@ import base64
 from typing import Final
 
 from calcom_sandbox.faults import FaultEvent
-from calcom_sandbox.records import BookingRecord, EventTypeDef, OutboxMessage
+from calcom_sandbox.records import BookingField, BookingRecord, EventTypeDef, OutboxMessage
 from calcom_sandbox.slots import iso_z
 from calcom_sandbox.state import SandboxState
 from calcom_sandbox.webhooks import Delivery, Webhook
@@ -34,10 +34,13 @@ def booking_json(b: BookingRecord, state: SandboxState) -> Body:
     if b.guests:
         responses["guests"] = list(b.guests)
     responses.update(b.responses)
+    # Since PR #25413 (output.service.ts) both are always present, "" when unset (NOTES §12.6).
     cancelled = b.status in ("cancelled", "rejected")
+    always: Body = {
+        "cancellationReason": (b.cancellation_reason or "") if cancelled else "",
+        "cancelledByEmail": (b.cancelled_by_email or "") if cancelled else "",
+    }
     optional: Body = {
-        "cancellationReason": b.cancellation_reason if cancelled else None,
-        "cancelledByEmail": b.cancelled_by_email if cancelled else None,
         "reschedulingReason": b.rescheduling_reason,
         "rescheduledByEmail": b.rescheduled_by_email,
         "rescheduledFromUid": b.rescheduled_from_uid,
@@ -58,6 +61,7 @@ def booking_json(b: BookingRecord, state: SandboxState) -> Body:
             }
         ],
         "status": b.status,
+        **always,
         **{key: value for key, value in optional.items() if value is not None},
         "start": iso_z(b.start),
         "end": iso_z(b.end),
@@ -96,7 +100,7 @@ def event_type_json(et: EventTypeDef, state: SandboxState) -> Body:
         "slug": et.slug,
         "description": et.description,
         "locations": locations,
-        "bookingFields": BOOKING_FIELDS,
+        "bookingFields": BOOKING_FIELDS + [_field_json(field) for field in et.booking_fields],
         "disableGuests": False,
         "slotInterval": et.slot_interval,
         "minimumBookingNotice": et.minimum_notice,
@@ -113,9 +117,10 @@ def event_type_json(et: EventTypeDef, state: SandboxState) -> Body:
         "isInstantEvent": False,
         "seatsShowAvailabilityCount": None,
         "scheduleId": None,
-        "requiresConfirmation": et.requires_confirmation,
+        # output-event-types.service.ts has no `requiresConfirmation`, only `confirmationPolicy` (§12.8).
+        "confirmationPolicy": _confirmation_policy(et),
         "hidden": et.hidden,
-        "bookingRequiresAuthentication": False,
+        "bookingRequiresAuthentication": et.requires_authentication,
         "ownerId": host.id,
         "users": [
             {
@@ -130,8 +135,27 @@ def event_type_json(et: EventTypeDef, state: SandboxState) -> Body:
             }
         ],
     }
-    if et.requires_confirmation:
-        out["confirmationPolicy"] = {"type": "always", "blockUnconfirmedBookingsInBooker": False}
+    return out
+
+
+def _confirmation_policy(et: EventTypeDef) -> Body:
+    if not et.requires_confirmation:
+        return {"disabled": True}
+    return {"type": "always", "blockUnconfirmedBookingsInBooker": et.block_unconfirmed}
+
+
+def _field_json(field: BookingField) -> Body:
+    """A custom booking field as output-event-types.service.ts writes it (`slug`, not `name`)."""
+    out: Body = {
+        "isDefault": False,
+        "type": field.type,
+        "slug": field.slug,
+        "label": field.label,
+        "required": field.required,
+        "hidden": field.hidden,
+    }
+    if field.options:
+        out["options"] = list(field.options)
     return out
 
 

@@ -23,14 +23,17 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from calcom_sandbox.faults import FaultBook, FaultEvent
-from calcom_sandbox.payloads import TimeStyle, booking_payload, reschedule_fields
+from calcom_sandbox.payloads import TimeStyle, booking_payload, location_value, reschedule_fields
 from calcom_sandbox.problems import (
-    MSG_ALREADY_CANCELLED,
     MSG_ALREADY_ENDED,
     MSG_CONFLICT,
+    MSG_EMAIL_BLOCKED,
     MSG_HOST_NEEDS_REASON,
+    MSG_MISSING_FIELD,
+    MSG_MISSING_PHONE,
     MSG_OUT_OF_BOUNDS,
     MSG_PAST,
+    MSG_RESCHEDULE_NOTICE,
     MSG_TAKEN,
     bad_request,
     not_found,
@@ -108,6 +111,8 @@ class SandboxState:
         # Awaited between the availability check and the insert, where Cal.com creates the meeting and the
         # calendar event. Tests put a barrier here to stage the exact race that ends in 409.
         self.before_insert: Callable[[], Awaitable[None]] | None = None
+        # Addresses the account blocks (Cal.com's BLACKLISTED_GUEST_EMAILS), lower case.
+        self.blocked_emails: set[str] = set()
         self._next_booking_id = 1
         self._random = random.Random()
 
@@ -147,11 +152,15 @@ class SandboxState:
         ]
 
     def _busy(self, ignore_uid: str | None) -> list[Interval]:
+        """Accepted bookings, and pending ones of event types whose policy says they block the slot
+        (Cal.com's BookingRepository `_findAllExistingBookingsForEventTypeBetween`, NOTES §12.3)."""
         out: list[Interval] = []
         for booking in self.bookings.values():
             if booking.status not in LIVE or booking.uid == ignore_uid:
                 continue
             et = self.event_type(booking.event_type_id)
+            if booking.status == "pending" and not (et is not None and et.block_unconfirmed):
+                continue
             before = timedelta(minutes=et.before_buffer if et else 0)
             after = timedelta(minutes=et.after_buffer if et else 0)
             out.append((booking.start - before, booking.end + after))
@@ -190,8 +199,16 @@ class SandboxState:
 
     # --- booking lifecycle -----------------------------------------------------------------------
 
-    async def create_booking(self, request: NewBooking) -> BookingRecord:
+    async def create_booking(self, request: NewBooking) -> tuple[BookingRecord, bool]:
+        """The booking and whether it is new. An identical repeat of a pending request (same attendee,
+        start and event type) gets the existing pending booking back (RegularBookingService.ts
+        `getValidBookingFromEventTypeForAttendee`, NOTES §12.3)."""
         et = request.event_type
+        self._check_booker_email(request.attendee.email)
+        self._check_required_fields(et, request.responses, request.attendee)
+        repeat = self._pending_repeat(et, request)
+        if repeat is not None:
+            return repeat, False
         self._check_bookable(et, request.start, request.length, None)
         status: BookingState = "pending" if et.requires_confirmation else "accepted"
         await self._slow_work()
@@ -212,18 +229,61 @@ class SandboxState:
         else:
             self._notify(booking, "scheduled")
             self._emit("BOOKING_CREATED", booking, "ACCEPTED")
-        return booking
+        return booking, True
+
+    def _pending_repeat(self, et: EventTypeDef, request: NewBooking) -> BookingRecord | None:
+        if not et.requires_confirmation:
+            return None
+        email = request.attendee.email.lower()
+        return next(
+            (
+                b
+                for b in self.bookings.values()
+                if b.status == "pending"
+                and b.event_type_id == et.id
+                and b.start == request.start
+                and b.attendee.email.lower() == email
+            ),
+            None,
+        )
+
+    def _check_booker_email(self, email: str) -> None:
+        """Cal.com's `checkIfBookerEmailIsBlocked` (handleNewBooking, RegularBookingService.ts): a blocked
+        address without a verified Cal.com user gets a plain 403 (NOTES §12.7)."""
+        if email.lower() in self.blocked_emails:
+            raise plain(403, MSG_EMAIL_BLOCKED)
+
+    def _check_required_fields(self, et: EventTypeDef, responses: Mapping[str, object], attendee: Attendee) -> None:
+        """bookings.service.ts `hasRequiredBookingFieldsResponses` (NOTES §12.2): each required custom
+        field needs a response; a required phone field needs the attendee's phone number."""
+        for field in et.booking_fields:
+            if not field.required or field.hidden:
+                continue
+            if field.type == "phone" and field.slug == "attendeePhoneNumber":
+                if not attendee.phone_number:
+                    raise bad_request(MSG_MISSING_PHONE)
+                continue
+            if responses.get(field.slug) in (None, "", []):
+                raise bad_request(f"{MSG_MISSING_FIELD} {field.slug}")
 
     async def reschedule_booking(
-        self, uid: str, start: datetime, *, reason: str | None, rescheduled_by: str | None
+        self, uid: str, start: datetime, *, reason: str | None, rescheduled_by: str | None, by_host: bool = False
     ) -> BookingRecord:
+        """A new booking at `start`, the old one cancelled. `by_host`: the request carries the host's own
+        key, so the owner reschedules: no minimum reschedule notice, and a needs-confirmation event type's
+        new booking is accepted at once (getRequiresConfirmationFlags.ts `isUserReschedulingOwner`,
+        NOTES §12.5)."""
         old = self.booking(uid)
         self._ensure_reschedulable(old)
         et = self.event_type(old.event_type_id)
         if et is None:
             raise not_found(f"Event type with id {old.event_type_id} not found.")
+        by_owner = by_host or (rescheduled_by is not None and rescheduled_by.lower() == self.host.email.lower())
+        notice = timedelta(minutes=et.minimum_reschedule_notice)
+        if not by_owner and notice and self.now() >= old.start - notice:
+            raise plain(403, MSG_RESCHEDULE_NOTICE)
+        self._check_required_fields(et, old.responses, old.attendee)
         self._check_bookable(et, start, old.duration, old.uid)
-        by_owner = rescheduled_by is not None and rescheduled_by.lower() == self.host.email.lower()
         status: BookingState = "pending" if et.requires_confirmation and not by_owner else "accepted"
         await self._slow_work()
         self._ensure_reschedulable(old)  # a concurrent reschedule may have won meanwhile
@@ -259,9 +319,17 @@ class SandboxState:
         return new
 
     def cancel_booking(self, uid: str, *, reason: str | None, by_host: bool) -> BookingRecord:
-        booking = self.booking(uid)
-        if booking.status in ("cancelled", "rejected"):
-            raise plain(400, MSG_ALREADY_CANCELLED)
+        """Cal.com's input service refuses an unknown or cancelled uid in the v2 envelope (PR #22128,
+        NOTES §12.1, §12.13); that includes the old uid of a rescheduled booking. A rejected (declined)
+        booking can still be cancelled."""
+        booking = self.bookings.get(uid)
+        if booking is None:
+            raise not_found(f"Booking with uid={uid} not found")
+        if booking.status == "cancelled":
+            raise bad_request(
+                f"Can't cancel booking with uid={uid} because it has been cancelled already. Please provide "
+                "uid of a booking that is not cancelled."
+            )
         now = self.now()
         if booking.end <= now:
             raise plain(400, MSG_ALREADY_ENDED)
@@ -274,8 +342,10 @@ class SandboxState:
         booking.cancelled_by_email = self.host.email if by_host else None
         booking.updated_at = now
         self._notify(booking, "cancelled")
-        extra = {"cancellationReason": reason, "cancelledBy": booking.cancelled_by_email}
-        self._emit("BOOKING_CANCELLED", booking, "CANCELLED", has_meeting=had_meeting, extra=extra)
+        # handleCancelBooking.ts builds this payload without the booking's metadata and adds
+        # `requestReschedule: false` (NOTES §12.12).
+        extra = {"cancellationReason": reason, "cancelledBy": booking.cancelled_by_email, "requestReschedule": False}
+        self._emit("BOOKING_CANCELLED", booking, "CANCELLED", has_meeting=had_meeting, extra=extra, with_metadata=False)
         return booking
 
     def confirm_booking(self, uid: str) -> BookingRecord:
@@ -283,6 +353,7 @@ class SandboxState:
         and BOOKING_CREATED fires with status ACCEPTED."""
         booking = self._awaiting_decision(uid)
         booking.status = "accepted"
+        booking.location = self._meeting_location(booking.venue, booking.uid)  # the meeting is made now
         booking.updated_at = self.now()
         self._notify(booking, "scheduled")
         self._emit("BOOKING_CREATED", booking, "ACCEPTED", times="millis")
@@ -357,7 +428,9 @@ class SandboxState:
         uid = _short_uuid(
             uuid.uuid5(uuid.NAMESPACE_URL, f"{self.host.username}:{iso_z(start)}:{_ms(now)}:{booking_id}")
         )
-        where = self._meeting_location(location, uid)
+        # A video meeting is made only once the booking is accepted; until then `location` is the
+        # internal app id such as "integrations:daily" (NOTES §12.4).
+        where = self._meeting_location(location, uid) if status == "accepted" else location_value(location)
         notes = responses.get("notes")
         booking = BookingRecord(
             id=booking_id,
@@ -419,6 +492,7 @@ class SandboxState:
         has_meeting: bool | None = None,
         times: TimeStyle = "seconds",
         extra: Mapping[str, object] | None = None,
+        with_metadata: bool = True,
     ) -> None:
         payload = booking_payload(
             booking,
@@ -429,6 +503,8 @@ class SandboxState:
             times=times,
             extra=extra,
         )
+        if not with_metadata:
+            del payload["metadata"]
         self.webhooks.emit(trigger, payload)
 
     @property

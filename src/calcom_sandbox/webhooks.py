@@ -36,13 +36,31 @@ from calcom_sandbox.problems import Problem, not_found
 from calcom_sandbox.slots import iso_z
 
 TRIGGERS: Final = (
-    "BOOKING_CREATED", "BOOKING_PAYMENT_INITIATED", "BOOKING_PAID", "BOOKING_RESCHEDULED", "BOOKING_REQUESTED",
-    "BOOKING_CANCELLED", "BOOKING_REJECTED", "BOOKING_NO_SHOW_UPDATED", "FORM_SUBMITTED", "MEETING_ENDED",
-    "MEETING_STARTED", "RECORDING_READY", "INSTANT_MEETING", "RECORDING_TRANSCRIPTION_GENERATED", "OOO_CREATED",
-    "AFTER_HOSTS_CAL_VIDEO_NO_SHOW", "AFTER_GUESTS_CAL_VIDEO_NO_SHOW", "FORM_SUBMITTED_NO_EVENT",
-)  # fmt: skip
+    "BOOKING_CREATED",
+    "BOOKING_PAYMENT_INITIATED",
+    "BOOKING_PAID",
+    "BOOKING_RESCHEDULED",
+    "BOOKING_REQUESTED",
+    "BOOKING_CANCELLED",
+    "BOOKING_REJECTED",
+    "BOOKING_NO_SHOW_UPDATED",
+    "FORM_SUBMITTED",
+    "MEETING_ENDED",
+    "MEETING_STARTED",
+    "RECORDING_READY",
+    "INSTANT_MEETING",
+    "RECORDING_TRANSCRIPTION_GENERATED",
+    "OOO_CREATED",
+    "AFTER_HOSTS_CAL_VIDEO_NO_SHOW",
+    "AFTER_GUESTS_CAL_VIDEO_NO_SHOW",
+    "FORM_SUBMITTED_NO_EVENT",
+    "DELEGATION_CREDENTIAL_ERROR",
+)  # fmt: skip  (DELEGATION_CREDENTIAL_ERROR: in Cal.com's enum, not in the published document; NOTES §12.12)
 NO_SECRET: Final = "no-secret-provided"
 SIGNATURE_HEADER: Final = "X-Cal-Signature-256"
+# sendPayload.ts sends the payload version on every delivery (NOTES §12.12).
+VERSION_HEADER: Final = "X-Cal-Webhook-Version"
+PAYLOAD_VERSION: Final = "2021-10-20"
 MSG_DUPLICATE_URL: Final = "Webhook with this subscriber url already exists for this user"
 _VARIABLE: Final = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 
@@ -258,7 +276,11 @@ class WebhookHub:
             if self._client is None:
                 self._client = self._make_client()
             client = self._client
-            headers = {"Content-Type": delivery.content_type, SIGNATURE_HEADER: delivery.signature}
+            headers = {
+                "Content-Type": delivery.content_type,
+                SIGNATURE_HEADER: delivery.signature,
+                VERSION_HEADER: PAYLOAD_VERSION,
+            }
             response = await client.post(delivery.url, content=delivery.body, headers=headers)
             delivery.status_code = response.status_code
         except asyncio.CancelledError:

@@ -6,6 +6,11 @@ Cal.com answers errors in two body shapes (NOTES §4): the v2 envelope
 
 A write (POST) that failed after its request may have reached Cal.com is `outcome_unknown`: Cal.com
 has no idempotency key (NOTES §6), so the message says to look it up before trying again.
+
+Only a 401 means the API key was refused. A 403 is Cal.com refusing one action with a key that works
+(NOTES §12.7): a blocked attendee e-mail, an event type only its owner may book, a reschedule inside the
+minimum notice; each has its own error. "Already cancelled" has two wordings (NOTES §12.1): the old
+plain one of handleCancelBooking.ts and the v2 input service's envelope, both `CalcomAlreadyCancelled`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ import httpx2
 
 from appt_tools.calcom import _wire
 from appt_tools.errors import (
+    CalcomAlreadyCancelled,
     CalcomAuthError,
+    CalcomBookingRestricted,
+    CalcomEmailBlocked,
     CalcomError,
+    CalcomForbidden,
     CalcomNotFound,
     CalcomRateLimited,
     CalcomRejected,
+    CalcomRescheduleTooLate,
     CalcomSlotTaken,
     CalcomUnavailable,
 )
@@ -36,6 +46,13 @@ _SLOT_TAKEN_MARKERS = (
     "booking_seats_full_error",
     "no more seats left",
 )
+# Cal.com's two wordings of "already cancelled": handleCancelBooking.ts (plain) and, since PR #22128,
+# the v2 input service (envelope): "Can't cancel booking with uid=… because it has been cancelled already…".
+_ALREADY_CANCELLED_MARKERS = ("has already been cancelled", "has been cancelled already")
+# The 403s that are not about the key (NOTES §12.7), by what Cal.com says.
+_EMAIL_BLOCKED_MARKERS = ("cannot use this email", "attendee email has been blocked")
+_RESTRICTED_MARKERS = ("not authorized to book this event type", "requires authentication")
+_RESCHEDULE_NOTICE_MARKERS = ("minimum notice period",)
 _MAX_MESSAGE = 300
 
 
@@ -50,16 +67,56 @@ def error_from_response(response: httpx2.Response, *, method: str, secret: str) 
             f"Cal.com rate limit reached: {said.rstrip('. ')}.{wait}",
             retry_after=limit.reset_seconds if limit else None,
         )
-    if status in (401, 403):
+    if status == 401:
         return CalcomAuthError(f"Cal.com refused the API key ({status}): {said}", status=status)
+    if status == 403:
+        return _forbidden(said)
     if status == 404:
         return CalcomNotFound(f"Cal.com found no such resource: {said}", status=status)
-    if status in (400, 409) and any(marker in said.lower() for marker in _SLOT_TAKEN_MARKERS):
+    if status == 400 and _says(said, _ALREADY_CANCELLED_MARKERS):
+        return CalcomAlreadyCancelled(
+            f"The booking has already been cancelled in Cal.com, so there is nothing left to cancel. Cal.com said: {said}",
+            status=status,
+        )
+    if status in (400, 409) and _says(said, _SLOT_TAKEN_MARKERS):
         return CalcomSlotTaken(f"That time is no longer available on Cal.com: {said}", status=status)
     if 400 <= status < 500:
         return CalcomRejected(f"Cal.com rejected the request ({status}): {said}", status=status)
     # A 5xx can come after the booking was written (a failing notification or calendar sync).
     return _unavailable(f"Cal.com failed ({status}): {said}", method=method, maybe_done=True, status=status)
+
+
+def _forbidden(said: str) -> CalcomForbidden:
+    """A 403: Cal.com accepted the key but will not do this. Each known kind says what to do next."""
+    if _says(said, _EMAIL_BLOCKED_MARKERS):
+        return CalcomEmailBlocked(
+            "This e-mail address is blocked by the business in Cal.com; ask the caller for another one "
+            f"(for example name@example.com) and book with that. Cal.com said: {said}",
+            status=403,
+        )
+    if _says(said, _RESTRICTED_MARKERS):
+        return CalcomBookingRestricted(
+            "This event type only takes bookings from its owner, hosts or admins in Cal.com, and the API key "
+            "belongs to someone else. Use the event type owner's API key, or turn off the event type's "
+            f"booker authentication in Cal.com. Cal.com said: {said}",
+            status=403,
+        )
+    if _says(said, _RESCHEDULE_NOTICE_MARKERS):
+        return CalcomRescheduleTooLate(
+            "It is too close to the start to move this booking (the event type's minimum reschedule notice in "
+            f"Cal.com). Offer to cancel it and book a new time instead, or ask the business. Cal.com said: {said}",
+            status=403,
+        )
+    return CalcomForbidden(
+        f"Cal.com does not allow this (403), though the API key itself works. Cal.com said: {said}. "
+        "Check the event type's settings in Cal.com, or ask the business.",
+        status=403,
+    )
+
+
+def _says(said: str, markers: tuple[str, ...]) -> bool:
+    lowered = said.lower()
+    return any(marker in lowered for marker in markers)
 
 
 def error_from_transport(exc: httpx2.HTTPError, *, method: str, secret: str) -> CalcomUnavailable:

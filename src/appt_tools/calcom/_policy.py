@@ -44,7 +44,7 @@ BACKOFF_CAP = 2.0
 _DOWN = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 
 
-class Guard:
+class CallPolicy:
     """Runs each client call under its time budget, with retries, pacing and the circuit breaker."""
 
     def __init__(

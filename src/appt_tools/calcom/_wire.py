@@ -64,12 +64,13 @@ class _EventType(_Wire):
     hidden: bool = False
 
     def needs_confirmation(self) -> bool:
-        """`requiresConfirmation` where sent; else 2024-06-14's `confirmationPolicy` ("always", or
-        "time": only for bookings inside a notice threshold, so it may need confirmation)."""
-        if self.requires_confirmation is not None:
-            return self.requires_confirmation
+        """2024-06-14's `confirmationPolicy` ("always", or "time": only for bookings inside a notice
+        threshold, so it may need confirmation; `{"disabled": true}` when off). Real output has no
+        `requiresConfirmation` (NOTES §12.8); it is read only when no policy is sent."""
         policy = self.confirmation_policy
-        return policy is not None and not policy.disabled and policy.type in ("always", "time")
+        if policy is not None:
+            return not policy.disabled and policy.type in ("always", "time")
+        return bool(self.requires_confirmation)
 
 
 class _Attendee(_Wire):

@@ -16,7 +16,7 @@ import httpx2
 from appt_tools.calcom import _errors, _wire
 from appt_tools.calcom._breaker import CircuitBreaker
 from appt_tools.calcom._pacing import Pacer
-from appt_tools.calcom._policy import Guard
+from appt_tools.calcom._policy import CallPolicy
 from appt_tools.models import Booking, BookingPage, BookingRequest, EventType, HostProfile, RateLimit, Slot
 
 # `cal-api-version` per endpoint family, keyed by the path segment after /v2/ (NOTES §2). A
@@ -73,7 +73,7 @@ class CalcomClient:
         # (NOTES §1), so accept either form rather than request /v2/v2/….
         self._base_url = base_url.rstrip("/").removesuffix("/v2")
         self._pacer = Pacer(rate_limit, rate_window, clock=clock)
-        self._guard = Guard(
+        self._policy = CallPolicy(
             read_budget=read_timeout if read_timeout is not None else 0.8 * timeout,
             write_budget=timeout,
             max_attempts=max_attempts,
@@ -256,7 +256,7 @@ class CalcomClient:
             return mapper(body)
 
         try:
-            return await self._guard.call(method, send, read)
+            return await self._policy.call(method, send, read)
         except httpx2.HTTPError as exc:
             raise _errors.error_from_transport(exc, method=method, secret=self._api_key) from None
 

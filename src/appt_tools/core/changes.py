@@ -20,6 +20,7 @@ from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import Cancellation, Edit, Move
 from appt_tools.core.slots import SlotFinder
 from appt_tools.errors import (
+    CalcomAlreadyCancelled,
     CalcomError,
     CalcomRejected,
     CalcomSlotTaken,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from appt_tools.store import Store
 
 DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
+# Cal.com moves of one booking that a cancel follows through `rescheduledToUid` before giving up.
+_MAX_MOVES_FOLLOWED = 5
 
 
 class Changes:
@@ -133,6 +136,14 @@ class Changes:
             ),
         )
 
+    async def _moved_to(self, uid: str) -> Booking | None:
+        """The booking a cancelled `uid` was moved to in Cal.com, or None if it was simply cancelled.
+        Errors are raised: without the answer, a live booking could be left behind."""
+        old = await self._calcom().get_booking(uid)
+        if old.rescheduled_to_uid is None:
+            return None
+        return await self._calcom().get_booking(old.rescheduled_to_uid)
+
     async def _find_rescheduled(self, old_uid: str) -> Booking | None:
         try:
             old = await self._calcom().get_booking(old_uid)
@@ -154,14 +165,27 @@ class Changes:
         return await self._keys.run("cancel", cancellation.idempotency_key, payload, work=work, resume=work)
 
     async def _cancel(self, appointment: Appointment, why: str) -> Appointment:
+        """Cancel the booking in Cal.com, then in the store. Cal.com may have it cancelled already (NOTES
+        §12.1): cancelled there, that is done; moved there (the old uid is cancelled, `rescheduledToUid` is
+        the live booking), the move is recorded and the live booking is what gets cancelled."""
         uid = self._ensure_live(appointment, "cancel")
-        try:
-            await self._calcom().cancel_booking(uid, why)
-            detail = why
-        except CalcomRejected as exc:
-            if "already been cancelled" not in exc.message:
-                raise
-            detail = f"{why} (Cal.com already had it cancelled.)"
+        for _ in range(_MAX_MOVES_FOLLOWED + 1):
+            try:
+                await self._calcom().cancel_booking(uid, why)
+                detail = why
+                break
+            except CalcomAlreadyCancelled:
+                live = await self._moved_to(uid)
+                if live is None:
+                    detail = f"{why} (Cal.com already had it cancelled.)"
+                    break
+                appointment = await self._record_moved(appointment, live, "Moved in Cal.com; found when cancelling.")
+                uid = live.uid
+        else:
+            raise CalcomRejected(
+                f"Cal.com moved this booking more than {_MAX_MOVES_FOLLOWED} times, so it was not cancelled here. "
+                f"Cancel booking {uid} in Cal.com itself; the appointment follows on the next sync."
+            )
         self._slots.changed()
         return await self._store.update_appointment(
             appointment.id,

@@ -51,6 +51,11 @@ ERROR_SAYS = {
     "calcom_rate_limited": "The calendar is busy right now; please give me a moment.",
     "calcom_not_configured": "I can't reach the booking calendar right now, so I can't book this.",
     "calcom_auth_failed": "I can't reach the booking calendar right now, so I can't book this.",
+    "calcom_already_cancelled": "That appointment is already cancelled.",
+    "calcom_email_blocked": "That e-mail address can't be used for bookings here; do you have another one?",
+    "calcom_booking_restricted": "I can't book this kind of appointment from here; the business will book it for you.",
+    "calcom_reschedule_too_late": "It's too close to the time to move it now; I can cancel it and book a new time.",
+    "calcom_forbidden": "The calendar won't let me do that; the business can help you with it.",
 }
 
 
