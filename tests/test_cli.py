@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 import httpx2
+import pytest
 
-from appt_tools.surfaces.cli import main
+from appt_tools.surfaces.cli import build_parser, main
 from helpers import free_port, wait_for_port
 
 KEY = "cal_live_0123456789abcdefSECRET"
@@ -43,6 +47,117 @@ def test_settings_set_stores_values_and_show_masks_the_key(tmp_path):
     assert "Europe/Madrid" in shown.stdout
     assert KEY not in shown.stdout + shown.stderr
     assert re.search(r"calcom_api_key\s+cal_…CRET\s+\[stored\]", shown.stdout)
+
+
+def test_settings_set_prints_only_what_changed_with_secrets_masked(tmp_path):
+    first = _run(tmp_path, "settings", "set", "timezone", "Europe/Madrid")
+    assert (first.returncode, first.stdout) == (0, "")  # not the whole table
+    assert first.stderr.strip() == "stored timezone: (not set) → Europe/Madrid"
+    assert _run(tmp_path, "settings", "set", "timezone", "Asia/Tokyo").stderr.strip() == (
+        "stored timezone: Europe/Madrid → Asia/Tokyo"
+    )
+    secret = _run(tmp_path, "settings", "set", "calcom_api_key", KEY)
+    assert secret.stderr.strip() == "stored calcom_api_key: (not set) → cal_…CRET"
+    assert KEY not in secret.stdout + secret.stderr
+    removed = _run(tmp_path, "settings", "unset", "timezone")
+    assert removed.stderr.strip() == "removed stored timezone: Asia/Tokyo → (not set)"
+
+
+def test_settings_set_says_when_the_environment_still_wins(tmp_path):
+    stored = _run(tmp_path, "settings", "set", "timezone", "Europe/Madrid", env={"APPT_TOOLS_TIMEZONE": "UTC"})
+    assert stored.returncode == 0
+    assert "(not set) → Europe/Madrid" in stored.stderr
+    assert "APPT_TOOLS_TIMEZONE is set in the environment and wins" in stored.stderr
+
+
+def test_an_event_type_id_before_any_sync_is_refused_with_the_next_step(tmp_path):
+    refused = _run(tmp_path, "settings", "set", "event_type_id", "1002")
+    assert refused.returncode == 2
+    assert "no event types are synced yet" in refused.stderr and "event-types refresh" in refused.stderr
+    assert re.search(r"event_type_id\s+\(not set\)", _run(tmp_path, "settings", "show").stdout)
+
+
+def test_an_event_type_id_the_synced_list_lacks_is_refused_naming_the_ones_it_has(tmp_path):
+    port = free_port()
+    with _sandbox_process(port) as sandbox:
+        base = f"http://127.0.0.1:{port}"
+        info = _sandbox_info(port, sandbox)
+        env = {"APPT_TOOLS_CALCOM_API_KEY": str(info["apiKey"]), "APPT_TOOLS_CALCOM_BASE_URL": base}
+        assert _run(tmp_path, "event-types", "refresh", env=env).returncode == 0
+    refused = _run(tmp_path, "settings", "set", "event_type_id", "999")
+    assert refused.returncode == 2
+    assert "event type 999 is not in the synced list" in refused.stderr
+    assert "1001 Consultation (30 min)" in refused.stderr and "1002 Quick call (15 min)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert re.search(r"event_type_id\s+\(not set\)", _run(tmp_path, "settings", "show").stdout)
+    chosen = _run(tmp_path, "settings", "set", "event_type_id", "1002")
+    assert (chosen.returncode, chosen.stderr.strip()) == (0, "stored event_type_id: (not set) → 1002")
+
+
+def test_version_prints_the_installed_version(tmp_path):
+    shown = _run(tmp_path, "--version")
+    assert (shown.returncode, shown.stdout) == (0, f"appt-tools {metadata.version('appt-tools')}\n")
+
+
+def test_help_shows_the_default_of_every_option():
+    def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    checked = 0
+    for parser in parsers(build_parser()):
+        shown = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, argparse.SUPPRESS):
+                assert f"(default: {action.default})" in shown, (parser.prog, action.dest)
+                checked += 1
+    assert checked >= 10  # serve's, sandbox's, reconcile's, schemas export's
+
+
+def test_a_busy_port_is_one_clear_line_and_nothing_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (("serve", "--transport", "http", "--sandbox"), ("sandbox",)):
+            refused = _run(tmp_path, *args, "--port", str(port))
+            assert refused.returncode == 2
+            assert refused.stderr.count("\n") == 1, refused.stderr  # one line: no traceback, no "SANDBOX MODE"
+            assert f"port {port} on 127.0.0.1 is already in use" in refused.stderr
+            assert f"--port {port + 1}" in refused.stderr
+
+
+def test_an_invalid_port_is_one_clear_line(tmp_path):
+    for port in ("70000", "-1"):
+        refused = _run(tmp_path, "serve", "--transport", "http", "--port", port)
+        assert refused.returncode == 2
+        assert refused.stderr == f"error: --port {port} is not a port: use 1-65535, or 0 for any free port.\n"
+    not_a_number = _run(tmp_path, "serve", "--port", "eighty")
+    assert not_a_number.returncode == 2
+    assert not_a_number.stderr.count("\n") == 1 and "invalid int value: 'eighty'" in not_a_number.stderr
+
+
+def test_serving_on_is_printed_once_the_port_accepts_connections(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
+    env["APPT_TOOLS_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
+    command = [sys.executable, "-m", "appt_tools", "serve", "--transport", "http", "--sandbox", "--port", "0"]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stderr is not None
+            for line in server.stderr:  # bounded: the server exits (and stderr closes) on any failure
+                if found := re.match(r"serving on http://127\.0\.0\.1:(\d+): ", line):
+                    break
+            else:
+                pytest.fail("the server never said where it serves")
+            # Asked at once, without waiting: the port printed is the real one, and it answers.
+            health = httpx2.get(f"http://127.0.0.1:{found.group(1)}/healthz", timeout=5)
+            assert health.status_code == 200 and health.json()["sandbox"] is True
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 def test_the_environment_overrides_stored_settings(tmp_path):

@@ -3,7 +3,7 @@ running HTTP app (uvicorn in this event loop) on the Cal.com sandbox.
 
 Chromium comes from apt (`apt-get install chromium`, /usr/bin/chromium); Playwright never downloads
 a browser. Locally these tests skip when Chromium is missing; in CI (CI=true) they fail instead.
-Screenshots of each view go to test-artifacts/dashboard/; with UPDATE_SCREENSHOTS=1 the README's
+Screenshots of each view go to test-artifacts/dashboard/; with UPDATE_SCREENSHOTS=1 docs/dashboard.md's
 copies in docs/screenshots/ are refreshed too. Every flow runs on a desktop (1440×900) and on a
 phone (390×844); on each page, dialog and drawer, axe-core (from npm: `npm ci`, package.json) audits
 the page for WCAG 2.2 AA, and a serious or critical violation fails the test. The audit's counts go
@@ -50,7 +50,7 @@ ARGS = [
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 DOCS = ROOT / "docs" / "screenshots"
-# The README's pictures: artifact name → docs name.
+# The pictures in docs/dashboard.md: artifact name → docs name.
 FOR_README = {
     "table.png": "table.png",
     "calendar.png": "calendar.png",

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
+import os
+import socket
 import sys
 import traceback
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from appt_tools import config
 from appt_tools.errors import AppError
 
 if TYPE_CHECKING:
     from appt_tools.core.service import AppointmentService
+    from appt_tools.models import EventType
     from appt_tools.surfaces.mcp_server import AppointmentServer, ServiceHandle
 
 
@@ -31,72 +36,154 @@ def _say(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every option's default in `--help`; a usage error is one line naming the command to ask for help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="appt-tools", description="Appointment-booking tools for AI assistants.")
+    parser = _Parser(prog="appt-tools", description="Appointment-booking tools for AI assistants.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the MCP server")
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--sandbox", action="store_true", help="use a local Cal.com sandbox (no account needed)")
+    serve = sub.add_parser("serve", help="run the MCP server", description="Run the MCP server.")
+    serve.add_argument(
+        "--transport", choices=("stdio", "http"), default="stdio", help="stdio for one client; http for the rest"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (http)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (http); 0 picks a free one")
+    serve.add_argument(
+        "--sandbox", action="store_true", help="use a local Cal.com sandbox and a temporary database (no account)"
+    )
 
-    sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=5555)
+    sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone", description="Run the Cal.com sandbox.")
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=int, default=5555, help="port to listen on; 0 picks a free one")
 
-    sub.add_parser("demo", help="book, search, reschedule and cancel through a real MCP session on the sandbox")
+    sub.add_parser(
+        "demo",
+        help="book, search, reschedule and cancel through a real MCP session on the sandbox",
+        description="Book, search, reschedule and cancel through a real MCP session on the sandbox.",
+    )
 
-    settings = sub.add_parser("settings", help="show or change settings")
+    settings = sub.add_parser("settings", help="show or change settings", description="Show or change settings.")
     settings_sub = settings.add_subparsers(dest="action", required=True)
-    settings_sub.add_parser("show")
-    setter = settings_sub.add_parser("set", help="store a setting (the environment still wins)")
-    setter.add_argument("key", choices=config.SETTING_KEYS)
+    settings_sub.add_parser("show", help="every setting, where it comes from; secrets masked")
+    setter = settings_sub.add_parser(
+        "set", help="store a setting (the environment still wins)", description="Store a setting."
+    )
+    setter.add_argument("key", choices=config.SETTING_KEYS, help="the setting")
     setter.add_argument("value", nargs="?", help="omit for secrets (API keys): they are asked for without echo")
-    unset = settings_sub.add_parser("unset", help="remove a stored setting")
-    unset.add_argument("key", choices=config.SETTING_KEYS)
+    unset = settings_sub.add_parser("unset", help="remove a stored setting", description="Remove a stored setting.")
+    unset.add_argument("key", choices=config.SETTING_KEYS, help="the setting")
 
-    events = sub.add_parser("event-types", help="Cal.com event types")
+    events = sub.add_parser("event-types", help="Cal.com event types", description="Cal.com event types.")
     events_sub = events.add_subparsers(dest="action", required=True)
     events_sub.add_parser("refresh", help="sync from Cal.com")
     events_sub.add_parser("list", help="show the synced list")
 
-    reconcile = sub.add_parser("reconcile", help="compare the store with Cal.com over a window and repair it")
-    reconcile.add_argument("--days-back", type=int, default=7, help="from this many days ago (default 7)")
-    reconcile.add_argument("--days-ahead", type=int, default=90, help="to this many days ahead (default 90)")
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="compare the store with Cal.com over a window and repair it",
+        description="Compare the store with Cal.com over a window and repair it.",
+    )
+    reconcile.add_argument("--days-back", type=int, default=7, help="from this many days ago")
+    reconcile.add_argument("--days-ahead", type=int, default=90, help="to this many days ahead")
     reconcile.add_argument(
         "--grace-seconds",
         type=int,
         default=120,
-        help="leave bookings younger than this that are still being made alone (default 120; 0 after a crash)",
+        help="leave bookings younger than this that are still being made alone (0 after a crash)",
     )
 
-    db = sub.add_parser("db", help="the local database")
+    db = sub.add_parser("db", help="the local database", description="The local database.")
     db_sub = db.add_subparsers(dest="action", required=True)
     db_sub.add_parser("upgrade", help="migrate it to the newest schema (every start does this too)")
 
-    schemas = sub.add_parser("schemas", help="tool JSON schemas")
+    schemas = sub.add_parser("schemas", help="tool JSON schemas", description="Tool JSON schemas.")
     schemas_sub = schemas.add_subparsers(dest="action", required=True)
-    export = schemas_sub.add_parser("export", help="write tool_schemas/*.json from the live tool list")
-    export.add_argument("--dir", type=Path, default=Path("tool_schemas"))
+    export = schemas_sub.add_parser(
+        "export", help="write tool_schemas/*.json from the live tool list", description="Write the tool schemas."
+    )
+    export.add_argument("--dir", type=Path, default=Path("tool_schemas"), help="where the files go")
     export.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("appt-tools")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "sandbox":
-        from calcom_sandbox import main as sandbox_main
-
-        sandbox_main(port=args.port, host=args.host)
-        return 0
     try:
+        if args.command == "sandbox":
+            return _sandbox(args)
         return asyncio.run(_run(args))
     except AppError as exc:
         _say(f"error ({exc.code}): {exc.message}")
         return 2
+    except CannotListen as exc:
+        _say(f"error: {exc}")
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+class CannotListen(Exception):
+    """The port cannot be listened on; the message says why and what to do, in one line."""
+
+
+def _listen(host: str, port: int, command: str) -> socket.socket:
+    """A TCP socket bound to host:port, so that a busy or invalid port is said before anything starts."""
+    if not 0 <= port <= 65535:
+        raise CannotListen(f"--port {port} is not a port: use 1-65535, or 0 for any free port.")
+    try:
+        family, _, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise CannotListen(
+            f"--host {host} is not an address of this machine ({exc.strerror}): use 127.0.0.1, or 0.0.0.0 for all."
+        ) from None
+    # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not a busy port's: only one in TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise CannotListen(
+                f"port {port} on {host} is already in use (another server is listening there): stop it, or "
+                f"choose another port, e.g. {command} --port {port + 1 if port < 65535 else 8000}."
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise CannotListen(
+                f"not allowed to listen on {where}: ports below 1024 need root; use one above, e.g. --port 8000."
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise CannotListen(
+                f"{host} is not an address of this machine: use 127.0.0.1, or 0.0.0.0 for all."
+            ) from None
+        raise CannotListen(f"cannot listen on {where}: {exc.strerror or exc}.") from None
+    return sock
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from calcom_sandbox import main as sandbox_main
+
+    _listen(args.host, args.port, "appt-tools sandbox").close()  # a busy port said in one line, before starting
+    sandbox_main(port=args.port, host=args.host)
+    return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -126,8 +213,13 @@ async def _serve(args: argparse.Namespace) -> int:
     from appt_tools.surfaces.mcp_server import ServiceHandle, build_server
 
     if args.transport == "http":
-        async with AsyncExitStack() as stack:
-            return await _serve_http(build_server(await _open_for_serving(stack, args)), args)
+        # Bound before anything opens, so that a busy port is one line and nothing else starts.
+        sock = _listen(args.host, args.port, "appt-tools serve --transport http")
+        try:
+            async with AsyncExitStack() as stack:
+                return await _serve_http(build_server(await _open_for_serving(stack, args)), args, sock)
+        finally:
+            sock.close()
     handle = ServiceHandle()
     server = build_server(handle)
     stop = asyncio.Event()
@@ -187,7 +279,7 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
     return service
 
 
-async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> int:
+async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock: socket.socket) -> int:
     """MCP, /tools, Vapi and Retell in one process. Keys come from the environment or the store, never
     from the command line, and are never printed."""
     import uvicorn
@@ -217,48 +309,101 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace) -> in
         sandbox=args.sandbox,
         stateless=service.settings.http_stateless,
     )
-    base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
-    _say(
-        f"serving on {base}: / (dashboard), /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, /webhooks/calcom, /healthz"
-    )
-    count = len(credentials.api_keys)
-    _say(
-        f"auth: {count} API key{'s' if count != 1 else ''} (Authorization: Bearer)"
-        if count
-        else "auth: none (no API key configured; open on loopback only)"
-    )
-    if settings.stateless:
-        _say("mcp: stateless (no MCP sessions: any instance behind a load balancer can answer any request)")
+    port = sock.getsockname()[1]
+    base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}"
     app = build_http_app(server, settings=settings)
-    await uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    ).serve()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    serving = asyncio.create_task(uvicorn_server.serve(sockets=[sock]))
+    # uvicorn has no "started" event: its flag turns true once the socket accepts connections.
+    while not uvicorn_server.started and not serving.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    if uvicorn_server.started:
+        _say(
+            f"serving on {base}: / (dashboard), /mcp (MCP), /tools/<name>, /vapi/tool-calls, /retell/functions, "
+            "/webhooks/calcom, /healthz"
+        )
+        count = len(credentials.api_keys)
+        _say(
+            f"auth: {count} API key{'s' if count != 1 else ''} (Authorization: Bearer)"
+            if count
+            else "auth: none (no API key configured; open on loopback only)"
+        )
+        if settings.stateless:
+            _say("mcp: stateless (no MCP sessions: any instance behind a load balancer can answer any request)")
+    await serving
     return 0
 
 
 async def _settings(args: argparse.Namespace) -> int:
+    """`show` prints every setting; `set` and `unset` print only what changed."""
     from appt_tools.store import Store
 
     async with Store.from_url(config.database_url()) as store:
+        stored = await store.get_settings()
+        if args.action == "show":
+            settings = config.resolve(stored)
+            print(f"database_url      {config.database_url()}")
+            for key in config.SETTING_KEYS:
+                print(f"{key:<17} {settings.shown(key)}  [{settings.sources.get(key, 'default')}]")
+            return 0
         if args.action == "set":
             value = args.value
-            secret = args.key in config.SECRET_KEYS
             if value is None:
-                if not secret:
-                    _say(f"error: {args.key} needs a value")
+                if args.key not in config.SECRET_KEYS:
+                    _say(
+                        f"error: {args.key} needs a value, e.g. appt-tools settings set {args.key} {_EXAMPLES[args.key]}"
+                    )
                     return 2
                 value = getpass.getpass(f"{args.key} (input hidden): ")
-            config.parse_setting(args.key, value)  # refuse a bad value before storing it
+            parsed = config.parse_setting(args.key, value)  # refuse a bad value before storing it
+            if args.key == "event_type_id":
+                refusal = _unknown_event_type(parsed, await store.list_event_types())
+                if refusal:
+                    _say(refusal)
+                    return 2
             await store.set_setting(args.key, value.strip())
-            _say(f"stored {args.key}" + ("" if secret else f" = {value.strip()}"))
-        elif args.action == "unset":
+        else:
             await store.set_setting(args.key, None)
-            _say(f"removed stored {args.key}")
-        settings = config.resolve(await store.get_settings())
-    print(f"database_url      {config.database_url()}")
-    for key in config.SETTING_KEYS:
-        print(f"{key:<17} {settings.shown(key)}  [{settings.sources.get(key, 'default')}]")
+        # The stored values alone (the environment left out), so the change shows even where it wins.
+        old = config.resolve(stored, environ={}).shown(args.key)
+        new = config.resolve(await store.get_settings(), environ={}).shown(args.key)
+    verb = "stored" if args.action == "set" else "removed stored"
+    if old != new:
+        _say(f"{verb} {args.key}: {old} → {new}")
+    elif args.key in config.SECRET_KEYS and args.action == "set":
+        _say(f"{verb} {args.key}: {new} (masked; a new value may look the same)")
+    else:
+        _say(f"{verb} {args.key}: {new} (unchanged)")
+    if os.environ.get(config.ENV[args.key]):
+        _say(f"note: {config.ENV[args.key]} is set in the environment and wins over the stored value.")
     return 0
+
+
+# A value to show in "needs a value" for each setting that is not a secret.
+_EXAMPLES = {
+    "calcom_base_url": "https://api.cal.com",
+    "event_type_id": "123",
+    "timezone": "America/New_York",
+    "duration_minutes": "30",
+    "business_name": "'Acme Dental'",
+    "calcom_timeout": "10",
+    "reconcile_minutes": "15",
+    "calcom_rate_limit": "120",
+    "http_stateless": "true",
+}
+
+
+def _unknown_event_type(event_type_id: object, synced: Sequence[EventType]) -> str | None:
+    """Why `event_type_id` cannot be the default (not in the synced list), or None if it can."""
+    if any(t.id == event_type_id for t in synced):
+        return None
+    if not synced:
+        return (
+            f"error: event type {event_type_id} is not known here: no event types are synced yet. "
+            "Run 'appt-tools event-types refresh' (needs the Cal.com key), then choose one from 'appt-tools event-types list'."
+        )
+    known = "; ".join(f"{t.id} {t.title} ({t.length_minutes} min)" for t in synced)
+    return f"error: event type {event_type_id} is not in the synced list; choose one of: {known}. (New in Cal.com? Run 'appt-tools event-types refresh'.)"
 
 
 async def _event_types(args: argparse.Namespace) -> int:
