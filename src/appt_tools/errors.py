@@ -50,9 +50,10 @@ class AppError(Exception):
 class InvalidArgument(AppError):
     code = "invalid_argument"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, ask: str | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.ask = ask  # the business's own question to put to the caller, for a missing answer
 
 
 class LockedField(InvalidArgument):

@@ -20,9 +20,18 @@ from appt_tools.models import (
     BookingStatus,
     EventType,
     HostProfile,
+    Question,
     RateLimit,
     Slot,
+    Webhook,
 )
+
+# Cal.com's built-in booking fields, which the tools cover with their own arguments (name, e-mail,
+# phone, notes, guests) or which Cal.com fills itself: never asked as questions.
+_BUILT_IN_FIELDS = frozenset(
+    {"name", "email", "title", "notes", "guests", "rescheduleReason", "location", "attendeePhoneNumber",
+     "smsReminderNumber"}
+)  # fmt: skip
 
 
 class MalformedResponse(Exception):
@@ -51,6 +60,32 @@ class _ConfirmationPolicy(_Wire):
     disabled: bool = False
 
 
+class _Option(_Wire):
+    label: str | None = None
+    value: str
+
+
+class _BookingField(_Wire):
+    """One of an event type's `bookingFields`: custom ones carry `slug` (older output `name`)."""
+
+    slug: str | None = None
+    name: str | None = None
+    type: str
+    label: str | None = None
+    required: bool = False
+    hidden: bool = False
+    is_default: bool = False
+    options: tuple[str | _Option, ...] = ()
+
+    def question(self) -> Question | None:
+        """The question to ask the caller, or None for a built-in or hidden field."""
+        key = self.slug or self.name
+        if key is None or self.hidden or self.is_default or key in _BUILT_IN_FIELDS:
+            return None
+        options = tuple(o if isinstance(o, str) else o.value for o in self.options)
+        return Question(slug=key, label=self.label or key, type=self.type, required=self.required, options=options)
+
+
 class _EventType(_Wire):
     id: int
     title: str
@@ -62,6 +97,7 @@ class _EventType(_Wire):
     requires_confirmation: bool | None = None
     confirmation_policy: _ConfirmationPolicy | None = None
     hidden: bool = False
+    booking_fields: tuple[_BookingField, ...] = ()
 
     def needs_confirmation(self) -> bool:
         """2024-06-14's `confirmationPolicy` ("always", or "time": only for bookings inside a notice
@@ -98,6 +134,13 @@ class _Booking(_Wire):
     cancellation_reason: str | None = None
     rescheduled_from_uid: str | None = None
     rescheduled_to_uid: str | None = None
+
+
+class _Webhook(_Wire):
+    id: str | int
+    subscriber_url: str
+    triggers: tuple[str, ...] = ()
+    active: bool = True
 
 
 class _Pagination(_Wire):
@@ -146,6 +189,7 @@ def _event_type(data: object) -> EventType:
         location_address=first.address if first and first.type == "address" else None,
         requires_confirmation=wire.needs_confirmation(),
         hidden=wire.hidden,
+        questions=tuple(q for f in wire.booking_fields if (q := f.question()) is not None),
     )
 
 
@@ -194,9 +238,10 @@ def _booking(data: object) -> Booking:
         end=wire.end.astimezone(UTC),
         event_type_id=wire.event_type.id if wire.event_type else wire.event_type_id,
         meeting_url=url,
-        # `location` mirrors the meeting URL when there is one; otherwise it is an address or an
-        # internal id such as "integrations:google:meet" (NOTES §3.2), which we keep as text.
-        location=wire.location if wire.location and wire.location != url else None,
+        # `location` mirrors the meeting URL when there is one; otherwise it is an address, a phone number,
+        # or an internal id such as "integrations:daily" (a pending booking's video, NOTES §12.4), which is
+        # never a place anyone can go to and is dropped.
+        location=wire.location if wire.location and wire.location != url and not _internal(wire.location) else None,
         attendee_name=attendee.name if attendee else None,
         attendee_email=attendee.email if attendee else None,
         cancellation_reason=wire.cancellation_reason,
@@ -211,6 +256,19 @@ def booking_page(body: object) -> BookingPage:
     pagination = body.get("pagination") if isinstance(body, Mapping) else None
     total = _parse(_Pagination, pagination, "pagination").total_items
     return BookingPage(bookings=tuple(_booking(item) for item in _list(data, "bookings")), total=total)
+
+
+def webhook(body: object) -> Webhook:
+    return _webhook(_unwrap(body))
+
+
+def webhooks(body: object) -> list[Webhook]:
+    return [_webhook(item) for item in _list(_unwrap(body), "webhooks")]
+
+
+def _webhook(data: object) -> Webhook:
+    wire = _parse(_Webhook, data, "webhook")
+    return Webhook(id=str(wire.id), subscriber_url=wire.subscriber_url, triggers=wire.triggers, active=wire.active)
 
 
 _RATE_LIMIT_HEADER = re.compile(r"x-ratelimit-(limit|remaining|reset)-(.+)", re.IGNORECASE)
@@ -237,6 +295,11 @@ def rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
         if {"limit", "remaining", "reset"} <= v.keys()
     ]
     return min(complete, key=lambda r: (r.remaining, -r.reset_seconds), default=None)
+
+
+def _internal(location: str) -> bool:
+    """Cal.com's app id for a location not made yet, e.g. 'integrations:daily', 'integrations:google:meet'."""
+    return location.startswith("integrations:")
 
 
 def _is_web_url(value: str) -> bool:

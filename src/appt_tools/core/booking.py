@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core import questions
 from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft
@@ -69,6 +70,7 @@ class Booker:
         validation.in_future("start", draft.start, self._clock(), tz_name=draft.timezone or business_tz)
         event_type = await self._catalog.pick(draft.event_type_id)
         length = self._catalog.duration(event_type, draft.duration_minutes)
+        answers = questions.check(event_type, draft.answers)
         new = NewAppointment(
             title=draft.title or f"{event_type.title} with {draft.attendee_name}",
             description=draft.description or "",
@@ -83,6 +85,8 @@ class Booker:
             start=draft.start.astimezone(UTC),
             end=(draft.start + timedelta(minutes=length)).astimezone(UTC),
             timezone=draft.timezone or business_tz,
+            answers=answers,
+            language=draft.language,
         )
         return await self._keys.run(
             "book",
@@ -121,17 +125,20 @@ class Booker:
         """Take a recorded appointment to its outcome: booked (uid), failed, or still unknown (raises)."""
         if appointment.booking_uid is not None or appointment.status is not AppointmentStatus.PENDING:
             return appointment
+        caller = {"inbound": appointment.from_number, "outbound": appointment.to_number}.get(appointment.call_type)
         request = BookingRequest(
             start=appointment.start,
             event_type_id=event_type.id,
             attendee_name=appointment.attendee_name,
             attendee_email=appointment.attendee_email,
             attendee_time_zone=appointment.timezone,
-            attendee_phone={"inbound": appointment.from_number, "outbound": appointment.to_number}.get(
-                appointment.call_type
-            ),
+            attendee_phone=caller,
             length_minutes=length if event_type.length_options else None,
             metadata={"appointment_id": appointment.id, "call_type": appointment.call_type},
+            answers=appointment.answers,
+            # A phone-call event type: the host calls the attendee back at the number they called from.
+            call_attendee_at=(caller or appointment.from_number) if event_type.phone_call else None,
+            language=appointment.language,
         )
         # An earlier attempt whose answer was lost may have booked it: look before booking again.
         booking = await self._find_created(request) if appointment.last_error else None

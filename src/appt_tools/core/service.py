@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from appt_tools.config import Settings
 from appt_tools.core.booking import Booker
 from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
+from appt_tools.core.decisions import Decisions
 from appt_tools.core.idempotency import IdempotentCalls
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
@@ -61,6 +63,7 @@ class AppointmentService:
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
+        self._decisions = Decisions(store, lambda: self.calcom, clock, self.slots_changed)
 
     def now(self) -> datetime:
         return self._clock()
@@ -122,7 +125,17 @@ class AppointmentService:
         return await self.slots.find(request)
 
     async def book(self, draft: BookingDraft) -> Appointment:
+        if draft.language is None:  # the invite's language: the booking's own, else the business's default
+            draft = replace(draft, language=self._settings.language)
         return await self._booker.book(draft)
+
+    async def confirm(self, appointment_id: str) -> Appointment:
+        """The host accepts a pending booking in Cal.com (the attendee is told)."""
+        return await self._decisions.confirm(await self.get(appointment_id))
+
+    async def decline(self, appointment_id: str, reason: str | None = None) -> Appointment:
+        """The host turns down a pending booking in Cal.com (the attendee is told); it ends cancelled."""
+        return await self._decisions.decline(await self.get(appointment_id), reason)
 
     async def reschedule(self, move: Move) -> Appointment:
         return await self._changes.reschedule(move)

@@ -161,6 +161,9 @@ class AppointmentRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The caller's answers to the event type's questions (slug → answer), as sent to Cal.com.
+    answers: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    language: Mapped[str | None] = mapped_column(String(16))
     # The domain model's names for the columns named otherwise.
     start: Mapped[datetime] = synonym("start_at")
     end: Mapped[datetime] = synonym("end_at")
@@ -263,6 +266,8 @@ class EventTypeRow(Base):
     location_address: Mapped[str | None] = mapped_column(Text)
     requires_confirmation: Mapped[bool] = mapped_column(default=False)
     hidden: Mapped[bool] = mapped_column(default=False)
+    # Each custom booking question: {slug, label, type, required, options}.
+    questions: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

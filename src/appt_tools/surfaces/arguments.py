@@ -53,6 +53,8 @@ def booking_draft(
     timezone: str | None = None,
     duration_minutes: int | None = None,
     idempotency_key: str | None = None,
+    answers: Mapping[str, object] | None = None,
+    language: str | None = None,
 ) -> BookingDraft:
     name = validation.text("attendee_name", attendee_name, required=True)
     mail = validation.email("attendee_email", attendee_email)
@@ -76,7 +78,21 @@ def booking_draft(
         timezone=timezone,
         duration_minutes=validation.duration("duration_minutes", duration_minutes),
         idempotency_key=validation.idempotency_key(idempotency_key),
+        answers=answer_map(answers),
+        language=validation.language("language", language) if language is not None else None,
     )
+
+
+def answer_map(raw: Mapping[str, object] | None) -> dict[str, object]:
+    """The answers object as given (each value is checked against its question by the core)."""
+    if raw is None:
+        return {}
+    for slug in raw:
+        if not isinstance(slug, str) or not slug.strip() or len(slug) > 100:
+            raise InvalidArgument(
+                "answers", f"{slug!r} is not a question slug; use the `slug` of a question from find_slots, e.g. 'topic'."
+            )
+    return {slug.strip(): value for slug, value in raw.items()}
 
 
 def move(
@@ -86,6 +102,7 @@ def move(
     reason: str | None = None,
     timezone: str | None = None,
     idempotency_key: str | None = None,
+    answers: Mapping[str, object] | None = None,
 ) -> Move:
     if timezone is not None:
         validation.zone("timezone", timezone)
@@ -95,6 +112,7 @@ def move(
         reason=validation.text("reason", reason) or None,
         timezone=timezone,
         idempotency_key=validation.idempotency_key(idempotency_key),
+        answers=answer_map(answers),
     )
 
 
