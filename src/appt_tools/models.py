@@ -56,7 +56,9 @@ class Question(_Frozen):
 
     slug: str = Field(description="Key to answer it under in `answers`, e.g. 'topic'.")
     label: str = Field(description="The question as the business wrote it, e.g. 'What would you like to discuss?'.")
-    type: str = Field(description="Cal.com field type: text, textarea, number, select, radio, multiselect, checkbox, boolean, phone, …")
+    type: str = Field(
+        description="Cal.com field type: text, textarea, number, select, radio, multiselect, checkbox, boolean, phone, …"
+    )
     required: bool = False
     options: tuple[str, ...] = Field(default=(), description="The allowed answers, for choice questions.")
 

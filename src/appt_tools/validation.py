@@ -251,7 +251,7 @@ def language(field: str, value: str) -> str:
         if code.casefold() == wanted:
             return code
     raise InvalidArgument(
-        field, f"{value!r} is not a language Cal.com can write invites in; use a code such as 'en', 'es', 'fr' "
-        f"or 'pt-BR' (one of {', '.join(sorted(LANGUAGES))})."
+        field,
+        f"{value!r} is not a language Cal.com can write invites in; use a code such as 'en', 'es', 'fr' "
+        f"or 'pt-BR' (one of {', '.join(sorted(LANGUAGES))}).",
     )
-

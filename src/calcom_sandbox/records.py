@@ -146,7 +146,10 @@ def default_event_types() -> list[EventTypeDef]:
             booking_fields=(
                 BookingField("attendeePhoneNumber", "phone", "Phone number", required=True),
                 BookingField(
-                    "service", "radio", "Which service is this about?", required=True,
+                    "service",
+                    "radio",
+                    "Which service is this about?",
+                    required=True,
                     options=("Billing", "Repairs", "New installation"),
                 ),
             ),

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
-from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core import questions
+from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft

@@ -104,8 +104,11 @@ class Changes:
     async def _record_answers(self, appointment: Appointment, answers: dict[str, AnswerValue]) -> Appointment:
         if answers == appointment.answers:
             return appointment
-        changed = ", ".join(sorted(k for k in answers.keys() | appointment.answers.keys()
-                                   if answers.get(k) != appointment.answers.get(k)))
+        changed = ", ".join(
+            sorted(
+                k for k in answers.keys() | appointment.answers.keys() if answers.get(k) != appointment.answers.get(k)
+            )
+        )
         return await self._store.update_appointment(
             appointment.id,
             {"answers": answers},

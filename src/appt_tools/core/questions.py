@@ -27,7 +27,9 @@ def check(
     for slug, raw in answers.items():
         question = questions.get(slug)
         if question is None:
-            raise InvalidArgument(f"answers.{slug}", f"{event_type.title} has no question {slug!r}; {_listing(event_type)}")
+            raise InvalidArgument(
+                f"answers.{slug}", f"{event_type.title} has no question {slug!r}; {_listing(event_type)}"
+            )
         value = _value(question, raw)
         if value is None:
             result.pop(slug, None)
@@ -66,7 +68,12 @@ def _value(question: Question, raw: object) -> AnswerValue | None:
     if question.multiple:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise InvalidArgument(field, f"answer with a list of options, e.g. [{question.options[0]!r}]." if question.options else "answer with a list of texts.")
+            raise InvalidArgument(
+                field,
+                f"answer with a list of options, e.g. [{question.options[0]!r}]."
+                if question.options
+                else "answer with a list of texts.",
+            )
         return [_option(question, item) for item in items] if question.options else [_text(field, i) for i in items]
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         raise InvalidArgument(field, f"answer with text (the question: {question.label}).")

@@ -90,7 +90,8 @@ def answer_map(raw: Mapping[str, object] | None) -> dict[str, object]:
     for slug in raw:
         if not isinstance(slug, str) or not slug.strip() or len(slug) > 100:
             raise InvalidArgument(
-                "answers", f"{slug!r} is not a question slug; use the `slug` of a question from find_slots, e.g. 'topic'."
+                "answers",
+                f"{slug!r} is not a question slug; use the `slug` of a question from find_slots, e.g. 'topic'.",
             )
     return {slug.strip(): value for slug, value in raw.items()}
 
