@@ -650,3 +650,71 @@ async def test_connection_without_a_key_and_with_cal_com_down(sandbox: RunningSa
         test = (await client.post("/app/settings/test", json={}, headers=_json(token))).json()
         assert time.monotonic() - started < 10
         assert test["ok"] is False and "could not be reached at http://127.0.0.1:9" in test["checks"][1]["text"]
+
+
+async def test_questions_are_asked_answered_shown_and_pending_bookings_settled(service: AppointmentService) -> None:
+    day = next_weekday()
+    async with browsing(service) as client:
+        page, token = await _page(client)
+        questions = re.search(r'id="event-type-questions">(.*?)</script>', page.text, re.S)
+        assert (
+            questions is not None and '"topic"' in questions.group(1) and "What would you like to discuss?" in page.text
+        )
+        slots = (await client.get("/app/slots", params={"date": day.isoformat(), "event_type_id": 1007})).json()
+        body = {
+            "attendee_name": "Wen Li",
+            "attendee_email": "wen@example.com",
+            "to_number": "+14155550100",
+            "from_number": "+14155550123",
+            "event_type_id": "1007",
+            "start": slots["slots"][0]["start"],
+        }
+        missing = await client.post("/app/appointments", json=body, headers=_json(token))
+        assert missing.status_code == 422 and missing.json()["error"]["field"] == "answers.topic"
+        assert "What would you like to discuss?" in missing.json()["error"]["message"]
+        answered = {**body, "answers": {"topic": "A new roof", "first-visit": True}}
+        created = await client.post("/app/appointments", json=answered, headers=_json(token))
+        assert created.status_code == 201, created.text
+        drawer = (await client.get(f"/app/appointments/{created.json()['appointment']['id']}")).json()["appointment"]
+        assert drawer["answers"] == [
+            {"question": "What would you like to discuss?", "answer": "A new roof"},
+            {"question": "Is this your first session with us?", "answer": "Yes"},
+        ]
+        assert drawer["pending"] is False
+
+        intro = (await client.get("/app/slots", params={"date": day.isoformat(), "event_type_id": 1005})).json()
+        requests = []
+        for i, email in enumerate(("a@example.com", "b@example.com")):
+            made = await client.post(
+                "/app/appointments",
+                json={
+                    **body,
+                    "attendee_email": email,
+                    "event_type_id": "1005",
+                    "start": intro["slots"][i * 2]["start"],
+                },
+                headers=_json(token),
+            )
+            assert made.status_code == 201, made.text
+            requests.append(made.json()["appointment"])
+        assert all(
+            r["pending"] and r["where"] == "Online meeting: the link comes once the host confirms it." for r in requests
+        )
+        table = (await client.get("/app/table")).text
+        for r in requests:
+            assert f'data-decide="confirm" data-id="{r["id"]}"' in table
+            assert f'data-decide="decline" data-id="{r["id"]}"' in table
+        assert f'data-decide="confirm" data-id="{created.json()["appointment"]["id"]}"' not in table
+
+        confirmed = await client.post(f"/app/appointments/{requests[0]['id']}/confirm", json={}, headers=_json(token))
+        assert confirmed.status_code == 200, confirmed.text
+        shown = confirmed.json()["appointment"]
+        assert shown["status"] == "active" and shown["where_kind"] == "link" and not shown["pending"]
+        declined = await client.post(
+            f"/app/appointments/{requests[1]['id']}/decline", json={"reason": "Away"}, headers=_json(token)
+        )
+        assert declined.status_code == 200 and declined.json()["appointment"]["status"] == "cancelled"
+        again = await client.post(f"/app/appointments/{requests[1]['id']}/decline", json={}, headers=_json(token))
+        assert again.status_code == 409 and again.json()["error"]["code"] == "not_pending"
+        history = (await client.get(f"/app/appointments/{requests[0]['id']}")).json()["appointment"]["history"]
+        assert history[-1]["action"] == "confirmed"
