@@ -552,18 +552,19 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
     async with browsing(service) as client:
         _, token = await _page(client, "/settings")
         refreshed = await client.post("/app/event-types/refresh", json={}, headers=_json(token))
-        assert refreshed.status_code == 200 and refreshed.json()["message"].startswith("Synced 6 event types")
+        assert refreshed.status_code == 200 and refreshed.json()["message"].startswith("Synced 8 event types")
         types = refreshed.json()["event_types"]
         assert service.timezone == "America/New_York"  # adopted from Cal.com on the first sync
 
         bad = await client.post(
             "/app/settings",
-            json={"timezone": "Mars/Base", "duration_minutes": "abc", "event_type_id": "999999"},
+            json={"timezone": "Mars/Base", "duration_minutes": "abc", "event_type_id": "999999", "language": "tlh"},
             headers=_json(token),
         )
         assert bad.status_code == 422
         fields = bad.json()["error"]["fields"]
-        assert set(fields) == {"timezone", "duration_minutes", "event_type_id"}
+        assert set(fields) == {"timezone", "duration_minutes", "event_type_id", "language"}
+        assert fields["language"].startswith("Invite language: 'tlh' is not a language Cal.com can write invites in")
         assert fields["timezone"].startswith("Time zone: unknown time zone 'Mars/Base'")
         assert await service.store.get_settings() == {"timezone": "America/New_York"}  # nothing stored
 
@@ -575,6 +576,7 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
                 "duration_minutes": "",
                 "business_name": "Acme Dental",
                 "calcom_api_key": "",
+                "language": "pt_br",
             },
             headers=_json(token),
         )
@@ -584,7 +586,9 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
             "event_type_id": str(types[1]["id"]),
             "timezone": "Europe/Lisbon",
             "business_name": "Acme Dental",
+            "language": "pt_br",
         }
+        assert service.settings.language == "pt-BR"
         assert service.settings.timezone == "Europe/Lisbon" and service.settings.event_type_id == types[1]["id"]
         assert service.settings.sources["timezone"] == "stored"
         page = (await client.get("/settings")).text
@@ -626,7 +630,7 @@ async def test_the_environment_wins_and_the_sandbox_keeps_its_key(service: Appoi
         assert (await service.store.get_settings())["timezone"] == "Europe/Paris"
         test = (await client.post("/app/settings/test", json={}, headers=_json(token))).json()
         assert test["ok"] is True and test["summary"] == "Cal.com is connected and ready for bookings."
-        assert test["checks"][-1]["text"].startswith("6 bookable event types")
+        assert test["checks"][-1]["text"].startswith("8 bookable event types")
 
 
 async def test_connection_without_a_key_and_with_cal_com_down(sandbox: RunningSandbox, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ real MCP client session over the real sandbox (loopback HTTP) and a SQLite file.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -241,3 +242,52 @@ def test_answers_take_each_questions_form():
         with pytest.raises(InvalidArgument) as refused:
             questions.check(event_type, answers)
         assert refused.value.field == field, answers
+
+
+async def test_the_link_is_picked_up_when_the_host_confirms_in_cal_com(service, sandbox):
+    """The host confirms on Cal.com's own page: BOOKING_CREATED (NOTES §8) and reconciliation bring the
+    meeting link in; before that the appointment has none."""
+    from appt_tools.core.reconcile import Reconciler
+
+    state = sandbox.state
+    state.webhooks.create(
+        state.host.id,
+        subscriber_url="http://127.0.0.1:9/webhooks/calcom",
+        active=True,
+        triggers=["BOOKING_CREATED", "BOOKING_REQUESTED"],
+        secret="s3cret",
+        payload_template=None,
+    )
+    state.webhook_hold = True
+    async with Client(build_server(service)) as client:
+        slots = await _ok(client, "find_slots", {"date": next_weekday().isoformat(), "event_type_id": INTRO_CALL})
+        first, second = slots["slots"][0]["start"], slots["slots"][2]["start"]
+        by_webhook = (await _ok(client, "book_appointment", booking_args(first, event_type_id=INTRO_CALL)))[
+            "appointment"
+        ]
+        by_reconcile = (
+            await _ok(
+                client,
+                "book_appointment",
+                booking_args(second, event_type_id=INTRO_CALL, attendee_email="b@example.com"),
+            )
+        )["appointment"]
+    for made in (by_webhook, by_reconcile):
+        state.confirm_booking(made["booking_uid"])
+
+    created = next(
+        d for d in state.deliveries if d.trigger == "BOOKING_CREATED" and by_webhook["booking_uid"].encode() in d.body
+    )
+    await Reconciler.of(service).apply_webhook(json.loads(created.body))
+    confirmed = await service.get(by_webhook["id"])
+    assert confirmed.status.value == "active"
+    assert confirmed.meeting_url == f"https://app.cal.com/video/{by_webhook['booking_uid']}"
+
+    assert (await service.get(by_reconcile["id"])).meeting_url is None
+    now = service.now()
+    await Reconciler.of(service).reconcile(now, now + timedelta(days=30))
+    reconciled = await service.get(by_reconcile["id"])
+    assert (reconciled.status.value, reconciled.meeting_url) == (
+        "active",
+        f"https://app.cal.com/video/{by_reconcile['booking_uid']}",
+    )

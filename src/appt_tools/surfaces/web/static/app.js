@@ -705,7 +705,7 @@
       clearErrors(settings);
       $("#settings-saved").hidden = true;
       const body = {};
-      for (const name of ["calcom_api_key", "event_type_id", "timezone", "duration_minutes", "business_name"]) {
+      for (const name of ["calcom_api_key", "event_type_id", "timezone", "duration_minutes", "business_name", "language"]) {
         const input = settings.elements[name];
         if (input && !input.disabled) body[name] = input.value;
       }
