@@ -234,6 +234,7 @@ def test_answers_take_each_questions_form():
     assert checked == {"guests": 3.0, "areas": ["Kitchen", "Bath"], "ok": True}
     for answers, field in (
         ({"guests": "three", "ok": True}, "answers.guests"),
+        ({"guests": "inf", "ok": True}, "answers.guests"),
         ({"areas": ["Garage"], "ok": True}, "answers.areas"),
         ({"ok": "maybe"}, "answers.ok"),
         ({}, "answers.ok"),
@@ -291,3 +292,27 @@ async def test_the_link_is_picked_up_when_the_host_confirms_in_cal_com(service, 
         "active",
         f"https://app.cal.com/video/{by_reconcile['booking_uid']}",
     )
+
+
+async def test_malformed_answers_are_refused_naming_the_field_and_nothing_is_booked(service, sandbox):
+    async with Client(build_server(service)) as client:
+        slots = await _ok(client, "find_slots", {"date": next_weekday().isoformat(), "event_type_id": STRATEGY})
+        start = slots["slots"][0]["start"]
+        for answers, field in (
+            ({"topic": ["a", "b"]}, "answers.topic"),
+            ({"topic": "x" * 1001}, "answers.topic"),
+            ({"topic": "ok", "first-visit": "perhaps"}, "answers.first-visit"),
+            ({"x" * 101: "y"}, "answers"),
+            ({" ": "y"}, "answers"),
+            ({"topic": "   "}, "answers.topic"),
+        ):
+            error = await _error(
+                client, "book_appointment", booking_args(start, event_type_id=STRATEGY, answers=answers)
+            )
+            assert (error["code"], error["field"]) == ("invalid_argument", field), answers
+        for answers in ("topic: pension", {"topic": {"nested": 1}}, {str(i): "a" for i in range(51)}):
+            result = await client.call_tool(
+                "book_appointment", booking_args(start, event_type_id=STRATEGY, answers=answers)
+            )
+            assert result.is_error, answers  # the argument's type, refused by the tool's schema
+    assert sandbox.state.bookings == {}

@@ -7,6 +7,7 @@ response: <slug>"); we refuse it first, naming the question to ask, so nothing i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from appt_tools.errors import InvalidArgument
@@ -49,7 +50,7 @@ def check(
 def _value(question: Question, raw: object) -> AnswerValue | None:
     """The answer in the question's form (None: no answer), or InvalidArgument saying what is valid."""
     field = f"answers.{question.slug}"
-    if raw is None or raw == "" or raw == []:
+    if raw is None or raw == [] or (isinstance(raw, str) and not raw.strip()):
         return None
     if question.type == "boolean":
         if isinstance(raw, bool):
@@ -59,12 +60,13 @@ def _value(question: Question, raw: object) -> AnswerValue | None:
             return word in _TRUE
         raise InvalidArgument(field, f"answer true or false (the question: {question.label}).")
     if question.type == "number":
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return float(raw)
         try:
-            return float(str(raw).strip())
+            number = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else float(str(raw))
         except ValueError:
-            raise InvalidArgument(field, f"{raw!r} is not a number; answer with digits, e.g. 3.") from None
+            number = float("nan")
+        if not math.isfinite(number):
+            raise InvalidArgument(field, f"{raw!r} is not a number; answer with digits, e.g. 3.")
+        return number
     if question.multiple:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
