@@ -208,6 +208,16 @@ def _pin_known_spec_flaws(doc: Json) -> None:
     }
     hook["secret"] = {"type": "string", "nullable": True}
     hook["payloadTemplate"] = {**hook["payloadTemplate"], "nullable": True}
+    # The inputs' `triggers` is typed a string with an enum, though its example is a list and Cal.com's
+    # DTO (apps/api/v2/src/modules/webhooks/inputs/webhook.input.ts: `@IsArray()`,
+    # `@IsEnum(WebhookTriggerEvents, { each: true })`) takes a list of trigger names.
+    for dto in ("CreateWebhookInputDto", "UpdateWebhookInputDto"):
+        triggers = schemas[dto]["properties"]["triggers"]
+        assert triggers["type"] == "string" and isinstance(triggers["example"], list), f"spec changed at {dto}.triggers"
+        schemas[dto]["properties"]["triggers"] = {
+            "type": "array",
+            "items": {"type": "string", "enum": triggers["enum"]},
+        }
 
 
 def _allow_declared_nulls(node: object) -> None:
