@@ -25,7 +25,9 @@ CALLER = "+14155550123"
 MODEL_ARGS = {"attendee_name": "Ana Ruiz", "attendee_email": "ana.ruiz@example.com"}
 
 
-def _vapi(call_id: str, name: str, arguments: dict[str, Any], *, flat: bool = False, kind: str = "inboundPhoneCall") -> dict[str, Any]:
+def _vapi(
+    call_id: str, name: str, arguments: dict[str, Any], *, flat: bool = False, kind: str = "inboundPhoneCall"
+) -> dict[str, Any]:
     """A Vapi tool-calls server message as Vapi sends it: the call, the customer and the phone number."""
     item = (
         {"id": call_id, "name": name, "arguments": arguments}
@@ -65,7 +67,9 @@ def _settings() -> HttpSettings:
 
 
 @pytest.mark.parametrize("flat", [False, True], ids=["nested", "flat"])
-async def test_vapi_books_with_the_calls_numbers_when_the_model_gives_none(service: AppointmentService, flat: bool) -> None:
+async def test_vapi_books_with_the_calls_numbers_when_the_model_gives_none(
+    service: AppointmentService, flat: bool
+) -> None:
     async with served(service, _settings()) as base, httpx2.AsyncClient(base_url=base, timeout=15) as client:
         start = await _first_slot(client)
         result = await _vapi_result(client, _vapi("c1", "book_appointment", {"start": start, **MODEL_ARGS}, flat=flat))
@@ -98,8 +102,13 @@ async def test_retell_and_elevenlabs_take_the_numbers_from_the_call(service: App
     async with served(service, _settings()) as base, httpx2.AsyncClient(base_url=base, timeout=15) as client:
         bearer = {"Authorization": f"Bearer {KEY}"}
         start = await _first_slot(client)
-        retell_call = {"call_id": "r1", "call_type": "phone_call", "direction": "outbound",
-                       "from_number": BUSINESS, "to_number": CALLER}
+        retell_call = {
+            "call_id": "r1",
+            "call_type": "phone_call",
+            "direction": "outbound",
+            "from_number": BUSINESS,
+            "to_number": CALLER,
+        }
         response = await client.post(
             "/retell/functions",
             json={"name": "book_appointment", "call": retell_call, "args": {"start": start, **MODEL_ARGS}},
@@ -143,7 +152,9 @@ async def test_a_phone_filter_matches_either_number_in_any_common_form(service: 
         assert refused.json()["error"]["field"] == "mine" and "phone" in refused.json()["error"]["message"]
 
 
-async def test_a_refused_call_names_every_problem_and_asks_the_caller_nothing_of_ours(service: AppointmentService) -> None:
+async def test_a_refused_call_names_every_problem_and_asks_the_caller_nothing_of_ours(
+    service: AppointmentService,
+) -> None:
     async with served(service, _settings()) as base, httpx2.AsyncClient(base_url=base, timeout=15) as client:
         bearer = {"Authorization": f"Bearer {KEY}"}
         empty = (await client.post("/tools/book_appointment", json={}, headers=bearer)).json()["error"]
@@ -152,8 +163,14 @@ async def test_a_refused_call_names_every_problem_and_asks_the_caller_nothing_of
         assert empty["field"] == empty["errors"][0]["field"] and "now" in empty
 
         bad = {
-            "start": "next tuesday", "attendee_name": "Ana", "attendee_email": "ana@", "to_number": "555",
-            "from_number": "+14155550123", "call_type": "inbound", "timezone": "EST", "colour": "red",
+            "start": "next tuesday",
+            "attendee_name": "Ana",
+            "attendee_email": "ana@",
+            "to_number": "555",
+            "from_number": "+14155550123",
+            "call_type": "inbound",
+            "timezone": "EST",
+            "colour": "red",
         }
         answer = (await client.post("/tools/book_appointment", json=bad, headers=bearer)).json()["error"]
         assert answer["field"] == "colour" and {e["field"] for e in answer["errors"]} == {"colour"}
@@ -172,7 +189,9 @@ async def test_a_refused_call_names_every_problem_and_asks_the_caller_nothing_of
         assert "try that again" not in unknown["say"]
 
 
-async def test_find_slots_takes_today_and_tomorrow_and_a_page_past_the_last_says_so(service: AppointmentService) -> None:
+async def test_find_slots_takes_today_and_tomorrow_and_a_page_past_the_last_says_so(
+    service: AppointmentService,
+) -> None:
     async with served(service, _settings()) as base, httpx2.AsyncClient(base_url=base, timeout=15) as client:
         bearer = {"Authorization": f"Bearer {KEY}"}
         tomorrow = (await client.post("/tools/find_slots", json={"date": "tomorrow"}, headers=bearer)).json()
