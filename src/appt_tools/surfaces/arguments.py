@@ -3,8 +3,8 @@ once into the core's typed requests. Each function checks every field and raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import get_args
 from zoneinfo import ZoneInfo
@@ -89,7 +89,8 @@ def booking_draft(
     from_e164 = p.check(lambda: validation.phone_e164("from_number", from_number))
     kind = p.check(lambda: validation.call_type("call_type", call_type))
     zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
-    when = p.check(lambda: validation.instant("start", start, zone)) if zone or timezone is None else None
+    # With a wrong timezone the time is still checked (read in UTC: the call is refused anyway).
+    when = p.check(lambda: validation.instant("start", start, zone or ("UTC" if timezone else None)))
     given = {"title": title, "description": description, "label": label, "business_name": business_name}
     texts = {key: p.check(partial(validation.text, key, value)) for key, value in given.items()}
     length = p.check(lambda: validation.duration("duration_minutes", duration_minutes))
@@ -125,7 +126,7 @@ def move(
 ) -> Move:
     p = Problems()
     zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
-    when = p.check(lambda: validation.instant("new_start", new_start, zone)) if zone or timezone is None else None
+    when = p.check(lambda: validation.instant("new_start", new_start, zone or ("UTC" if timezone else None)))
     why = p.check(lambda: validation.text("reason", reason))
     key = p.check(lambda: validation.idempotency_key(idempotency_key))
     p.raise_any()
@@ -238,3 +239,40 @@ def statuses_of(raw: str | Sequence[str] | None) -> tuple[AppointmentStatus, ...
             valid = ", ".join(s.value for s in AppointmentStatus)
             raise InvalidArgument("status", f"{part.strip()!r} is not a status; use one of {valid}.") from None
     return tuple(chosen)
+
+
+def _start(field: str, value: str) -> object:
+    # Without a zone in hand, a naive time is the tool's to judge (it may come with `timezone`).
+    return validation.instant(field, value, "UTC")
+
+
+# Checks of single string arguments by name, whatever the tool: run on the arguments the tool's own
+# model accepted when others were refused, so one answer names every problem (`mcp_server._run`).
+FIELD_CHECKS: dict[str, Callable[[str, str], object]] = {
+    "timezone": validation.zone_name,
+    "attendee_email": validation.email,
+    "attendee_name": partial(validation.text, required=True),
+    "to_number": validation.phone_e164,
+    "from_number": validation.phone_e164,
+    "call_type": validation.call_type,
+    "start": _start,
+    "new_start": _start,
+    "date": lambda field, value: relative_day(field, value, datetime.now(UTC), "UTC"),
+    "date_from": validation.day,
+    "date_to": validation.day,
+    "idempotency_key": lambda field, value: validation.idempotency_key(value),
+}
+
+
+def field_problems(arguments: Mapping[str, object], skip: Collection[str]) -> list[InvalidArgument]:
+    """What `FIELD_CHECKS` finds wrong in the string arguments not in `skip`."""
+    found = []
+    for key, value in arguments.items():
+        check = FIELD_CHECKS.get(key)
+        if check is None or key in skip or not isinstance(value, str):
+            continue
+        try:
+            check(key, value)
+        except InvalidArgument as exc:
+            found.append(exc)
+    return found

@@ -23,7 +23,7 @@ from appt_tools.runtime import ServiceHandle as ServiceHandle  # re-exported: th
 from appt_tools.speech.results import (
     ErrorView,
 )
-from appt_tools.surfaces.arguments import LOCKED_FIELDS
+from appt_tools.surfaces.arguments import LOCKED_FIELDS, field_problems
 from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.mcp_tools import Tools, register_tools
 from appt_tools.surfaces.schema_formats import strict_schema
@@ -123,15 +123,21 @@ class AppointmentServer(MCPServer):
             known = ", ".join(await self.tool_schemas())
             raise NotFound(f"There is no tool named {name!r}; the tools are: {known}.", code="unknown_tool")
         problems = _argument_problems(name, schema, arguments)
+        # Let the tool's own model judge the rest too, and each argument's own check, so one answer
+        # names every problem (the tool itself runs only when there are none).
+        rest = {key: value for key, value in arguments.items() if key not in {p.field for p in problems}}
+        tool = self._tool_manager.get_tool(name)
+        try:
+            if tool is not None:
+                tool.fn_metadata.validate_arguments(rest)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc))
         if problems:
-            # Let the tool's own model judge the rest too, so one answer names every problem.
-            rest = {key: value for key, value in arguments.items() if key not in {p.field for p in problems}}
-            tool = self._tool_manager.get_tool(name)
-            try:
-                if tool is not None:
-                    tool.fn_metadata.validate_arguments(rest)
-            except ValidationError as exc:
-                problems.extend(_validation_problems(exc))
+            flagged = {p.field.split(".")[0] for p in problems}
+            order = list(schema.get("properties", {}))
+            problems.extend(field_problems({k: v for k, v in rest.items() if k in order}, flagged))
+            # In the tool's own order of arguments (an unknown one first): `field` names the first.
+            problems.sort(key=lambda p: _position(order, p.field))
             raise InvalidArgument.every(problems)
         try:
             return await super().call_tool(name, arguments, context)
@@ -142,6 +148,11 @@ class AppointmentServer(MCPServer):
             if isinstance(cause, ValidationError):
                 raise _from_validation(cause) from cause
             raise
+
+
+def _position(order: list[str], field: str) -> int:
+    name = field.split(".")[0]
+    return order.index(name) if name in order else -1
 
 
 def _argument_problems(name: str, schema: dict[str, Any], arguments: dict[str, Any]) -> list[InvalidArgument]:
