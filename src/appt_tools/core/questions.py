@@ -24,7 +24,7 @@ def check(
     """`answers` over `kept` (those already given), each in its question's form; InvalidArgument on
     `answers.<slug>` for an unknown question, a wrong value, or a required question left unanswered."""
     questions = {q.slug: q for q in event_type.questions}
-    result: dict[str, AnswerValue] = {k: v for k, v in (kept or {}).items() if k in questions}
+    result: dict[str, AnswerValue] = dict(kept or {})  # an answer to a question since removed is kept
     for slug, raw in answers.items():
         question = questions.get(slug)
         if question is None:
@@ -41,7 +41,7 @@ def check(
             raise InvalidArgument(
                 f"answers.{question.slug}",
                 f"{event_type.title} needs an answer to this question. Ask the caller: {question.label}"
-                f"{_choices(question)} Then book again with answers {{{question.slug!r}: <their answer>}}.",
+                f"{_choices(question)} Then call again with answers {{{question.slug!r}: <their answer>}}.",
                 ask=question.label,
             )
     return result
