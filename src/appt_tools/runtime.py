@@ -127,7 +127,8 @@ class Runtime:
         return await self.service.store.setting_once(name, make)
 
     async def aclose(self) -> None:
-        """Close the client in use and any still waiting to be retired."""
+        """Stop a sync still running, close the client in use and any still waiting to be retired."""
+        await self.service.catalog.aclose()
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
@@ -162,8 +163,8 @@ async def open_sandbox_service(
         async with run_sandbox() as sandbox:
             target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
             async with open_service(database_url=url, environ=environ, calcom=target) as service:
-                await service.refresh_event_types()
                 Runtime.of(service).apply({"event_type_id": sandbox.state.default_event_type_id})
+                service.start_sync()  # event types and the host's time zone, read in the background
                 yield service, sandbox
 
 

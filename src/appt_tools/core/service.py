@@ -32,6 +32,7 @@ from appt_tools.models import (
     AppointmentStatus,
     EventType,
     HistoryEntry,
+    HostProfile,
     SearchPage,
     SearchQuery,
     SlotSearch,
@@ -53,7 +54,9 @@ class AppointmentService:
         self._calcom = calcom
         self._settings = settings
         self._clock = clock
-        self.catalog = EventTypeCatalog(store, lambda: self._calcom, lambda: self._settings, clock)
+        self.catalog = EventTypeCatalog(
+            store, lambda: self._calcom, lambda: self._settings, clock, on_host=self._adopt_host_timezone
+        )
         self.slots = SlotFinder(self.catalog, lambda: self.calcom, clock, lambda: self.timezone)
         keys = IdempotentCalls(store, clock, load=self.get)
         self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business)
@@ -106,12 +109,21 @@ class AppointmentService:
     # --- event types --------------------------------------------------------------------------
 
     async def refresh_event_types(self) -> list[EventType]:
-        """Sync event types from Cal.com; adopt the host's time zone if none is configured."""
-        types, me = await self.catalog.refresh(self.calcom)
+        """Sync event types from Cal.com (adopting the host's time zone if none is configured)."""
+        types, _me = await self.catalog.refresh(self.calcom)
+        return types
+
+    def start_sync(self) -> None:
+        """At server start: the Cal.com reads the first call would need, in the background (see
+        `EventTypeCatalog.start`). Without a Cal.com key there is nothing to read."""
+        if self._calcom is not None:
+            self.catalog.start(self._calcom)
+
+    async def _adopt_host_timezone(self, me: HostProfile) -> None:
+        """After each sync: with no time zone configured, the Cal.com host's becomes the business's."""
         if self._settings.timezone is None:
             await self.store.set_setting("timezone", me.time_zone)
             self._settings = self._settings.model_copy(update={"timezone": me.time_zone})
-        return types
 
     async def list_event_types(self) -> list[EventType]:
         return await self.catalog.all()
@@ -122,18 +134,22 @@ class AppointmentService:
     # --- the use cases ------------------------------------------------------------------------
 
     async def find_slots(self, request: SlotRequest) -> SlotSearch:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self.slots.find(request)
 
     async def book(self, draft: BookingDraft) -> Appointment:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._booker.book(draft)
 
     async def reschedule(self, move: Move) -> Appointment:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._changes.reschedule(move)
 
     async def cancel(self, cancellation: Cancellation) -> Appointment:
         return await self._changes.cancel(cancellation)
 
     async def update(self, appointment_id: str, edit: Edit) -> Appointment:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._changes.update(appointment_id, edit)
 
     async def get(self, appointment_id: str) -> Appointment:
@@ -144,6 +160,7 @@ class AppointmentService:
 
     async def search(self, request: SearchRequest) -> SearchPage:
         """Search the store; local days are read in the business's time zone."""
+        await self.catalog.ready()
         tz = ZoneInfo(self.timezone)
         lo = local_day(request.date_from, tz)[0] if request.date_from else None
         hi = local_day(request.date_to, tz)[1] if request.date_to else None

@@ -275,6 +275,9 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
             _say(
                 f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
             )
+    # The Cal.com reads the first call would otherwise make (whose account, the event types) start now,
+    # in the background: a call arriving first waits for them; a failure is logged and retried by a call.
+    service.start_sync()
     await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
     return service
 
