@@ -22,8 +22,9 @@ from appt_tools.config import Settings
 from appt_tools.core.booking import Booker
 from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
+from appt_tools.core.holds import Holds
 from appt_tools.core.idempotency import IdempotentCalls
-from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
+from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.slots import SlotFinder, local_day
 from appt_tools.errors import InvalidArgument, NotConfigured
@@ -32,6 +33,7 @@ from appt_tools.models import (
     AppointmentStatus,
     EventType,
     HistoryEntry,
+    Hold,
     SearchPage,
     SearchQuery,
     SlotSearch,
@@ -54,10 +56,24 @@ class AppointmentService:
         self._settings = settings
         self._clock = clock
         self.catalog = EventTypeCatalog(store, lambda: self._calcom, lambda: self._settings, clock)
-        self.slots = SlotFinder(self.catalog, lambda: self.calcom, clock, lambda: self.timezone)
+        self.slots = SlotFinder(
+            self.catalog,
+            lambda: self.calcom,
+            clock,
+            lambda: self.timezone,
+            held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
+        )
         keys = IdempotentCalls(store, clock, load=self.get)
         defaults = lambda: (self.timezone, self._settings.business_name)  # noqa: E731
-        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, defaults)
+        self.holds = Holds(
+            store,
+            lambda: self.calcom,
+            self.catalog,
+            self.slots,
+            clock,
+            lambda: (self.timezone, self._settings.hold_minutes),
+        )
+        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, defaults, self.holds)
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
@@ -123,6 +139,16 @@ class AppointmentService:
 
     async def book(self, draft: BookingDraft) -> Appointment:
         return await self._booker.book(draft)
+
+    async def book_with_corrections(self, draft: BookingDraft) -> tuple[Appointment, tuple[str, ...]]:
+        """The booking, and the fields a repeat of a live booking corrected (see `Booker._correct`)."""
+        return await self._booker.book_with_corrections(draft)
+
+    async def hold(self, request: HoldRequest) -> Hold:
+        return await self.holds.hold(request)
+
+    async def release_hold(self, hold_id: str) -> Hold:
+        return await self.holds.release(hold_id)
 
     async def reschedule(self, move: Move) -> Appointment:
         return await self._changes.reschedule(move)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import get_args
 
 from appt_tools import validation
-from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
+from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.errors import InvalidArgument, LockedField
 from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, CallType, SortField
 
@@ -39,9 +39,9 @@ def slot_request(
 
 def booking_draft(
     *,
-    start: str,
+    start: str | None,
     attendee_name: str,
-    attendee_email: str,
+    attendee_email: str | None,
     to_number: str,
     from_number: str,
     call_type: str,
@@ -53,16 +53,31 @@ def booking_draft(
     timezone: str | None = None,
     duration_minutes: int | None = None,
     idempotency_key: str | None = None,
+    attendee_phone: str | None = None,
+    hold_id: str | None = None,
 ) -> BookingDraft:
     name = validation.text("attendee_name", attendee_name, required=True)
-    mail = validation.email("attendee_email", attendee_email)
+    mail = validation.email("attendee_email", attendee_email) if attendee_email and attendee_email.strip() else None
     to_e164 = validation.phone_e164("to_number", to_number)
     from_e164 = validation.phone_e164("from_number", from_number)
     kind = validation.call_type("call_type", call_type)
+    phone = validation.phone_e164("attendee_phone", attendee_phone) if attendee_phone else None
+    if mail is None and phone is None and kind == "web":
+        raise InvalidArgument(
+            "attendee_email",
+            "is needed: on a web call there is no caller's number to book with. Ask for their e-mail "
+            "(e.g. 'ana@example.com'), or for a phone number and pass it as attendee_phone.",
+        )
     if timezone is not None:
         validation.zone("timezone", timezone)
+    held = validation.text("hold_id", hold_id) or None
+    if start is None and held is None:
+        raise InvalidArgument(
+            "start",
+            "is required: a start from find_slots, e.g. '2026-11-24T15:00:00-05:00', or a hold_id from hold_slot.",
+        )
     return BookingDraft(
-        start=validation.instant("start", start, timezone),
+        start=validation.instant("start", start, timezone) if start is not None else None,
         attendee_name=name,
         attendee_email=mail,
         to_number=to_e164,
@@ -76,6 +91,25 @@ def booking_draft(
         timezone=timezone,
         duration_minutes=validation.duration("duration_minutes", duration_minutes),
         idempotency_key=validation.idempotency_key(idempotency_key),
+        attendee_phone=phone,
+        hold_id=held,
+    )
+
+
+def hold_request(
+    *,
+    start: str,
+    event_type_id: int | None = None,
+    timezone: str | None = None,
+    duration_minutes: int | None = None,
+) -> HoldRequest:
+    if timezone is not None:
+        validation.zone("timezone", timezone)
+    return HoldRequest(
+        start=validation.instant("start", start, timezone),
+        event_type_id=event_type_id,
+        timezone=timezone,
+        duration_minutes=validation.duration("duration_minutes", duration_minutes),
     )
 
 

@@ -390,6 +390,7 @@ _EXAMPLES = {
     "reconcile_minutes": "15",
     "calcom_rate_limit": "120",
     "http_stateless": "true",
+    "hold_minutes": "5",
 }
 
 
