@@ -213,7 +213,7 @@ class Booker:
                 "(its API cannot edit them).",
             ),
         )
-        corrected.extend(changes)
+        corrected.extend(name for name in changes if name in asked)  # not a title that followed the name
         return updated
 
     async def settle(self, appointment: Appointment, event_type: EventType, length: int) -> Appointment:
