@@ -74,6 +74,7 @@ __all__ = [
 
 _BASE58: Final = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 _NO_MAILBOX: Final = "@sms.cal.com"  # Cal.com's faux address for phone-only attendees; never e-mailed
+DEFAULT_RATE_LIMIT: Final = 120  # Cal.com's requests a minute per API key (NOTES §5)
 PayloadStatus = Literal["ACCEPTED", "PENDING", "CANCELLED", "REJECTED"]
 
 
@@ -89,7 +90,7 @@ class SandboxState:
         api_key: str | None = None,
         host_time_zone: str = "America/New_York",
         now: Callable[[], datetime] | None = None,
-        rate_limit: int = 120,
+        rate_limit: int = DEFAULT_RATE_LIMIT,
         *,
         working_hours: WorkingHours = WEEKDAYS_9_TO_5,
         event_types_need_username: bool = False,
@@ -98,6 +99,7 @@ class SandboxState:
     ) -> None:
         self.api_key = api_key or "cal_sandbox_" + secrets.token_hex(16)
         self.now: Callable[[], datetime] = now or _system_now
+        self._rate_limit_block = rate_limit_block
         self.host = Host(1, "host", "Sandbox Host", "host@example.com", host_time_zone)
         self.schedule = Schedule(ZoneInfo(host_time_zone), working_hours)
         self.event_types: list[EventTypeDef] = default_event_types()
@@ -120,6 +122,23 @@ class SandboxState:
         self.reservations: dict[str, Reservation] = {}
         self._next_booking_id = 1
         self._random = random.Random()
+
+    def reset(self) -> None:
+        """Back to the initial state for a harness's next run: the default event types, no bookings,
+        e-mails, reservations, faults, blocked addresses or rate-limit counts; the clock where it
+        started (a `TravelClock`). The API key, the host and webhook subscriptions stay."""
+        restart = getattr(self.now, "restart", None)
+        if callable(restart):
+            restart()
+        self.event_types = default_event_types()
+        self.default_event_type_id = self.event_types[0].id
+        self.bookings.clear()
+        self.outbox.clear()
+        self.reservations.clear()
+        self.blocked_emails.clear()
+        self.rate_limiter = RateLimiter(self.rate_limiter.limit, block=self._rate_limit_block)
+        self.faults = FaultBook(self.now)
+        self._next_booking_id = 1
 
     # --- lookups ---------------------------------------------------------------------------------
 
