@@ -85,7 +85,7 @@ def default_event_types() -> list[EventTypeDef]:
             "Consultation",
             30,
             (video,),
-            "A 30-minute consultation on Cal Video. E-mail optional: callers can book with a phone number.",
+            "A 30-minute consultation on Cal Video.",
             email_required=False,
         ),
         EventTypeDef(

@@ -180,7 +180,11 @@ class Booker:
                 if holder is not None and holder.booking_uid is not None and _same_request(holder, new):
                     return holder
                 if holder is None or holder.status is AppointmentStatus.FAILED:
-                    continue  # the other attempt failed: the slot may be ours after all
+                    # It failed as the twin of a booking made meanwhile (join that), or the slot may be ours.
+                    joined = await self._join_same(new, event_type, length)
+                    if joined is not None:
+                        return await self._correct(joined, event_type, asked, corrected)
+                    continue
                 raise self._slots.unavailable(new.start, around, taken=True) from None
             return await self.settle(appointment, event_type, length)
         raise self._slots.unavailable(new.start, around, taken=True)
@@ -317,7 +321,9 @@ class Booker:
         """A live booking for the same caller, attendee, numbers, event type and start: a retried call,
         answered with what the first call booked instead of a second booking or a 'slot taken'."""
         found = await self._store.live_at(new.start)
-        return next((c for c in found if c.id != exclude and _same_request(c, new)), None)
+        same = [c for c in found if c.id != exclude and _same_request(c, new)]
+        # The booked one first: an attempt still in flight beside it is a concurrent repeat that will fail.
+        return min(same, key=lambda c: c.booking_uid is None, default=None)
 
     async def _find_created(self, request: BookingRequest) -> Booking | None:
         """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""

@@ -64,6 +64,7 @@ class AppointmentService:
             held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
         )
         keys = IdempotentCalls(store, clock, load=self.get)
+<<<<<<< HEAD
         defaults = lambda: (self.timezone, self._settings.business_name)  # noqa: E731
         self.holds = Holds(
             store,
@@ -74,12 +75,19 @@ class AppointmentService:
             lambda: (self.timezone, self._settings.hold_minutes),
         )
         self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, defaults, self.holds)
+=======
+        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business)
+>>>>>>> main
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
 
     def now(self) -> datetime:
         return self._clock()
+
+    def _business(self) -> tuple[str, str]:
+        """The defaults a booking takes from the business: its time zone and its name."""
+        return self.timezone, self._settings.business_name
 
     # --- settings and the Cal.com client (owned by the runtime) -------------------------------
 
