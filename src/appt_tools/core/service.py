@@ -64,20 +64,10 @@ class AppointmentService:
             held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
         )
         keys = IdempotentCalls(store, clock, load=self.get)
-<<<<<<< HEAD
-        defaults = lambda: (self.timezone, self._settings.business_name)  # noqa: E731
-        self.holds = Holds(
-            store,
-            lambda: self.calcom,
-            self.catalog,
-            self.slots,
-            clock,
-            lambda: (self.timezone, self._settings.hold_minutes),
+        self.holds = Holds(store, lambda: self.calcom, self.catalog, self.slots, clock, self._hold_defaults)
+        self._booker = Booker(
+            store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business, self.holds
         )
-        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, defaults, self.holds)
-=======
-        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business)
->>>>>>> main
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
@@ -88,6 +78,10 @@ class AppointmentService:
     def _business(self) -> tuple[str, str]:
         """The defaults a booking takes from the business: its time zone and its name."""
         return self.timezone, self._settings.business_name
+
+    def _hold_defaults(self) -> tuple[str, int]:
+        """What a hold takes from the settings: the business's time zone and how many minutes it lasts."""
+        return self.timezone, self._settings.hold_minutes
 
     # --- settings and the Cal.com client (owned by the runtime) -------------------------------
 
