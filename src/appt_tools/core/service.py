@@ -22,9 +22,10 @@ from appt_tools.config import Settings
 from appt_tools.core.booking import Booker
 from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
+from appt_tools.core.holds import Holds
 from appt_tools.core.idempotency import IdempotentCalls
 from appt_tools.core.records import history_entry
-from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
+from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.slots import SlotFinder, local_day
 from appt_tools.errors import InvalidArgument, NotConfigured
@@ -34,6 +35,7 @@ from appt_tools.models import (
     EventType,
     HistoryAction,
     HistoryEntry,
+    Hold,
     HostProfile,
     SearchPage,
     SearchQuery,
@@ -59,9 +61,18 @@ class AppointmentService:
         self.catalog = EventTypeCatalog(
             store, lambda: self._calcom, lambda: self._settings, clock, on_host=self._adopt_host_timezone
         )
-        self.slots = SlotFinder(self.catalog, lambda: self.calcom, clock, lambda: self.timezone)
+        self.slots = SlotFinder(
+            self.catalog,
+            lambda: self.calcom,
+            clock,
+            lambda: self.timezone,
+            held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
+        )
         keys = IdempotentCalls(store, clock, load=self.get)
-        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business)
+        self.holds = Holds(store, lambda: self.calcom, self.catalog, self.slots, clock, self._hold_defaults)
+        self._booker = Booker(
+            store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business, self.holds
+        )
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
@@ -72,6 +83,10 @@ class AppointmentService:
     def _business(self) -> tuple[str, str]:
         """The defaults a booking takes from the business: its time zone and its name."""
         return self.timezone, self._settings.business_name
+
+    def _hold_defaults(self) -> tuple[str, int]:
+        """What a hold takes from the settings: the business's time zone and how many minutes it lasts."""
+        return self.timezone, self._settings.hold_minutes
 
     # --- settings and the Cal.com client (owned by the runtime) -------------------------------
 
@@ -142,6 +157,16 @@ class AppointmentService:
     async def book(self, draft: BookingDraft) -> Appointment:
         await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._booker.book(draft)
+
+    async def book_with_corrections(self, draft: BookingDraft) -> tuple[Appointment, tuple[str, ...]]:
+        """The booking, and the fields a repeat of a live booking corrected (see `Booker._correct`)."""
+        return await self._booker.book_with_corrections(draft)
+
+    async def hold(self, request: HoldRequest) -> Hold:
+        return await self.holds.hold(request)
+
+    async def release_hold(self, hold_id: str) -> Hold:
+        return await self.holds.release(hold_id)
 
     async def reschedule(self, move: Move) -> Appointment:
         await self.catalog.ready()  # the time zone may come from the start-up sync
