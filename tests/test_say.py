@@ -152,11 +152,11 @@ def test_booked_says_where_a_phone_call_an_address_or_a_link_to_come():
     visit = EventType(id=1, title="Visit", slug="v", length_minutes=45, location_type="address")
     video = EventType(id=1, title="Video", slug="v", length_minutes=30, location_type="integration")
     said = {
-        "phone": say.booked(_appointment("active", "+14155550123"), tz, phone),
-        "visit": say.booked(_appointment("active", "350 Fifth Avenue, New York"), tz, visit),
-        "pending video": say.booked(_appointment("pending", None), tz, video),
-        "pending phone": say.booked(_appointment("pending", "+14155550123"), tz, phone),
-        "odd address": say.booked(_appointment("active", "Suite #4 <b>"), tz, visit),
+        "phone": say.booked(_appointment("active", "+14155550123"), tz, event_type=phone),
+        "visit": say.booked(_appointment("active", "350 Fifth Avenue, New York"), tz, event_type=visit),
+        "pending video": say.booked(_appointment("pending", None), tz, event_type=video),
+        "pending phone": say.booked(_appointment("pending", "+14155550123"), tz, event_type=phone),
+        "odd address": say.booked(_appointment("active", "Suite #4 <b>"), tz, event_type=visit),
     }
     assert said["phone"] == (
         "You're booked for Tuesday, November 26 at 3 PM; they will call you at +1 415-555-0123. "

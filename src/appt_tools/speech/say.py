@@ -94,25 +94,33 @@ def slots(found: Sequence[Slot], tz: str, *, day_asked: datetime, later: bool) -
     return sentence(f"I have {len(times)} free times, the first being {spoken.choices(times[:3], tz)}.")
 
 
-def booked(a: Appointment, tz: str, event_type: EventType | None = None) -> str:
-    """What was booked and where: a call to the caller's number, the address, or the e-mailed link."""
+def booked(a: Appointment, tz: str, corrected: Sequence[str] = (), event_type: EventType | None = None) -> str:
+    """What was booked and where (a call to the caller's number, the address, or the e-mailed link); a
+    phone-only booking says nothing about e-mail: no confirmation is sent to the caller then."""
     when = spoken.when(a.start, tz)
+    if corrected:
+        fixed = spoken.join(list(dict.fromkeys(_CORRECTED[name] for name in corrected)))
+        return sentence(f"I've corrected {fixed} on your booking for {when}.")
     if event_type is not None and event_type.phone_call and a.location:
         where = f"; they will call you at {spoken.phone(a.location)}"
     elif event_type is not None and event_type.location_type == "address" and _fit(a.location):
         where = f" at {a.location}"
     else:
         where = ""
+    mail = bool(a.attendee_email)
     if a.status is AppointmentStatus.PENDING:
         if where:
-            return sentence(f"I've requested {when}{where} once the host confirms it; you'll get an e-mail.")
+            told = "; you'll get an e-mail" if mail else ""
+            return sentence(f"I've requested {when}{where} once the host confirms it{told}.")
+        if not mail:
+            return sentence(f"I've requested {when}; the host still has to confirm it.")
         return sentence(
             f"I've requested {when}; the host still has to confirm it, and the e-mail with the meeting link "
             "comes once it's confirmed."
         )
-    if where:
-        return sentence(f"You're booked for {when}{where}. A confirmation is on its way to your e-mail.")
-    return sentence(f"You're booked for {when}. A confirmation is on its way to your e-mail.")
+    if not mail:
+        return sentence(f"You're booked for {when}{where}.")
+    return sentence(f"You're booked for {when}{where}. A confirmation is on its way to your e-mail.")
 
 
 def _fit(text: str | None) -> bool:
@@ -126,6 +134,23 @@ def confirmed(a: Appointment, tz: str) -> str:
 
 def declined(a: Appointment, tz: str) -> str:
     return sentence(f"The request for {spoken.when(a.start, tz)} is declined, and the attendee has been told.")
+
+
+_CORRECTED = {
+    "attendee_name": "your name",
+    "attendee_email": "your e-mail",
+    "title": "the details",
+    "description": "the details",
+    "label": "the details",
+}
+
+
+def held(start: datetime, minutes: int, tz: str) -> str:
+    return sentence(f"I'm holding {spoken.when(start, tz)} for you for {minutes} minutes; shall I book it?")
+
+
+def released(start: datetime, tz: str) -> str:
+    return sentence(f"I've let go of {spoken.when(start, tz)}.")
 
 
 def rescheduled(a: Appointment, tz: str) -> str:

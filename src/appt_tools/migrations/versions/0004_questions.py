@@ -5,7 +5,7 @@
 - `appointments.language`: the attendee's language for Cal.com's e-mails (NULL: the setting's default).
 
 Revision ID: 0004_questions
-Revises: 0003
+Revises: 0004_caller
 Create Date: 2026-12-05
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_questions"
-down_revision = "0003"
+down_revision = "0004_caller"
 branch_labels = None
 depends_on = None
 
