@@ -316,3 +316,18 @@ async def test_malformed_answers_are_refused_naming_the_field_and_nothing_is_boo
             )
             assert result.is_error, answers  # the argument's type, refused by the tool's schema
     assert sandbox.state.bookings == {}
+
+
+def test_every_wrong_or_missing_answer_is_named_at_once():
+    event_type = _event_type(
+        Question(slug="topic", label="What would you like to discuss?", type="text", required=True),
+        Question(slug="service", label="Which service?", type="radio", required=True, options=("Billing", "Repairs")),
+        Question(slug="ok", label="Agree?", type="boolean"),
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        questions.check(event_type, {"service": "Plumbing", "ok": "maybe", "colour": "red"})
+    fields = [e["field"] for e in refused.value.errors]
+    assert fields == ["answers.service", "answers.ok", "answers.colour", "answers.topic"]
+    with pytest.raises(InvalidArgument) as blank:
+        questions.check(event_type, {"topic": "   ", "service": "billing"})
+    assert blank.value.field == "answers.topic" and blank.value.ask == "What would you like to discuss?"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 
-from appt_tools.errors import InvalidArgument
+from appt_tools.errors import InvalidArgument, Problems
 from appt_tools.models import AnswerValue, EventType, Question
 
 MAX_ANSWER_LENGTH = 1000
@@ -25,25 +26,36 @@ def check(
     `answers.<slug>` for an unknown question, a wrong value, or a required question left unanswered."""
     questions = {q.slug: q for q in event_type.questions}
     result: dict[str, AnswerValue] = dict(kept or {})  # an answer to a question since removed is kept
+    problems = Problems()  # every wrong or missing answer at once
+    wrong: set[str] = set()  # answered, but not in a form the question takes
     for slug, raw in answers.items():
         question = questions.get(slug)
         if question is None:
-            raise InvalidArgument(
-                f"answers.{slug}", f"{event_type.title} has no question {slug!r}; {_listing(event_type)}"
+            problems.add(
+                InvalidArgument(
+                    f"answers.{slug}", f"{event_type.title} has no question {slug!r}; {_listing(event_type)}"
+                )
             )
-        value = _value(question, raw)
-        if value is None:
+            continue
+        refused = len(problems.found)
+        value = problems.check(partial(_value, question, raw))
+        if len(problems.found) > refused:
+            wrong.add(slug)
+        elif value is None:
             result.pop(slug, None)
         else:
             result[slug] = value
     for question in event_type.questions:
-        if question.required and question.slug not in result:
-            raise InvalidArgument(
-                f"answers.{question.slug}",
-                f"{event_type.title} needs an answer to this question. Ask the caller: {question.label}"
-                f"{_choices(question)} Then call again with answers {{{question.slug!r}: <their answer>}}.",
-                ask=question.label,
+        if question.required and question.slug not in result and question.slug not in wrong:
+            problems.add(
+                InvalidArgument(
+                    f"answers.{question.slug}",
+                    f"{event_type.title} needs an answer to this question. Ask the caller: {question.label}"
+                    f"{_choices(question)} Then call again with answers {{{question.slug!r}: <their answer>}}.",
+                    ask=question.label,
+                )
             )
+    problems.raise_any()
     return result
 
 
