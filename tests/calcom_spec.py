@@ -100,6 +100,24 @@ def _pin_known_spec_flaws(doc: Json) -> None:
     assert users["items"] == {"type": "string"}, "spec changed at EventTypeOutput_2024_06_14.users"
     users["items"] = {"type": "object", "required": ["id"], "properties": {"id": {"type": "number"}}}
 
+    # GET /v2/teams/{teamId}/event-types: `hosts` items are objects (TeamEventTypeResponseHost in
+    # packages/platform/types/event-types/event-types_2024_06_14/outputs/event-type.output.ts: `userId`,
+    # `name`, `username`, `avatarUrl`, `mandatory`, `priority`), not strings.
+    team_hosts = schemas["TeamEventTypeOutput_2024_06_14"]["properties"]["hosts"]
+    assert team_hosts["items"] == {"type": "string"}, "spec changed at TeamEventTypeOutput_2024_06_14.hosts"
+    team_hosts["items"] = {
+        "type": "object",
+        "required": ["userId", "name"],
+        "properties": {
+            "userId": {"type": "number"},
+            "name": {"type": "string"},
+            "username": {"type": "string"},
+            "avatarUrl": {"type": "string", "nullable": True},
+            "mandatory": {"type": "boolean"},
+            "priority": {"type": "string", "enum": ["lowest", "low", "medium", "high", "highest"]},
+        },
+    }
+
     # §11.4 GET /v2/bookings: the team filter is `teamsIds`. The parameter list already says so
     # (only its example says `teamIds`), and we check against parameter names, so nothing to pin.
 
@@ -188,6 +206,12 @@ def _pin_known_spec_flaws(doc: Json) -> None:
             for always, refs in by_kind.items()
         ]
     }
+    # Team event types declare the same `locations` and `bookingFields` unions, with the same flaws:
+    # give them the corrected ones.
+    team = schemas["TeamEventTypeOutput_2024_06_14"]["properties"]
+    for key in ("locations", "bookingFields"):
+        assert team[key]["items"].keys() == {"oneOf"}, f"spec changed at TeamEventTypeOutput_2024_06_14.{key}"
+        team[key] = copy.deepcopy(schemas["EventTypeOutput_2024_06_14"]["properties"][key])
     # (c) Nest's generator writes `X | null` as {"nullable": true, "allOf"/"$ref": …} with no
     #     `type`, where OpenAPI 3.0.3 ignores `nullable`; the API does send null (event-type
     #     `recurrence` is required and null when not recurring). Say "null or X" explicitly.

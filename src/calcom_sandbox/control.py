@@ -83,6 +83,17 @@ async def _info(request: Request, state: SandboxState) -> tuple[int, object]:
         "host": {"id": host.id, "username": host.username, "email": host.email, "timeZone": host.time_zone},
         "defaultEventTypeId": state.default_event_type_id,
         "eventTypes": types,
+        "teams": [
+            {
+                "id": team.id,
+                "slug": team.slug,
+                "eventTypes": [
+                    {"id": et.id, "slug": et.slug, "title": et.title, "schedulingType": et.scheduling}
+                    for et in team.event_types
+                ],
+            }
+            for team in state.teams
+        ],
     }
 
 

@@ -22,8 +22,15 @@ from calcom_sandbox.inputs import (
     parse_reserve,
     parse_slots,
 )
-from calcom_sandbox.problems import MSG_NEEDS_AUTH, Problem, bad_request
-from calcom_sandbox.shapes import booking_json, event_type_json, reservation_json, webhook_json
+from calcom_sandbox.problems import MSG_NEEDS_AUTH, Problem, bad_request, not_found
+from calcom_sandbox.shapes import (
+    booking_json,
+    event_type_json,
+    reservation_json,
+    team_event_type_json,
+    team_json,
+    webhook_json,
+)
 from calcom_sandbox.slots import iso_in_zone, local_date_key
 from calcom_sandbox.state import SandboxState
 from calcom_sandbox.webhook_inputs import parse_decline, parse_take_skip, parse_webhook
@@ -107,6 +114,23 @@ async def _event_types(call: Call) -> tuple[int, Body]:
     if not call.authenticated:
         types = [et for et in types if not et.hidden]
     return ok([event_type_json(et, state) for et in types])
+
+
+async def _teams(call: Call) -> tuple[int, Body]:
+    """GET /v2/teams: the teams the key's user is a member of (teams.controller.ts)."""
+    user_id = call.state.host.id
+    return ok([team_json(team) for team in call.state.teams if user_id in team.members])
+
+
+async def _team_event_types(call: Call) -> tuple[int, Body]:
+    """GET /v2/teams/{teamId}/event-types (teams-event-types.controller.ts); `eventSlug` narrows it. A team
+    the user is not in is refused by Cal.com's roles guard; the sandbox answers 404 for it."""
+    raw = call.path("teamId")
+    team = call.state.team(int(raw)) if raw.isdigit() else None
+    if team is None or call.state.host.id not in team.members:
+        raise not_found(f"Team with id={raw} not found")
+    types = [et for et in team.event_types if call.params.get("eventSlug") in (None, et.slug)]
+    return ok([team_event_type_json(et, team, call.state) for et in types])
 
 
 async def _slots(call: Call) -> tuple[int, Body]:
@@ -239,6 +263,8 @@ async def _delete_webhook(call: Call) -> tuple[int, Body]:
 ROUTES: Final[tuple[tuple[str, str, Handler, str | None, Auth], ...]] = (
     ("/v2/me", "GET", _me, None, "required"),
     ("/v2/event-types", "GET", _event_types, EVENT_TYPES, "optional"),
+    ("/v2/teams", "GET", _teams, None, "required"),
+    ("/v2/teams/{teamId}/event-types", "GET", _team_event_types, None, "required"),
     ("/v2/slots", "GET", _slots, SLOTS, "optional"),
     ("/v2/slots/reservations", "POST", _reserve, SLOTS, "optional"),
     ("/v2/slots/reservations/{uid}", "GET", _get_reservation, SLOTS, "optional"),

@@ -324,6 +324,9 @@ def _event_type_to_book(body: Mapping[str, object], state: SandboxState) -> Even
     slug = body.get("eventTypeSlug")
     if "teamSlug" in body:
         org = f" within organization {body['organizationSlug']}" if "organizationSlug" in body else ""
+        team_type = state.team_event_type(str(body["teamSlug"]), str(slug))
+        if team_type is not None and not org:
+            return team_type
         raise not_found(f"Event type with slug {slug} belonging to team {body['teamSlug']}{org} not found.")
     username = body.get("username")
     found = state.event_type_by_slug(str(slug))
@@ -560,7 +563,12 @@ def _slots_event_type(
     if org is not None:
         raise not_found(f"slots-input.service.ts: Organization with slug {org} not found")
     if mode == "team":
-        raise not_found(f"Team with slug {params['teamSlug']} not found")
+        if not any(team.slug == params["teamSlug"] for team in state.teams):
+            raise not_found(f"Team with slug {params['teamSlug']} not found")
+        team_type = state.team_event_type(params["teamSlug"], params["eventTypeSlug"])
+        if team_type is None:
+            raise not_found("Event Type not found")
+        return team_type
     if mode == "user" and params["username"] != state.host.username:
         raise not_found(f"User with username {params['username']} not found")
     found = state.event_type(event_type_id) if event_type_id is not None else None
@@ -649,8 +657,16 @@ def parse_bookings_query(params: Mapping[str, str]) -> BookingQuery:
         sort=tuple(sort),
         take=take,
         skip=skip,
-        no_match="teamId" in params or "teamsIds" in params,
+        team_ids=_team_ids(params),
     )
+
+
+def _team_ids(params: Mapping[str, str]) -> tuple[int, ...] | None:
+    """`teamId` or `teamsIds=1,2` (NOTES §3.5): the teams whose event types' bookings to list."""
+    raw = ",".join(params[key] for key in ("teamId", "teamsIds") if key in params)
+    if not any(key in params for key in ("teamId", "teamsIds")):
+        return None
+    return tuple(int(part) for part in raw.split(",") if part.strip().isdigit())
 
 
 def bounded_int(

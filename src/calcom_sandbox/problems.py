@@ -16,6 +16,7 @@ from typing import Final
 
 # Verbatim Cal.com texts (NOTES §3, §4; Cal.com's ErrorsBookingsService_2024_08_13 and handleCancelBooking).
 MSG_TAKEN: Final = "User either already has booking at this time or is not available"
+MSG_TEAM_TAKEN: Final = "One of the hosts either already has booking at this time or is not available"
 MSG_PAST: Final = "Attempting to book a meeting in the past."
 MSG_OUT_OF_BOUNDS: Final = (
     "The event type can't be booked at the \"start\" time provided. This could be because it's too soon "

@@ -6,8 +6,11 @@ No behaviour lives here; `state.py` owns the rules that change these records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from calcom_sandbox.slots import Schedule
 
 BookingState = Literal["accepted", "pending", "cancelled", "rejected"]
 OutboxKind = Literal["scheduled", "requested", "awaiting_approval", "rescheduled", "cancelled", "declined"]
@@ -72,6 +75,11 @@ class EventTypeDef:
     # The default `email` booking question is required (Cal.com's default). False: optional, so a caller
     # can book with a phone number alone (NOTES §12.10), as a voice business sets it up.
     email_required: bool = True
+    # A team event type (NOTES §12.14): its team, how its hosts are scheduled (Cal.com's output
+    # `schedulingType`: "roundRobin" or "collective") and its hosts' user ids, in priority order.
+    team_id: int | None = None
+    scheduling: Literal["roundRobin", "collective"] | None = None
+    hosts: tuple[int, ...] = ()
 
     def step(self, length: int) -> timedelta:
         """Slot interval: the event type's own, else the meeting length."""
@@ -169,6 +177,88 @@ def default_event_types() -> list[EventTypeDef]:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A team member: the user, their own weekly working hours, and their standing appointments
+    (weekday, local start, local end; busy every week) as the calendar they already have."""
+
+    user: Host
+    schedule: Schedule
+    standing: tuple[tuple[int, time, time], ...] = ()
+
+
+@dataclass(frozen=True)
+class Team:
+    id: int
+    slug: str
+    name: str
+    members: tuple[int, ...]  # user ids; the account's own user is one of them
+    event_types: tuple[EventTypeDef, ...]
+
+
+TEAM_ID: Final = 501
+ROUND_ROBIN_ID: Final = 2001
+COLLECTIVE_ID: Final = 2002
+
+
+def default_team_members() -> list[Member]:
+    """The two colleagues of the account's user (id 1) in the clinic team: Dr. Lee works mornings in New
+    York and sees a standing patient on Monday 9:00-10:00; Dr. Patel works afternoons from Chicago
+    (12:00-18:00 New York time) with a standing Wednesday 11:00-12:00 (her time)."""
+    lee = Host(2, "dr-lee", "Dr. Lee", "lee@clinic.example.com", "America/New_York")
+    patel = Host(3, "dr-patel", "Dr. Patel", "patel@clinic.example.com", "America/Chicago")
+    return [
+        Member(
+            lee,
+            Schedule(ZoneInfo(lee.time_zone), {d: ((time(8), time(14)),) for d in range(5)}),
+            ((0, time(9), time(10)),),
+        ),
+        Member(
+            patel,
+            Schedule(ZoneInfo(patel.time_zone), {d: ((time(11), time(17)),) for d in range(5)}),
+            ((2, time(11), time(12)),),
+        ),
+    ]
+
+
+def default_teams() -> list[Team]:
+    """One team of three (the account's user and Dr. Lee and Dr. Patel) with a round-robin check-up
+    (any of the three) and a collective case review (Dr. Lee and Dr. Patel together)."""
+    video = Location("integration", integration="cal-video")
+    return [
+        Team(
+            TEAM_ID,
+            "riverside-clinic",
+            "Riverside Clinic",
+            (1, 2, 3),
+            (
+                EventTypeDef(
+                    ROUND_ROBIN_ID,
+                    "check-up",
+                    "Check-up",
+                    30,
+                    (video,),
+                    "30 minutes with whichever of our doctors is free.",
+                    team_id=TEAM_ID,
+                    scheduling="roundRobin",
+                    hosts=(2, 3, 1),
+                ),
+                EventTypeDef(
+                    COLLECTIVE_ID,
+                    "case-review",
+                    "Case review",
+                    60,
+                    (video,),
+                    "An hour with Dr. Lee and Dr. Patel together.",
+                    team_id=TEAM_ID,
+                    scheduling="collective",
+                    hosts=(2, 3),
+                ),
+            ),
+        )
+    ]
+
+
+@dataclass(frozen=True)
 class Reservation:
     """A slot reservation (NOTES §12.14): hidden from GET /v2/slots until `until`."""
 
@@ -215,6 +305,7 @@ class BookingRecord:
     rescheduled_from_uid: str | None = None
     rescheduled_to_uid: str | None = None
     rejection_reason: str | None = None
+    hosts: tuple[int, ...] = (1,)  # user ids Cal.com assigned, the organizer first
 
     @property
     def duration(self) -> int:
@@ -257,7 +348,7 @@ class BookingQuery:
     before_created_at: datetime | None = None
     after_updated_at: datetime | None = None
     before_updated_at: datetime | None = None
-    no_match: bool = False  # a team filter: the sandbox host has no team event types
+    team_ids: tuple[int, ...] | None = None  # a team filter: only bookings of these teams' event types
     sort: tuple[tuple[str, bool], ...] = ()  # (field, descending), most significant first
     take: int = 100
     skip: int = 0

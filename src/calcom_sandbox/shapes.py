@@ -7,7 +7,7 @@ import base64
 from typing import Final
 
 from calcom_sandbox.faults import FaultEvent
-from calcom_sandbox.records import BookingField, BookingRecord, EventTypeDef, OutboxMessage, Reservation
+from calcom_sandbox.records import BookingField, BookingRecord, EventTypeDef, OutboxMessage, Reservation, Team
 from calcom_sandbox.slots import iso_z
 from calcom_sandbox.state import SandboxState
 from calcom_sandbox.webhooks import Delivery, Webhook
@@ -17,7 +17,6 @@ Body = dict[str, object]
 
 def booking_json(b: BookingRecord, state: SandboxState) -> Body:
     """BookingOutput_2024_08_13, keys in Cal.com's order; optional keys only when they have a value."""
-    host = state.host
     et = state.event_type(b.event_type_id)
     attendee: Body = {
         "name": b.attendee.name,
@@ -51,6 +50,7 @@ def booking_json(b: BookingRecord, state: SandboxState) -> Body:
         "uid": b.uid,
         "title": b.title,
         "description": b.description,
+        # The assigned host(s): a round robin's one member, every member of a collective (output.service.ts).
         "hosts": [
             {
                 "id": host.id,
@@ -59,6 +59,7 @@ def booking_json(b: BookingRecord, state: SandboxState) -> Body:
                 "username": host.username,
                 "timeZone": host.time_zone,
             }
+            for host in (state.user(user_id) for user_id in b.hosts)
         ],
         "status": b.status,
         **always,
@@ -139,6 +140,64 @@ def event_type_json(et: EventTypeDef, state: SandboxState) -> Body:
         ],
     }
     return out
+
+
+def team_json(team: Team) -> Body:
+    """TeamOutputDto as GET /v2/teams lists it (apps/api/v2/src/modules/teams/teams/outputs/teams/…)."""
+    return {
+        "id": team.id,
+        "name": team.name,
+        "slug": team.slug,
+        "isOrganization": False,
+        "isPrivate": False,
+        "hideBookATeamMember": False,
+        "metadata": {},
+        "brandColor": "#292929",
+        "darkBrandColor": "#fafafa",
+        "timeZone": "America/New_York",
+        "weekStart": "Sunday",
+    }
+
+
+def team_event_type_json(et: EventTypeDef, team: Team, state: SandboxState) -> Body:
+    """TeamEventTypeOutput_2024_06_14 (output-event-types.service.ts for teams,
+    apps/api/v2/src/modules/organizations/event-types/services/output.service.ts): the personal shape
+    without `users`, with `teamId`, `ownerId` null, `hosts` (each `userId`, `name`, `username`,
+    `avatarUrl`, `mandatory`, `priority`), `schedulingType` and `team`."""
+    out = event_type_json(et, state)
+    del out["users"]
+    hosts = []
+    for user_id in et.hosts:
+        user = state.user(user_id)
+        hosts.append(
+            {
+                "userId": user.id,
+                "name": user.name,
+                "username": user.username,
+                "avatarUrl": None,
+                "mandatory": False,
+                "priority": "medium",
+            }
+        )
+    return out | {
+        "ownerId": None,
+        "teamId": team.id,
+        "parentEventTypeId": None,
+        "hosts": hosts,
+        "assignAllTeamMembers": False,
+        "schedulingType": et.scheduling,
+        "team": {
+            "id": team.id,
+            "slug": team.slug,
+            "bannerUrl": "",
+            "name": team.name,
+            "logoUrl": "",
+            "weekStart": "Sunday",
+            "brandColor": "#292929",
+            "darkBrandColor": "#fafafa",
+            "theme": "light",
+        },
+    }
 
 
 def _confirmation_policy(et: EventTypeDef) -> Body:

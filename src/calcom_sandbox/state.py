@@ -18,7 +18,7 @@ import random
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ from calcom_sandbox.problems import (
     MSG_PAST,
     MSG_RESCHEDULE_NOTICE,
     MSG_TAKEN,
+    MSG_TEAM_TAKEN,
     bad_request,
     not_found,
     plain,
@@ -51,11 +52,15 @@ from calcom_sandbox.records import (
     EventTypeDef,
     Host,
     Location,
+    Member,
     NewBooking,
     OutboxKind,
     OutboxMessage,
     Reservation,
+    Team,
     default_event_types,
+    default_team_members,
+    default_teams,
 )
 from calcom_sandbox.slots import WEEKDAYS_9_TO_5, Interval, Schedule, WorkingHours, is_free, iso_z
 from calcom_sandbox.webhooks import Delivery, WebhookHub
@@ -104,6 +109,10 @@ class SandboxState:
         self.schedule = Schedule(ZoneInfo(host_time_zone), working_hours)
         self.event_types: list[EventTypeDef] = default_event_types()
         self.default_event_type_id: int = self.event_types[0].id
+        # The team the account's user belongs to (NOTES §12.14): its members by user id, the user first.
+        self.teams: list[Team] = default_teams()
+        self.members: dict[int, Member] = {1: Member(self.host, self.schedule)}
+        self.members |= {member.user.id: member for member in default_team_members()}
         self.bookings: dict[str, BookingRecord] = {}
         self.outbox: list[OutboxMessage] = []
         self.rate_limiter = RateLimiter(rate_limit, block=rate_limit_block)
@@ -132,6 +141,7 @@ class SandboxState:
             restart()
         self.event_types = default_event_types()
         self.default_event_type_id = self.event_types[0].id
+        self.teams = default_teams()
         self.bookings.clear()
         self.outbox.clear()
         self.reservations.clear()
@@ -149,7 +159,25 @@ class SandboxState:
         return found.id
 
     def event_type(self, event_type_id: int) -> EventTypeDef | None:
-        return next((et for et in self.event_types if et.id == event_type_id), None)
+        """The user's own event type or one of their teams'."""
+        return next((et for et in self._all_event_types() if et.id == event_type_id), None)
+
+    def team(self, team_id: int) -> Team | None:
+        return next((team for team in self.teams if team.id == team_id), None)
+
+    def team_event_type(self, team_slug: str, slug: str) -> EventTypeDef | None:
+        team = next((t for t in self.teams if t.slug == team_slug), None)
+        return next((et for et in team.event_types if et.slug == slug), None) if team else None
+
+    def user(self, user_id: int) -> Host:
+        return self.members[user_id].user
+
+    def organizer(self, booking: BookingRecord) -> Host:
+        """The booking's organizer: its first host (a round-robin's assigned member)."""
+        return self.user(booking.hosts[0])
+
+    def _all_event_types(self) -> list[EventTypeDef]:
+        return self.event_types + [et for team in self.teams for et in team.event_types]
 
     def event_type_by_slug(self, slug: str) -> EventTypeDef | None:
         return next((et for et in self.event_types if et.slug == slug), None)
@@ -168,13 +196,83 @@ class SandboxState:
         """Bookable starts in [start, end]: on the grid, after the minimum notice, clear of live bookings."""
         earliest = self.now() + timedelta(minutes=et.minimum_notice)
         meeting = timedelta(minutes=length)
-        busy = self._busy(ignore_uid)
         reserved = [(r.start, r.end) for r in self.live_reservations()]
-        return [
-            at
-            for at in self.schedule.grid(max(start, earliest), end, meeting, et.step(length))
-            if self._clear(et, at, at + meeting, busy) and not any(lo < at + meeting and at < hi for lo, hi in reserved)
-        ]
+        if et.team_id is None:
+            busy = self._busy(ignore_uid)
+            grid = self.schedule.grid(max(start, earliest), end, meeting, et.step(length))
+            starts = [at for at in grid if self._clear(et, at, at + meeting, busy)]
+        else:
+            starts = self._team_slots(et, max(start, earliest), end, length, ignore_uid)
+        return [at for at in starts if not any(lo < at + meeting and at < hi for lo, hi in reserved)]
+
+    # --- team event types (NOTES §12.14) --------------------------------------------------------------
+
+    def _team_slots(
+        self, et: EventTypeDef, start: datetime, end: datetime, length: int, ignore_uid: str | None
+    ) -> list[datetime]:
+        """Each host's free starts, then (packages/features/availability/lib/getUserAvailability.ts and
+        packages/trpc/server/routers/viewer/slots/util.ts) a round robin is free when any host is, a
+        collective event type only when every host is."""
+        meeting = timedelta(minutes=length)
+        per_host: list[set[datetime]] = []
+        for user_id in et.hosts:
+            member = self.members[user_id]
+            busy = self._busy_of(user_id, ignore_uid, start, end)
+            grid = member.schedule.grid(start, end, meeting, et.step(length))
+            per_host.append({at for at in grid if self._clear(et, at, at + meeting, busy)})
+        if not per_host:
+            return []
+        if et.scheduling == "collective":
+            return sorted(set.intersection(*per_host))
+        return sorted(set.union(*per_host))
+
+    def _host_free(self, user_id: int, et: EventTypeDef, start: datetime, length: int, ignore_uid: str | None) -> bool:
+        meeting = timedelta(minutes=length)
+        schedule = self.members[user_id].schedule
+        on_grid = start in schedule.grid(start, start, meeting, et.step(length))
+        busy = self._busy_of(user_id, ignore_uid, start, start + meeting)
+        return on_grid and self._clear(et, start, start + meeting, busy)
+
+    def _assign_hosts(
+        self, et: EventTypeDef, start: datetime, length: int, ignore_uid: str | None, keep: int | None = None
+    ) -> tuple[int, ...]:
+        """The hosts of a new team booking, or Cal.com's team 400 (errors.service.ts). Collective: every
+        host, all free. Round robin: one free host, the least recently booked for this event type
+        (packages/features/bookings/lib/getLuckyUser.ts, `leastRecentlyBookedUser`: a host never booked
+        comes first, ties in host order); a reschedule keeps its host while that host is free."""
+        free = [user_id for user_id in et.hosts if self._host_free(user_id, et, start, length, ignore_uid)]
+        if et.scheduling == "collective":
+            if len(free) < len(et.hosts) or not free:
+                raise bad_request(MSG_TEAM_TAKEN)
+            return tuple(et.hosts)
+        if not free:
+            raise bad_request(MSG_TEAM_TAKEN)
+        if keep in free:
+            return (keep,)
+
+        def last_booked(user_id: int) -> tuple[datetime, int]:
+            mine = [
+                (b.created_at, b.id)
+                for b in self.bookings.values()
+                if b.event_type_id == et.id and b.hosts[0] == user_id
+            ]
+            return max(mine, default=(datetime.min.replace(tzinfo=UTC), 0))
+
+        return (min(free, key=last_booked),)
+
+    def _busy_of(self, user_id: int, ignore_uid: str | None, start: datetime, end: datetime) -> list[Interval]:
+        """A member's busy intervals: the live bookings they host and their standing appointments."""
+        out = self._busy(ignore_uid, user_id)
+        member = self.members[user_id]
+        zone = member.schedule.zone
+        day = start.astimezone(zone).date() - timedelta(days=1)
+        last = end.astimezone(zone).date() + timedelta(days=1)
+        while day <= last:
+            for weekday, opens, closes in member.standing:
+                if day.weekday() == weekday:
+                    out.append((_at(day, opens, zone), _at(day, closes, zone)))
+            day += timedelta(days=1)
+        return out
 
     # --- slot reservations (NOTES §12.14) ----------------------------------------------------------
 
@@ -205,12 +303,12 @@ class SandboxState:
             raise not_found(f"Reserved slot with uid={uid} not found")
         return found
 
-    def _busy(self, ignore_uid: str | None) -> list[Interval]:
-        """Accepted bookings, and pending ones of event types whose policy says they block the slot
-        (Cal.com's BookingRepository `_findAllExistingBookingsForEventTypeBetween`, NOTES §12.3)."""
+    def _busy(self, ignore_uid: str | None, user_id: int = 1) -> list[Interval]:
+        """The user's accepted bookings, and pending ones of event types whose policy says they block the
+        slot (Cal.com's BookingRepository `_findAllExistingBookingsForEventTypeBetween`, NOTES §12.3)."""
         out: list[Interval] = []
         for booking in self.bookings.values():
-            if booking.status not in LIVE or booking.uid == ignore_uid:
+            if booking.status not in LIVE or booking.uid == ignore_uid or user_id not in booking.hosts:
                 continue
             et = self.event_type(booking.event_type_id)
             if booking.status == "pending" and not (et is not None and et.block_unconfirmed):
@@ -224,8 +322,11 @@ class SandboxState:
         before, after = timedelta(minutes=et.before_buffer), timedelta(minutes=et.after_buffer)
         return is_free(start, end, before, after, busy)
 
-    def _check_bookable(self, et: EventTypeDef, start: datetime, length: int, ignore_uid: str | None) -> None:
-        """Raise Cal.com's 400 for a start in the past, too soon, off the slot grid, or not free.
+    def _check_bookable(
+        self, et: EventTypeDef, start: datetime, length: int, ignore_uid: str | None, keep: int | None = None
+    ) -> tuple[int, ...]:
+        """The hosts of a booking at `start`; Cal.com's 400 for a start in the past, too soon, off the
+        slot grid, or not free.
 
         Real Cal.com accepts an off-grid start inside working hours; the sandbox is stricter on purpose and
         answers with the out-of-bounds text, which tells the caller to book a start from GET /v2/slots.
@@ -235,6 +336,8 @@ class SandboxState:
             raise bad_request(MSG_PAST)
         if start < now + timedelta(minutes=et.minimum_notice):
             raise bad_request(MSG_OUT_OF_BOUNDS)
+        if et.team_id is not None:
+            return self._assign_hosts(et, start, length, ignore_uid, keep)
         meeting = timedelta(minutes=length)
         end = start + meeting
         within_hours = any(
@@ -250,6 +353,7 @@ class SandboxState:
             raise bad_request(MSG_OUT_OF_BOUNDS)
         if not self._clear(et, start, end, self._busy(ignore_uid)):
             raise bad_request(MSG_TAKEN)
+        return (self.host.id,)
 
     # --- booking lifecycle -----------------------------------------------------------------------
 
@@ -263,7 +367,7 @@ class SandboxState:
         repeat = self._pending_repeat(et, request)
         if repeat is not None:
             return repeat, False
-        self._check_bookable(et, request.start, request.length, None)
+        hosts = self._check_bookable(et, request.start, request.length, None)
         status: BookingState = "pending" if et.requires_confirmation else "accepted"
         await self._slow_work()
         booking = self._insert(
@@ -276,6 +380,7 @@ class SandboxState:
             guests=list(request.guests),
             metadata=dict(request.metadata),
             responses=dict(request.responses),
+            hosts=hosts,
         )
         if status == "pending":
             self._notify(booking, "requested", host_kind="awaiting_approval")
@@ -340,7 +445,7 @@ class SandboxState:
         if not by_owner and notice and self.now() >= old.start - notice:
             raise plain(403, MSG_RESCHEDULE_NOTICE)
         self._check_required_fields(et, old.responses, old.attendee)
-        self._check_bookable(et, start, old.duration, old.uid)
+        hosts = self._check_bookable(et, start, old.duration, old.uid, keep=old.hosts[0])
         status: BookingState = "pending" if et.requires_confirmation and not by_owner else "accepted"
         await self._slow_work()
         self._ensure_reschedulable(old)  # a concurrent reschedule may have won meanwhile
@@ -358,6 +463,7 @@ class SandboxState:
             metadata=dict(old.metadata),
             responses=responses,
             ignore_key_of=old.uid,
+            hosts=hosts,
         )
         new.rescheduled_from_uid = old.uid
         new.rescheduling_reason = reason
@@ -471,19 +577,21 @@ class SandboxState:
         metadata: dict[str, object],
         responses: dict[str, object],
         ignore_key_of: str | None = None,
+        hosts: tuple[int, ...] = (1,),
     ) -> BookingRecord:
-        """Insert a booking; an accepted one claims the unique key of host + start + end or gets 409."""
+        """Insert a booking; an accepted one claims the unique key of organizer + start + end or gets 409."""
         end = start + timedelta(minutes=length)
+        organizer = self.user(hosts[0])
         key = None
         if status == "accepted":
-            key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{_ms(start)}.{_ms(end)}.{self.host.id}"))
+            key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{_ms(start)}.{_ms(end)}.{organizer.id}"))
             if any(b.idempotency_key == key and b.uid != ignore_key_of for b in self.bookings.values()):
                 raise plain(409, MSG_CONFLICT)
         booking_id = self._next_booking_id
         self._next_booking_id += 1
         now = self.now()
         uid = _short_uuid(
-            uuid.uuid5(uuid.NAMESPACE_URL, f"{self.host.username}:{iso_z(start)}:{_ms(now)}:{booking_id}")
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{organizer.username}:{iso_z(start)}:{_ms(now)}:{booking_id}")
         )
         # A video meeting is made only once the booking is accepted; until then `location` is the
         # internal app id such as "integrations:daily" (NOTES §12.4).
@@ -493,7 +601,7 @@ class SandboxState:
             id=booking_id,
             uid=uid,
             event_type_id=et.id,
-            title=f"{et.title} between {self.host.name} and {attendee.name}",
+            title=f"{et.title} between {organizer.name} and {attendee.name}",
             description=notes if isinstance(notes, str) else "",
             start=start,
             end=end,
@@ -507,6 +615,7 @@ class SandboxState:
             created_at=now,
             updated_at=now,
             idempotency_key=key,
+            hosts=hosts,
         )
         self.bookings[uid] = booking
         return booking
@@ -531,7 +640,8 @@ class SandboxState:
     def query_bookings(self, query: BookingQuery) -> tuple[list[BookingRecord], int]:
         """GET /v2/bookings semantics (NOTES §3.5): the filtered, sorted page and the total."""
         now = self.now()
-        matches = [b for b in self.bookings.values() if _matches(b, query, now)]
+        team_of = {et.id: team.id for team in self.teams for et in team.event_types}
+        matches = [b for b in self.bookings.values() if _matches(b, query, now, team_of)]
         sort = query.sort
         if not sort:
             descending = len(query.statuses) == 1 and query.statuses[0] in ("past", "cancelled")
@@ -556,7 +666,7 @@ class SandboxState:
         payload = booking_payload(
             booking,
             self.event_type(booking.event_type_id),
-            self.host,
+            self.organizer(booking),
             status=status,
             has_meeting=status == "ACCEPTED" if has_meeting is None else has_meeting,
             times=times,
@@ -609,7 +719,8 @@ class SandboxState:
         people = [(booking.attendee.email, booking.attendee.time_zone, kind)]
         people += [(guest, booking.attendee.time_zone, kind) for guest in booking.guests]
         if host:
-            people.append((self.host.email, self.host.time_zone, host_kind or kind))
+            hosts = [self.user(user_id) for user_id in booking.hosts]
+            people += [(user.email, user.time_zone, host_kind or kind) for user in hosts]
         for to, zone, what in people:
             if to.endswith(_NO_MAILBOX):
                 continue
@@ -635,8 +746,8 @@ _SORT_KEYS: Final[dict[str, Callable[[BookingRecord], datetime]]] = {
 }
 
 
-def _matches(booking: BookingRecord, query: BookingQuery, now: datetime) -> bool:
-    if query.no_match:
+def _matches(booking: BookingRecord, query: BookingQuery, now: datetime, team_of: Mapping[int, int]) -> bool:
+    if query.team_ids is not None and team_of.get(booking.event_type_id) not in query.team_ids:
         return False
     if query.statuses and not any(_has_status(booking, status, now) for status in query.statuses):
         return False
@@ -671,6 +782,10 @@ def _has_status(booking: BookingRecord, status: str, now: datetime) -> bool:
 def _when(start: datetime, zone: str) -> str:
     local = start.astimezone(ZoneInfo(zone))
     return f"{local:%H:%M} {local:%A}, {local:%B} {local.day}, {local.year} ({zone})"
+
+
+def _at(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, wall, tzinfo=zone).astimezone(UTC)
 
 
 def _ms(value: datetime) -> int:
