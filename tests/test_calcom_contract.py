@@ -16,6 +16,8 @@ import pytest
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.models import BookingRequest
+from calcom_sandbox import SandboxState
+from calcom_sandbox.shapes import team_event_type_json, team_json
 from calcom_spec import validate_request, validate_response
 from test_calcom_client import API_KEY, booking_json, event_type_json, me_json, pagination_json
 
@@ -42,6 +44,10 @@ def spec_answer(request: httpx2.Request) -> httpx2.Response:
         status, data = 201, booking_json(uid="new-uid", rescheduledFromUid="abc")
     elif path.endswith("/cancel"):
         data = booking_json(status="cancelled", cancellationReason="client asked")
+    elif path == "/v2/teams":
+        data = [team_json(_TEAM)]
+    elif path.startswith("/v2/teams/"):
+        data = [team_event_type_json(et, _TEAM, _WORLD) for et in _TEAM.event_types]
     elif path.startswith("/v2/webhooks"):
         # UserWebhookOutputDto as Cal.com sends it (the sandbox's `webhook_json`: a string id, nulls).
         hook = {
@@ -62,6 +68,9 @@ def spec_answer(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(status, json=body)
 
 
+# The team answers as the sandbox writes them (they are validated against the spec above).
+_WORLD = SandboxState()
+_TEAM = _WORLD.teams[0]
 Call = Callable[[CalcomClient], Any]
 BOOKING = BookingRequest(
     start=START,
@@ -117,6 +126,8 @@ CALLS: list[Any] = [
     pytest.param(lambda c: c.decline_booking("abc"), id="decline"),
     pytest.param(lambda c: c.decline_booking("abc", "Fully booked"), id="decline+reason"),
     pytest.param(lambda c: c.webhooks(), id="webhooks"),
+    pytest.param(lambda c: c.teams(), id="teams"),
+    pytest.param(lambda c: c.team_event_types(501), id="team_event_types"),
     pytest.param(
         lambda c: c.create_webhook("https://a.example/webhooks/calcom", ["BOOKING_CREATED"], "s" * 43),
         id="webhook_create",

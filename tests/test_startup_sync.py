@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from appt_tools.core.requests import SlotRequest
 from appt_tools.runtime import CalcomTarget, open_service
 from calcom_sandbox import Fault, RunningSandbox
+from calcom_sandbox.records import TEAM_ID
 from helpers import next_weekday
 
 # A latency fault of 0 s on every endpoint, armed until cleared: the sandbox's fault log then records
@@ -35,6 +36,11 @@ async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
     async with asyncio.timeout(seconds):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+
+
+# A sync: whose account, its own event types, its teams and each team's event types.
+TEAM_TYPES = f"GET /v2/teams/{TEAM_ID}/event-types"
+SYNC = ["GET /v2/me", "GET /v2/event-types", "GET /v2/teams", TEAM_TYPES]
 
 
 @asynccontextmanager
@@ -59,8 +65,8 @@ async def test_the_first_find_slots_of_a_fresh_server_costs_one_calcom_request(s
     sandbox.state.faults.add(LOG_EVERY_REQUEST)
     async with _serve(sandbox, tmp_path) as client:
         # Nobody has called a tool: the server reads whose account it is and the event types by itself.
-        await _until(lambda: "GET /v2/event-types" in _requests(sandbox))
-        assert _requests(sandbox) == ["GET /v2/me", "GET /v2/event-types"]
+        await _until(lambda: TEAM_TYPES in _requests(sandbox))
+        assert _requests(sandbox) == SYNC
         before = len(sandbox.state.fault_log)
         result = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
         assert not result.is_error, result.content
@@ -79,7 +85,7 @@ async def test_a_call_during_the_start_up_sync_waits_for_it_and_sends_no_second_
         await _until(lambda: "GET /v2/me" in _requests(sandbox))  # the start-up sync is in flight
         result = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
         assert not result.is_error, result.content
-    assert sorted(_requests(sandbox)) == ["GET /v2/event-types", "GET /v2/me", "GET /v2/slots"]
+    assert sorted(_requests(sandbox)) == sorted([*SYNC, "GET /v2/slots"])
 
 
 async def test_concurrent_syncs_share_the_one_in_flight(sandbox, db_url):
@@ -95,7 +101,7 @@ async def test_concurrent_syncs_share_the_one_in_flight(sandbox, db_url):
             service.catalog.synced(),
         )
         assert all(outcome for outcome in outcomes)
-        assert _requests(sandbox) == ["GET /v2/me", "GET /v2/event-types"]
+        assert _requests(sandbox) == SYNC
         assert service.settings.timezone == sandbox.state.host.time_zone
 
 
@@ -113,4 +119,4 @@ async def test_a_failed_start_up_sync_is_logged_and_the_next_call_retries(sandbo
         sandbox.state.faults.add(LOG_EVERY_REQUEST)
         found = await service.find_slots(SlotRequest(day=next_weekday()))
         assert found.slots
-        assert _requests(sandbox) == ["GET /v2/me", "GET /v2/event-types", "GET /v2/slots"]
+        assert _requests(sandbox) == [*SYNC, "GET /v2/slots"]

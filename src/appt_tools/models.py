@@ -48,6 +48,7 @@ class HostProfile(_Frozen):
 
 
 AnswerValue = str | bool | float | list[str]
+SchedulingType = Literal["ROUND_ROBIN", "COLLECTIVE", "MANAGED"]
 
 
 class Question(_Frozen):
@@ -91,11 +92,27 @@ class EventType(_Frozen):
         "can book with a phone number alone.",
     )
     questions: tuple[Question, ...] = ()
+    team_id: int | None = Field(
+        default=None, description="The Cal.com team whose event type this is; None: the user's own."
+    )
+    team_name: str | None = None
+    scheduling_type: SchedulingType | None = Field(
+        default=None,
+        description="How a team event type picks its host: ROUND_ROBIN (one free member), COLLECTIVE (all members).",
+    )
 
     @property
     def phone_call(self) -> bool:
         """The host calls the attendee at the attendee's number (location type `attendeePhone`)."""
         return self.location_type == "attendeePhone"
+
+
+class Team(_Frozen):
+    """A Cal.com team the key's user belongs to (GET /v2/teams)."""
+
+    id: int
+    slug: str
+    name: str
 
 
 class Slot(_Frozen):
@@ -138,6 +155,8 @@ class Booking(_Frozen):
     cancellation_reason: str | None = None
     rescheduled_from_uid: str | None = None
     rescheduled_to_uid: str | None = None
+    host_name: str | None = None  # the host(s) Cal.com assigned, "Dr. Lee" or "Dr. Lee and Dr. Patel"
+    host_email: str | None = None  # their e-mail addresses, comma-separated
 
 
 class Webhook(_Frozen):
@@ -222,6 +241,9 @@ class Appointment(NewAppointment):
     status: AppointmentStatus
     meeting_url: str | None = None
     location: str | None = None
+    # Who meets the caller, as Cal.com assigned it (a round robin's member, a collective's members).
+    host_name: str | None = None
+    host_email: str | None = None
     cancellation_reason: str | None = None
     last_error: str | None = None
     created_at: datetime
@@ -281,6 +303,7 @@ SortField = Literal[
     "label",
     "status",
     "call_type",
+    "host_name",
 ]
 SORT_FIELDS: tuple[SortField, ...] = get_args(SortField)
 PAGE_SIZES = (10, 25, 50, 100)
@@ -290,6 +313,7 @@ class SearchQuery(_Frozen):
     text: str | None = None
     statuses: tuple[AppointmentStatus, ...] = ()
     label: str | None = None
+    host: str | None = None  # part of the host's name or their e-mail, any case
     call_type: CallType | None = None
     phone: str | None = None  # E.164; matches to_number or from_number exactly
     start_from: datetime | None = None

@@ -1,6 +1,7 @@
 """A local stand-in for the Cal.com API v2 endpoints appt-tools uses, served over real HTTP.
 
-What it models: one host with Cal.com's booking rules (slots, buffers, minimum notice, confirmation,
+What it models: one host (and the team they belong to: two colleagues with their own hours and
+standing appointments, a round-robin and a collective event type, `records.default_teams`) with Cal.com's booking rules (slots, buffers, minimum notice, confirmation,
 reschedule = new uid, the 400/409 of taken slots), Cal.com's error bodies, version routing, auth and
 throttler (NOTES §2-§6); the e-mails and the signed webhooks Cal.com sends (§8); and, for tests, faults
 that Cal.com or the network in front of it may cause: latency, 5xx, timeouts, dropped connections,

@@ -22,9 +22,20 @@ from appt_tools.models import (
     HostProfile,
     Question,
     RateLimit,
+    SchedulingType,
     Slot,
+    Team,
     Webhook,
 )
+
+# A team event type's `schedulingType`: 2024-06-14 output writes camelCase, older outputs and webhooks the
+# Prisma enum.
+_SCHEDULING: dict[str, SchedulingType] = {
+    "roundrobin": "ROUND_ROBIN",
+    "round_robin": "ROUND_ROBIN",
+    "collective": "COLLECTIVE",
+    "managed": "MANAGED",
+}
 
 # Cal.com's built-in booking fields, which the tools cover with their own arguments (name, e-mail,
 # phone, notes, guests) or which Cal.com fills itself: never asked as questions.
@@ -86,8 +97,23 @@ class _BookingField(_Wire):
         return Question(slug=key, label=self.label or key, type=self.type, required=self.required, options=options)
 
 
+class _TeamRef(_Wire):
+    id: int
+    slug: str | None = None
+    name: str | None = None
+
+
+class _Team(_Wire):
+    id: int
+    slug: str | None = None
+    name: str
+
+
 class _EventType(_Wire):
     id: int
+    team_id: int | None = None
+    team: _TeamRef | None = None
+    scheduling_type: str | None = None
     title: str
     slug: str
     length_in_minutes: int
@@ -124,6 +150,11 @@ class _EventTypeRef(_Wire):
     id: int
 
 
+class _BookingHost(_Wire):
+    name: str | None = None
+    email: str | None = None
+
+
 class _Booking(_Wire):
     uid: str
     id: int | None = None
@@ -140,6 +171,7 @@ class _Booking(_Wire):
     cancellation_reason: str | None = None
     rescheduled_from_uid: str | None = None
     rescheduled_to_uid: str | None = None
+    hosts: tuple[_BookingHost, ...] = ()
 
 
 class _Webhook(_Wire):
@@ -180,9 +212,20 @@ def event_types(body: object) -> list[EventType]:
     return [_event_type(item) for item in _list(_unwrap(body), "event types")]
 
 
+def teams(body: object) -> list[Team]:
+    """GET /v2/teams: the teams the key's user is a member of."""
+    out = []
+    for item in _list(_unwrap(body), "teams"):
+        wire = _parse(_Team, item, "team")
+        out.append(Team(id=wire.id, slug=wire.slug or str(wire.id), name=wire.name))
+    return out
+
+
 def _event_type(data: object) -> EventType:
     wire = _parse(_EventType, data, "event type")
     first = wire.locations[0] if wire.locations else None
+    team_id = wire.team_id if wire.team_id is not None else (wire.team.id if wire.team else None)
+    scheduling = _SCHEDULING.get((wire.scheduling_type or "").lower()) if team_id is not None else None
     return EventType(
         id=wire.id,
         title=wire.title,
@@ -197,6 +240,9 @@ def _event_type(data: object) -> EventType:
         hidden=wire.hidden,
         email_required=wire.email_required(),
         questions=tuple(q for f in wire.booking_fields if (q := f.question()) is not None),
+        team_id=team_id,
+        team_name=wire.team.name if wire.team else None,
+        scheduling_type=scheduling,
     )
 
 
@@ -254,7 +300,17 @@ def _booking(data: object) -> Booking:
         cancellation_reason=wire.cancellation_reason,
         rescheduled_from_uid=wire.rescheduled_from_uid,
         rescheduled_to_uid=wire.rescheduled_to_uid,
+        host_name=_names([h.name for h in wire.hosts]),
+        host_email=", ".join(h.email for h in wire.hosts if h.email) or None,
     )
+
+
+def _names(names: list[str | None]) -> str | None:
+    """ "Dr. Lee", "Dr. Lee and Dr. Patel", "A, B and C"."""
+    known = [name.strip() for name in names if name and name.strip()]
+    if len(known) <= 1:
+        return known[0] if known else None
+    return ", ".join(known[:-1]) + " and " + known[-1]
 
 
 class _Reservation(_Wire):

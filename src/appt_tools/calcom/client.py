@@ -25,6 +25,7 @@ from appt_tools.models import (
     HostProfile,
     RateLimit,
     Slot,
+    Team,
     Webhook,
 )
 
@@ -37,6 +38,7 @@ API_VERSIONS: Final[Mapping[str, str | None]] = {
     "event-types": "2024-06-14",
     "me": None,
     "webhooks": None,
+    "teams": None,
 }
 
 BOOKING_STATUS_FILTERS: Final = frozenset({"upcoming", "recurring", "past", "cancelled", "unconfirmed"})
@@ -136,6 +138,14 @@ class CalcomClient:
     async def event_types(self, username: str) -> list[EventType]:
         """That user's event types (hidden ones only when the key is the owner's)."""
         return await self._call(_wire.event_types, "GET", "/v2/event-types", params={"username": username})
+
+    async def teams(self) -> list[Team]:
+        """The teams the key's user is a member of."""
+        return await self._call(_wire.teams, "GET", "/v2/teams")
+
+    async def team_event_types(self, team_id: int) -> list[EventType]:
+        """A team's event types (round robin, collective, managed), each with its team and scheduling type."""
+        return await self._call(_wire.event_types, "GET", f"/v2/teams/{int(team_id)}/event-types")
 
     async def slots(
         self,

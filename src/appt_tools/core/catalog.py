@@ -3,7 +3,7 @@
 They are read from memory on every call; the store's copy (which a sync in another process may have
 replaced) is read again when the memory is older than EVENT_TYPES_TTL_SECONDS.
 
-A sync (`/v2/me`, then `/v2/event-types`) is never run twice at once: callers while one is in flight
+A sync (`/v2/me`, `/v2/event-types`, then `/v2/teams` and each team's event types) is never run twice at once: callers while one is in flight
 share it. A server starts the sync it needs in the background (`start`), so the set-up reads do not land
 on the first caller; a call that arrives before it ends waits for that same sync, and if it failed (it is
 logged, never fatal) the next call that needs event types tries again.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import Settings
-from appt_tools.errors import InvalidArgument, NotConfigured
+from appt_tools.errors import CalcomForbidden, CalcomNotFound, InvalidArgument, NotConfigured
 from appt_tools.models import EventType, HostProfile
 
 if TYPE_CHECKING:  # the store (and SQLAlchemy) is imported when one is opened, not to list the tools
@@ -70,11 +70,28 @@ class EventTypeCatalog:
     async def _fetch(self, client: CalcomClient) -> tuple[list[EventType], HostProfile]:
         me = await client.me()
         types = await client.event_types(me.username)
+        types += await self._team_types(client, {et.id for et in types})
         await self._store.replace_event_types(types, now=self._clock())
         self._memory = (types, monotonic())
         if self._on_host is not None:
             await self._on_host(me)
         return types, me
+
+    async def _team_types(self, client: CalcomClient, seen: set[int]) -> list[EventType]:
+        """The event types of the teams the key's user belongs to, each with its team's name. A team whose
+        event types Cal.com will not show this user (403, 404) is skipped with a warning, not the sync."""
+        out: list[EventType] = []
+        for team in await client.teams():
+            try:
+                found = await client.team_event_types(team.id)
+            except (CalcomForbidden, CalcomNotFound) as exc:
+                logger.warning("skipping team %s (%s): Cal.com refused its event types: %s", team.id, team.slug, exc)
+                continue
+            for event_type in found:
+                if event_type.id not in seen:
+                    seen.add(event_type.id)
+                    out.append(event_type.model_copy(update={"team_id": team.id, "team_name": team.name}))
+        return out
 
     def start(self, client: CalcomClient) -> None:
         """At server start: begin, in the background, the Cal.com reads the server needs before its first

@@ -17,8 +17,11 @@ def booked_status(booking: Booking, *, moved: bool = False) -> AppointmentStatus
 
 
 def booking_fields(booking: Booking, *, moved: bool = False) -> dict[str, object]:
-    """The appointment's fields that follow a Cal.com booking (a live one: see `booked_status`)."""
+    """The appointment's fields that follow a Cal.com booking (a live one: see `booked_status`); the host
+    only when Cal.com names one, so an answer without `hosts` keeps the one recorded."""
+    host = {"host_name": booking.host_name, "host_email": booking.host_email} if booking.host_name else {}
     return {
+        **host,
         "booking_uid": booking.uid,
         "status": booked_status(booking, moved=moved),
         "start": booking.start,

@@ -106,6 +106,7 @@ class SearchRequest:
     text: str | None = None
     statuses: tuple[AppointmentStatus, ...] = ()
     label: str | None = None
+    host: str | None = None  # part of the host's name or e-mail, any case
     call_type: CallType | None = None
     phone: str | None = None  # E.164: either number of the appointment is exactly this
     date_from: date | None = None

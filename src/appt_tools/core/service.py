@@ -223,6 +223,7 @@ class AppointmentService:
             text=_phone_digits(request.text) if request.text else None,
             statuses=statuses,
             label=request.label,
+            host=request.host,
             call_type=request.call_type,
             phone=request.phone,
             start_from=lo,

@@ -17,6 +17,7 @@ from appt_tools.models import (
     HistoryEntry,
     Hold,
     Question,
+    SchedulingType,
     SearchPage,
     Slot,
     SlotSearch,
@@ -139,6 +140,11 @@ class AppointmentView(BaseModel):
     location: str | None = Field(
         description="Where it happens: the link, an address for in-person visits, or the number the host calls."
     )
+    host_name: str | None = Field(
+        description="Who meets the caller, as Cal.com assigned it: a team's round robin picks one member "
+        "('Dr. Lee'), a collective names them all ('Dr. Lee and Dr. Patel')."
+    )
+    host_email: str | None = Field(description="The host's e-mail (several: comma-separated).")
     answers: dict[str, AnswerValue] = Field(description="The caller's answers to the event type's questions, by slug.")
     language: str | None = Field(description="The language of the attendee's invite and e-mails, e.g. 'es'.")
     cancellation_reason: str | None
@@ -171,6 +177,8 @@ class AppointmentView(BaseModel):
             meeting_url=a.meeting_url,
             # An internal id ('integrations:daily', stored before it was dropped) is no place to go.
             location=None if (a.location or "").startswith("integrations:") else a.location,
+            host_name=a.host_name,
+            host_email=a.host_email,
             answers=dict(a.answers),
             language=a.language,
             cancellation_reason=a.cancellation_reason,
@@ -249,6 +257,13 @@ class EventTypeView(BaseModel):
     requires_confirmation: bool = Field(description="Bookings stay pending until the host confirms.")
     is_default: bool
     questions: list[QuestionView] = Field(description=QUESTIONS)
+    team: str | None = Field(
+        description="The team whose event type this is, e.g. 'Riverside Clinic'; null: the owner's own."
+    )
+    scheduling_type: SchedulingType | None = Field(
+        description="For a team's event type: ROUND_ROBIN (Cal.com assigns one free member; the booking result names "
+        "them in host_name) or COLLECTIVE (every member attends; free only when all are)."
+    )
 
     @classmethod
     def of(cls, e: EventType, default_id: int | None) -> EventTypeView:
@@ -262,6 +277,8 @@ class EventTypeView(BaseModel):
             requires_confirmation=e.requires_confirmation,
             is_default=e.id == default_id,
             questions=[QuestionView.of(q) for q in e.questions],
+            team=e.team_name if e.team_id is not None else None,
+            scheduling_type=e.scheduling_type,
         )
 
 

@@ -95,9 +95,12 @@ def slots(found: Sequence[Slot], tz: str, *, day_asked: datetime, later: bool) -
 
 
 def booked(a: Appointment, tz: str, corrected: Sequence[str] = (), event_type: EventType | None = None) -> str:
-    """What was booked and where (a call to the caller's number, the address, or the e-mailed link); a
-    phone-only booking says nothing about e-mail: no confirmation is sent to the caller then."""
+    """What was booked, with whom (a team's member Cal.com assigned: "with Dr. Lee") and where (a call to
+    the caller's number, the address, or the e-mailed link); a phone-only booking says nothing about
+    e-mail: no confirmation is sent to the caller then."""
     when = spoken.when(a.start, tz)
+    if event_type is not None and event_type.team_id is not None and _fit(a.host_name) and len(a.host_name or "") <= 60:
+        when = f"{when} with {a.host_name}"
     if corrected:
         fixed = spoken.join(list(dict.fromkeys(_CORRECTED[name] for name in corrected)))
         return sentence(f"I've corrected {fixed} on your booking for {when}.")
@@ -153,8 +156,11 @@ def released(start: datetime, tz: str) -> str:
     return sentence(f"I've let go of {spoken.when(start, tz)}.")
 
 
-def rescheduled(a: Appointment, tz: str) -> str:
-    return sentence(f"Done, it's moved to {spoken.when(a.start, tz)}. An updated invite is on its way.")
+def rescheduled(a: Appointment, tz: str, event_type: EventType | None = None) -> str:
+    when = spoken.when(a.start, tz)
+    if event_type is not None and event_type.team_id is not None and _fit(a.host_name) and len(a.host_name or "") <= 60:
+        when = f"{when} with {a.host_name}"
+    return sentence(f"Done, it's moved to {when}. An updated invite is on its way.")
 
 
 def cancelled(a: Appointment, tz: str) -> str:

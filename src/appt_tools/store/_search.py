@@ -66,6 +66,7 @@ SORT_COLUMNS: dict[SortField, InstrumentedAttribute[Any]] = {
     "label": A.label,
     "status": A.status,
     "call_type": A.call_type,
+    "host_name": A.host_name,
 }
 TEXT_COLUMNS: tuple[InstrumentedAttribute[str], ...] = tuple(getattr(A, name) for name in SEARCH_COLUMNS)
 FTS_TABLE = "appointments_search"
@@ -238,6 +239,15 @@ def filters(query: SearchQuery) -> list[ColumnElement[bool]]:
     terms: list[ColumnElement[bool]] = []
     if query.label is not None:
         terms.append(func.lower(A.label) == func.lower(query.label))
+    if query.host is not None:
+        # Part of the host's name or e-mail, any case ("lee" finds "Dr. Lee"); a collective lists all.
+        wanted = query.host.lower()
+        terms.append(
+            or_(
+                func.lower(A.host_name).contains(wanted, autoescape=True),
+                func.lower(func.coalesce(A.host_email, "")).contains(wanted, autoescape=True),
+            )
+        )
     if query.call_type is not None:
         terms.append(A.call_type == query.call_type)
     if query.phone is not None:

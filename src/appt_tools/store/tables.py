@@ -60,6 +60,7 @@ SORT_COLUMNS = (
     "business_name",
     "label",
     "call_type",
+    "host_name",
 )
 LABEL_INDEX = "ix_appointments_label_filter"
 UNBOOKED_INDEX = "ix_appointments_unbooked_status_end_at"
@@ -179,6 +180,9 @@ class AppointmentRow(Base):
     status: Mapped[AppointmentStatus] = mapped_column(_STATUS)
     meeting_url: Mapped[str | None] = mapped_column(Text)
     location: Mapped[str | None] = mapped_column(Text)
+    # The host(s) Cal.com assigned (a team event type's member), their names and e-mails as Cal.com gave them.
+    host_name: Mapped[str | None] = mapped_column(NoneAsEmpty(), nullable=False, server_default="")
+    host_email: Mapped[str | None] = mapped_column(Text)
     cancellation_reason: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -291,6 +295,10 @@ class EventTypeRow(Base):
     email_required: Mapped[bool] = mapped_column(default=True, server_default=true())
     # Each custom booking question: {slug, label, type, required, options}.
     questions: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    # A team's event type: the team and how it picks hosts (ROUND_ROBIN, COLLECTIVE, MANAGED).
+    team_id: Mapped[int | None] = mapped_column(Integer)
+    team_name: Mapped[str | None] = mapped_column(Text)
+    scheduling_type: Mapped[str | None] = mapped_column(String(16))
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -234,6 +234,7 @@ def search_request(
     query: str | None = None,
     status: str | Sequence[str] | None = None,
     label: str | None = None,
+    host: str | None = None,
     call_type: str | None = None,
     phone: str | None = None,
     region: str | None = None,
@@ -264,6 +265,7 @@ def search_request(
     number = p.check(lambda: validation.phone("phone", phone, region)) if phone else None
     text = p.check(lambda: validation.text("query", query))
     tag = p.check(lambda: validation.text("label", label))
+    who = p.check(lambda: validation.text("host", host))
     first = p.check(lambda: validation.day("date_from", date_from)) if date_from else None
     last = p.check(lambda: validation.day("date_to", date_to)) if date_to else None
     p.raise_any()
@@ -272,6 +274,7 @@ def search_request(
         text=text or None,
         statuses=statuses,
         label=tag or None,
+        host=who or None,
         call_type=kind,
         phone=number,
         date_from=first,

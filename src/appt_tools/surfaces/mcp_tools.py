@@ -339,7 +339,8 @@ class Tools:
             answers=answers,
         )
         moved = await self.service.reschedule(move)
-        return self._result(moved, say.rescheduled(moved, self._tz()))
+        known = {t.id: t for t in await self.service.list_event_types()}
+        return self._result(moved, say.rescheduled(moved, self._tz(), known.get(moved.event_type_id)))
 
     @tool("Cancel an appointment", CHANGES_BOOKING)
     async def cancel(
@@ -373,6 +374,13 @@ class Tools:
             ),
         ] = None,
         label: Annotated[str | None, Field(description="Exact label, e.g. 'new-client'.")] = None,
+        host: Annotated[
+            str | None,
+            Field(
+                description="Only appointments with this host (the team member Cal.com assigned): part of their name "
+                "or e-mail, any case, e.g. 'Lee' finds 'Dr. Lee'. Sort by host with sort_by 'host_name'."
+            ),
+        ] = None,
         call_type: Annotated[
             Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")
         ] = None,
@@ -416,6 +424,7 @@ class Tools:
             query=query,
             status=status,
             label=label,
+            host=host,
             call_type=call_type,
             phone=phone,
             region=validation.country_of_zone(self._tz()),

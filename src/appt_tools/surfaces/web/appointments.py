@@ -45,6 +45,7 @@ COLUMNS = (
     ("title", "Title", "title"),
     ("attendee", "Attendee", "attendee_name"),
     ("business", "Business", "business_name"),
+    ("host", "Host", "host_name"),
     ("start", "Date & time", "start"),
     ("status", "Status", "status"),
     ("label", "Label", "label"),
@@ -82,6 +83,7 @@ class TableState:
     the bound that `when` sets."""
 
     q: str = ""
+    host: str = ""  # part of the host's name or e-mail
     status: str = ""
     when: str = "upcoming"
     date_from: str = ""
@@ -102,6 +104,7 @@ class TableState:
         order = params.get("order") or ("desc" if when == "past" else "asc")
         return cls(
             q=params.get("q", "").strip(),
+            host=params.get("host", "").strip(),
             status=params.get("status", "").strip(),
             when=when,
             date_from=params.get("date_from", "").strip()[:20],
@@ -121,12 +124,13 @@ class TableState:
     @property
     def narrowed(self) -> bool:
         """Whether a search, a status or dates narrow the rows (so "Clear search" can widen them)."""
-        return bool(self.q or self.status or self.date_from or self.date_to)
+        return bool(self.q or self.host or self.status or self.date_from or self.date_to)
 
     def query(self, **changes: Any) -> str:
         state = replace(self, **changes)
         values = {
             "q": state.q,
+            "host": state.host,
             "status": state.status,
             "when": "" if state.when == "upcoming" else state.when,
             "date_from": state.date_from,
@@ -145,7 +149,7 @@ class TableState:
 
     def cleared_query(self) -> str:
         """The same view without search, status or dates."""
-        return self.query(q="", status="", date_from="", date_to="", page=1)
+        return self.query(q="", host="", status="", date_from="", date_to="", page=1)
 
     def sort_query(self, field: str) -> str:
         """Sorting by a column: ascending first, reversed on the next click; back to page 1."""
@@ -245,6 +249,7 @@ class Appointments:
         date_from, date_to = state.bounds(spoken.local(self.service.now(), self.service.timezone).date())
         request = arguments.search_request(
             query=state.q or None,
+            host=state.host or None,
             status=state.status or None,
             date_from=date_from,
             date_to=date_to,

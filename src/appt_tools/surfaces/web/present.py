@@ -86,6 +86,7 @@ class Row:
     attendee_name: str
     attendee_email: str
     business_name: str
+    host_name: str  # who meets the caller (a team's assigned member); '' when Cal.com named no one
     day: str
     time: str
     local_date: str  # YYYY-MM-DD in the business's zone
@@ -117,6 +118,7 @@ class Row:
             attendee_name=a.attendee_name,
             attendee_email=a.attendee_email or a.caller_phone() or "",
             business_name=a.business_name,
+            host_name=a.host_name or "",
             day=short_day(a.start, tz),
             time=clock(a.start, tz),
             local_date=spoken.local(a.start, tz).date().isoformat(),
@@ -167,6 +169,7 @@ def editable(a: Appointment, tz: str, now: datetime, event_types: list[EventType
         "where": row.where,
         "past": row.past,
         "booking_uid": row.booking_uid,
+        "host_name": row.host_name,
         "named": row.named,
         "last_error": a.last_error,
         "pending": row.pending,

@@ -105,10 +105,12 @@
     const controls = $("#table-controls");
     if (!controls) return;
     let timer = 0;
-    $("#search").addEventListener("input", () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => loadTable(controlsQuery()), 250);
-    });
+    for (const id of ["#search", "#host-filter"]) {
+      $(id).addEventListener("input", () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => loadTable(controlsQuery()), 250);
+      });
+    }
     controls.addEventListener("submit", (e) => { e.preventDefault(); loadTable(controlsQuery()); });
     for (const id of ["#status-filter", "#page-size", "#date-from", "#date-to"]) {
       $(id).addEventListener("change", () => loadTable(controlsQuery()));
@@ -130,6 +132,7 @@
     f.sort.value = params.get("sort") || "start";
     f.order.value = params.get("order") || (when === "past" ? "desc" : "asc");
     f.q.value = params.get("q") || "";
+    f.host.value = params.get("host") || "";
     f.status.value = params.get("status") || "";
     f.date_from.value = params.get("date_from") || "";
     f.date_to.value = params.get("date_to") || "";
@@ -546,6 +549,8 @@
       where.append(label, "No place or link was given in Cal.com.");
     }
     $("#booking-uid").textContent = a.booking_uid || "none yet (not confirmed by Cal.com)";
+    $("#host-name").textContent = a.host_name || "";
+    $("#fact-host").hidden = !a.host_name;
     $("#copy-uid").hidden = !a.booking_uid;
   }
 
