@@ -188,7 +188,7 @@ def parse_setting(key: str, value: str) -> object:
             raise InvalidArgument(key, f"{value!r} is not an http(s) URL; e.g. 'https://api.cal.com'.")
         return value.rstrip("/")
     if key in ("event_type_id", "duration_minutes"):
-        if not value.isdigit() or int(value) <= 0:
+        if not (value.isascii() and value.isdigit()) or int(value) <= 0:
             raise InvalidArgument(key, f"{value!r} is not a positive whole number.")
         return validation.duration(key, int(value)) if key == "duration_minutes" else int(value)
     if key == "timezone":
@@ -198,12 +198,12 @@ def parse_setting(key: str, value: str) -> object:
         return validation.text(key, value)
     if key == "reconcile_minutes":
         lo, hi = _bounds(key)
-        if not value.isdigit() or not lo <= int(value) <= hi:
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
             raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} (off) to {hi}, e.g. 15.")
         return int(value)
     if key == "calcom_rate_limit":
         lo, hi = _bounds(key)
-        if not value.isdigit() or not lo <= int(value) <= hi:
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
             raise InvalidArgument(
                 key, f"{value!r} is not a whole number of requests a minute from {lo} to {hi}, e.g. 60."
             )

@@ -103,7 +103,8 @@ def calcom_signature_valid(body: bytes, signature: str | None, secret: SecretStr
     """Cal.com's `X-Cal-Signature-256`: lowercase hex HMAC-SHA256 of the raw body, keyed with the
     webhook's secret (shared/calcom/NOTES.md §8)."""
     expected = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, (signature or "").strip().lower())
+    # Bytes, not str: `compare_digest` refuses non-ASCII strings (a header of 'é's is just a wrong signature).
+    return hmac.compare_digest(expected.encode(), (signature or "").strip().lower().encode())
 
 
 class CredentialChecker:

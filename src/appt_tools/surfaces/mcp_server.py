@@ -16,6 +16,7 @@ from mcp.types import CallToolResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
+from appt_tools import validation
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, InvalidArgument, LockedField, NotFound
 from appt_tools.runtime import ServiceHandle as ServiceHandle  # re-exported: the surfaces build servers on it
@@ -113,8 +114,9 @@ class AppointmentServer(MCPServer):
 
 
 def _check_arguments(name: str, schema: dict[str, Any], arguments: dict[str, Any]) -> None:
-    """Refuse what the SDK would quietly accept: unknown arguments (it drops them) and numbers or
-    booleans sent as strings (it coerces them)."""
+    """Refuse what the SDK would quietly accept: unknown arguments (it drops them), numbers or booleans
+    sent as strings and booleans sent as numbers (it coerces them); and what nothing downstream can
+    hold: integers beyond 2^53, strings with a NUL or a lone surrogate (`validation`)."""
     properties: dict[str, Any] = schema.get("properties", {})
     if len(arguments) > len(properties):  # explicit bound: a 10,000-item request is refused before any work
         extra = next(key for key in arguments if key not in properties)
@@ -130,6 +132,23 @@ def _check_arguments(name: str, schema: dict[str, Any], arguments: dict[str, Any
         kinds = _types(properties[key]) - {"null"}
         if isinstance(value, str) and kinds and kinds <= {"integer", "number", "boolean"}:
             raise InvalidArgument(key, f"must be a JSON {' or '.join(sorted(kinds))}, not the string {value!r}.")
+        if isinstance(value, bool) and "boolean" not in kinds and kinds & {"integer", "number"}:
+            raise InvalidArgument(key, f"must be a whole number such as 1, not {str(value).lower()}.")
+        _check_value(key, value)
+
+
+def _check_value(key: str, value: Any) -> None:
+    if isinstance(value, str):
+        validation.plain_string(key, value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        validation.integer(key, value)
+    elif isinstance(value, list):
+        for item in value[:1000]:
+            _check_value(key, item)
+    elif isinstance(value, dict):
+        for name, item in list(value.items())[:1000]:
+            _check_value(key, name)
+            _check_value(key, item)
 
 
 def _types(prop: dict[str, Any]) -> set[str]:
