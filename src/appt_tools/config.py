@@ -180,6 +180,11 @@ def parse_setting(key: str, value: str) -> object:
     if key in ("calcom_api_key", "vapi_secret", "retell_api_key", "calcom_webhook_secret"):
         if not value:
             raise InvalidArgument(key, "must not be empty.")
+        if not value.isascii() or not value.isprintable():
+            # The message never repeats the secret, not even a bad one.
+            raise InvalidArgument(
+                key, "must be printable ASCII (no spaces, line breaks or control characters); paste the key again."
+            )
         return SecretStr(value)
     if key == "http_api_keys":
         return _http_api_keys(value)
@@ -238,7 +243,7 @@ def _http_api_keys(value: str) -> tuple[SecretStr, ...]:
     if not keys:
         raise InvalidArgument("http_api_keys", "must list at least one key (several are separated by commas).")
     for number, key in enumerate(keys, 1):
-        if len(key) < MIN_HTTP_KEY_LENGTH or any(c.isspace() for c in key):
+        if len(key) < MIN_HTTP_KEY_LENGTH or not key.isascii() or not key.isprintable() or " " in key:
             raise InvalidArgument(
                 "http_api_keys",
                 f"key {number} is too short or contains spaces; use at least {MIN_HTTP_KEY_LENGTH} characters, "

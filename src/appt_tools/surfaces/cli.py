@@ -334,6 +334,13 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
     return 0
 
 
+_SECRET_ON_COMMAND_LINE = (
+    "error: {key} is a secret, so it is not taken from the command line (shell history and the process "
+    "list would keep it); nothing was stored. Run 'appt-tools settings set {key}' and paste it when asked, "
+    "pipe it in ('printf %s \"$KEY\" | appt-tools settings set {key}'), or set {env} in the environment."
+)
+
+
 async def _settings(args: argparse.Namespace) -> int:
     """`show` prints every setting; `set` and `unset` print only what changed."""
     from appt_tools.store import Store
@@ -348,7 +355,12 @@ async def _settings(args: argparse.Namespace) -> int:
             return 0
         if args.action == "set":
             value = args.value
-            if value is None:
+            if value is not None and args.key in config.SECRET_KEYS:
+                _say(_SECRET_ON_COMMAND_LINE.format(key=args.key, env=config.ENV[args.key]))
+                return 2
+            if value is None and args.key in config.SECRET_KEYS and not sys.stdin.isatty():
+                value = sys.stdin.readline().rstrip("\r\n")  # piped: printf %s "$KEY" | appt-tools settings set …
+            elif value is None:
                 if args.key not in config.SECRET_KEYS:
                     _say(
                         f"error: {args.key} needs a value, e.g. appt-tools settings set {args.key} {_EXAMPLES[args.key]}"
