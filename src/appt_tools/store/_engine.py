@@ -5,6 +5,7 @@ A PostgreSQL URL may name the schema(s) to use: `postgresql+asyncpg://user@host/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -49,10 +50,8 @@ def create_private_file(path: Path) -> None:
     """Create `path` (and missing parent folders) with mode 0600 unless it exists. SQLite creates its
     side files (-wal, -shm, -journal) with the database file's mode, so they are private too."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 def prepare_engine(engine: AsyncEngine) -> None:
