@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, text
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -53,6 +53,7 @@ APPOINTMENT_ID_PREFIX = "apt_"
 # only the keys it knows).
 INTERNAL_PREFIX = "internal."
 LEASE_PREFIX = INTERNAL_PREFIX + "lease."
+ENDED_SESSION_PREFIX = INTERNAL_PREFIX + "session_ended."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 IN_FLIGHT_RETRIES = 2
@@ -474,6 +475,28 @@ class Store:
             return row.value
 
         return await self._transact(work)
+
+    async def end_session(self, session_id: str, *, until: datetime, now: datetime) -> None:
+        """Record that the dashboard session `session_id` ended (signed out) and must not be accepted
+        again before `until`, when its cookie expires anyway; records already past theirs are dropped."""
+        until, now = utc(until, "until"), utc(now, "now")
+        key = f"{ENDED_SESSION_PREFIX}{session_id}"
+        expired = delete(SettingRow).where(
+            SettingRow.key.like(f"{ENDED_SESSION_PREFIX}%"), SettingRow.value < now.isoformat()
+        )
+
+        def work(session: Session) -> None:
+            _locks.hold(session, f"setting:{key}")
+            session.execute(expired)
+            if session.get(SettingRow, key) is None:
+                session.add(SettingRow(key=key, value=until.isoformat()))
+
+        await self._transact(work)
+
+    async def session_ended(self, session_id: str) -> bool:
+        """Whether `end_session` was called for `session_id` (by any process sharing the database)."""
+        async with self._read() as session, session.begin():
+            return await session.get(SettingRow, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
