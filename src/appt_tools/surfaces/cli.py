@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import errno
 import getpass
+import logging
 import os
 import socket
 import sys
@@ -309,7 +310,12 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
         reload_credentials=reload,
         sandbox=args.sandbox,
         stateless=service.settings.http_stateless,
+        mcp_sessions_per_key=service.settings.mcp_sessions_per_key,
+        mcp_session_idle_seconds=service.settings.mcp_session_idle_minutes * 60.0,
+        read_timeout=service.settings.http_read_timeout,
+        request_log=service.settings.request_log,
     )
+    _request_log_to_stderr()
     port = sock.getsockname()[1]
     base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}"
     app = build_http_app(server, settings=settings)
@@ -393,6 +399,16 @@ async def _settings(args: argparse.Namespace) -> int:
 
 
 # A value to show in "needs a value" for each setting that is not a secret.
+def _request_log_to_stderr() -> None:
+    """The request log (surfaces/http/guards.py) as plain lines on stderr, each already formatted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    request_log = logging.getLogger("appt_tools.requests")
+    request_log.handlers[:] = [handler]
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
+
+
 _EXAMPLES = {
     "calcom_base_url": "https://api.cal.com",
     "event_type_id": "123",
@@ -403,6 +419,10 @@ _EXAMPLES = {
     "reconcile_minutes": "15",
     "calcom_rate_limit": "120",
     "http_stateless": "true",
+    "mcp_sessions_per_key": "50",
+    "mcp_session_idle_minutes": "10",
+    "http_read_timeout": "30",
+    "request_log": "json",
 }
 
 
