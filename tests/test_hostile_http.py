@@ -74,6 +74,8 @@ async def test_json_nested_thirty_thousand_deep_is_a_400_on_every_route(route, s
         ("search_appointments", {"page_size": True}, "page_size"),
         ("find_slots", {"event_type_id": 10**30}, "event_type_id"),
         ("find_slots", {"duration_minutes": False}, "duration_minutes"),
+        ("list_event_types", {"refresh": 0.0}, "refresh"),
+        ("list_event_types", {"refresh": 1}, "refresh"),
         ("search_appointments", {"query": "ruiz\x00"}, "query"),
         ("search_appointments", {"date_from": "9999-12-31"}, "date_from"),
         ("search_appointments", {"date_to": "0001-01-01"}, "date_to"),

@@ -134,6 +134,8 @@ def _check_arguments(name: str, schema: dict[str, Any], arguments: dict[str, Any
             raise InvalidArgument(key, f"must be a JSON {' or '.join(sorted(kinds))}, not the string {value!r}.")
         if isinstance(value, bool) and "boolean" not in kinds and kinds & {"integer", "number"}:
             raise InvalidArgument(key, f"must be a whole number such as 1, not {str(value).lower()}.")
+        if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {"boolean"}:
+            raise InvalidArgument(key, f"must be true or false, not the number {value!r}.")
         _check_value(key, value)
 
 
