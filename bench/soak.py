@@ -397,7 +397,7 @@ async def judge(database: str, state: SandboxState, tally: Tally) -> dict[str, A
     }
 
 
-async def soak(minutes: float, callers: int, seed: int) -> int:
+async def soak(minutes: float, callers: int, seed: int, keep_logs: Path | None = None) -> int:
     minutes = min(minutes, MAX_MINUTES)
     tally, fired = Tally(), Counter[str]()
     with tempfile.TemporaryDirectory(prefix="appt-soak-") as tmp:
@@ -422,7 +422,7 @@ async def soak(minutes: float, callers: int, seed: int) -> int:
                 samples: dict[int, list[tuple[float, float]]] = {pid: [] for pid in pids}
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(sample_memory(pids, stop, samples))
-                days = _weekdays(15)
+                days = _weekdays(40)
                 deadline = time.monotonic() + minutes * 60
                 say(
                     f"soak: {minutes:g} min, {callers} callers on {len(bases)} servers ({', '.join(SURFACES)}), seed {seed}"
@@ -450,9 +450,13 @@ async def soak(minutes: float, callers: int, seed: int) -> int:
                     1 for n in range(len(bases)) for line in (Path(tmp) / f"server{n}.log").read_text().splitlines()
                     if line.startswith('{"time"')
                 )  # fmt: skip
-                tracebacks = sum(
-                    (Path(tmp) / f"server{n}.log").read_text().count("Traceback") for n in range(len(bases))
-                )
+                logs = [(Path(tmp) / f"server{n}.log").read_text() for n in range(len(bases))]
+                tracebacks = sum(log.count("Traceback") for log in logs)
+                if keep_logs is not None:
+                    keep_logs.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (the run is over)
+                    for n, log in enumerate(logs):
+                        (keep_logs / f"server{n}.log").write_text(log)
+                    (keep_logs / "reconcile.log").write_text(reconciled)
             verdict = await judge(database, state, tally)
     _report(minutes, callers, tally, fired, verdict, samples, reconciled, request_lines, tracebacks)
     bad = len(verdict["lost"]) + verdict["doubled"] + len(verdict["untrue"]) + len(tally.server_errors)
@@ -514,10 +518,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help=f"how long the callers call (at most {MAX_MINUTES})")
     parser.add_argument("--callers", type=int, default=12, help="concurrent callers, spread over the surfaces")
     parser.add_argument("--seed", type=int, default=1, help="makes the callers' choices and the faults repeatable")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the servers' and reconcile's logs in this folder")
     args = parser.parse_args()
     if not 0 < args.minutes <= MAX_MINUTES or not 1 <= args.callers <= 200:
         parser.error(f"--minutes must be above 0 and at most {MAX_MINUTES}; --callers from 1 to 200")
-    sys.exit(asyncio.run(soak(args.minutes, args.callers, args.seed)))
+    sys.exit(asyncio.run(soak(args.minutes, args.callers, args.seed, args.logs)))
 
 
 if __name__ == "__main__":
