@@ -39,6 +39,7 @@ DEFAULT_BASE_URL = "https://api.cal.com"
 DEFAULT_CALCOM_TIMEOUT = 10.0
 # A running server compares the store with Cal.com this often (0 turns it off); see core/reconcile.py.
 DEFAULT_RECONCILE_MINUTES = 15
+DEFAULT_HOLD_MINUTES = 5  # how long hold_slot holds a time (Cal.com's own reservation default)
 # Cal.com allows 120 requests a minute per API key; each server process paces itself to this. Several
 # instances sharing one key should split it (see docs/deployment.md).
 DEFAULT_CALCOM_RATE_LIMIT = 120
@@ -103,6 +104,7 @@ class Settings(BaseSettings):
     http_read_timeout: float = Field(DEFAULT_HTTP_READ_TIMEOUT, ge=1.0, le=600.0)
     # One line per HTTP request on stderr (docs/security.md): text, json (JSON lines) or off.
     request_log: Literal["text", "json", "off"] = "text"
+    hold_minutes: int = Field(DEFAULT_HOLD_MINUTES, ge=1, le=30)
     sources: dict[str, Source] = Field(default_factory=dict, exclude=True)
 
     @classmethod
@@ -208,8 +210,7 @@ def parse_setting(key: str, value: str) -> object:
             raise InvalidArgument(key, f"{value!r} is not a positive whole number.")
         return validation.duration(key, int(value)) if key == "duration_minutes" else int(value)
     if key == "timezone":
-        validation.zone(key, value)
-        return value
+        return validation.zone_name(key, value)
     if key == "business_name":
         return validation.text(key, value)
     if key == "reconcile_minutes":
@@ -237,6 +238,11 @@ def parse_setting(key: str, value: str) -> object:
         if value.lower() not in ("text", "json", "off"):
             raise InvalidArgument(key, f"{value!r} is not a request log format; use text, json or off.")
         return value.lower()
+    if key == "hold_minutes":
+        lo, hi = _bounds(key)
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+            raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} to {hi}, e.g. 5.")
+        return int(value)
     if key == "http_stateless":
         if value.lower() not in BOOLEAN_WORDS:
             raise InvalidArgument(key, f"{value!r} is not on or off; use true or false.")

@@ -14,6 +14,7 @@ from appt_tools.models import (
     CallType,
     EventType,
     HistoryEntry,
+    Hold,
     SearchPage,
     Slot,
     SlotSearch,
@@ -21,6 +22,23 @@ from appt_tools.models import (
 from appt_tools.speech import say, spoken
 
 SAY = "One short sentence the assistant can read aloud as is."
+
+
+class NowView(BaseModel):
+    """The current time where the business is: read it before turning 'next Tuesday' into a date."""
+
+    iso: str = Field(
+        description="Now in the business's time zone, ISO 8601 with offset, e.g. '2026-12-04T18:15:00-05:00'."
+    )
+    spoken: str = Field(description="Now as said aloud, e.g. 'Friday, December 4, 6:15 PM'.")
+    timezone: str = Field(description="The business's IANA time zone, e.g. 'America/New_York'.")
+
+    @classmethod
+    def of(cls, now: datetime, tz: str) -> NowView:
+        return cls(iso=spoken.iso(now, tz), spoken=spoken.moment(now, tz), timezone=tz)
+
+
+NOW = "The current time in the business's time zone: use it to turn 'today' or 'next Tuesday' into a date."
 
 
 class SlotView(BaseModel):
@@ -43,10 +61,11 @@ class SlotsResult(BaseModel):
         description="True when nothing was free in the requested day or range; `slots` then holds the next free times after it."
     )
     truncated: bool = Field(description="True when more slots were free than listed; ask for a narrower range.")
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
     @classmethod
-    def of(cls, found: SlotSearch) -> SlotsResult:
+    def of(cls, found: SlotSearch, now: NowView) -> SlotsResult:
         tz = found.timezone
         slots = [SlotView.of(s, tz) for s in found.slots]
         say_text = say.slots(found.slots, tz, day_asked=found.window_start, later=found.later)
@@ -58,6 +77,7 @@ class SlotsResult(BaseModel):
             slots=slots,
             requested_window_empty=found.later,
             truncated=found.truncated,
+            now=now,
             say=say_text,
         )
 
@@ -78,7 +98,10 @@ class AppointmentView(BaseModel):
     start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
     timezone: str = Field(description="The zone `start` and `end` are shown in.")
     attendee_name: str
-    attendee_email: str
+    attendee_email: str | None = Field(description="None: booked with the caller's phone number, no e-mail.")
+    attendee_phone: str | None = Field(
+        description="The caller's number Cal.com has for the attendee (E.164), if any: given, or the call's."
+    )
     business_name: str
     to_number: str = Field(description="Number that was called, E.164.")
     from_number: str = Field(description="Number that called, E.164.")
@@ -107,6 +130,7 @@ class AppointmentView(BaseModel):
             timezone=tz,
             attendee_name=a.attendee_name,
             attendee_email=a.attendee_email,
+            attendee_phone=a.caller_phone(),
             business_name=a.business_name,
             to_number=a.to_number,
             from_number=a.from_number,
@@ -142,6 +166,7 @@ class HistoryView(BaseModel):
 class AppointmentResult(BaseModel):
     appointment: AppointmentView
     history: list[HistoryView] | None = Field(default=None, description="What happened to it, oldest first.")
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
 
@@ -155,6 +180,7 @@ class SearchResult(BaseModel):
     page_size: int
     total_pages: int = Field(description="Pages of results; at least this many when total_exact is false.")
     has_more: bool = Field(description="True when a later page has results.")
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
     @classmethod
@@ -170,7 +196,8 @@ class SearchResult(BaseModel):
             page_size=found.page_size,
             total_pages=pages,
             has_more=found.page < pages or (not found.total_exact and full),
-            say=say.search(found.total, first, tz, now, exact=found.total_exact),
+            now=NowView.of(now, tz),
+            say=say.search(found.total, first, tz, now, exact=found.total_exact, shown=len(found.items)),
         )
 
 
@@ -200,7 +227,37 @@ class EventTypeView(BaseModel):
 
 class EventTypesResult(BaseModel):
     event_types: list[EventTypeView]
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The argument, e.g. 'attendee_email'.")
+    message: str = Field(description="Why it is wrong and what a valid value looks like.")
+
+
+class HoldResult(BaseModel):
+    hold_id: str = Field(description="Pass to book_appointment as hold_id to book this time, or to release_hold.")
+    start: str = Field(description="ISO 8601 start of the held time, in the business's time zone, with offset.")
+    end: str
+    start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
+    event_type_id: int
+    expires_at: str = Field(description="ISO 8601: the hold ends then unless the time is booked first.")
+    now: NowView = Field(description=NOW)
+    say: str = Field(description=SAY)
+
+    @classmethod
+    def of(cls, hold: Hold, tz: str, now: datetime, sentence: str) -> HoldResult:
+        return cls(
+            hold_id=hold.id,
+            start=spoken.iso(hold.start, tz),
+            end=spoken.iso(hold.end, tz),
+            start_spoken=spoken.when(hold.start, tz),
+            event_type_id=hold.event_type_id,
+            expires_at=spoken.iso(hold.expires_at, tz),
+            now=NowView.of(now, tz),
+            say=sentence,
+        )
 
 
 class ErrorView(BaseModel):
@@ -209,18 +266,27 @@ class ErrorView(BaseModel):
     code: str = Field(description="Stable machine code, e.g. 'slot_unavailable', 'invalid_argument'.")
     message: str = Field(description="What went wrong and what to do next.")
     retryable: bool = Field(description="Whether the same call may succeed if retried later.")
-    field: str | None = None
+    field: str | None = Field(default=None, description="The first wrong argument (invalid_argument).")
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="Every wrong or missing argument of the call, the first one included: fix them all at once.",
+    )
     alternatives: list[SlotView] | None = None
+    now: NowView | None = Field(default=None, description=NOW)
     say: str
 
     @classmethod
-    def of(cls, error: AppError, tz: str) -> ErrorView:
+    def of(cls, error: AppError, tz: str, now: datetime | None = None) -> ErrorView:
         alternatives = [SlotView.of(s, tz) for s in error.alternatives] if isinstance(error, SlotUnavailable) else None
+        invalid = isinstance(error, InvalidArgument)
+        errors = [FieldError.model_validate(e) for e in getattr(error, "errors", ())] if invalid else None
         return cls(
             code=error.code,
             message=error.message,
             retryable=error.retryable,
             field=error.field if isinstance(error, InvalidArgument) else None,
+            errors=errors or None,
             alternatives=alternatives,
+            now=NowView.of(now, tz) if now is not None else None,
             say=say.error(error, tz),
         )

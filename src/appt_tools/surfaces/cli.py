@@ -16,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -48,6 +49,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _harness_options(parser: argparse.ArgumentParser, *, with_sandbox: bool = False) -> None:
+    """--clock and --rate-limit: the sandbox as a tool-testing harness drives it (docs/testing.md)."""
+    only = " (with --sandbox)" if with_sandbox else ""
+    parser.add_argument(
+        "--clock",
+        type=_clock_start,
+        default=None,
+        metavar="ISO",
+        help=f"start the sandbox's clock here, e.g. 2030-01-07T08:55:00-05:00; it then runs{only}",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=None,
+        metavar="N",
+        help=f"requests a minute per API key the sandbox allows (Cal.com's: 120){only}",
+    )
+
+
+def _clock_start(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        at = None
+    if at is None or at.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a time with a UTC offset, e.g. 2030-01-07T08:55:00-05:00")
+    return at
+
+
+def _rate_limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of requests a minute from 1 to 100000")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="appt-tools", description="Appointment-booking tools for AI assistants.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -62,10 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sandbox", action="store_true", help="use a local Cal.com sandbox and a temporary database (no account)"
     )
+    _harness_options(serve, with_sandbox=True)
 
     sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone", description="Run the Cal.com sandbox.")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=5555, help="port to listen on; 0 picks a free one")
+    _harness_options(sandbox)
 
     sub.add_parser(
         "demo",
@@ -114,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--dir", type=Path, default=Path("tool_schemas"), help="where the files go")
     export.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    export.add_argument(
+        "--base-url",
+        default=None,
+        help="your server's public URL, e.g. https://appt.example.com: the Vapi, Retell and ElevenLabs "
+        "definitions call it (default: a placeholder to replace)",
+    )
     return parser
 
 
@@ -183,12 +227,18 @@ def _sandbox(args: argparse.Namespace) -> int:
     from calcom_sandbox import main as sandbox_main
 
     _listen(args.host, args.port, "appt-tools sandbox").close()  # a busy port said in one line, before starting
-    sandbox_main(port=args.port, host=args.host)
+    if args.rate_limit is None:
+        sandbox_main(port=args.port, host=args.host, clock=args.clock)
+    else:
+        sandbox_main(port=args.port, host=args.host, clock=args.clock, rate_limit=args.rate_limit)
     return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
+        if not args.sandbox and (args.clock is not None or args.rate_limit is not None):
+            _say("error: --clock and --rate-limit set the sandbox's clock and limit; add --sandbox to use them.")
+            return 2
         return await _serve(args)
     if args.command == "demo":
         from appt_tools.surfaces.demo import run_demo
@@ -265,7 +315,9 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
     from appt_tools.runtime import open_sandbox_service, open_service
 
     if args.sandbox:
-        service, sandbox = await stack.enter_async_context(open_sandbox_service())
+        service, sandbox = await stack.enter_async_context(
+            open_sandbox_service(clock=args.clock, rate_limit=args.rate_limit)
+        )
         _say(
             f"SANDBOX MODE: bookings go to a local Cal.com sandbox at {sandbox.base_url} and a temporary "
             "database; nothing reaches real Cal.com."
@@ -276,6 +328,9 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
             _say(
                 f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
             )
+    # The Cal.com reads the first call would otherwise make (whose account, the event types) start now,
+    # in the background: a call arriving first waits for them; a failure is logged and retried by a call.
+    service.start_sync()
     await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
     return service
 
@@ -423,6 +478,7 @@ _EXAMPLES = {
     "mcp_session_idle_minutes": "10",
     "http_read_timeout": "30",
     "request_log": "json",
+    "hold_minutes": "5",
 }
 
 
@@ -480,8 +536,13 @@ async def _reconcile(args: argparse.Namespace) -> int:
 
 async def _schemas(args: argparse.Namespace) -> int:
     from appt_tools.surfaces import schema_export
+    from appt_tools.surfaces.schema_formats import PLACEHOLDER_URL
 
-    files = await schema_export.current_files()
+    base_url = args.base_url or PLACEHOLDER_URL
+    if not base_url.startswith(("https://", "http://")) or "?" in base_url or "#" in base_url:
+        _say(f"--base-url: {base_url!r} is not an http(s) URL without query; use e.g. https://appt.example.com")
+        return 2
+    files = await schema_export.current_files(base_url)
     if args.check:
         problems = schema_export.drift(args.dir, files)
         for problem in problems:

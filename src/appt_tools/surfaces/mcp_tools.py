@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from appt_tools import validation
 from appt_tools.core.service import AppointmentService
+from appt_tools.errors import InvalidArgument
 from appt_tools.models import Appointment, AppointmentStatus, SortField
 from appt_tools.runtime import ServiceHandle
 from appt_tools.speech import say
@@ -26,10 +28,12 @@ from appt_tools.speech.results import (
     EventTypesResult,
     EventTypeView,
     HistoryView,
+    HoldResult,
+    NowView,
     SearchResult,
     SlotsResult,
 )
-from appt_tools.surfaces import arguments
+from appt_tools.surfaces import arguments, call_facts
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -47,7 +51,11 @@ LOCAL_EDIT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idemp
 
 Date = Annotated[
     str | None,
-    Field(description="Day to search, YYYY-MM-DD, e.g. '2026-11-24'. Default: today.", examples=["2026-11-24"]),
+    Field(
+        description="Day to search: YYYY-MM-DD (e.g. '2026-11-24'), 'today' or 'tomorrow' (in `timezone`). "
+        "Default: today. Work out other days from the result's `now`.",
+        examples=["2026-11-24", "tomorrow"],
+    ),
 ]
 TimeZone = Annotated[
     str | None,
@@ -123,11 +131,14 @@ class Tools:
     def _now(self) -> datetime:
         return self.service.now()
 
+    def _clock(self) -> NowView:
+        return NowView.of(self._now(), self._tz())
+
     def _result(
         self, appointment: Appointment, sentence: str, history: list[HistoryView] | None = None
     ) -> AppointmentResult:
         view = AppointmentView.of(appointment, self._tz(), self._now())
-        return AppointmentResult(appointment=view, history=history, say=sentence)
+        return AppointmentResult(appointment=view, history=history, now=self._clock(), say=sentence)
 
     @tool("Find free slots", READ_ONLY)
     async def find_slots(
@@ -149,6 +160,7 @@ class Tools:
         Call this before booking. If the day has nothing free, the next free times after it are returned."""
         request = arguments.slot_request(
             business_tz=self._tz(),
+            now=self._now(),
             date=date,
             start=start,
             end=end,
@@ -156,20 +168,12 @@ class Tools:
             event_type_id=event_type_id,
             duration_minutes=duration_minutes,
         )
-        return SlotsResult.of(await self.service.find_slots(request))
+        return SlotsResult.of(await self.service.find_slots(request), self._clock())
 
     @tool("Book an appointment", CREATES)
     async def book_appointment(
         self,
-        start: Annotated[
-            str,
-            Field(
-                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
-                "(or without offset plus `timezone`)."
-            ),
-        ],
         attendee_name: Annotated[str, Field(description="The caller's full name, e.g. 'Ana Ruiz'.")],
-        attendee_email: Annotated[str, Field(description="Where the invite goes, e.g. 'ana@example.com'.")],
         to_number: Annotated[str, Field(description="The number that was called, E.164, e.g. '+14155550100'.")],
         from_number: Annotated[str, Field(description="The number that called, E.164, e.g. '+14155550123'.")],
         call_type: Annotated[
@@ -195,10 +199,36 @@ class Tools:
         ] = None,
         duration_minutes: MinutesLong = None,
         idempotency_key: IdempotencyKey = None,
+        start: Annotated[
+            str | None,
+            Field(
+                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
+                "(or without offset plus `timezone`). Required unless hold_id is given."
+            ),
+        ] = None,
+        attendee_email: Annotated[
+            str | None,
+            Field(
+                description="Where the invite goes, e.g. 'ana@example.com'. Optional on a phone call: the caller's "
+                "number is used instead, if the event type allows it (else the error asks for an e-mail)."
+            ),
+        ] = None,
+        attendee_phone: Annotated[
+            str | None,
+            Field(
+                description="The caller's own number, E.164, e.g. '+14155550123', when it is not the number they "
+                "called from (a web call, a callback number). Default: the caller's side of the call."
+            ),
+        ] = None,
+        hold_id: Annotated[
+            str | None,
+            Field(description="The hold_id from hold_slot: books the held time (start may be left out)."),
+        ] = None,
     ) -> AppointmentResult:
         """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
         the call's numbers and type. Only book a slot the caller agreed to. On `slot_unavailable`, offer the
-        returned alternatives."""
+        returned alternatives. Booking the same time again for the same call with a corrected name, e-mail,
+        title, description or label corrects the booking instead of making a second one."""
         draft = arguments.booking_draft(
             start=start,
             attendee_name=attendee_name,
@@ -214,9 +244,49 @@ class Tools:
             timezone=timezone,
             duration_minutes=duration_minutes,
             idempotency_key=idempotency_key,
+            attendee_phone=attendee_phone,
+            hold_id=hold_id,
         )
-        booked = await self.service.book(draft)
-        return self._result(booked, say.booked(booked, self._tz()))
+        booked, corrected = await self.service.book_with_corrections(draft)
+        call = call_facts.current()
+        if call is not None and call.overruled:
+            booked = await self.service.note(booked.id, "updated", call.history_note())
+        return self._result(booked, say.booked(booked, self._tz(), corrected))
+
+    @tool("Hold a time", CREATES)
+    async def hold_slot(
+        self,
+        start: Annotated[
+            str,
+            Field(
+                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00'."
+            ),
+        ],
+        event_type_id: EventTypeId = None,
+        timezone: Annotated[
+            str | None,
+            Field(description="IANA zone to read `start` in when it has no offset, e.g. 'America/New_York'."),
+        ] = None,
+        duration_minutes: MinutesLong = None,
+    ) -> HoldResult:
+        """Hold a free time for a few minutes (5 by default) while the caller decides, so no other caller can
+        take it: find_slots stops offering it and other bookings of it are refused. Then book it with
+        book_appointment(hold_id=…), or release_hold if the caller declines; an unused hold simply expires."""
+        request = arguments.hold_request(
+            start=start, event_type_id=event_type_id, timezone=timezone, duration_minutes=duration_minutes
+        )
+        hold = await self.service.hold(request)
+        minutes = round((hold.expires_at - hold.created_at).total_seconds() / 60)
+        return HoldResult.of(hold, self._tz(), self._now(), say.held(hold.start, minutes, self._tz()))
+
+    @tool("Release a held time", LOCAL_EDIT)
+    async def release_hold(
+        self,
+        hold_id: Annotated[str, Field(description="The hold_id from hold_slot, e.g. 'hold_3kq9x2mz7w1b'.")],
+    ) -> HoldResult:
+        """Let go of a held time the caller does not want, so others can book it at once."""
+        ended = await self.service.release_hold(hold_id)
+        return HoldResult.of(ended, self._tz(), self._now(), say.released(ended.start, self._tz()))
 
     @tool("Reschedule an appointment", CHANGES_BOOKING)
     async def reschedule(
@@ -276,6 +346,20 @@ class Tools:
         call_type: Annotated[
             Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")
         ] = None,
+        phone: Annotated[
+            str | None,
+            Field(
+                description="Only appointments whose called or calling number is this one, in any common form, "
+                "e.g. '+14155550123' or '(415) 555-0123'."
+            ),
+        ] = None,
+        mine: Annotated[
+            bool | None,
+            Field(
+                description="true on a phone call to find the caller's own appointments by the number they call "
+                "from (the call's number, not one typed by you). Default: false."
+            ),
+        ] = None,
         date_from: Annotated[
             str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")
         ] = None,
@@ -289,11 +373,22 @@ class Tools:
     ) -> SearchResult:
         """Find recorded appointments by text and filters, sorted and paged, with the total count (exact up
         to 1,000; beyond that total_exact is false). Failed bookings are left out unless status asks for them."""
+        if mine:
+            call = call_facts.current()
+            if call is None or call.caller_number is None:
+                raise InvalidArgument(
+                    "mine",
+                    "needs the caller's number, which only a phone call through Vapi, Retell or ElevenLabs gives; "
+                    "pass phone instead, e.g. '+14155550123', or search by name with query.",
+                )
+            phone = call.caller_number
         request = arguments.search_request(
             query=query,
             status=status,
             label=label,
             call_type=call_type,
+            phone=phone,
+            region=validation.country_of_zone(self._tz()),
             date_from=date_from,
             date_to=date_to,
             sort_by=sort_by,
@@ -348,4 +443,4 @@ class Tools:
         default = service.settings.event_type_id or next((t.id for t in types if not t.hidden), None)
         views = [EventTypeView.of(t, default) for t in types]
         sentence = say.event_types([v.title for v in views], [v.length_minutes for v in views])
-        return EventTypesResult(event_types=views, say=sentence)
+        return EventTypesResult(event_types=views, now=self._clock(), say=sentence)
