@@ -63,6 +63,7 @@ def surface(path: str) -> str:
         ("/tools/", "tools"),
         ("/vapi/", "vapi"),
         ("/retell/", "retell"),
+        ("/elevenlabs/", "elevenlabs"),
         ("/webhooks/", "webhook"),
         ("/static/", "static"),
         ("/healthz", "health"),
