@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
+from appt_tools.core import questions
 from appt_tools.core.booking import record_unknown
 from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.idempotency import IdempotentCalls
@@ -29,7 +30,7 @@ from appt_tools.errors import (
     InvalidArgument,
     NotFound,
 )
-from appt_tools.models import Appointment, AppointmentStatus, Booking
+from appt_tools.models import AnswerValue, Appointment, AppointmentStatus, Booking
 
 if TYPE_CHECKING:
     from appt_tools.store import Store
@@ -81,13 +82,39 @@ class Changes:
         when = move.new_start.astimezone(UTC)
         validation.in_future("new_start", when, self._clock(), tz_name=move.timezone or self._timezone())
 
+        # Checked before anything is written; Cal.com keeps the first booking's answers on a move (the
+        # reschedule body has no `bookingFieldsResponses`), so new ones are our record's alone.
+        event_type = await self._catalog.pick(appointment.event_type_id)
+        answers = questions.check(event_type, move.answers, kept=appointment.answers)
+
         async def work(scoped: object) -> Appointment:
             # With a key, the call may have waited for its claim: read the appointment again.
             current = await self.get(appointment.id) if scoped else appointment
-            return await self._reschedule(current, when, move.reason)
+            moved = await self._reschedule(current, when, move.reason)
+            return await self._record_answers(moved, answers)
 
-        payload = {"appointment_id": appointment.id, "new_start": when.isoformat(), "reason": move.reason}
+        payload = {
+            "appointment_id": appointment.id,
+            "new_start": when.isoformat(),
+            "reason": move.reason,
+            "answers": answers,
+        }
         return await self._keys.run("reschedule", move.idempotency_key, payload, work=work, resume=work)
+
+    async def _record_answers(self, appointment: Appointment, answers: dict[str, AnswerValue]) -> Appointment:
+        if answers == appointment.answers:
+            return appointment
+        changed = ", ".join(
+            sorted(
+                k for k in answers.keys() | appointment.answers.keys() if answers.get(k) != appointment.answers.get(k)
+            )
+        )
+        return await self._store.update_appointment(
+            appointment.id,
+            {"answers": answers},
+            now=self._clock(),
+            history=history_entry(self._clock(), "updated", f"Answers changed: {changed}."),
+        )
 
     async def _reschedule(self, appointment: Appointment, when: datetime, why: str | None) -> Appointment:
         uid = self._ensure_live(appointment, "reschedule")
