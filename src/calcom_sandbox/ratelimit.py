@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 DEFAULT_BLOCK = timedelta(seconds=60)  # RATE_LIMIT_DEFAULT_BLOCK_DURATION_MS
+DEFAULT_LIMIT = 120  # requests per minute per API key (Cal.com's default for a key)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class RateLimiter:
             bucket.blocked_until = now + self.block
             return RateDecision(False, self.limit, 0, _ceil_seconds(self.block))
         return RateDecision(True, self.limit, self.limit - bucket.hits, _ceil_seconds(bucket.window_ends - now))
+
+    def reset(self) -> None:
+        """Forget every window and block (a test's fresh start)."""
+        self._buckets.clear()
 
     def block_now(self, tracker: str, now: datetime, block: timedelta | None = None) -> RateDecision:
         """Block `tracker` from `now` as if it had just gone over the limit (for `block`, else the default)."""

@@ -18,6 +18,7 @@ import httpx2
 import uvicorn
 
 from calcom_sandbox.app import create_app
+from calcom_sandbox.ratelimit import DEFAULT_LIMIT as RATE_LIMIT
 from calcom_sandbox.state import SandboxState
 
 _STARTUP_TIMEOUT = 10.0
@@ -129,13 +130,15 @@ async def _stop(server: uvicorn.Server) -> None:
         await listener.wait_closed()
 
 
-def main(port: int, host: str) -> None:
-    """Run a sandbox until Ctrl-C, after printing where it listens, its API key and its event types."""
+def main(port: int, host: str, rate_limit: int = RATE_LIMIT) -> None:
+    """Run a sandbox until Ctrl-C, after printing where it listens, its API key and its event types.
+    `rate_limit`: requests per minute per API key before a 429 (Cal.com's own is 120)."""
 
     async def serve() -> None:
-        async with run_sandbox(port=port, host=host) as sandbox:
+        async with run_sandbox(SandboxState(rate_limit=rate_limit), port=port, host=host) as sandbox:
             print(f"Cal.com API v2 sandbox at {sandbox.base_url}")
             print(f"API key: {sandbox.api_key}")
+            print(f"Rate limit: {rate_limit} requests a minute per API key")
             print("Event types:")
             for et in sandbox.state.event_types:
                 lengths = "/".join(str(n) for n in et.length_options) if et.length_options else str(et.length)

@@ -40,7 +40,7 @@ from calcom_sandbox.problems import (
     plain,
     trpc_bad_request,
 )
-from calcom_sandbox.ratelimit import DEFAULT_BLOCK, RateLimiter
+from calcom_sandbox.ratelimit import DEFAULT_BLOCK, DEFAULT_LIMIT, RateLimiter
 from calcom_sandbox.records import (
     LIVE,
     Attendee,
@@ -87,7 +87,7 @@ class SandboxState:
         api_key: str | None = None,
         host_time_zone: str = "America/New_York",
         now: Callable[[], datetime] | None = None,
-        rate_limit: int = 120,
+        rate_limit: int = DEFAULT_LIMIT,
         *,
         working_hours: WorkingHours = WEEKDAYS_9_TO_5,
         event_types_need_username: bool = False,

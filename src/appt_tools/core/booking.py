@@ -44,6 +44,9 @@ from appt_tools.models import Appointment, AppointmentStatus, Booking, BookingRe
 if TYPE_CHECKING:
     from appt_tools.store import Store
 
+# What a booking in flight for the same start may have become that leaves the slot taken in Cal.com.
+_BOOKED = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
+
 
 class Booker:
     def __init__(
@@ -104,18 +107,30 @@ class Booker:
             if joined is not None:
                 return joined
             raise
-        for _ in range(2):
+        deadline = monotonic() + PEER_WAIT_SECONDS
+        while True:
             try:
                 appointment = await self._store.add_appointment(new, now=self._clock(), idempotency_key=key)
             except SlotHeld as held:
-                holder = await self._wait_settled(held.holder_id)
-                if holder is not None and holder.booking_uid is not None and _same_request(holder, new):
-                    return holder
-                if holder is None or holder.status is AppointmentStatus.FAILED:
-                    continue  # the other attempt failed: the slot may be ours after all
-                raise self._slots.unavailable(new.start, around, taken=True) from None
+                holder = await self._wait_settled(held.holder_id) if held.holder_id else None
+                booked = holder is not None and holder.booking_uid is not None and holder.status in _BOOKED
+                if booked and holder is not None and not _same_request(holder, new):
+                    raise self._slots.unavailable(new.start, around, taken=True) from None  # booked by another
+                # The holder was this same request (join it), or failed, or settled a moment ago: whatever an
+                # identical call booked is joined; else the slot may be ours after all, and Cal.com decides.
+                joined = await self._join_same(new, event_type, length)
+                if joined is not None:
+                    return joined
+                in_flight = holder is not None and holder.status is AppointmentStatus.PENDING and not holder.booking_uid
+                if in_flight or monotonic() >= deadline:
+                    raise Conflict(
+                        "Another booking for this time is still waiting for the calendar's answer, so this one was "
+                        "not made. Try again in a minute, or offer another time.",
+                        code="slot_in_progress",
+                        retryable=True,
+                    ) from None
+                continue
             return await self.settle(appointment, event_type, length)
-        raise self._slots.unavailable(new.start, around, taken=True)
 
     async def settle(self, appointment: Appointment, event_type: EventType, length: int) -> Appointment:
         """Take a recorded appointment to its outcome: booked (uid), failed, or still unknown (raises)."""
@@ -170,6 +185,12 @@ class Booker:
             except CalcomError as exc:
                 await self._fail(appointment, f"Cal.com refused the booking: {exc.message}")
                 raise
+            except asyncio.CancelledError:
+                # The caller hung up while Cal.com was asked: say the outcome is unknown, so the slot is not
+                # held in silence (peers stop waiting, a repeat looks in Cal.com, reconciliation settles it).
+                lost = CalcomUnavailable("the call ended before Cal.com answered", outcome_unknown=True)
+                await asyncio.shield(self._unknown(appointment, lost))
+                raise
         self._slots.changed()
         return await self._store.update_appointment(
             appointment.id,
@@ -198,16 +219,19 @@ class Booker:
 
     async def _join_same(self, new: NewAppointment, event_type: EventType, length: int) -> Appointment | None:
         """The outcome of an identical request made earlier or in flight right now, if there is one."""
-        same = await self._same_booking(new)
-        if same is not None and same.booking_uid is None and not same.last_error:
-            same = await self._wait_settled(same.id)
-            if same is not None and same.booking_uid is None and not same.last_error:
-                raise Conflict(
-                    "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
-                )
-        if same is None or same.status is AppointmentStatus.FAILED:
-            return None
-        return await self.settle(same, event_type, length)
+        while True:
+            same = await self._same_booking(new)
+            if same is None:
+                return None
+            if same.booking_uid is None and not same.last_error:
+                same = await self._wait_settled(same.id)
+                if same is not None and same.booking_uid is None and not same.last_error:
+                    raise Conflict(
+                        "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
+                    )
+            if same is not None and same.status is not AppointmentStatus.FAILED:
+                return await self.settle(same, event_type, length)
+            # The one waited for failed (perhaps as the twin of an identical booking made first): look again.
 
     async def _booked_twin(self, appointment: Appointment) -> Appointment | None:
         twin = await self._same_booking(appointment, exclude=appointment.id)

@@ -3,11 +3,12 @@ sentence a voice assistant can read aloud (no ids, no URLs, no ISO strings)."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
+from appt_tools.errors import AppError, CalcomRateLimited, InvalidArgument, SlotUnavailable
 from appt_tools.models import (
     Appointment,
     AppointmentStatus,
@@ -21,6 +22,8 @@ from appt_tools.models import (
 from appt_tools.speech import say, spoken
 
 SAY = "One short sentence the assistant can read aloud as is."
+# Cal.com blocks a key for 60 s once it is over its limit: the wait to suggest when it did not say.
+RATE_LIMIT_WAIT_SECONDS = 60
 
 
 class SlotView(BaseModel):
@@ -211,6 +214,9 @@ class ErrorView(BaseModel):
     retryable: bool = Field(description="Whether the same call may succeed if retried later.")
     field: str | None = None
     alternatives: list[SlotView] | None = None
+    retry_after_seconds: int | None = Field(
+        default=None, description="For calcom_rate_limited: seconds to wait before trying the same call again."
+    )
     say: str
 
     @classmethod
@@ -222,5 +228,12 @@ class ErrorView(BaseModel):
             retryable=error.retryable,
             field=error.field if isinstance(error, InvalidArgument) else None,
             alternatives=alternatives,
+            retry_after_seconds=_retry_after(error),
             say=say.error(error, tz),
         )
+
+
+def _retry_after(error: AppError) -> int | None:
+    if not isinstance(error, CalcomRateLimited):
+        return None
+    return max(1, math.ceil(error.retry_after)) if error.retry_after is not None else RATE_LIMIT_WAIT_SECONDS

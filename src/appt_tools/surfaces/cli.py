@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone", description="Run the Cal.com sandbox.")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=5555, help="port to listen on; 0 picks a free one")
+    sandbox.add_argument(
+        "--rate-limit",
+        type=int,
+        default=120,
+        metavar="N",
+        help="requests a minute per API key before a 429 (default 120, Cal.com's own; raise it for load tests)",
+    )
 
     sub.add_parser(
         "demo",
@@ -181,8 +188,11 @@ def _listen(host: str, port: int, command: str) -> socket.socket:
 def _sandbox(args: argparse.Namespace) -> int:
     from calcom_sandbox import main as sandbox_main
 
+    if args.rate_limit < 1:
+        _say(f"error: --rate-limit {args.rate_limit} must be at least 1 request a minute, e.g. --rate-limit 6000.")
+        return 2
     _listen(args.host, args.port, "appt-tools sandbox").close()  # a busy port said in one line, before starting
-    sandbox_main(port=args.port, host=args.host)
+    sandbox_main(port=args.port, host=args.host, rate_limit=args.rate_limit)
     return 0
 
 
