@@ -10,7 +10,7 @@ import asyncio
 import re
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +111,20 @@ class Runtime:
             task = asyncio.create_task(_close_later(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+
+    async def stored_settings(self) -> dict[str, str]:
+        """The settings saved in the database (raw, as typed), without the environment's."""
+        return await self.service.store.get_settings()
+
+    async def save_settings(self, updates: Mapping[str, str | None]) -> None:
+        """Save raw setting values (None removes one) for this and every later start; `apply` uses them now."""
+        for key, value in updates.items():
+            await self.service.store.set_setting(key, value)
+
+    async def shared_secret(self, name: str, make: Callable[[], str]) -> str:
+        """An internal secret every server on this database shares (e.g. the dashboard's cookie key),
+        made by `make()` on first use."""
+        return await self.service.store.setting_once(name, make)
 
     async def aclose(self) -> None:
         """Close the client in use and any still waiting to be retired."""

@@ -49,6 +49,10 @@ class EventTypeCatalog:
         self._memory = (types, monotonic())
         return types, me
 
+    async def synced(self) -> list[EventType]:
+        """What the last sync stored (from any process), without asking Cal.com."""
+        return await self._store.list_event_types()
+
     async def all(self) -> list[EventType]:
         """The synced event types: from memory, from the store when that is stale, or from Cal.com when
         none were ever synced."""

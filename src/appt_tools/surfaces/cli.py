@@ -294,6 +294,7 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
     from the command line, and are never printed."""
     import uvicorn
 
+    from appt_tools.runtime import Runtime
     from appt_tools.surfaces.auth import Credentials, is_loopback
     from appt_tools.surfaces.http.app import HttpSettings, build_http_app
 
@@ -310,7 +311,7 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
 
     async def reload() -> Credentials:
         # Stored keys are re-read while serving, so `settings set/unset http_api_keys` revokes without a restart.
-        return Credentials.of(config.resolve(await service.store.get_settings()))
+        return Credentials.of(config.resolve(await Runtime.of(service).stored_settings()))
 
     settings = HttpSettings(
         host=args.host,
@@ -422,7 +423,7 @@ async def _event_types(args: argparse.Namespace) -> int:
     async with open_service() as service:
         if args.action == "refresh":
             await service.refresh_event_types()
-        types = await service.store.list_event_types()
+        types = await service.catalog.synced()
         default = service.settings.event_type_id
     if not types:
         _say("no event types synced yet: run 'appt-tools event-types refresh'")

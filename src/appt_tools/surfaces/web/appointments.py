@@ -296,7 +296,7 @@ class Appointments:
         try:
             return await self.service.list_event_types()
         except AppError:
-            return await self.service.store.list_event_types()
+            return await self.service.catalog.synced()
 
     # --- endpoints ----------------------------------------------------------------------------
 

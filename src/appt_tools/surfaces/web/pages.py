@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from appt_tools import validation
 from appt_tools.core.service import AppointmentService
+from appt_tools.runtime import Runtime
 from appt_tools.surfaces.auth import CredentialChecker
 from appt_tools.surfaces.web import render
 from appt_tools.surfaces.web.appointments import Appointments
@@ -173,5 +174,5 @@ SESSION_SECRET_SETTING = "internal.dashboard_session_secret"
 
 async def _session_secret(service: AppointmentService) -> bytes:
     """The cookie-signing key every server on this database shares, made on first use."""
-    value = await service.store.setting_once(SESSION_SECRET_SETTING, lambda: secrets.token_urlsafe(32))
+    value = await Runtime.of(service).shared_secret(SESSION_SECRET_SETTING, lambda: secrets.token_urlsafe(32))
     return value.encode()

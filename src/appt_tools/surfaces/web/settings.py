@@ -46,14 +46,14 @@ class SettingsPage:
 
     async def context(self) -> dict[str, Any]:
         settings = self.service.settings
-        stored = await self.service.store.get_settings()
+        stored = await Runtime.of(self.service).stored_settings()
         return {
             "settings": settings,
             "fields": FIELDS,
             "key_shown": settings.shown("calcom_api_key"),
             "stored_key_shown": _stored_key_shown(stored),
             "from_environment": {k: config.ENV[k] for k in FIELDS if settings.sources.get(k) == "environment"},
-            "event_types": await self.service.store.list_event_types(),
+            "event_types": await self.service.catalog.synced(),
             "timezones": sorted(available_timezones()),
             "sandbox": self.sandbox,
         }
@@ -67,8 +67,7 @@ class SettingsPage:
             first = next(iter(errors))
             problem = {"code": "invalid_argument", "message": errors[first], "field": first, "fields": errors}
             return render.json({"error": problem}, 422)
-        for key, value in updates.items():
-            await self.service.store.set_setting(key, value)
+        await Runtime.of(self.service).save_settings(updates)
         notes = await self._apply(updates)
         message = "Saved." if updates else "Nothing to save."
         return render.json(
@@ -76,7 +75,7 @@ class SettingsPage:
                 "message": message,
                 "notes": notes,
                 "key_shown": self.service.settings.shown("calcom_api_key"),
-                "stored_key_shown": _stored_key_shown(await self.service.store.get_settings()),
+                "stored_key_shown": _stored_key_shown(await Runtime.of(self.service).stored_settings()),
             }
         )
 
@@ -127,7 +126,7 @@ class SettingsPage:
                 continue
             updates[key] = value
         wanted = updates.get("event_type_id")
-        known = await self.service.store.list_event_types()
+        known = await self.service.catalog.synced()
         if wanted is not None and known and int(wanted) not in {t.id for t in known}:
             errors["event_type_id"] = "Default event type: choose one of the synced event types (or refresh them)."
         return updates, errors
