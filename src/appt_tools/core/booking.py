@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.catalog import EventTypeCatalog
-from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
+from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls, changing
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft
 from appt_tools.core.slots import SlotFinder
@@ -229,8 +229,14 @@ class Booker:
                     raise Conflict(
                         "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
                     )
-            if same is not None and same.status is not AppointmentStatus.FAILED:
-                return await self.settle(same, event_type, length)
+            if same is not None and same.booking_uid is not None and same.status is not AppointmentStatus.FAILED:
+                return same
+            if same is not None and same.status is AppointmentStatus.PENDING:
+                # Its answer was lost: resume it, one repeat at a time (each would ask Cal.com otherwise).
+                async with changing(self._store, same.id, self._clock):
+                    current = await self._store.get_appointment(same.id)
+                    if current is not None and current.status is not AppointmentStatus.FAILED:
+                        return await self.settle(current, event_type, length)
             # The one waited for failed (perhaps as the twin of an identical booking made first): look again.
 
     async def _booked_twin(self, appointment: Appointment) -> Appointment | None:

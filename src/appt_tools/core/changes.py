@@ -4,7 +4,7 @@ own record. Each reads top to bottom: find it, check it can still change, ask Ca
 An unknown outcome (Cal.com's answer lost) leaves the appointment as it was with `last_error` saying so;
 a retry first looks in Cal.com for what the lost call did.
 
-Changes to one appointment run one at a time, across every process sharing the database (`changing`: a
+Changes to one appointment run one at a time, across every process sharing the database (`core.idempotency.changing`: a
 per-appointment lease in the store). Each change reads the appointment again once it holds the lease, so a
 cancel that waited for a reschedule cancels the new booking, and a reschedule that waited for a cancel hears
 that it is cancelled. Reconciliation takes the same lease before it writes.
@@ -12,19 +12,15 @@ that it is cancelled. Reconciliation takes the same lease before it writes.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from time import monotonic
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.booking import record_unknown
 from appt_tools.core.catalog import EventTypeCatalog
-from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
+from appt_tools.core.idempotency import IdempotentCalls, changing
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import Cancellation, Edit, Move
 from appt_tools.core.slots import SlotFinder
@@ -46,32 +42,6 @@ if TYPE_CHECKING:
 DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
 # Cal.com moves of one booking that a cancel follows through `rescheduledToUid` before giving up.
 _MAX_MOVES_FOLLOWED = 5
-# A change's hold on its appointment: longer than any one change takes (each Cal.com call ends within
-# its 10 s budget, a cancel makes at most a dozen), short enough that a crashed holder frees it soon.
-CHANGE_LEASE_TTL = timedelta(minutes=2)
-
-
-@asynccontextmanager
-async def changing(
-    store: Store, appointment_id: str, clock: Callable[[], datetime], *, wait: float = PEER_WAIT_SECONDS
-) -> AsyncIterator[None]:
-    """Hold appointment `appointment_id` for one change: other changes to it (any process) wait up to
-    `wait` seconds for it, then hear Conflict `change_in_progress` (retryable)."""
-    name, holder = f"change:{appointment_id}", secrets.token_hex(8)
-    deadline = monotonic() + wait
-    while not await store.take_lease(name, holder, now=clock(), ttl=CHANGE_LEASE_TTL):
-        if monotonic() >= deadline:
-            raise Conflict(
-                "Another change to this appointment is being made right now; try again in a moment, then check "
-                "it with get_appointment.",
-                code="change_in_progress",
-                retryable=True,
-            )
-        await asyncio.sleep(POLL_SECONDS)
-    try:
-        yield
-    finally:
-        await asyncio.shield(store.release_lease(name, holder))
 
 
 class Changes:

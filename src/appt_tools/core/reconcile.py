@@ -4,7 +4,7 @@ Cal.com is the authority on bookings. Each repair writes a history entry ("synce
 changed and why. A webhook is treated as a hint: the appointment it names is re-read from Cal.com,
 so redelivered or out-of-order webhooks converge on the same, true state.
 
-Each appointment is checked while holding its change lease (`core.changes.changing`), so a repair never
+Each appointment is checked while holding its change lease (`core.idempotency.changing`), so a repair never
 interleaves with a reschedule or cancel of the same appointment. Besides live and unresolved appointments,
 a run re-checks those cancelled in the last `RECENTLY_CANCELLED`: a cancel that lost a race (or was
 answered "already cancelled" for a booking that lived on under another uid) leaves a record saying
@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from appt_tools.calcom import CalcomClient
-from appt_tools.core.changes import changing
+from appt_tools.core.idempotency import changing
 from appt_tools.core.records import booked_status, booking_fields, history_entry
 from appt_tools.core.service import AppointmentService
 
