@@ -7,13 +7,14 @@ import asyncio
 import itertools
 import re
 import shutil
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from appt_tools.errors import SlotHeld
@@ -778,6 +779,43 @@ async def test_search_results_carry_previous_booking_uids(store: Store) -> None:
     (item,) = (await store.search(SearchQuery(), now=NOW)).items
 
     assert (item.booking_uid, item.previous_booking_uids) == ("new", ("old",))
+
+
+async def test_an_appointment_and_its_booking_uids_are_read_in_one_statement_and_many_in_two(store: Store) -> None:
+    start = NOW + timedelta(days=5)
+    booked = []
+    for n in range(3):
+        changes = {"booking_uid": f"uid-{n}-a", "status": S.ACTIVE}
+        appointment = await add(store, changes, start=start, end=start + timedelta(minutes=30))
+        for later in ("b", "c"):
+            appointment = await store.update_appointment(appointment.id, {"booking_uid": f"uid-{n}-{later}"}, now=NOW)
+        booked.append(appointment)
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            sent.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        counted = []
+        for read in (
+            lambda: store.get_appointment(booked[0].id),
+            lambda: store.get_by_booking_uid("uid-0-a"),
+            lambda: _by_id(store.live_at(start)),
+        ):
+            sent.clear()
+            found = await read()
+            counted.append((found, len(sent)))
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+
+    assert counted == [(booked[0], 1), (booked[0], 2), (sorted(booked, key=lambda a: a.id), 2)]
+    assert booked[0].previous_booking_uids == ("uid-0-a", "uid-0-b")
+
+
+async def _by_id(appointments: Awaitable[list[Appointment]]) -> list[Appointment]:
+    return sorted(await appointments, key=lambda a: a.id)
 
 
 # --- search: against a reference ------------------------------------------------------------

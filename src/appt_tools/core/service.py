@@ -56,14 +56,17 @@ class AppointmentService:
         self.catalog = EventTypeCatalog(store, lambda: self._calcom, lambda: self._settings, clock)
         self.slots = SlotFinder(self.catalog, lambda: self.calcom, clock, lambda: self.timezone)
         keys = IdempotentCalls(store, clock, load=self.get)
-        defaults = lambda: (self.timezone, self._settings.business_name)  # noqa: E731
-        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, defaults)
+        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business)
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
 
     def now(self) -> datetime:
         return self._clock()
+
+    def _business(self) -> tuple[str, str]:
+        """The defaults a booking takes from the business: its time zone and its name."""
+        return self.timezone, self._settings.business_name
 
     # --- settings and the Cal.com client (owned by the runtime) -------------------------------
 

@@ -4,9 +4,9 @@ One session (and one transaction) per operation. Every datetime in is aware (Val
 naive); every datetime out is aware UTC. Only domain models of `appt_tools.models` come out, built
 from the rows by pydantic (`from_attributes`: the rows answer to the models' field names, see `tables`).
 
-An appointment's booking uids are read with plain column queries (one statement with the row, or one
-for a whole page of rows), not an ORM relationship: loading them as objects costs 5-10 µs more per uid,
-a tenth of a 100-row page.
+An appointment's booking uids are read with column queries (in the row's own statement, or in one
+statement for a whole page of rows), not through an ORM relationship: loading each uid as an object
+costs about 10 µs more (a page of 100 booked appointments loaded in 3.2 ms instead of 2.3).
 """
 
 from __future__ import annotations
@@ -157,9 +157,8 @@ class Store:
         `idempotency_key` in the same transaction. SlotHeld: another booking for that start is in flight (its
         id; None when bookings for that start kept settling and starting while this one tried)."""
         now = utc(now, "now")
-        appointment_id = new_appointment_id()
-
         start, end = utc(new.start, "start"), utc(new.end, "end")
+        appointment_id = new_appointment_id()
 
         def work(session: Session) -> AppointmentRow:
             row = AppointmentRow(

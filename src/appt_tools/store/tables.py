@@ -115,6 +115,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # The value in the database ('pending'), not the member's name; VARCHAR(16) as the migrations make it,
 # checked by the table's CHECK constraint (which leaves out `completed`) rather than one of the type's.
+# On PostgreSQL the column has collation "C" (migration 0002), which `Enum` cannot declare: the
+# statements are the same either way (no COLLATE is written in them), Alembic does not compare
+# collations, and statuses are lower-case ASCII, which every collation sorts alike.
 _STATUS = Enum(
     AppointmentStatus,
     native_enum=False,
