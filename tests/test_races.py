@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+import httpx2
 
 from appt_tools.core.reconcile import Reconciler
 from appt_tools.core.records import history_entry
@@ -19,6 +21,7 @@ from appt_tools.runtime import CalcomTarget, open_service
 from appt_tools.speech.results import ErrorView
 from calcom_sandbox import RunningSandbox
 from calcom_sandbox.faults import Fault
+from dashboard_support import served
 from helpers import BUSINESS_ENV, Raw, booking_args, next_weekday
 
 LIVE = ("accepted", "pending")
@@ -169,3 +172,33 @@ async def test_under_a_rate_limit_every_caller_hears_rate_limited_and_the_slot_s
         sandbox.state.rate_limiter.reset()
         booked = await Raw(later).book(**booking_args(start))  # `service` itself waits out the 30 s it was told
         assert booked.status is AppointmentStatus.ACTIVE
+
+
+async def test_through_tools_a_naturally_rate_limited_burst_gets_no_500_and_no_false_taken(service, sandbox):
+    """Cal.com's own limiter (20 a minute here), 30 callers at once on one slot through real HTTP, 4 rounds."""
+    slots = await _slots(service, 4)
+    sandbox.state.rate_limiter.limit = 20
+    async with served(service) as base, httpx2.AsyncClient(base_url=base, timeout=60) as client:
+        for round_, start in enumerate(slots):
+            sandbox.state.rate_limiter.reset()
+            calls = [
+                client.post(
+                    "/tools/book_appointment", json=booking_args(start, attendee_email=f"n{round_}.{i}@example.com")
+                )
+                for i in range(30)
+            ]
+            answers = await asyncio.gather(*calls)
+            statuses = [a.status_code for a in answers]
+            assert all(s < 500 for s in statuses), statuses
+            at = datetime.fromisoformat(start)
+            live = [b for b in sandbox.state.bookings.values() if b.status in LIVE and b.start == at]
+            assert len(live) <= 1 and statuses.count(200) == len(live)
+            for answer in answers:
+                if answer.status_code == 200:
+                    continue
+                error = answer.json()["error"]
+                if error["code"] == "calcom_rate_limited":
+                    assert answer.status_code == 429 and error["retryable"] and error["retry_after_seconds"] >= 1
+                    assert "hold on" in error["say"]
+                else:
+                    assert live or "taken" not in error["say"], f"told taken, Cal.com holds nothing then: {error}"
