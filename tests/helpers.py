@@ -149,7 +149,7 @@ class Raw:
         self.service = service
 
     async def find_slots(self, *, day: str | None = None, **raw: Any) -> SlotSearch:
-        request = arguments.slot_request(business_tz=self.service.timezone, date=day, **raw)
+        request = arguments.slot_request(business_tz=self.service.timezone, now=self.service.now(), date=day, **raw)
         return await self.service.find_slots(request)
 
     async def book(self, **raw: Any) -> Appointment:

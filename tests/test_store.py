@@ -1205,3 +1205,16 @@ async def test_a_booking_uid_row_for_a_missing_appointment_violates_the_foreign_
                 "INSERT INTO booking_uids (appointment_id, uid, created_at) "
                 "VALUES ('apt_missing', 'u', '2030-01-01 00:00:00')"
             )
+
+
+# `SearchQuery.phone` (issue 12, item 2): an exact match on either number.
+async def test_phone_matches_either_number_exactly(store: Store) -> None:
+    called = await add(store, to_number="+14155550123", from_number="+15550000002")
+    calling = await add(store, to_number="+15550000001", from_number="+14155550123")
+    await add(store, to_number="+15550000001", from_number="+141555501234")  # contains it, is not it
+    await add(store, to_number="+15550000001", from_number="+15550000002", attendee_name="+14155550123")
+    found = await ids_of(store, SearchQuery(phone="+14155550123"))
+    assert sorted(found) == sorted([called.id, calling.id])
+    assert await ids_of(store, SearchQuery(phone="+14155550199")) == []
+    page = await store.search(SearchQuery(phone="+14155550123", call_type="inbound", page_size=10), now=NOW)
+    assert page.total == 2

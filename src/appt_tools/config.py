@@ -192,8 +192,7 @@ def parse_setting(key: str, value: str) -> object:
             raise InvalidArgument(key, f"{value!r} is not a positive whole number.")
         return validation.duration(key, int(value)) if key == "duration_minutes" else int(value)
     if key == "timezone":
-        validation.zone(key, value)
-        return value
+        return validation.zone_name(key, value)
     if key == "business_name":
         return validation.text(key, value)
     if key == "reconcile_minutes":

@@ -29,9 +29,12 @@ Messages never contain the Cal.com API key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from appt_tools.models import Slot
+
+T = TypeVar("T")
 
 
 class AppError(Exception):
@@ -48,11 +51,49 @@ class AppError(Exception):
 
 
 class InvalidArgument(AppError):
+    """`field` and the message name the first problem; `errors` lists every one found in the call
+    (`{"field", "message"}` each, the first included), so one answer can name them all."""
+
     code = "invalid_argument"
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.errors: list[dict[str, str]] = [{"field": field, "message": message}]
+
+    @classmethod
+    def every(cls, problems: Sequence[InvalidArgument]) -> InvalidArgument:
+        """One error naming every problem: the first one's class, field and message, and all of them in `errors`."""
+        first = problems[0]
+        if len(problems) == 1:
+            return first
+        combined = type(first).__new__(type(first))
+        AppError.__init__(combined, first.message, code=first.code)
+        combined.field = first.field
+        combined.errors = [entry for problem in problems for entry in problem.errors]
+        return combined
+
+
+class Problems:
+    """Collects InvalidArguments so a call is refused once, naming every bad field (`check` each part,
+    then `raise_any`)."""
+
+    def __init__(self) -> None:
+        self.found: list[InvalidArgument] = []
+
+    def check(self, parse: Callable[[], T]) -> T | None:
+        try:
+            return parse()
+        except InvalidArgument as exc:
+            self.found.append(exc)
+            return None
+
+    def add(self, problem: InvalidArgument) -> None:
+        self.found.append(problem)
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise InvalidArgument.every(self.found)
 
 
 class LockedField(InvalidArgument):

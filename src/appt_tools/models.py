@@ -121,9 +121,12 @@ class RateLimit(_Frozen):
 # --- our side -------------------------------------------------------------------------------
 
 
+HistoryAction = Literal["created", "booked", "rescheduled", "updated", "cancelled", "failed", "synced"]
+
+
 class HistoryEntry(_Frozen):
     at: datetime
-    action: Literal["created", "booked", "rescheduled", "updated", "cancelled", "failed", "synced"]
+    action: HistoryAction
     detail: str = ""
     from_start: datetime | None = None
     to_start: datetime | None = None
@@ -214,6 +217,7 @@ class SearchQuery(_Frozen):
     statuses: tuple[AppointmentStatus, ...] = ()
     label: str | None = None
     call_type: CallType | None = None
+    phone: str | None = None  # E.164; matches to_number or from_number exactly
     start_from: datetime | None = None
     start_to: datetime | None = None
     sort_by: SortField = "start"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from appt_tools.errors import InvalidArgument
 from appt_tools.models import CALL_TYPES, CallType
@@ -15,18 +16,113 @@ MAX_TEXT = {"title": 200, "attendee_name": 120, "business_name": 200, "label": 6
 
 
 def zone(field: str, name: str) -> ZoneInfo:
-    """An IANA time zone such as 'America/New_York'."""
-    if not name or name != name.strip() or name.startswith("/") or ".." in name:
-        raise InvalidArgument(
-            field, f"{name!r} is not an IANA time zone; use e.g. 'America/New_York' or 'Europe/London'."
-        )
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    """An IANA time zone of a place, such as 'America/New_York' (see `zone_name`)."""
+    return ZoneInfo(zone_name(field, name))
+
+
+# Areas of the tz database whose zones follow a place's civil time (with its daylight saving), plus the
+# backward links people still choose ('US/Eastern', 'Canada/Pacific'...), which follow the same rules.
+PLACE_AREAS = frozenset(
+    {"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific"}
+    | {"US", "Canada", "Brazil", "Chile", "Mexico"}
+)
+UNIVERSAL = frozenset({"UTC", "Etc/UTC"})
+# What people say, mapped only where the words name one set of rules (no guess between places that differ).
+SPOKEN_ZONES = {
+    "eastern": "America/New_York",
+    "eastern time": "America/New_York",
+    "us eastern": "America/New_York",
+    "us central": "America/Chicago",
+    "pacific": "America/Los_Angeles",
+    "pacific time": "America/Los_Angeles",
+    "us pacific": "America/Los_Angeles",
+    "alaska": "America/Anchorage",
+    "hawaii": "Pacific/Honolulu",
+    "central european": "Europe/Berlin",
+    "central european time": "Europe/Berlin",
+    "uk": "Europe/London",
+    "british": "Europe/London",
+}
+# Legacy names with fixed or obsolete rules, and what the person most likely meant.
+_LEGACY_HINTS = {
+    "EST": "'EST' has no daylight saving; for US Eastern time use America/New_York",
+    "EST5EDT": "'EST5EDT' is a legacy rule, not a place; for US Eastern time use America/New_York",
+    "CST6CDT": "'CST6CDT' is a legacy rule, not a place; for US Central time use America/Chicago",
+    "MST": "'MST' has no daylight saving; use America/Denver for US Mountain time, or America/Phoenix for Arizona",
+    "MST7MDT": "'MST7MDT' is a legacy rule, not a place; for US Mountain time use America/Denver",
+    "PST8PDT": "'PST8PDT' is a legacy rule, not a place; for US Pacific time use America/Los_Angeles",
+    "HST": "'HST' is a fixed offset; for Hawaii use Pacific/Honolulu",
+    "CET": "'CET' is a legacy rule, not a place; for Central European time use e.g. Europe/Berlin or Europe/Paris",
+    "MET": "'MET' is a legacy rule, not a place; for Central European time use e.g. Europe/Berlin",
+    "EET": "'EET' is a legacy rule, not a place; use the city's zone, e.g. Europe/Athens or Europe/Helsinki",
+    "WET": "'WET' is a legacy rule, not a place; use the city's zone, e.g. Europe/Lisbon",
+    "GMT": "'GMT' never changes for summer time; for the UK use Europe/London, otherwise 'UTC'",
+    "GREENWICH": "'Greenwich' never changes for summer time; for the UK use Europe/London, otherwise 'UTC'",
+    "POSIXRULES": "'posixrules' is a file of the tz database, not a place; use e.g. America/New_York",
+    "FACTORY": "'Factory' is a placeholder of the tz database, not a place; use e.g. America/New_York",
+    "CENTRAL": "'Central' could be US Central or Central European time; use America/Chicago or Europe/Berlin",
+    "MOUNTAIN": "'Mountain' is two sets of rules; use America/Denver, or America/Phoenix for Arizona (no daylight saving)",
+    "MOUNTAIN TIME": "'Mountain' is two sets of rules; use America/Denver, or America/Phoenix for Arizona (no daylight saving)",
+}
+_EXAMPLES = "use the IANA name of a place, e.g. 'America/New_York' or 'Europe/London'"
+
+
+def zone_name(field: str, name: str) -> str:
+    """The IANA name of a place's time zone ('America/New_York'), or UTC. Names without civil rules are
+    refused with what to use instead: fixed offsets and legacy abbreviations ('EST' has no daylight saving,
+    so a caller who said "Eastern" would be an hour off all summer), 'Etc/GMT+5', bare offsets, 'posixrules',
+    'Factory'. A few spoken names that mean one set of rules ('Eastern', 'Pacific', 'Central European')
+    map to their zone; a wrongly cased name is corrected."""
+    raw = name.strip() if isinstance(name, str) else ""
+    if not raw:
+        raise InvalidArgument(field, f"is empty; {_EXAMPLES}.")
+    spoken = SPOKEN_ZONES.get(" ".join(raw.lower().replace("_", " ").split()))
+    if spoken is not None:
+        return spoken
+    hint = _LEGACY_HINTS.get(raw.upper())
+    if hint is not None:
+        raise InvalidArgument(field, f"{hint}.")
+    canonical = _zones_by_lower().get(raw.lower())
+    if canonical is None or raw.startswith("/") or ".." in raw:
+        if _looks_like_offset(raw):
+            raise InvalidArgument(
+                field,
+                f"{name!r} is a fixed offset with no daylight saving; {_EXAMPLES}, whose offset changes with the season.",
+            )
+        raise InvalidArgument(field, f"unknown time zone {name!r}; {_EXAMPLES}.")
+    area = canonical.split("/", 1)[0]
+    if canonical in UNIVERSAL or ("/" in canonical and area in PLACE_AREAS):
+        return canonical
+    if canonical.startswith("Etc/") or _looks_like_offset(canonical):
         raise InvalidArgument(
             field,
-            f"unknown time zone {name!r}; use an IANA name such as 'America/New_York' or 'Europe/London'.",
-        ) from None
+            f"{name!r} is a fixed offset with no daylight saving (and 'Etc/GMT+5' means UTC-5); {_EXAMPLES}.",
+        )
+    target = _links().get(canonical)
+    if target is not None and target.split("/", 1)[0] in PLACE_AREAS:
+        raise InvalidArgument(field, f"{name!r} is a legacy alias; use {target!r}.")
+    raise InvalidArgument(field, f"{name!r} is not a place's time zone; {_EXAMPLES}.")
+
+
+def _looks_like_offset(text: str) -> bool:
+    return re.fullmatch(r"(?i)(utc|gmt|etc/gmt|z)?\s*[+-−]\s*\d{1,2}(:?\d{2})?|[+-]\d{1,2}", text.strip()) is not None
+
+
+@functools.cache
+def _zones_by_lower() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+@functools.cache
+def _links() -> dict[str, str]:
+    """The tz database's links (alias → zone), from tzdata's `tzdata.zi`."""
+    table = importlib.resources.files("tzdata.zoneinfo").joinpath("tzdata.zi").read_text(encoding="utf-8")
+    links: dict[str, str] = {}
+    for line in table.splitlines():
+        if line.startswith("L "):
+            _, target, alias = line.split()
+            links[alias] = target
+    return links
 
 
 def email(field: str, value: str) -> str:
@@ -83,6 +179,17 @@ def phone(field: str, value: str, region: str | None) -> str:
         where = "" if raw.startswith("+") else f" in {region}"
         raise InvalidArgument(field, f"{value!r} is not a valid phone number{where}; check the digits, e.g. {example}.")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country_of_phone(e164: str) -> str | None:
+    """The region (ISO 3166, e.g. 'US') of a number already in E.164 form, to read a national form of it."""
+    import phonenumbers
+
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None
 
 
 def _example(region: str | None) -> str:

@@ -88,6 +88,7 @@ class SearchRequest:
     statuses: tuple[AppointmentStatus, ...] = ()
     label: str | None = None
     call_type: CallType | None = None
+    phone: str | None = None  # E.164: either number of the appointment is exactly this
     date_from: date | None = None
     date_to: date | None = None
     sort_by: SortField = "start"

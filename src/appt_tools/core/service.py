@@ -23,6 +23,7 @@ from appt_tools.core.booking import Booker
 from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
 from appt_tools.core.idempotency import IdempotentCalls
+from appt_tools.core.records import history_entry
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.slots import SlotFinder, local_day
@@ -31,6 +32,7 @@ from appt_tools.models import (
     Appointment,
     AppointmentStatus,
     EventType,
+    HistoryAction,
     HistoryEntry,
     SearchPage,
     SearchQuery,
@@ -139,6 +141,16 @@ class AppointmentService:
     async def get(self, appointment_id: str) -> Appointment:
         return await self._changes.get(appointment_id)
 
+    async def note(self, appointment_id: str, action: HistoryAction, detail: str) -> Appointment:
+        """Add a line to an appointment's history (once: a repeat of the same line is not added again)."""
+        if any(h.action == action and h.detail == detail for h in await self.store.history(appointment_id)):
+            found = await self.store.get_appointment(appointment_id)
+            assert found is not None
+            return found
+        return await self.store.update_appointment(
+            appointment_id, {}, now=self._clock(), history=history_entry(self._clock(), action, detail)
+        )
+
     async def history(self, appointment_id: str) -> list[HistoryEntry]:
         return await self.store.history(appointment_id)
 
@@ -155,6 +167,7 @@ class AppointmentService:
             statuses=statuses,
             label=request.label,
             call_type=request.call_type,
+            phone=request.phone,
             start_from=lo,
             start_to=hi,
             sort_by=request.sort_by,

@@ -26,6 +26,23 @@ SAY = "One short sentence the assistant can read aloud as is."
 RATE_LIMIT_WAIT_SECONDS = 60
 
 
+class NowView(BaseModel):
+    """The current time where the business is: read it before turning 'next Tuesday' into a date."""
+
+    iso: str = Field(
+        description="Now in the business's time zone, ISO 8601 with offset, e.g. '2026-12-04T18:15:00-05:00'."
+    )
+    spoken: str = Field(description="Now as said aloud, e.g. 'Friday, December 4, 6:15 PM'.")
+    timezone: str = Field(description="The business's IANA time zone, e.g. 'America/New_York'.")
+
+    @classmethod
+    def of(cls, now: datetime, tz: str) -> NowView:
+        return cls(iso=spoken.iso(now, tz), spoken=spoken.moment(now, tz), timezone=tz)
+
+
+NOW = "The current time in the business's time zone: use it to turn 'today' or 'next Tuesday' into a date."
+
+
 class SlotView(BaseModel):
     start: str = Field(description="ISO 8601 start with the time zone's offset, e.g. '2026-11-24T15:00:00-05:00'.")
     end: str = Field(description="ISO 8601 end with offset.")
@@ -46,10 +63,11 @@ class SlotsResult(BaseModel):
         description="True when nothing was free in the requested day or range; `slots` then holds the next free times after it."
     )
     truncated: bool = Field(description="True when more slots were free than listed; ask for a narrower range.")
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
     @classmethod
-    def of(cls, found: SlotSearch) -> SlotsResult:
+    def of(cls, found: SlotSearch, now: NowView) -> SlotsResult:
         tz = found.timezone
         slots = [SlotView.of(s, tz) for s in found.slots]
         say_text = say.slots(found.slots, tz, day_asked=found.window_start, later=found.later)
@@ -61,6 +79,7 @@ class SlotsResult(BaseModel):
             slots=slots,
             requested_window_empty=found.later,
             truncated=found.truncated,
+            now=now,
             say=say_text,
         )
 
@@ -145,6 +164,7 @@ class HistoryView(BaseModel):
 class AppointmentResult(BaseModel):
     appointment: AppointmentView
     history: list[HistoryView] | None = Field(default=None, description="What happened to it, oldest first.")
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
 
@@ -158,6 +178,7 @@ class SearchResult(BaseModel):
     page_size: int
     total_pages: int = Field(description="Pages of results; at least this many when total_exact is false.")
     has_more: bool = Field(description="True when a later page has results.")
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
     @classmethod
@@ -173,7 +194,8 @@ class SearchResult(BaseModel):
             page_size=found.page_size,
             total_pages=pages,
             has_more=found.page < pages or (not found.total_exact and full),
-            say=say.search(found.total, first, tz, now, exact=found.total_exact),
+            now=NowView.of(now, tz),
+            say=say.search(found.total, first, tz, now, exact=found.total_exact, shown=len(found.items)),
         )
 
 
@@ -203,7 +225,13 @@ class EventTypeView(BaseModel):
 
 class EventTypesResult(BaseModel):
     event_types: list[EventTypeView]
+    now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The argument, e.g. 'attendee_email'.")
+    message: str = Field(description="Why it is wrong and what a valid value looks like.")
 
 
 class ErrorView(BaseModel):
@@ -212,23 +240,32 @@ class ErrorView(BaseModel):
     code: str = Field(description="Stable machine code, e.g. 'slot_unavailable', 'invalid_argument'.")
     message: str = Field(description="What went wrong and what to do next.")
     retryable: bool = Field(description="Whether the same call may succeed if retried later.")
-    field: str | None = None
+    field: str | None = Field(default=None, description="The first wrong argument (invalid_argument).")
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="Every wrong or missing argument of the call, the first one included: fix them all at once.",
+    )
     alternatives: list[SlotView] | None = None
     retry_after_seconds: int | None = Field(
         default=None, description="For calcom_rate_limited: seconds to wait before trying the same call again."
     )
+    now: NowView | None = Field(default=None, description=NOW)
     say: str
 
     @classmethod
-    def of(cls, error: AppError, tz: str) -> ErrorView:
+    def of(cls, error: AppError, tz: str, now: datetime | None = None) -> ErrorView:
         alternatives = [SlotView.of(s, tz) for s in error.alternatives] if isinstance(error, SlotUnavailable) else None
+        invalid = isinstance(error, InvalidArgument)
+        errors = [FieldError.model_validate(e) for e in getattr(error, "errors", ())] if invalid else None
         return cls(
             code=error.code,
             message=error.message,
             retryable=error.retryable,
             field=error.field if isinstance(error, InvalidArgument) else None,
+            errors=errors or None,
             alternatives=alternatives,
             retry_after_seconds=_retry_after(error),
+            now=NowView.of(now, tz) if now is not None else None,
             say=say.error(error, tz),
         )
 

@@ -30,11 +30,11 @@ STATUS_WORDS = {
     AppointmentStatus.COMPLETED: "already past",
     AppointmentStatus.FAILED: "not booked",
 }
+# Only what a caller can answer: their name, their e-mail, a day or time, their time zone. Never the
+# business's numbers, ids or the call's own facts: those are the assistant's to fix (see `error`).
 FIELD_PROMPTS = {
     "attendee_email": "Could you spell your e-mail address for me again?",
     "attendee_name": "Could you tell me your name again?",
-    "to_number": "I couldn't use that phone number; could you give it to me again?",
-    "from_number": "I couldn't use that phone number; could you give it to me again?",
     "start": "I need a different time for that; which day and time would suit you?",
     "new_start": "I need a different time for that; which day and time would suit you?",
     "date": "Which day would you like?",
@@ -59,7 +59,9 @@ ERROR_SAYS = {
     "calcom_booking_restricted": "I can't book this kind of appointment from here; the business will book it for you.",
     "calcom_reschedule_too_late": "It's too close to the time to move it now; I can cancel it and book a new time.",
     "calcom_forbidden": "The calendar won't let me do that; the business can help you with it.",
+    "unknown_tool": "Sorry, I can't do that from here.",
 }
+NOT_FOR_THE_CALLER = "One moment, I need to fix a detail on my side."
 
 
 def problems(text: str) -> list[str]:
@@ -117,7 +119,12 @@ def appointment(a: Appointment, tz: str, now: datetime) -> str:
     return sentence(f"The appointment on {spoken.when(a.start, tz)} is {status}.")
 
 
-def search(total: int, first: Appointment | None, tz: str, now: datetime, *, exact: bool = True) -> str:
+def search(
+    total: int, first: Appointment | None, tz: str, now: datetime, *, exact: bool = True, shown: int | None = None
+) -> str:
+    """`shown`: how many are on this page (a page past the last shows none of the `total`)."""
+    if shown == 0 and total > 0:
+        return f"There's nothing more to list; I found {'more than ' if not exact else ''}{total:,} matching appointments in all."
     if not exact:
         return f"I found more than {total:,} matching appointments."
     if total == 0:
@@ -142,5 +149,12 @@ def error(err: AppError, tz: str) -> str:
             return f"{opening} Nothing is free close to it; shall I look at another day?"
         return sentence(f"{opening} I can offer {spoken.choices([s.start for s in err.alternatives], tz)} instead.")
     if isinstance(err, InvalidArgument):
-        return FIELD_PROMPTS.get(err.field, "I need to check one of the details again.")
-    return ERROR_SAYS.get(err.code, "Sorry, something went wrong on my side; let me try that again.")
+        fields = [e["field"] for e in getattr(err, "errors", ())] or [err.field]
+        return next((FIELD_PROMPTS[f] for f in fields if f in FIELD_PROMPTS), NOT_FOR_THE_CALLER)
+    if err.code in ERROR_SAYS:
+        return ERROR_SAYS[err.code]
+    return (
+        "Sorry, something went wrong on my side; let me try that again."
+        if err.retryable
+        else "Sorry, something went wrong on my side."
+    )

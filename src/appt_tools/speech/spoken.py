@@ -30,6 +30,11 @@ def when(moment: datetime, tz_name: str) -> str:
     return f"{day(moment, tz_name)} at {clock(moment, tz_name)}"
 
 
+def moment(at: datetime, tz_name: str) -> str:
+    """'Friday, December 4, 6:15 PM': a current time as said aloud."""
+    return f"{day(at, tz_name)}, {clock(at, tz_name)}"
+
+
 def choices(moments: Sequence[datetime], tz_name: str) -> str:
     """'Tuesday, November 24 at 3 PM or 3:30 PM', grouping times that share a day."""
     parts: list[str] = []

@@ -240,6 +240,8 @@ def filters(query: SearchQuery) -> list[ColumnElement[bool]]:
         terms.append(func.lower(A.label) == func.lower(query.label))
     if query.call_type is not None:
         terms.append(A.call_type == query.call_type)
+    if query.phone is not None:
+        terms.append(or_(A.to_number == query.phone, A.from_number == query.phone))
     if query.start_from is not None:
         terms.append(A.start_at >= query.start_from)
     if query.start_to is not None:

@@ -1,14 +1,17 @@
 """Raw tool arguments (strings, as the MCP tools, the plain routes and the dashboard receive them) parsed
-once into the core's typed requests. Each function raises InvalidArgument naming the first bad field."""
+once into the core's typed requests. Each function checks every field and raises one InvalidArgument naming them all (`errors`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import get_args
+from zoneinfo import ZoneInfo
 
 from appt_tools import validation
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
-from appt_tools.errors import InvalidArgument, LockedField
+from appt_tools.errors import InvalidArgument, LockedField, Problems
 from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, CallType, SortField
 
 LOCKED_FIELDS = ("to_number", "from_number", "call_type", "booking_uid")
@@ -18,6 +21,7 @@ EDITABLE_FIELDS = ("title", "description", "label", "attendee_name", "attendee_e
 def slot_request(
     *,
     business_tz: str,
+    now: datetime,
     date: str | None = None,
     start: str | None = None,
     end: str | None = None,
@@ -25,16 +29,39 @@ def slot_request(
     event_type_id: int | None = None,
     duration_minutes: int | None = None,
 ) -> SlotRequest:
-    tz_name = timezone or business_tz
-    validation.zone("timezone", tz_name)
+    """`date` is YYYY-MM-DD, or 'today' / 'tomorrow' in `timezone` (default: the business's)."""
+    problems = Problems()
+    zone = problems.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
+    tz_name = zone or business_tz
+    day = problems.check(lambda: relative_day("date", date, now, tz_name)) if date is not None else None
+    first = problems.check(lambda: validation.instant("start", start, tz_name)) if start is not None else None
+    last = problems.check(lambda: validation.instant("end", end, tz_name)) if end is not None else None
+    length = problems.check(lambda: validation.duration("duration_minutes", duration_minutes))
+    problems.raise_any()
     return SlotRequest(
-        day=validation.day("date", date) if date is not None else None,
-        start=validation.instant("start", start, tz_name) if start is not None else None,
-        end=validation.instant("end", end, tz_name) if end is not None else None,
-        timezone=timezone,
+        day=day,
+        start=first,
+        end=last,
+        timezone=zone,
         event_type_id=event_type_id,
-        duration_minutes=validation.duration("duration_minutes", duration_minutes),
+        duration_minutes=length,
     )
+
+
+RELATIVE_DAYS = {"today": 0, "tomorrow": 1}
+
+
+def relative_day(field: str, value: str, now: datetime, tz_name: str) -> date:
+    """'today', 'tomorrow' (in `tz_name`, at `now`), or a YYYY-MM-DD date."""
+    offset = RELATIVE_DAYS.get(value.strip().lower())
+    if offset is None:
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidArgument(
+                field, f"{value!r} is not a date; use YYYY-MM-DD (e.g. '2026-11-24'), 'today' or 'tomorrow'."
+            ) from None
+    return (now.astimezone(ZoneInfo(tz_name)) + timedelta(days=offset)).date()
 
 
 def booking_draft(
@@ -54,28 +81,38 @@ def booking_draft(
     duration_minutes: int | None = None,
     idempotency_key: str | None = None,
 ) -> BookingDraft:
-    name = validation.text("attendee_name", attendee_name, required=True)
-    mail = validation.email("attendee_email", attendee_email)
-    to_e164 = validation.phone_e164("to_number", to_number)
-    from_e164 = validation.phone_e164("from_number", from_number)
-    kind = validation.call_type("call_type", call_type)
-    if timezone is not None:
-        validation.zone("timezone", timezone)
+    """Every field is checked; one InvalidArgument names all that are wrong (`errors`)."""
+    p = Problems()
+    name = p.check(lambda: validation.text("attendee_name", attendee_name, required=True))
+    mail = p.check(lambda: validation.email("attendee_email", attendee_email))
+    to_e164 = p.check(lambda: validation.phone_e164("to_number", to_number))
+    from_e164 = p.check(lambda: validation.phone_e164("from_number", from_number))
+    kind = p.check(lambda: validation.call_type("call_type", call_type))
+    zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
+    # With a wrong timezone the time is still checked (read in UTC: the call is refused anyway).
+    when = p.check(lambda: validation.instant("start", start, zone or ("UTC" if timezone else None)))
+    given = {"title": title, "description": description, "label": label, "business_name": business_name}
+    texts = {key: p.check(partial(validation.text, key, value)) for key, value in given.items()}
+    length = p.check(lambda: validation.duration("duration_minutes", duration_minutes))
+    key = p.check(lambda: validation.idempotency_key(idempotency_key))
+    p.raise_any()
+    assert name is not None and mail is not None and when is not None and kind is not None
+    assert to_e164 is not None and from_e164 is not None
     return BookingDraft(
-        start=validation.instant("start", start, timezone),
+        start=when,
         attendee_name=name,
         attendee_email=mail,
         to_number=to_e164,
         from_number=from_e164,
         call_type=kind,
-        title=validation.text("title", title) or None,
-        description=validation.text("description", description) or None,
-        label=validation.text("label", label) or None,
-        business_name=validation.text("business_name", business_name) or None,
+        title=texts["title"] or None,
+        description=texts["description"] or None,
+        label=texts["label"] or None,
+        business_name=texts["business_name"] or None,
         event_type_id=event_type_id,
-        timezone=timezone,
-        duration_minutes=validation.duration("duration_minutes", duration_minutes),
-        idempotency_key=validation.idempotency_key(idempotency_key),
+        timezone=zone,
+        duration_minutes=length,
+        idempotency_key=key,
     )
 
 
@@ -87,23 +124,28 @@ def move(
     timezone: str | None = None,
     idempotency_key: str | None = None,
 ) -> Move:
-    if timezone is not None:
-        validation.zone("timezone", timezone)
+    p = Problems()
+    zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
+    when = p.check(lambda: validation.instant("new_start", new_start, zone or ("UTC" if timezone else None)))
+    why = p.check(lambda: validation.text("reason", reason))
+    key = p.check(lambda: validation.idempotency_key(idempotency_key))
+    p.raise_any()
+    assert when is not None
     return Move(
         appointment_id=appointment_id,
-        new_start=validation.instant("new_start", new_start, timezone),
-        reason=validation.text("reason", reason) or None,
-        timezone=timezone,
-        idempotency_key=validation.idempotency_key(idempotency_key),
+        new_start=when,
+        reason=why or None,
+        timezone=zone,
+        idempotency_key=key,
     )
 
 
 def cancellation(appointment_id: str, *, reason: str | None = None, idempotency_key: str | None = None) -> Cancellation:
-    return Cancellation(
-        appointment_id=appointment_id,
-        reason=validation.text("reason", reason) or None,
-        idempotency_key=validation.idempotency_key(idempotency_key),
-    )
+    p = Problems()
+    why = p.check(lambda: validation.text("reason", reason))
+    key = p.check(lambda: validation.idempotency_key(idempotency_key))
+    p.raise_any()
+    return Cancellation(appointment_id=appointment_id, reason=why or None, idempotency_key=key)
 
 
 def edit(changes: Mapping[str, str | None]) -> Edit:
@@ -111,16 +153,21 @@ def edit(changes: Mapping[str, str | None]) -> Edit:
     for key in changes:
         if key in LOCKED_FIELDS:
             raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
+    p = Problems()
+    for key in changes:
         if key not in EDITABLE_FIELDS:
-            raise InvalidArgument(key, f"is not an appointment field you can edit; use {', '.join(EDITABLE_FIELDS)}.")
+            p.add(InvalidArgument(key, f"is not an appointment field you can edit; use {', '.join(EDITABLE_FIELDS)}."))
     clean: dict[str, str] = {}
     for key, value in changes.items():
-        if value is None:
+        if value is None or key not in EDITABLE_FIELDS:
             continue
         if key == "attendee_email":
-            clean[key] = validation.email(key, value)
+            checked = p.check(partial(validation.email, key, value))
         else:
-            clean[key] = validation.text(key, value, required=key in ("title", "attendee_name"))
+            checked = p.check(partial(validation.text, key, value, required=key in ("title", "attendee_name")))
+        if checked is not None:
+            clean[key] = checked
+    p.raise_any()
     return Edit(**clean)
 
 
@@ -130,6 +177,8 @@ def search_request(
     status: str | Sequence[str] | None = None,
     label: str | None = None,
     call_type: str | None = None,
+    phone: str | None = None,
+    region: str | None = None,
     date_from: str | None = None,
     date_to: str | None = None,
     sort_by: str | None = None,
@@ -137,29 +186,38 @@ def search_request(
     page: int | None = None,
     page_size: int | None = None,
 ) -> SearchRequest:
-    """None means the default: every status but failed, sorted by start ascending, page 1 of 10."""
-    statuses = statuses_of(status)
+    """None means the default: every status but failed, sorted by start ascending, page 1 of 10. `phone`
+    is any common form of a number (national ones read in `region`, e.g. 'US')."""
+    p = Problems()
+    statuses = p.check(lambda: statuses_of(status)) or ()
     sort_by = sort_by or "start"
     sort_order = sort_order or "asc"
     page = 1 if page is None else page
     page_size = 10 if page_size is None else page_size
     if sort_by not in SORT_FIELDS:
-        raise InvalidArgument("sort_by", f"{sort_by!r} is not sortable; use one of {', '.join(SORT_FIELDS)}.")
+        p.add(InvalidArgument("sort_by", f"{sort_by!r} is not sortable; use one of {', '.join(SORT_FIELDS)}."))
     if sort_order not in ("asc", "desc"):
-        raise InvalidArgument("sort_order", f"{sort_order!r} is not an order; use 'asc' or 'desc'.")
+        p.add(InvalidArgument("sort_order", f"{sort_order!r} is not an order; use 'asc' or 'desc'."))
     if page_size not in PAGE_SIZES:
-        raise InvalidArgument("page_size", f"{page_size} is not a page size; use one of 10, 25, 50 or 100.")
+        p.add(InvalidArgument("page_size", f"{page_size} is not a page size; use one of 10, 25, 50 or 100."))
     if page < 1:
-        raise InvalidArgument("page", f"{page} is not a page number; pages start at 1.")
-    kind: CallType | None = validation.call_type("call_type", call_type) if call_type else None
+        p.add(InvalidArgument("page", f"{page} is not a page number; pages start at 1."))
+    kind: CallType | None = p.check(lambda: validation.call_type("call_type", call_type)) if call_type else None
+    number = p.check(lambda: validation.phone("phone", phone, region)) if phone else None
+    text = p.check(lambda: validation.text("query", query))
+    tag = p.check(lambda: validation.text("label", label))
+    first = p.check(lambda: validation.day("date_from", date_from)) if date_from else None
+    last = p.check(lambda: validation.day("date_to", date_to)) if date_to else None
+    p.raise_any()
     chosen: SortField = next(f for f in get_args(SortField) if f == sort_by)
     return SearchRequest(
-        text=validation.text("query", query) or None,
+        text=text or None,
         statuses=statuses,
-        label=validation.text("label", label) or None,
+        label=tag or None,
         call_type=kind,
-        date_from=validation.day("date_from", date_from) if date_from else None,
-        date_to=validation.day("date_to", date_to) if date_to else None,
+        phone=number,
+        date_from=first,
+        date_to=last,
         sort_by=chosen,
         descending=sort_order == "desc",
         page=page,
@@ -181,3 +239,40 @@ def statuses_of(raw: str | Sequence[str] | None) -> tuple[AppointmentStatus, ...
             valid = ", ".join(s.value for s in AppointmentStatus)
             raise InvalidArgument("status", f"{part.strip()!r} is not a status; use one of {valid}.") from None
     return tuple(chosen)
+
+
+def _start(field: str, value: str) -> object:
+    # Without a zone in hand, a naive time is the tool's to judge (it may come with `timezone`).
+    return validation.instant(field, value, "UTC")
+
+
+# Checks of single string arguments by name, whatever the tool: run on the arguments the tool's own
+# model accepted when others were refused, so one answer names every problem (`mcp_server._run`).
+FIELD_CHECKS: dict[str, Callable[[str, str], object]] = {
+    "timezone": validation.zone_name,
+    "attendee_email": validation.email,
+    "attendee_name": partial(validation.text, required=True),
+    "to_number": validation.phone_e164,
+    "from_number": validation.phone_e164,
+    "call_type": validation.call_type,
+    "start": _start,
+    "new_start": _start,
+    "date": lambda field, value: relative_day(field, value, datetime.now(UTC), "UTC"),
+    "date_from": validation.day,
+    "date_to": validation.day,
+    "idempotency_key": lambda field, value: validation.idempotency_key(value),
+}
+
+
+def field_problems(arguments: Mapping[str, object], skip: Collection[str]) -> list[InvalidArgument]:
+    """What `FIELD_CHECKS` finds wrong in the string arguments not in `skip`."""
+    found = []
+    for key, value in arguments.items():
+        check = FIELD_CHECKS.get(key)
+        if check is None or key in skip or not isinstance(value, str):
+            continue
+        try:
+            check(key, value)
+        except InvalidArgument as exc:
+            found.append(exc)
+    return found

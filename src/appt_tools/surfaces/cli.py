@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--dir", type=Path, default=Path("tool_schemas"), help="where the files go")
     export.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    export.add_argument(
+        "--base-url",
+        default=None,
+        help="your server's public URL, e.g. https://appt.example.com: the Vapi, Retell and ElevenLabs "
+        "definitions call it (default: a placeholder to replace)",
+    )
     return parser
 
 
@@ -458,8 +464,13 @@ async def _reconcile(args: argparse.Namespace) -> int:
 
 async def _schemas(args: argparse.Namespace) -> int:
     from appt_tools.surfaces import schema_export
+    from appt_tools.surfaces.schema_formats import PLACEHOLDER_URL
 
-    files = await schema_export.current_files()
+    base_url = args.base_url or PLACEHOLDER_URL
+    if not base_url.startswith(("https://", "http://")) or "?" in base_url or "#" in base_url:
+        _say(f"--base-url: {base_url!r} is not an http(s) URL without query; use e.g. https://appt.example.com")
+        return 2
+    files = await schema_export.current_files(base_url)
     if args.check:
         problems = schema_export.drift(args.dir, files)
         for problem in problems:

@@ -8,6 +8,7 @@ with a stable `code`, a `message` saying what to do next, and `retryable`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -22,18 +23,24 @@ from appt_tools.runtime import ServiceHandle as ServiceHandle  # re-exported: th
 from appt_tools.speech.results import (
     ErrorView,
 )
-from appt_tools.surfaces.arguments import LOCKED_FIELDS
+from appt_tools.surfaces.arguments import LOCKED_FIELDS, field_problems
+from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.mcp_tools import Tools, register_tools
 from appt_tools.surfaces.schema_formats import strict_schema
 
 INSTRUCTIONS = """\
 Books, moves and cancels appointments for this business in its Cal.com calendar.
+Dates: every result carries `now`, the current time where the business is (e.g. 'Friday, December 4,
+6:15 PM'); read it before turning 'tomorrow' or 'next Tuesday' into a date. If you have no result yet,
+call find_slots with date 'today'.
 Flow: 1) find_slots for the day the caller wants; 2) offer a few times (use each slot's `spoken` form) and
 confirm one, plus the caller's name and e-mail; 3) book_appointment with that slot's `start`, the call's
 to/from numbers and call type. Never book a time the caller has not confirmed. To change or cancel, find the
-appointment with search_appointments (by name, e-mail or phone) or use its id, then reschedule or cancel.
+appointment with search_appointments (by name, e-mail or phone; on a phone call `mine: true` finds the
+caller's own) or use its id, then reschedule or cancel.
 Every result has `say`: a sentence you can read to the caller. Errors carry a `code`, a `message` with the
-next step, and `retryable`; on `slot_unavailable`, offer the `alternatives` it lists.
+next step, `retryable`, and for wrong arguments `errors` listing every one; on `slot_unavailable`, offer the
+`alternatives` it lists.
 Times: pass ISO 8601 with an offset (e.g. '2026-11-24T15:00:00-05:00'), or pass `timezone`."""
 
 
@@ -67,14 +74,29 @@ class AppointmentServer(MCPServer):
         except AppError as exc:
             raise ToolError(self.render_error(exc).model_dump_json(exclude_none=True)) from exc
 
-    async def invoke(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """A tool's structured result (its `say` included). Raises AppError for anything the caller can fix."""
-        result = await self._run(name, arguments, None)
+    async def invoke(self, name: str, arguments: dict[str, Any], call: CallFacts | None = None) -> dict[str, Any]:
+        """A tool's structured result (its `say` included). Raises AppError for anything the caller can fix.
+        `call`: the facts a voice platform sent about the call (numbers, direction), which fill in or
+        overrule the model's `to_number`, `from_number` and `call_type`."""
+        if call is not None:
+            schema = (await self.tool_schemas()).get(name)
+            if schema is not None:
+                arguments = call.apply(arguments, schema.get("properties", {}))
+            with call.active():
+                result = await self._run(name, arguments, None)
+        else:
+            result = await self._run(name, arguments, None)
         assert isinstance(result, CallToolResult) and result.structured_content is not None
         return dict(result.structured_content)
 
     def render_error(self, error: AppError) -> ErrorView:
-        return ErrorView.of(error, self.handle.timezone)
+        return ErrorView.of(error, self.handle.timezone, self._now())
+
+    def _now(self) -> datetime | None:
+        try:
+            return self.service.now()
+        except AppError:  # the service is not open: the error says so, without a time
+            return None
 
     async def tool_schemas(self) -> dict[str, dict[str, Any]]:
         """Input schema of each tool, by name."""
@@ -100,7 +122,23 @@ class AppointmentServer(MCPServer):
         if schema is None:
             known = ", ".join(await self.tool_schemas())
             raise NotFound(f"There is no tool named {name!r}; the tools are: {known}.", code="unknown_tool")
-        _check_arguments(name, schema, arguments)
+        problems = _argument_problems(name, schema, arguments)
+        # Let the tool's own model judge the rest too, and each argument's own check, so one answer
+        # names every problem (the tool itself runs only when there are none).
+        rest = {key: value for key, value in arguments.items() if key not in {p.field for p in problems}}
+        tool = self._tool_manager.get_tool(name)
+        try:
+            if tool is not None:
+                tool.fn_metadata.validate_arguments(rest)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc))
+        if problems:
+            flagged = {p.field.split(".")[0] for p in problems}
+            order = list(schema.get("properties", {}))
+            problems.extend(field_problems({k: v for k, v in rest.items() if k in order}, flagged))
+            # In the tool's own order of arguments (an unknown one first): `field` names the first.
+            problems.sort(key=lambda p: _position(order, p.field))
+            raise InvalidArgument.every(problems)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -112,24 +150,39 @@ class AppointmentServer(MCPServer):
             raise
 
 
-def _check_arguments(name: str, schema: dict[str, Any], arguments: dict[str, Any]) -> None:
-    """Refuse what the SDK would quietly accept: unknown arguments (it drops them) and numbers or
-    booleans sent as strings (it coerces them)."""
+def _position(order: list[str], field: str) -> int:
+    name = field.split(".")[0]
+    return order.index(name) if name in order else -1
+
+
+def _argument_problems(name: str, schema: dict[str, Any], arguments: dict[str, Any]) -> list[InvalidArgument]:
+    """What the SDK would quietly accept: unknown arguments (it drops them) and numbers or booleans sent
+    as strings (it coerces them). Every one is listed."""
     properties: dict[str, Any] = schema.get("properties", {})
-    if len(arguments) > len(properties):  # explicit bound: a 10,000-item request is refused before any work
+    if len(arguments) > 2 * len(properties) + 10:  # explicit bound: a 10,000-item request is refused before any work
         extra = next(key for key in arguments if key not in properties)
-        raise InvalidArgument(
-            extra,
-            f"is not an argument of {name}; it takes at most {len(properties)} arguments: {', '.join(properties)}.",
-        )
+        return [
+            InvalidArgument(
+                extra,
+                f"is not an argument of {name}; it takes at most {len(properties)} arguments: {', '.join(properties)}.",
+            )
+        ]
+    problems: list[InvalidArgument] = []
     for key, value in arguments.items():
         if key not in properties:
             if name == "update_appointment" and key in LOCKED_FIELDS:
-                raise LockedField(key, "is fixed when the appointment is created and cannot be changed.")
-            raise InvalidArgument(key, f"is not an argument of {name}; valid arguments are: {', '.join(properties)}.")
+                problems.append(LockedField(key, "is fixed when the appointment is created and cannot be changed."))
+            else:
+                problems.append(
+                    InvalidArgument(key, f"is not an argument of {name}; valid arguments are: {', '.join(properties)}.")
+                )
+            continue
         kinds = _types(properties[key]) - {"null"}
         if isinstance(value, str) and kinds and kinds <= {"integer", "number", "boolean"}:
-            raise InvalidArgument(key, f"must be a JSON {' or '.join(sorted(kinds))}, not the string {value!r}.")
+            problems.append(
+                InvalidArgument(key, f"must be a JSON {' or '.join(sorted(kinds))}, not the string {value!r}.")
+            )
+    return problems
 
 
 def _types(prop: dict[str, Any]) -> set[str]:
@@ -139,9 +192,17 @@ def _types(prop: dict[str, Any]) -> set[str]:
 
 
 def _from_validation(error: ValidationError) -> InvalidArgument:
-    first = error.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "arguments"
-    return InvalidArgument(field, first["msg"] + ".")
+    return InvalidArgument.every(_validation_problems(error))
+
+
+def _validation_problems(error: ValidationError) -> list[InvalidArgument]:
+    """Every problem pydantic found, one per field (the first message of each)."""
+    found: dict[str, InvalidArgument] = {}
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "arguments"
+        message = "is required." if item["type"] == "missing" else item["msg"] + "."
+        found.setdefault(field.split(".")[0], InvalidArgument(field, message))
+    return list(found.values())
 
 
 def build_server(provider: AppointmentService | ServiceHandle, *, log_level: str = "WARNING") -> AppointmentServer:

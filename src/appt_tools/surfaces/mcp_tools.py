@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from appt_tools import validation
 from appt_tools.core.service import AppointmentService
+from appt_tools.errors import InvalidArgument
 from appt_tools.models import Appointment, AppointmentStatus, SortField
 from appt_tools.runtime import ServiceHandle
 from appt_tools.speech import say
@@ -26,10 +28,11 @@ from appt_tools.speech.results import (
     EventTypesResult,
     EventTypeView,
     HistoryView,
+    NowView,
     SearchResult,
     SlotsResult,
 )
-from appt_tools.surfaces import arguments
+from appt_tools.surfaces import arguments, call_facts
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -47,7 +50,11 @@ LOCAL_EDIT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idemp
 
 Date = Annotated[
     str | None,
-    Field(description="Day to search, YYYY-MM-DD, e.g. '2026-11-24'. Default: today.", examples=["2026-11-24"]),
+    Field(
+        description="Day to search: YYYY-MM-DD (e.g. '2026-11-24'), 'today' or 'tomorrow' (in `timezone`). "
+        "Default: today. Work out other days from the result's `now`.",
+        examples=["2026-11-24", "tomorrow"],
+    ),
 ]
 TimeZone = Annotated[
     str | None,
@@ -123,11 +130,14 @@ class Tools:
     def _now(self) -> datetime:
         return self.service.now()
 
+    def _clock(self) -> NowView:
+        return NowView.of(self._now(), self._tz())
+
     def _result(
         self, appointment: Appointment, sentence: str, history: list[HistoryView] | None = None
     ) -> AppointmentResult:
         view = AppointmentView.of(appointment, self._tz(), self._now())
-        return AppointmentResult(appointment=view, history=history, say=sentence)
+        return AppointmentResult(appointment=view, history=history, now=self._clock(), say=sentence)
 
     @tool("Find free slots", READ_ONLY)
     async def find_slots(
@@ -149,6 +159,7 @@ class Tools:
         Call this before booking. If the day has nothing free, the next free times after it are returned."""
         request = arguments.slot_request(
             business_tz=self._tz(),
+            now=self._now(),
             date=date,
             start=start,
             end=end,
@@ -156,7 +167,7 @@ class Tools:
             event_type_id=event_type_id,
             duration_minutes=duration_minutes,
         )
-        return SlotsResult.of(await self.service.find_slots(request))
+        return SlotsResult.of(await self.service.find_slots(request), self._clock())
 
     @tool("Book an appointment", CREATES)
     async def book_appointment(
@@ -216,6 +227,9 @@ class Tools:
             idempotency_key=idempotency_key,
         )
         booked = await self.service.book(draft)
+        call = call_facts.current()
+        if call is not None and call.overruled:
+            booked = await self.service.note(booked.id, "updated", call.history_note())
         return self._result(booked, say.booked(booked, self._tz()))
 
     @tool("Reschedule an appointment", CHANGES_BOOKING)
@@ -276,6 +290,20 @@ class Tools:
         call_type: Annotated[
             Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")
         ] = None,
+        phone: Annotated[
+            str | None,
+            Field(
+                description="Only appointments whose called or calling number is this one, in any common form, "
+                "e.g. '+14155550123' or '(415) 555-0123'."
+            ),
+        ] = None,
+        mine: Annotated[
+            bool | None,
+            Field(
+                description="true on a phone call to find the caller's own appointments by the number they call "
+                "from (the call's number, not one typed by you). Default: false."
+            ),
+        ] = None,
         date_from: Annotated[
             str | None, Field(description="First day, YYYY-MM-DD, in the business's time zone.")
         ] = None,
@@ -289,11 +317,22 @@ class Tools:
     ) -> SearchResult:
         """Find recorded appointments by text and filters, sorted and paged, with the total count (exact up
         to 1,000; beyond that total_exact is false). Failed bookings are left out unless status asks for them."""
+        if mine:
+            call = call_facts.current()
+            if call is None or call.caller_number is None:
+                raise InvalidArgument(
+                    "mine",
+                    "needs the caller's number, which only a phone call through Vapi, Retell or ElevenLabs gives; "
+                    "pass phone instead, e.g. '+14155550123', or search by name with query.",
+                )
+            phone = call.caller_number
         request = arguments.search_request(
             query=query,
             status=status,
             label=label,
             call_type=call_type,
+            phone=phone,
+            region=validation.country_of_zone(self._tz()),
             date_from=date_from,
             date_to=date_to,
             sort_by=sort_by,
@@ -348,4 +387,4 @@ class Tools:
         default = service.settings.event_type_id or next((t.id for t in types if not t.hidden), None)
         views = [EventTypeView.of(t, default) for t in types]
         sentence = say.event_types([v.title for v in views], [v.length_minutes for v in views])
-        return EventTypesResult(event_types=views, say=sentence)
+        return EventTypesResult(event_types=views, now=self._clock(), say=sentence)

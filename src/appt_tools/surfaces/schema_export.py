@@ -3,6 +3,14 @@
 tool_schemas/<tool>.json            MCP: name, title, description, inputSchema, outputSchema, annotations
 tool_schemas/openai/<tool>.json     OpenAI function calling, strict mode
 tool_schemas/anthropic/<tool>.json  Anthropic Messages API tool
+tool_schemas/openai-realtime/<tool>.json   OpenAI Realtime API session tool (flat)
+tool_schemas/gemini/<tool>.json     Gemini function declaration (OpenAPI 3.0 subset)
+tool_schemas/vapi/<tool>.json       Vapi function tool to import (server URL, secret header, filler line)
+tool_schemas/retell/<tool>.json     Retell custom function (URL, filler line)
+tool_schemas/elevenlabs/<tool>.json ElevenLabs webhook tool (URL, secret header, caller id and called number)
+
+The platform files point at `base_url` (`--base-url`; the committed ones at a placeholder) and never ask
+the model for what the platform supplies (the call's numbers and direction).
 """
 
 from __future__ import annotations
@@ -13,14 +21,24 @@ from typing import Any
 
 from appt_tools.runtime import open_service
 from appt_tools.surfaces.mcp_server import build_server
-from appt_tools.surfaces.schema_formats import anthropic_tool, openai_tool
+from appt_tools.surfaces.schema_formats import (
+    PLACEHOLDER_URL,
+    anthropic_tool,
+    elevenlabs_tool,
+    gemini_declaration,
+    openai_realtime_tool,
+    openai_tool,
+    retell_tool,
+    vapi_tool,
+)
 
 MEMORY_DB = "sqlite+aiosqlite:///:memory:"
-FORMATS = ("", "openai", "anthropic")
+FORMATS = ("", "openai", "anthropic", "openai-realtime", "gemini", "vapi", "retell", "elevenlabs")
 
 
-async def current_files() -> dict[str, dict[str, Any]]:
-    """What tool_schemas/ should hold, keyed by path relative to it."""
+async def current_files(base_url: str = PLACEHOLDER_URL) -> dict[str, dict[str, Any]]:
+    """What tool_schemas/ should hold, keyed by path relative to it; the platform files call `base_url`."""
+    base_url = base_url.rstrip("/")
     async with open_service(database_url=MEMORY_DB, environ={}) as service:
         tools = await build_server(service).list_tools()
     files: dict[str, dict[str, Any]] = {}
@@ -34,6 +52,11 @@ async def current_files() -> dict[str, dict[str, Any]]:
         )
         files[f"openai/{tool.name}.json"] = openai_tool(tool.name, description, tool.input_schema)
         files[f"anthropic/{tool.name}.json"] = anthropic_tool(tool.name, description, tool.input_schema)
+        files[f"openai-realtime/{tool.name}.json"] = openai_realtime_tool(tool.name, description, tool.input_schema)
+        files[f"gemini/{tool.name}.json"] = gemini_declaration(tool.name, description, tool.input_schema)
+        files[f"vapi/{tool.name}.json"] = vapi_tool(tool.name, description, tool.input_schema, base_url)
+        files[f"retell/{tool.name}.json"] = retell_tool(tool.name, description, tool.input_schema, base_url)
+        files[f"elevenlabs/{tool.name}.json"] = elevenlabs_tool(tool.name, description, tool.input_schema, base_url)
     return files
 
 

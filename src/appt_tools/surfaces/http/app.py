@@ -7,6 +7,7 @@
                                        with {"error": ErrorView}                        bearer key
     POST /vapi/tool-calls              Vapi's tool-calls webhook                        X-Vapi-Secret, else bearer
     POST /retell/functions[/{name}]    Retell's custom function                         X-Retell-Signature, else bearer
+    POST /elevenlabs/tools/{name}      ElevenLabs webhook (server) tool: body = arguments   bearer key (a secret header)
     GET  /, /calendar, /settings, /app/*   the owner's dashboard (appt_tools.surfaces.web)   sign-in with a key, CSRF
 
 Every surface runs a tool through `AppointmentServer.invoke`, so all of them accept and refuse
@@ -15,7 +16,7 @@ exactly the same calls as MCP does. Who may call what is decided in `appt_tools.
     app.py       the application: settings, routes, the endpoints
     body.py      reading a POST's body: size, content type, browser forgery, one JSON object
     calls.py     one tool call run for a route, its error given an HTTP status
-    voice.py     Vapi's and Retell's request and answer shapes
+    voice.py     Vapi's, Retell's and ElevenLabs' request and answer shapes, and their call data
     openapi.py   the OpenAPI document, generated from the tool list
 """
 
@@ -44,7 +45,15 @@ from appt_tools.surfaces.auth import (
 from appt_tools.surfaces.http.body import HttpProblem, json_object, problem_response, read_body
 from appt_tools.surfaces.http.calls import run_tool
 from appt_tools.surfaces.http.openapi import openapi_document
-from appt_tools.surfaces.http.voice import retell_call, retell_status, vapi_answer, vapi_calls
+from appt_tools.surfaces.http.voice import (
+    elevenlabs_call,
+    retell_call,
+    retell_facts,
+    retell_status,
+    vapi_answer,
+    vapi_calls,
+    vapi_facts,
+)
 from appt_tools.surfaces.mcp_server import AppointmentServer
 from appt_tools.surfaces.web import dashboard_routes
 
@@ -83,6 +92,7 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         Route("/vapi/tool-calls", endpoints.vapi, methods=["POST"]),
         Route("/retell/functions", endpoints.retell, methods=["POST"]),
         Route("/retell/functions/{name}", endpoints.retell, methods=["POST"]),
+        Route("/elevenlabs/tools/{name}", endpoints.elevenlabs, methods=["POST"], middleware=bearer),
         Route("/webhooks/calcom", endpoints.calcom_webhook, methods=["POST"]),
         # The owner's dashboard at / (pages, /app/*, /static/*): same service, same keys (web/session.py).
         *dashboard_routes(server.service, checker, sandbox=settings.sandbox),
@@ -141,18 +151,30 @@ class _Endpoints:
         refusal = await self.checker.check_vapi(request.headers)
         if refusal is not None:
             return refusal
-        calls = vapi_calls(json_object(body))
+        message = json_object(body)
+        calls = vapi_calls(message)
+        facts = vapi_facts(message)
         # One message's calls are the model's parallel calls, independent of each other: each is
         # answered, in order, whether or not an earlier one failed.
-        return JSONResponse({"results": [await vapi_answer(self.server, call) for call in calls]})
+        return JSONResponse({"results": [await vapi_answer(self.server, call, facts) for call in calls]})
 
     async def retell(self, request: Request) -> Response:
         body = await self._body(request)
         refusal = await self.checker.check_retell(request.headers, body)
         if refusal is not None:
             return refusal
-        name, arguments = retell_call(request.path_params.get("name"), json_object(body))
-        outcome = await run_tool(self.server, name, arguments)
+        data = json_object(body)
+        name, arguments = retell_call(request.path_params.get("name"), data)
+        outcome = await run_tool(self.server, name, arguments, retell_facts(data))
+        if outcome.error is None:
+            return JSONResponse(outcome.result)
+        return error_response(retell_status(outcome), outcome.error)
+
+    async def elevenlabs(self, request: Request) -> Response:
+        """An ElevenLabs webhook tool: the body is the arguments plus the call's numbers; any JSON answer
+        reaches the model, so a refused call is a 200 with `{"error": ...}` it can read (500 only for a fault)."""
+        arguments, facts = elevenlabs_call(json_object(await self._body(request)))
+        outcome = await run_tool(self.server, request.path_params["name"], arguments, facts)
         if outcome.error is None:
             return JSONResponse(outcome.result)
         return error_response(retell_status(outcome), outcome.error)

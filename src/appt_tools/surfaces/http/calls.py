@@ -10,6 +10,7 @@ from typing import Any
 
 from appt_tools.errors import AppError, CalcomRateLimited
 from appt_tools.speech.results import ErrorView
+from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.http.body import SORRY
 from appt_tools.surfaces.mcp_server import AppointmentServer
 from appt_tools.surfaces.statuses import http_status
@@ -34,9 +35,12 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def run_tool(server: AppointmentServer, name: str, arguments: dict[str, Any]) -> Outcome:
+async def run_tool(
+    server: AppointmentServer, name: str, arguments: dict[str, Any], call: CallFacts | None = None
+) -> Outcome:
+    """`call`: the voice platform's facts about the call, if the route has them."""
     try:
-        return Outcome(result=await server.invoke(name, arguments))
+        return Outcome(result=await server.invoke(name, arguments, call))
     except AppError as exc:
         return failed(server, exc)
     except Exception:

@@ -311,15 +311,16 @@ class Appointments:
         raw = request.query_params.get("date", "").strip()
         if not raw:
             raise InvalidArgument("date", "choose a day.")
+        asked = validation.day("date", raw)
         found = await self.service.find_slots(
             arguments.slot_request(
                 business_tz=self.service.timezone,
+                now=self.service.now(),
                 date=raw,
                 event_type_id=_int(request.query_params.get("event_type_id")),
             )
         )
         tz = found.timezone
-        asked = date.fromisoformat(raw)
         body: dict[str, Any] = {
             "date": raw,
             "day": long_day(asked),
