@@ -21,6 +21,11 @@ Three guards keep one request from becoming two bookings. Each covers a race the
   numbers, event type and start), before, during or after the first call's booking: it is answered
   with the first booking instead of a second one or a false "taken". It cannot tell a repeat from a
   second booking that merely looks the same, which is why keys exist.
+
+A call blocked by another in flight waits, then joins an identical booking or tries again, until the
+slot is booked by someone else (then "taken", as Cal.com holds it) or the wait runs out (`slot_in_progress`,
+retryable). Repeats resuming one appointment whose answer was lost hold its lease (`changing`), so only
+one of them asks Cal.com.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from appt_tools.models import Appointment, AppointmentStatus, Booking, BookingRe
 if TYPE_CHECKING:
     from appt_tools.store import Store
 
-# What a booking in flight for the same start may have become that leaves the slot taken in Cal.com.
+# The stored statuses of a booking Cal.com holds (or is making): what a repeat joins and what makes a slot taken.
 _BOOKED = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
 
 
@@ -229,7 +234,7 @@ class Booker:
                     raise Conflict(
                         "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
                     )
-            if same is not None and same.booking_uid is not None and same.status is not AppointmentStatus.FAILED:
+            if same is not None and same.booking_uid is not None and same.status in _BOOKED:
                 return same
             if same is not None and same.status is AppointmentStatus.PENDING:
                 # Its answer was lost: resume it, one repeat at a time (each would ask Cal.com otherwise).
