@@ -17,15 +17,25 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, latency, search, throughput
+from bench import coldstart, conversation, latency, search, throughput
 from bench.common import ROOT, Row, render_table, say
 
-SECTIONS = ("latency", "search", "throughput", "cold_start")
+SECTIONS = ("conversation", "latency", "search", "throughput", "cold_start")
 FULL_SIZES = "10000,100000,1000000"
 
 
 def _ints(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds, e.g. 250") from None
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{text} ms is out of range: use 0 to 60000, e.g. 250")
+    return value
 
 
 def _names(text: str) -> list[str]:
@@ -53,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=None, help="throughput rounds per level (default 3)")
     parser.add_argument("--throughput-seed", type=int, default=None, help="appointments behind search (default 10000)")
     parser.add_argument("--launches", type=int, default=None, help="cold-start launches of each server (default 7)")
+    parser.add_argument(
+        "--calcom-latency",
+        type=_milliseconds,
+        default=conversation.DEFAULT_LATENCY_MS,
+        metavar="MS",
+        help="conversation: Cal.com latency injected per request, ms",
+    )
+    parser.add_argument("--warm-rounds", type=int, default=None, help="conversation: warm conversations (default 3)")
+    parser.add_argument("--commits", type=int, default=None, help="durable SQLite commits timed (default 200)")
     return parser
 
 
@@ -77,6 +96,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": pick(args.rounds, 3, 1),
         "throughput_seed": pick(args.throughput_seed, 10_000, 500),
         "launches": pick(args.launches, 7, 1),
+        "calcom_latency_ms": args.calcom_latency,
+        "warm_rounds": pick(args.warm_rounds, 3, 1),
+        "commits": pick(args.commits, 200, 30),
     }
 
 
@@ -133,6 +155,10 @@ async def run(settings: dict[str, Any]) -> tuple[dict[str, list[Row]], dict[str,
     rows: dict[str, list[Row]] = {}
     details: dict[str, Any] = {}
     sections = settings["sections"]
+    if "conversation" in sections:
+        rows["conversation"], details["conversation"] = await conversation.run(
+            settings["calcom_latency_ms"], settings["warm_rounds"], settings["commits"]
+        )
     if "latency" in sections:
         rows["latency"], details["latency"] = await latency.run(
             settings["transports"], settings["iterations"], settings["cold_rounds"]

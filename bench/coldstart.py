@@ -4,8 +4,8 @@
 sandbox running here, a time zone, a database file whose schema an earlier launch created) beside
 `python bench/trivial_server.py` (one tool on the SDK's MCPServer), launched the same way by the SDK's
 stdio client, alternating, after one unmeasured launch of each (schema, bytecode and page cache warm).
-`appt-tools serve --sandbox` is timed too, for information: it also starts the sandbox and syncs event
-types from it before serving.
+`appt-tools serve --sandbox` is timed too, for information: it also starts the sandbox (its event types
+are then read in the background, like every server's start-up reads).
 
 Where the time goes: `python -X importtime` of the serve path against the SDK alone (summed by top-level
 package), and `bench.startup_phases`, which times the serve path's steps in one process.

@@ -22,7 +22,7 @@ from appt_tools.store import Store, schema
 from appt_tools.surfaces.mcp_server import ServiceHandle, build_server
 from helpers import BUSINESS_ENV
 
-TOOLS = 8
+TOOLS = 10
 # What `appt-tools serve` imports before it can answer tools/list (what bench/coldstart.py times).
 SERVE_PATH = (
     "import appt_tools.surfaces.cli, appt_tools.surfaces.mcp_server, appt_tools.runtime, appt_tools.core.reconcile"

@@ -284,7 +284,7 @@ async def test_mcp_over_http_needs_a_key_and_lists_the_tools_with_one(service):
             httpx2.AsyncClient(headers=_bearer(), timeout=15) as http,
             Client(streamable_http_client(_url(client, "/mcp"), http_client=http)) as mcp,
         ):
-            assert len((await mcp.list_tools()).tools) == 8
+            assert len((await mcp.list_tools()).tools) == 10
         refused = await client.post("/mcp", json={}, headers=_bearer(OTHER_KEY))
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
 
@@ -374,10 +374,8 @@ async def test_the_openapi_document_is_valid_and_describes_every_tool(service):
     assert tools == {t.name for t in await build_server(service).list_tools()}
     book = document["paths"]["/tools/book_appointment"]["post"]
     arguments = book["requestBody"]["content"]["application/json"]["schema"]
-    assert set(arguments["required"]) == {
-        "start",
+    assert set(arguments["required"]) == {  # start: or a hold_id; attendee_email: or the caller's number
         "attendee_name",
-        "attendee_email",
         "to_number",
         "from_number",
         "call_type",
@@ -423,7 +421,12 @@ async def test_tool_errors_over_plain_http_carry_a_status_and_the_error_view(ser
         start = slots["slots"][0]["start"]
         assert (await client.post("/tools/book_appointment", json=booking_args(start))).status_code == 200
         cases = [
-            ("book_appointment", booking_args(start, attendee_email="bob@example.com"), 409, "slot_unavailable"),
+            (
+                "book_appointment",
+                booking_args(start, attendee_email="bob@example.com", from_number="+14155550124"),
+                409,
+                "slot_unavailable",
+            ),
             ("search_appointments", {"page_size": "25"}, 422, "invalid_argument"),
             ("update_appointment", {"appointment_id": "apt_x", "call_type": "web"}, 422, "locked_field"),
             ("cancel", {"appointment_id": "apt_missing"}, 404, "appointment_not_found"),
@@ -433,7 +436,10 @@ async def test_tool_errors_over_plain_http_carry_a_status_and_the_error_view(ser
             response = await client.post(f"/tools/{name}", json=args)
             assert (response.status_code, response.json()["error"]["code"]) == (status, code)
         taken = (
-            await client.post("/tools/book_appointment", json=booking_args(start, attendee_email="b@x.com"))
+            await client.post(
+                "/tools/book_appointment",
+                json=booking_args(start, attendee_email="b@x.com", from_number="+14155550124"),
+            )
         ).json()
     assert taken["error"]["alternatives"] and taken["error"]["say"]
 
@@ -498,7 +504,9 @@ async def test_a_retried_retell_booking_returns_the_first_appointment_and_books_
         body = {"name": "book_appointment", "call": {"call_id": "c1"}, "args": booking_args(slots["slots"][0]["start"])}
         first, retried = [(await _retell_post(client, "/retell/functions", body)).json() for _ in range(2)]
         taken = await _retell_post(
-            client, "/retell/functions", {**body, "args": {**body["args"], "attendee_email": "bob@example.com"}}
+            client,
+            "/retell/functions",
+            {**body, "args": {**body["args"], "attendee_email": "bob@example.com", "from_number": "+14155550124"}},
         )
     assert retried["appointment"]["id"] == first["appointment"]["id"]
     assert len(sandbox.state.bookings) == 1

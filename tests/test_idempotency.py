@@ -62,7 +62,7 @@ async def test_a_key_reused_for_a_different_request_is_refused(service, sandbox)
 async def test_a_repeat_of_a_refused_call_gets_the_same_refusal(service, sandbox):
     taken = await _slot(service)
     await Raw(service).book(**booking_args(taken))
-    args = booking_args(taken, attendee_email="bob@example.com", idempotency_key="call-4")
+    args = booking_args(taken, attendee_email="bob@example.com", from_number="+14155550124", idempotency_key="call-4")
     with pytest.raises(SlotUnavailable) as first:
         await Raw(service).book(**args)
     with pytest.raises(SlotUnavailable) as replayed:
@@ -138,7 +138,9 @@ async def test_two_services_on_one_database_book_a_contested_slot_once(service, 
     async with Store.from_url(db_url) as second_store, CalcomClient(sandbox.api_key, sandbox.base_url) as client:
         other = AppointmentService(second_store, client, resolve({}, env))
         calls = [
-            Raw(service if i % 2 else other).book(**booking_args(start, attendee_email=f"caller{i}@example.com"))
+            Raw(service if i % 2 else other).book(
+                **booking_args(start, attendee_email=f"caller{i}@example.com", from_number=f"+1415555015{i}")
+            )
             for i in range(6)
         ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)

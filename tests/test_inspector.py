@@ -58,7 +58,7 @@ def test_the_mcp_inspector_lists_and_calls_our_tools_over_streamable_http(tmp_pa
     with _http_server(tmp_path) as url:
         listed = _inspector(url, "--method", "tools/list")
         tools = {t["name"]: t for t in listed["tools"]}  # type: ignore[union-attr,index]
-        assert len(tools) == 8
+        assert len(tools) == 10
         assert tools["book_appointment"]["inputSchema"]["additionalProperties"] is False
         # An integer and a boolean argument: strict arguments refuse "1002" and "true" sent as strings.
         called = _inspector(

@@ -14,6 +14,8 @@ from helpers import booking_args, next_weekday
 TOOLS = {
     "find_slots",
     "book_appointment",
+    "hold_slot",
+    "release_hold",
     "reschedule",
     "cancel",
     "search_appointments",
@@ -38,7 +40,7 @@ async def _error(client: Client, name: str, args: dict[str, Any]) -> dict[str, A
     return json.loads(text[text.index("{") :])
 
 
-async def test_the_eight_tools_are_listed_with_descriptions_schemas_and_honest_annotations(service):
+async def test_the_tools_are_listed_with_descriptions_schemas_and_honest_annotations(service):
     async with Client(build_server(service)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == TOOLS
@@ -107,7 +109,11 @@ async def test_a_taken_slot_is_an_error_with_alternatives(service):
         slots = await _ok(client, "find_slots", {"date": day})
         start = slots["slots"][0]["start"]
         await _ok(client, "book_appointment", booking_args(start))
-        error = await _error(client, "book_appointment", booking_args(start, attendee_email="bob@example.com"))
+        error = await _error(
+            client,
+            "book_appointment",
+            booking_args(start, attendee_email="bob@example.com", from_number="+14155550124"),
+        )
     assert error["code"] == "slot_unavailable"
     assert error["retryable"] is False
     assert error["alternatives"] and all(a["start"] != start for a in error["alternatives"])

@@ -129,6 +129,7 @@ def _objects(connection: Connection) -> list[tuple[Any, ...]]:
     statement = (
         "SELECT c.relname, c.relkind, pg_get_indexdef(c.oid), a.attname, format_type(a.atttypid, a.atttypmod), "
         "a.attcollation::regcollation FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+        "AND NOT a.attisdropped "
         "WHERE c.relnamespace = current_schema()::regnamespace ORDER BY 1, 4"
     )
     return [tuple(row) for row in connection.exec_driver_sql(statement)]

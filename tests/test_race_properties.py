@@ -29,7 +29,12 @@ from calcom_sandbox.faults import Fault
 from helpers import BUSINESS_ENV, HOST_TZ, Raw, booking_args, next_weekday
 
 LIVE = ("accepted", "pending")
-PEOPLE = ("ana@example.com", "bo@example.com", "cy@example.com")
+# Different callers: their own e-mail and number (a repeat is recognised by the caller's numbers).
+PEOPLE = (
+    {"attendee_email": "ana@example.com", "from_number": "+14155550101"},
+    {"attendee_email": "bo@example.com", "from_number": "+14155550102"},
+    {"attendee_email": "cy@example.com", "from_number": "+14155550103"},
+)
 FAULTS = {
     "none": None,
     "rate_limited": Fault("rate_limit", "POST /v2/bookings", seconds=1),
@@ -108,11 +113,12 @@ class Races(RuleBasedStateMachine):
         fault=st.sampled_from(sorted(FAULTS)),
     )
     def book(self, slot: int, who: int, repeats: int, fault: str) -> Any:
-        start, email = self.slots[slot], PEOPLE[who]
+        start, caller = self.slots[slot], PEOPLE[who]
+        email = caller["attendee_email"]
         others_before = [b for b in self._live_at(start) if b.attendee.email != email]
         self._arm(FAULTS[fault])
         outcomes = self.run(
-            _together(*(Raw(self.service).book(**booking_args(start, attendee_email=email)) for _ in range(repeats)))
+            _together(*(Raw(self.service).book(**booking_args(start, **caller)) for _ in range(repeats)))
         )
         self._arm(None)
         booked = [o for o in outcomes if isinstance(o, Appointment)]

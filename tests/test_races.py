@@ -49,6 +49,11 @@ async def _slots(service: AppointmentService, count: int) -> list[str]:
     return found[:count]
 
 
+def _caller(i: int, prefix: str = "c") -> dict[str, str]:
+    """Caller `i`'s own e-mail and number: a different caller, not a repeat (repeats match on numbers)."""
+    return {"attendee_email": f"{prefix}{i}@example.com", "from_number": f"+1415555{1000 + i:04d}"}
+
+
 def _live(sandbox: RunningSandbox, email: str) -> list[Any]:
     return [b for b in sandbox.state.bookings.values() if b.status in LIVE and b.attendee.email == email]
 
@@ -153,7 +158,7 @@ async def test_under_a_rate_limit_every_caller_hears_rate_limited_and_the_slot_s
         start = (await _slots(service, 1))[0]
         sandbox.state.faults.add(Fault("rate_limit", "POST /v2/bookings", times=None, seconds=30))
         outcomes = await asyncio.gather(
-            *(Raw(service).book(**booking_args(start, attendee_email=f"c{i}@example.com")) for i in range(30)),
+            *(Raw(service).book(**booking_args(start, **_caller(i))) for i in range(30)),
             return_exceptions=True,
         )
         kinds = [type(o).__name__ for o in outcomes]
@@ -182,9 +187,7 @@ async def test_through_tools_a_naturally_rate_limited_burst_gets_no_500_and_no_f
         for round_, start in enumerate(slots):
             sandbox.state.rate_limiter.reset()
             calls = [
-                client.post(
-                    "/tools/book_appointment", json=booking_args(start, attendee_email=f"n{round_}.{i}@example.com")
-                )
+                client.post("/tools/book_appointment", json=booking_args(start, **_caller(i, f"n{round_}.")))
                 for i in range(30)
             ]
             answers = await asyncio.gather(*calls)

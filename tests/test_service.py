@@ -84,7 +84,7 @@ async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_records_no
     await Raw(service).book(**booking_args(start))
     before = await _counts(service, sandbox)
     with pytest.raises(SlotUnavailable) as err:
-        await Raw(service).book(**booking_args(start, attendee_email="bob@example.com"))
+        await Raw(service).book(**booking_args(start, attendee_email="bob@example.com", from_number="+14155550124"))
     assert err.value.code == "slot_unavailable"
     assert 1 <= len(err.value.alternatives) <= 3
     assert all(a.start.isoformat() != start for a in err.value.alternatives)
@@ -94,7 +94,12 @@ async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_records_no
 async def test_concurrent_bookings_of_one_slot_book_exactly_once(service, sandbox):
     start = await _first_slot(service, offset=1)
     outcomes = await asyncio.gather(
-        *(Raw(service).book(**booking_args(start, attendee_email=f"caller{i}@example.com")) for i in range(5)),
+        *(
+            Raw(service).book(
+                **booking_args(start, attendee_email=f"caller{i}@example.com", from_number=f"+1415555015{i}")
+            )
+            for i in range(5)
+        ),
         return_exceptions=True,
     )
     booked = [o for o in outcomes if not isinstance(o, BaseException)]

@@ -79,7 +79,9 @@ async def test_a_stale_cache_never_decides_cal_com_refuses_and_fresh_alternative
         day = next_weekday().isoformat()
         seen = await Raw(counted).find_slots(day=day)  # cached in `counted`
         taken = seen.slots[1].start.isoformat()
-        await Raw(service).book(**booking_args(taken, attendee_email="other@example.com"))  # another process
+        await Raw(service).book(
+            **booking_args(taken, attendee_email="other@example.com", from_number="+14155550124")
+        )  # another process
         with pytest.raises(SlotUnavailable) as err:
             await Raw(counted).book(**booking_args(taken))
         assert err.value.taken and err.value.alternatives

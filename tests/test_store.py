@@ -122,6 +122,7 @@ async def test_every_field_round_trips_and_datetimes_come_back_aware_utc(store: 
             label="VIP",
             attendee_name="Ravi Kumar",
             attendee_email="ravi@example.in",
+            attendee_phone="+919800000003",
             business_name="Smile Clinic",
             to_number="+919800000001",
             from_number="+919800000002",
@@ -160,6 +161,7 @@ async def test_every_field_round_trips_and_datetimes_come_back_aware_utc(store: 
         "label": "VIP",
         "attendee_name": "Ravi Kumar",
         "attendee_email": "ravi@example.in",
+        "attendee_phone": "+919800000003",
         "business_name": "Smile Clinic",
         "to_number": "+919800000001",
         "from_number": "+919800000002",
@@ -180,6 +182,22 @@ async def test_every_field_round_trips_and_datetimes_come_back_aware_utc(store: 
     for moment in (stored.start, stored.end, stored.created_at, stored.updated_at):
         assert moment.tzinfo is UTC
     assert stored.start == datetime(2030, 3, 1, 3, 45, 30, 123456, tzinfo=UTC)
+
+
+async def test_an_appointment_without_e_mail_is_stored_searched_and_sorted_with_the_others(store: Store) -> None:
+    with_mail = await add(store, attendee_name="Mia Mail", attendee_email="mia@example.com")
+    phone_only = await add(store, attendee_name="Pat Phone", attendee_email=None, attendee_phone="+14155550177")
+
+    stored = await store.get_appointment(phone_only.id)
+    by_name = await store.search(SearchQuery(text="pat phone"), now=NOW)
+    by_mail = await store.search(SearchQuery(sort_by="attendee_email", descending=True), now=NOW)
+    edited = await store.update_appointment(phone_only.id, {"attendee_email": "pat@example.com"}, now=NOW)
+    cleared = await store.update_appointment(phone_only.id, {"attendee_email": None}, now=NOW)
+
+    assert stored is not None and stored.attendee_email is None and stored.attendee_phone == "+14155550177"
+    assert [a.id for a in by_name.items] == [phone_only.id]
+    assert [a.id for a in by_mail.items] == [with_mail.id, phone_only.id]
+    assert (edited.attendee_email, cleared.attendee_email) == ("pat@example.com", None)
 
 
 async def test_a_new_appointment_is_pending_unbooked_with_a_created_history_entry(store: Store) -> None:

@@ -96,7 +96,7 @@ async def test_drift_is_detected(tmp_path):
 
 
 def test_every_tool_has_all_three_forms():
-    assert len(TOOL_NAMES) == 8
+    assert len(TOOL_NAMES) == 10
     for name in TOOL_NAMES:
         assert (SCHEMAS / "openai" / f"{name}.json").exists()
         assert (SCHEMAS / "anthropic" / f"{name}.json").exists()

@@ -22,7 +22,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 async def _conversation(client: Client) -> None:
     tools = (await client.list_tools()).tools
-    assert len(tools) == 8
+    assert len(tools) == 10
     assert all(t.description and t.input_schema and t.output_schema for t in tools)
     slots = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
     assert not slots.is_error, slots.content

@@ -65,7 +65,7 @@ async def test_two_processes_on_one_database_book_a_contested_slot_once(sandbox,
         calls = [
             http.post(
                 f"{bases[i % 2]}/tools/book_appointment",
-                json=booking_args(start, attendee_email=f"caller{i}@example.com"),
+                json=booking_args(start, attendee_email=f"caller{i}@example.com", from_number=f"+1415555015{i}"),
             )
             for i in range(8)
         ]

@@ -83,10 +83,11 @@ async def test_over_mcp_every_answer_has_now_and_a_refusal_lists_every_problem(s
     async with Client(build_server(service)) as client:
         failed, empty = await _call(client, "book_appointment", {})
         assert failed and empty["code"] == "invalid_argument"
+        # In the tool's order; attendee_email is optional when the call gives the caller's number.
         assert [e["field"] for e in empty["errors"]] == [
-            "start", "attendee_name", "attendee_email", "to_number", "from_number", "call_type"
+            "attendee_name", "to_number", "from_number", "call_type", "start"
         ]  # fmt: skip
-        assert empty["field"] == "start" and empty["now"]["timezone"] == service.timezone
+        assert empty["field"] == "attendee_name" and empty["now"]["timezone"] == service.timezone
 
         failed, est = await _call(client, "find_slots", {"timezone": "EST", "date": "someday", "duration_minutes": 3})
         assert failed and {e["field"] for e in est["errors"]} == {"timezone", "date", "duration_minutes"}

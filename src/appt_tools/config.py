@@ -39,6 +39,7 @@ DEFAULT_BASE_URL = "https://api.cal.com"
 DEFAULT_CALCOM_TIMEOUT = 10.0
 # A running server compares the store with Cal.com this often (0 turns it off); see core/reconcile.py.
 DEFAULT_RECONCILE_MINUTES = 15
+DEFAULT_HOLD_MINUTES = 5  # how long hold_slot holds a time (Cal.com's own reservation default)
 # Cal.com allows 120 requests a minute per API key; each server process paces itself to this. Several
 # instances sharing one key should split it (see docs/deployment.md).
 DEFAULT_CALCOM_RATE_LIMIT = 120
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
     reconcile_minutes: int = Field(DEFAULT_RECONCILE_MINUTES, ge=0, le=24 * 60)
     calcom_rate_limit: int = Field(DEFAULT_CALCOM_RATE_LIMIT, ge=1, le=10_000)
     http_stateless: bool = False
+    hold_minutes: int = Field(DEFAULT_HOLD_MINUTES, ge=1, le=30)
     sources: dict[str, Source] = Field(default_factory=dict, exclude=True)
 
     @classmethod
@@ -206,6 +208,11 @@ def parse_setting(key: str, value: str) -> object:
             raise InvalidArgument(
                 key, f"{value!r} is not a whole number of requests a minute from {lo} to {hi}, e.g. 60."
             )
+        return int(value)
+    if key == "hold_minutes":
+        lo, hi = _bounds(key)
+        if not value.isdigit() or not lo <= int(value) <= hi:
+            raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} to {hi}, e.g. 5.")
         return int(value)
     if key == "http_stateless":
         if value.lower() not in BOOLEAN_WORDS:

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CallType = Literal["inbound", "outbound", "web"]
 CALL_TYPES: tuple[CallType, ...] = get_args(CallType)
@@ -64,6 +64,11 @@ class EventType(_Frozen):
     location_address: str | None = None
     requires_confirmation: bool = False
     hidden: bool = False
+    email_required: bool = Field(
+        default=True,
+        description="The booking form's e-mail question is required (Cal.com's default); when False a caller "
+        "can book with a phone number alone.",
+    )
 
 
 class Slot(_Frozen):
@@ -79,7 +84,7 @@ class BookingRequest(_Frozen):
     start: datetime
     event_type_id: int
     attendee_name: str
-    attendee_email: str
+    attendee_email: str | None  # None: a phone-only attendee (Cal.com needs `attendee_phone` then)
     attendee_time_zone: str
     attendee_phone: str | None = None
     length_minutes: int | None = None
@@ -141,7 +146,10 @@ class NewAppointment(_Frozen):
     description: str = ""
     label: str = ""
     attendee_name: str
-    attendee_email: str
+    # None: the caller gave no e-mail and books with a phone number (`attendee_phone`, else the call's).
+    attendee_email: str | None = None
+    # The caller's own number when it is not the call's (a web call, a callback number); None: the call's.
+    attendee_phone: str | None = None
     business_name: str = ""
     to_number: str
     from_number: str
@@ -150,6 +158,16 @@ class NewAppointment(_Frozen):
     start: datetime
     end: datetime
     timezone: str
+
+    @field_validator("attendee_email", mode="before")
+    @classmethod
+    def _no_email(cls, value: object) -> object:
+        # The store keeps "no e-mail" as '' (the column is sorted and searched; NULL would break both).
+        return None if value == "" else value
+
+    def caller_phone(self) -> str | None:
+        """The number Cal.com gets for the attendee: the one given, else the caller's side of the call."""
+        return self.attendee_phone or {"inbound": self.from_number, "outbound": self.to_number}.get(self.call_type)
 
 
 class Appointment(NewAppointment):
@@ -172,6 +190,19 @@ class Appointment(NewAppointment):
         if self.status in live and self.end <= now and self.booking_uid is not None:
             return AppointmentStatus.COMPLETED
         return self.status
+
+
+class Hold(_Frozen):
+    """A time held for one call while the caller decides (`hold_slot`); it holds nothing after `expires_at`."""
+
+    id: str
+    event_type_id: int
+    start: datetime
+    end: datetime
+    expires_at: datetime
+    timezone: str
+    reservation_uid: str | None = None
+    created_at: datetime
 
 
 class IdempotencyRecord(_Frozen):

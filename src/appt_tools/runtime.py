@@ -13,6 +13,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -21,6 +22,7 @@ from pydantic import SecretStr
 from appt_tools import config
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.service import AppointmentService, Clock, utcnow
+from appt_tools.core.slot_cache import SlotCache
 from appt_tools.errors import AppError, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -127,7 +129,8 @@ class Runtime:
         return await self.service.store.setting_once(name, make)
 
     async def aclose(self) -> None:
-        """Close the client in use and any still waiting to be retired."""
+        """Stop a sync still running, close the client in use and any still waiting to be retired."""
+        await self.service.catalog.aclose()
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
@@ -151,19 +154,27 @@ def _store_on(url: str) -> Store:
 
 @asynccontextmanager
 async def open_sandbox_service(
-    *, database_url: str | None = None, environ: Mapping[str, str] | None = None
+    *,
+    database_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: datetime | None = None,
+    rate_limit: int | None = None,
 ) -> AsyncIterator[tuple[AppointmentService, RunningSandbox]]:
     """Start the Cal.com sandbox in-process and a service wired to it, on a fresh database file
-    (unless one is given), so the store and the sandbox start out in agreement."""
-    from calcom_sandbox import run_sandbox  # sandbox mode only: never imported otherwise
+    (unless one is given), so the store and the sandbox start out in agreement. The service reads the
+    sandbox's clock (started at `clock`, movable with POST /_sandbox/clock), so both agree on "now"."""
+    from calcom_sandbox import harness_state, run_sandbox  # sandbox mode only: never imported otherwise
 
     with tempfile.TemporaryDirectory(prefix="appt-tools-sandbox-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'sandbox.db'}"
-        async with run_sandbox() as sandbox:
+        state = harness_state(clock) if rate_limit is None else harness_state(clock, rate_limit)
+        async with run_sandbox(state) as sandbox:
             target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
-            async with open_service(database_url=url, environ=environ, calcom=target) as service:
-                await service.refresh_event_types()
+            async with open_service(database_url=url, environ=environ, calcom=target, clock=state.now) as service:
+                # The slot cache's 60 s follow the same clock, so a time jump expires it as it would.
+                service.slots.cache = SlotCache(clock=lambda: state.now().timestamp())
                 Runtime.of(service).apply({"event_type_id": sandbox.state.default_event_type_id})
+                service.start_sync()  # event types and the host's time zone, read in the background
                 yield service, sandbox
 
 

@@ -21,6 +21,7 @@ rate-limit blocks, garbled bodies, before or after the operation is carried out.
     answers.py        what a fault looks like on the wire
     app.py            routes, guards (version, rate limit, auth) and fault injection, on Starlette
     control.py        the sandbox-only `/_sandbox/*` endpoints
+    clock.py          the harness's clock: runs like the wall clock, from where it was started or set
     server.py         uvicorn in the caller's event loop; the webhook client; closing connections
 
 It imports nothing from the product, and the product reaches it only over HTTP, like real Cal.com.
@@ -29,7 +30,8 @@ Sandbox-only endpoints (no version header, no auth, never faulted), listed in `c
 `GET /_sandbox/info` (API key, host, event type ids), `GET /_sandbox/outbox[?bookingUid=…&to=…]`
 (the e-mails Cal.com would have sent; `kind` is one of scheduled, requested, awaiting_approval,
 rescheduled, cancelled, declined), `GET|POST|DELETE /_sandbox/faults`, and
-`/_sandbox/webhooks/{deliveries,redeliver,hold,release}`.
+`/_sandbox/webhooks/{deliveries,redeliver,hold,release}`; for harnesses, `POST /_sandbox/reset` and
+`GET|POST /_sandbox/clock` (`clock.py`: a clock that runs from where it was started or set).
 
 Faults from Python: `state.faults.add(Fault("status", "POST /v2/bookings", phase="after", status=503))`,
 `state.faults.clear()`, `state.fault_log`; per request: header `X-Sandbox-Fault: drop;phase=after`.
@@ -38,9 +40,10 @@ Webhooks from Python: `state.deliveries`, `await state.webhooks_settled()`, `sta
 """
 
 from calcom_sandbox.app import create_app
+from calcom_sandbox.clock import TravelClock
 from calcom_sandbox.faults import Fault, FaultEvent
 from calcom_sandbox.records import Attendee, BookingRecord, EventTypeDef, Location, OutboxMessage
-from calcom_sandbox.server import RunningSandbox, main, run_sandbox
+from calcom_sandbox.server import RunningSandbox, harness_state, main, run_sandbox
 from calcom_sandbox.state import SandboxState
 from calcom_sandbox.webhooks import Delivery, Webhook, sign
 
@@ -55,8 +58,10 @@ __all__ = [
     "OutboxMessage",
     "RunningSandbox",
     "SandboxState",
+    "TravelClock",
     "Webhook",
     "create_app",
+    "harness_state",
     "main",
     "run_sandbox",
     "sign",

@@ -9,6 +9,9 @@
     POST   /_sandbox/webhooks/redeliver            {"deliveryId": …}: the same bytes and signature again
     POST   /_sandbox/webhooks/hold                 {"hold": true|false}: keep new deliveries back or not
     POST   /_sandbox/webhooks/release              {"order": [ids…]}: send the held ones, those named first
+    POST   /_sandbox/reset                         back to the initial state (key, host, webhooks stay)
+    GET    /_sandbox/clock                         the sandbox's time
+    POST   /_sandbox/clock                         {"advance_minutes": N} or {"set": "<ISO with offset>"}
 
 Success is `{"status":"success","data":…}`; a bad request is 400 and an unknown delivery 404, both
 `{"status":"error","error":{"message":…}}`.
@@ -23,8 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from calcom_sandbox.clock import TravelClock
 from calcom_sandbox.faults import armed_json, fault_from_json
+from calcom_sandbox.inputs import parse_iso
 from calcom_sandbox.shapes import delivery_json, fault_event_json, outbox_json
+from calcom_sandbox.slots import iso_z
 from calcom_sandbox.state import SandboxState
 
 Body = dict[str, object]
@@ -59,6 +65,9 @@ def control_routes(state: SandboxState) -> list[Route]:
         route("/_sandbox/webhooks/redeliver", "POST", _redeliver),
         route("/_sandbox/webhooks/hold", "POST", _hold),
         route("/_sandbox/webhooks/release", "POST", _release),
+        route("/_sandbox/reset", "POST", _reset),
+        route("/_sandbox/clock", "GET", _clock),
+        route("/_sandbox/clock", "POST", _move_clock),
     ]
 
 
@@ -139,6 +148,41 @@ async def _release(request: Request, state: SandboxState) -> tuple[int, object]:
     except ValueError as exc:
         raise _Refused(400, str(exc)) from exc
     return 200, [delivery_json(d) for d in released]
+
+
+async def _reset(request: Request, state: SandboxState) -> tuple[int, object]:
+    state.reset()
+    return await _info(request, state)
+
+
+async def _clock(request: Request, state: SandboxState) -> tuple[int, object]:
+    return 200, {"now": iso_z(state.now())}
+
+
+_CLOCK_USAGE = (
+    'send {"advance_minutes": 90} (a whole number of minutes, 0 to 525600) or {"set": "2030-01-07T09:00:00-05:00"} '
+    "(ISO 8601 with a UTC offset)"
+)
+
+
+async def _move_clock(request: Request, state: SandboxState) -> tuple[int, object]:
+    raw = await _json(request)
+    clock = state.now
+    if not isinstance(clock, TravelClock):
+        raise _Refused(409, "this sandbox's clock is fixed by the code that started it; it cannot be moved")
+    if not isinstance(raw, dict) or len(raw) != 1 or not set(raw) <= {"advance_minutes", "set"}:
+        raise _Refused(400, _CLOCK_USAGE)
+    if "advance_minutes" in raw:
+        minutes = raw["advance_minutes"]
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 525_600:
+            raise _Refused(400, f"advance_minutes: {minutes!r} is not allowed; {_CLOCK_USAGE}")
+        clock.advance(minutes)
+    else:
+        at = parse_iso(raw["set"]) if isinstance(raw["set"], str) else None
+        if at is None or at.utcoffset() is None:
+            raise _Refused(400, f"set: {raw['set']!r} is not a time; {_CLOCK_USAGE}")
+        clock.set(at)
+    return 200, {"now": iso_z(state.now())}
 
 
 async def _json(request: Request, default: object = None) -> object:

@@ -19,10 +19,11 @@ from calcom_sandbox.inputs import (
     parse_cancel,
     parse_create,
     parse_reschedule,
+    parse_reserve,
     parse_slots,
 )
 from calcom_sandbox.problems import MSG_NEEDS_AUTH, Problem, bad_request
-from calcom_sandbox.shapes import booking_json, event_type_json, webhook_json
+from calcom_sandbox.shapes import booking_json, event_type_json, reservation_json, webhook_json
 from calcom_sandbox.slots import iso_in_zone, local_date_key
 from calcom_sandbox.state import SandboxState
 from calcom_sandbox.webhook_inputs import parse_decline, parse_take_skip, parse_webhook
@@ -119,6 +120,22 @@ async def _slots(call: Call) -> tuple[int, Body]:
             slot["end"] = iso_in_zone(start + meeting, query.time_zone)
         data.setdefault(local_date_key(start, query.time_zone), []).append(slot)
     return ok(data)
+
+
+async def _reserve(call: Call) -> tuple[int, Body]:
+    request = parse_reserve(await call.json(), call.state, authenticated=call.authenticated)
+    reservation = call.state.reserve(request.event_type, request.start, request.length, request.minutes)
+    return ok(reservation_json(reservation), 201)
+
+
+async def _get_reservation(call: Call) -> tuple[int, Body]:
+    return ok(reservation_json(call.state.reservation(call.path("uid"))))
+
+
+async def _delete_reservation(call: Call) -> tuple[int, Body]:
+    reservation = call.state.reservation(call.path("uid"))
+    del call.state.reservations[reservation.uid]
+    return 200, {"status": "success"}
 
 
 async def _create_booking(call: Call) -> tuple[int, Body]:
@@ -223,6 +240,9 @@ ROUTES: Final[tuple[tuple[str, str, Handler, str | None, Auth], ...]] = (
     ("/v2/me", "GET", _me, None, "required"),
     ("/v2/event-types", "GET", _event_types, EVENT_TYPES, "optional"),
     ("/v2/slots", "GET", _slots, SLOTS, "optional"),
+    ("/v2/slots/reservations", "POST", _reserve, SLOTS, "optional"),
+    ("/v2/slots/reservations/{uid}", "GET", _get_reservation, SLOTS, "optional"),
+    ("/v2/slots/reservations/{uid}", "DELETE", _delete_reservation, SLOTS, "optional"),
     ("/v2/bookings", "POST", _create_booking, BOOKINGS, "optional"),
     ("/v2/bookings", "GET", _list_bookings, BOOKINGS, "required"),
     ("/v2/bookings/{uid}", "GET", _get_booking, BOOKINGS, "optional"),

@@ -413,6 +413,48 @@ def parse_reschedule(raw: object) -> RescheduleInput:
 
 
 @dataclass(frozen=True)
+class ReserveInput:
+    event_type: EventTypeDef
+    start: datetime
+    length: int
+    minutes: int
+
+
+_RESERVE_KEYS: Final = ("eventTypeId", "slotStart", "slotDuration", "reservationDuration")
+
+
+def parse_reserve(raw: object, state: SandboxState, *, authenticated: bool) -> ReserveInput:
+    """ReserveSlotInput_2024_09_04 (NOTES §12.14): `reservationDuration` only with credentials (default 5)."""
+    body = _object(raw)
+    errors = _unknown(list(body), _RESERVE_KEYS)
+    event_type_id, length, minutes = body.get("eventTypeId"), body.get("slotDuration"), body.get("reservationDuration")
+    if not is_int(event_type_id):
+        errors.append(
+            FieldError("eventTypeId", ("eventTypeId must be a number conforming to the specified constraints",))
+        )
+    start = parse_iso(body.get("slotStart"))
+    if start is None:
+        errors.append(FieldError("slotStart", (_ISO_MESSAGE.format("slotStart"),)))
+    for key, value in (("slotDuration", length), ("reservationDuration", minutes)):
+        if value is not None and not (is_int(value) and value > 0):
+            errors.append(FieldError(key, (f"{key} must be a number conforming to the specified constraints",)))
+    if errors:
+        raise invalid_fields(errors)
+    assert is_int(event_type_id) and start is not None
+    et = state.event_type(event_type_id)
+    if et is None:
+        raise not_found(f"Event type with id={event_type_id} not found")
+    if minutes is not None and not authenticated:
+        raise bad_request("reservationDuration can only be used for authenticated requests.")
+    return ReserveInput(
+        et,
+        start,
+        length if is_int(length) else et.length,
+        minutes if is_int(minutes) else 5,
+    )
+
+
+@dataclass(frozen=True)
 class CancelInput:
     reason: str | None
     cancel_subsequent: bool

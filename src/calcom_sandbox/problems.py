@@ -37,6 +37,9 @@ MSG_NOT_AUTHORIZED_TO_BOOK: Final = (
 )
 # bookings.service.ts `hasRequiredBookingFieldsResponses` (NOTES §12.2).
 MSG_MISSING_FIELD: Final = "Missing required booking field response:"
+# getBookingResponsesSchema.ts: a required field without a response is `{<field>}error_required_field`,
+# joined as the e-mail's validation error is (NOTES §12.9); here, an attendee without a real e-mail.
+MSG_EMAIL_REQUIRED: Final = "responses - {email}error_required_field, "
 MSG_MISSING_PHONE: Final = "Missing attendee phone number. It is required by the event type's booking fields."
 MSG_HOST_NEEDS_REASON: Final = "Cancellation reason is required when you are the host"
 MSG_ALREADY_ENDED: Final = "Cannot cancel a booking that has already ended"

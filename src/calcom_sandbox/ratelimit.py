@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 DEFAULT_BLOCK = timedelta(seconds=60)  # RATE_LIMIT_DEFAULT_BLOCK_DURATION_MS
-DEFAULT_LIMIT = 120  # requests per minute per API key (Cal.com's default for a key)
 
 
 @dataclass(frozen=True)

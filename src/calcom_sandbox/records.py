@@ -67,6 +67,9 @@ class EventTypeDef:
     minimum_notice: int = 60
     slot_interval: int | None = None
     hidden: bool = False
+    # The default `email` booking question is required (Cal.com's default). False: optional, so a caller
+    # can book with a phone number alone (NOTES §12.10), as a voice business sets it up.
+    email_required: bool = True
 
     def step(self, length: int) -> timedelta:
         """Slot interval: the event type's own, else the meeting length."""
@@ -76,7 +79,15 @@ class EventTypeDef:
 def default_event_types() -> list[EventTypeDef]:
     video = Location("integration", integration="cal-video")
     return [
-        EventTypeDef(1001, "consultation", "Consultation", 30, (video,), "A 30-minute consultation on Cal Video."),
+        EventTypeDef(
+            1001,
+            "consultation",
+            "Consultation",
+            30,
+            (video,),
+            "A 30-minute consultation on Cal Video.",
+            email_required=False,
+        ),
         EventTypeDef(
             1002,
             "quick-call",
@@ -123,6 +134,18 @@ def default_event_types() -> list[EventTypeDef]:
             length_options=(15, 30, 60),
         ),
     ]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A slot reservation (NOTES §12.14): hidden from GET /v2/slots until `until`."""
+
+    uid: str
+    event_type_id: int
+    start: datetime
+    end: datetime
+    minutes: int
+    until: datetime
 
 
 @dataclass

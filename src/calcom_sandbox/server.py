@@ -13,13 +13,14 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx2
 import uvicorn
 
 from calcom_sandbox.app import create_app
-from calcom_sandbox.ratelimit import DEFAULT_LIMIT as RATE_LIMIT
-from calcom_sandbox.state import SandboxState
+from calcom_sandbox.clock import TravelClock
+from calcom_sandbox.state import DEFAULT_RATE_LIMIT, SandboxState
 
 _STARTUP_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -130,15 +131,22 @@ async def _stop(server: uvicorn.Server) -> None:
         await listener.wait_closed()
 
 
-def main(port: int, host: str, rate_limit: int = RATE_LIMIT) -> None:
-    """Run a sandbox until Ctrl-C, after printing where it listens, its API key and its event types.
-    `rate_limit`: requests per minute per API key before a 429 (Cal.com's own is 120)."""
+def harness_state(clock: datetime | None = None, rate_limit: int = DEFAULT_RATE_LIMIT) -> SandboxState:
+    """A sandbox a harness can drive: its clock starts at `clock` (default: now) and can be moved
+    (`POST /_sandbox/clock`), and it allows `rate_limit` requests a minute per key."""
+    return SandboxState(now=TravelClock(clock), rate_limit=rate_limit)
+
+
+def main(port: int, host: str, *, clock: datetime | None = None, rate_limit: int = DEFAULT_RATE_LIMIT) -> None:
+    """Run a sandbox until Ctrl-C, after printing where it listens, its API key and its event types."""
 
     async def serve() -> None:
-        async with run_sandbox(SandboxState(rate_limit=rate_limit), port=port, host=host) as sandbox:
-            print(f"Cal.com API v2 sandbox at {sandbox.base_url}")
+        async with run_sandbox(harness_state(clock, rate_limit), port=port, host=host) as sandbox:
+            print(
+                f"Cal.com API v2 sandbox at {sandbox.base_url} (clock {sandbox.state.now().isoformat()}, "
+                f"{rate_limit} requests a minute)"
+            )
             print(f"API key: {sandbox.api_key}")
-            print(f"Rate limit: {rate_limit} requests a minute per API key")
             print("Event types:")
             for et in sandbox.state.event_types:
                 lengths = "/".join(str(n) for n in et.length_options) if et.length_options else str(et.length)

@@ -7,7 +7,7 @@ import base64
 from typing import Final
 
 from calcom_sandbox.faults import FaultEvent
-from calcom_sandbox.records import BookingField, BookingRecord, EventTypeDef, OutboxMessage
+from calcom_sandbox.records import BookingField, BookingRecord, EventTypeDef, OutboxMessage, Reservation
 from calcom_sandbox.slots import iso_z
 from calcom_sandbox.state import SandboxState
 from calcom_sandbox.webhooks import Delivery, Webhook
@@ -100,7 +100,8 @@ def event_type_json(et: EventTypeDef, state: SandboxState) -> Body:
         "slug": et.slug,
         "description": et.description,
         "locations": locations,
-        "bookingFields": BOOKING_FIELDS + [_field_json(field) for field in et.booking_fields],
+        "bookingFields": [{**f, "required": et.email_required} if f["slug"] == "email" else f for f in BOOKING_FIELDS]
+        + [_field_json(field) for field in et.booking_fields],
         "disableGuests": False,
         "slotInterval": et.slot_interval,
         "minimumBookingNotice": et.minimum_notice,
@@ -185,6 +186,19 @@ BOOKING_FIELDS: Final[list[Body]] = [
     {"isDefault": True, "type": "multiemail", "slug": "guests", "required": False, "hidden": False},
     {"isDefault": True, "type": "textarea", "slug": "rescheduleReason", "required": False, "hidden": False},
 ]
+
+
+def reservation_json(reservation: Reservation) -> Body:
+    """ReserveSlotOutput_2024_09_04."""
+    return {
+        "eventTypeId": reservation.event_type_id,
+        "slotStart": iso_z(reservation.start),
+        "slotEnd": iso_z(reservation.end),
+        "slotDuration": round((reservation.end - reservation.start).total_seconds() / 60),
+        "reservationUid": reservation.uid,
+        "reservationDuration": reservation.minutes,
+        "reservationUntil": iso_z(reservation.until),
+    }
 
 
 def outbox_json(message: OutboxMessage) -> Body:

@@ -28,6 +28,7 @@ from calcom_sandbox.problems import (
     MSG_ALREADY_ENDED,
     MSG_CONFLICT,
     MSG_EMAIL_BLOCKED,
+    MSG_EMAIL_REQUIRED,
     MSG_HOST_NEEDS_REASON,
     MSG_MISSING_FIELD,
     MSG_MISSING_PHONE,
@@ -40,7 +41,7 @@ from calcom_sandbox.problems import (
     plain,
     trpc_bad_request,
 )
-from calcom_sandbox.ratelimit import DEFAULT_BLOCK, DEFAULT_LIMIT, RateLimiter
+from calcom_sandbox.ratelimit import DEFAULT_BLOCK, RateLimiter
 from calcom_sandbox.records import (
     LIVE,
     Attendee,
@@ -53,6 +54,7 @@ from calcom_sandbox.records import (
     NewBooking,
     OutboxKind,
     OutboxMessage,
+    Reservation,
     default_event_types,
 )
 from calcom_sandbox.slots import WEEKDAYS_9_TO_5, Interval, Schedule, WorkingHours, is_free, iso_z
@@ -72,6 +74,7 @@ __all__ = [
 
 _BASE58: Final = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 _NO_MAILBOX: Final = "@sms.cal.com"  # Cal.com's faux address for phone-only attendees; never e-mailed
+DEFAULT_RATE_LIMIT: Final = 120  # Cal.com's requests a minute per API key (NOTES §5)
 PayloadStatus = Literal["ACCEPTED", "PENDING", "CANCELLED", "REJECTED"]
 
 
@@ -87,7 +90,7 @@ class SandboxState:
         api_key: str | None = None,
         host_time_zone: str = "America/New_York",
         now: Callable[[], datetime] | None = None,
-        rate_limit: int = DEFAULT_LIMIT,
+        rate_limit: int = DEFAULT_RATE_LIMIT,
         *,
         working_hours: WorkingHours = WEEKDAYS_9_TO_5,
         event_types_need_username: bool = False,
@@ -96,6 +99,7 @@ class SandboxState:
     ) -> None:
         self.api_key = api_key or "cal_sandbox_" + secrets.token_hex(16)
         self.now: Callable[[], datetime] = now or _system_now
+        self._rate_limit_block = rate_limit_block
         self.host = Host(1, "host", "Sandbox Host", "host@example.com", host_time_zone)
         self.schedule = Schedule(ZoneInfo(host_time_zone), working_hours)
         self.event_types: list[EventTypeDef] = default_event_types()
@@ -113,8 +117,28 @@ class SandboxState:
         self.before_insert: Callable[[], Awaitable[None]] | None = None
         # Addresses the account blocks (Cal.com's BLACKLISTED_GUEST_EMAILS), lower case.
         self.blocked_emails: set[str] = set()
+        # Slot reservations (POST /v2/slots/reservations, NOTES §12.14) by uid: hidden from GET /v2/slots
+        # until they lapse; a booking through the API is not stopped by them.
+        self.reservations: dict[str, Reservation] = {}
         self._next_booking_id = 1
         self._random = random.Random()
+
+    def reset(self) -> None:
+        """Back to the initial state for a harness's next run: the default event types, no bookings,
+        e-mails, reservations, faults, blocked addresses or rate-limit counts; the clock where it
+        started (a `TravelClock`). The API key, the host and webhook subscriptions stay."""
+        restart = getattr(self.now, "restart", None)
+        if callable(restart):
+            restart()
+        self.event_types = default_event_types()
+        self.default_event_type_id = self.event_types[0].id
+        self.bookings.clear()
+        self.outbox.clear()
+        self.reservations.clear()
+        self.blocked_emails.clear()
+        self.rate_limiter = RateLimiter(self.rate_limiter.limit, block=self._rate_limit_block)
+        self.faults = FaultBook(self.now)
+        self._next_booking_id = 1
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -145,11 +169,41 @@ class SandboxState:
         earliest = self.now() + timedelta(minutes=et.minimum_notice)
         meeting = timedelta(minutes=length)
         busy = self._busy(ignore_uid)
+        reserved = [(r.start, r.end) for r in self.live_reservations()]
         return [
             at
             for at in self.schedule.grid(max(start, earliest), end, meeting, et.step(length))
-            if self._clear(et, at, at + meeting, busy)
+            if self._clear(et, at, at + meeting, busy) and not any(lo < at + meeting and at < hi for lo, hi in reserved)
         ]
+
+    # --- slot reservations (NOTES §12.14) ----------------------------------------------------------
+
+    def live_reservations(self) -> list[Reservation]:
+        now = self.now()
+        for uid in [uid for uid, r in self.reservations.items() if r.until <= now]:
+            del self.reservations[uid]
+        return list(self.reservations.values())
+
+    def reserve(self, et: EventTypeDef, start: datetime, length: int, minutes: int) -> Reservation:
+        """Cal.com's `reserveSlot`: the slot must be bookable; it is then hidden from everyone's slots."""
+        self._check_bookable(et, start, length, None)
+        reservation = Reservation(
+            str(uuid.uuid4()),
+            et.id,
+            start,
+            start + timedelta(minutes=length),
+            minutes,
+            self.now() + timedelta(minutes=minutes),
+        )
+        self.reservations[reservation.uid] = reservation
+        return reservation
+
+    def reservation(self, uid: str) -> Reservation:
+        self.live_reservations()
+        found = self.reservations.get(uid)
+        if found is None:
+            raise not_found(f"Reserved slot with uid={uid} not found")
+        return found
 
     def _busy(self, ignore_uid: str | None) -> list[Interval]:
         """Accepted bookings, and pending ones of event types whose policy says they block the slot
@@ -255,7 +309,10 @@ class SandboxState:
 
     def _check_required_fields(self, et: EventTypeDef, responses: Mapping[str, object], attendee: Attendee) -> None:
         """bookings.service.ts `hasRequiredBookingFieldsResponses` (NOTES §12.2): each required custom
-        field needs a response; a required phone field needs the attendee's phone number."""
+        field needs a response; a required phone field needs the attendee's phone number; a required
+        e-mail question needs a real address, not the placeholder of a phone-only attendee (§12.10)."""
+        if et.email_required and attendee.email.endswith(_NO_MAILBOX):
+            raise bad_request(MSG_EMAIL_REQUIRED)
         for field in et.booking_fields:
             if not field.required or field.hidden:
                 continue

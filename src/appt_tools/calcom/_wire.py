@@ -51,6 +51,13 @@ class _ConfirmationPolicy(_Wire):
     disabled: bool = False
 
 
+class _BookingField(_Wire):
+    type: str | None = None
+    slug: str | None = None
+    required: bool = False
+    hidden: bool = False
+
+
 class _EventType(_Wire):
     id: int
     title: str
@@ -62,6 +69,13 @@ class _EventType(_Wire):
     requires_confirmation: bool | None = None
     confirmation_policy: _ConfirmationPolicy | None = None
     hidden: bool = False
+    booking_fields: tuple[_BookingField, ...] = ()
+
+    def email_required(self) -> bool:
+        """The booking form's e-mail question is required and shown (Cal.com's default, also when the
+        form is not sent); otherwise Cal.com books an attendee with a phone number alone (NOTES §12.10)."""
+        email = next((f for f in self.booking_fields if f.slug == "email" or f.type == "email"), None)
+        return email is None or (email.required and not email.hidden)
 
     def needs_confirmation(self) -> bool:
         """2024-06-14's `confirmationPolicy` ("always", or "time": only for bookings inside a notice
@@ -146,6 +160,7 @@ def _event_type(data: object) -> EventType:
         location_address=first.address if first and first.type == "address" else None,
         requires_confirmation=wire.needs_confirmation(),
         hidden=wire.hidden,
+        email_required=wire.email_required(),
     )
 
 
@@ -203,6 +218,21 @@ def _booking(data: object) -> Booking:
         rescheduled_from_uid=wire.rescheduled_from_uid,
         rescheduled_to_uid=wire.rescheduled_to_uid,
     )
+
+
+class _Reservation(_Wire):
+    reservation_uid: str
+
+
+def reservation_uid(body: object) -> str:
+    """POST /v2/slots/reservations: the reservation's uid."""
+    return _parse(_Reservation, _unwrap(body), "slot reservation").reservation_uid
+
+
+def success(body: object) -> None:
+    """A `{"status": "success"}` answer with nothing else to read."""
+    if not isinstance(body, Mapping) or body.get("status") != "success":
+        raise MalformedResponse('expected {"status": "success"}')
 
 
 def booking_page(body: object) -> BookingPage:

@@ -160,11 +160,9 @@ class CalcomClient:
 
     async def create_booking(self, request: BookingRequest) -> Booking:
         """Book a slot. A taken slot raises `CalcomSlotTaken`."""
-        attendee: dict[str, str] = {
-            "name": request.attendee_name,
-            "email": request.attendee_email,
-            "timeZone": request.attendee_time_zone,
-        }
+        attendee: dict[str, str] = {"name": request.attendee_name, "timeZone": request.attendee_time_zone}
+        if request.attendee_email:
+            attendee["email"] = request.attendee_email
         if request.attendee_phone:
             attendee["phoneNumber"] = request.attendee_phone
         payload: dict[str, Any] = {
@@ -182,6 +180,7 @@ class CalcomClient:
         self,
         *,
         attendee_email: str | None = None,
+        attendee_name: str | None = None,
         event_type_id: int | None = None,
         after_start: datetime | None = None,
         before_end: datetime | None = None,
@@ -198,6 +197,8 @@ class CalcomClient:
         params = {"take": str(take), "skip": str(skip)}
         if attendee_email is not None:
             params["attendeeEmail"] = attendee_email
+        if attendee_name is not None:
+            params["attendeeName"] = attendee_name
         if event_type_id is not None:
             params["eventTypeId"] = str(event_type_id)
         if after_start is not None:
@@ -227,6 +228,24 @@ class CalcomClient:
         """Cancel a booking. The host must give a reason (NOTES §3.4); the booking comes back cancelled."""
         payload = {"cancellationReason": reason}
         return await self._call(_wire.booking, "POST", f"/v2/bookings/{_segment(uid)}/cancel", json=payload)
+
+    async def reserve_slot(
+        self, event_type_id: int, start: datetime, *, length_minutes: int | None, minutes: int
+    ) -> str:
+        """Hide `start` from other bookers of Cal.com's booking page for `minutes` (NOTES §12.14; a direct
+        API booking is not stopped). The reservation's uid, to release it."""
+        payload: dict[str, Any] = {
+            "eventTypeId": event_type_id,
+            "slotStart": _utc(start, "start"),
+            "reservationDuration": minutes,
+        }
+        if length_minutes is not None:
+            payload["slotDuration"] = length_minutes
+        return await self._call(_wire.reservation_uid, "POST", "/v2/slots/reservations", json=payload)
+
+    async def release_reservation(self, uid: str) -> None:
+        """End a reservation early (`CalcomNotFound` if Cal.com has none by that uid, e.g. expired)."""
+        await self._call(_wire.success, "DELETE", f"/v2/slots/reservations/{_segment(uid)}")
 
     # --- plumbing -------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ Three guards keep one request from becoming two bookings. Each covers a race the
   moment. Only one may be between "recorded" and "answered" for a start; the other waits for it
   (`_wait_settled`) and joins it when it is the same request, or hears "taken". It says nothing about
   an identical request that comes after the first has been answered.
-- **Twin detection** (`_join_same`, `_booked_twin`): an identical repeat without a key (same attendee,
-  numbers, event type and start), before, during or after the first call's booking: it is answered
+- **Twin detection** (`_join_same`, `_booked_twin`): a repeat without a key (same caller numbers,
+  event type and start; a corrected name, e-mail, title, description or label is applied to it), before, during or after the first call's booking: it is answered
   with the first booking instead of a second one or a false "taken". It cannot tell a repeat from a
   second booking that merely looks the same, which is why keys exist.
 
@@ -39,12 +39,29 @@ from typing import TYPE_CHECKING
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core.holds import Holds
 from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls, changing
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft
 from appt_tools.core.slots import SlotFinder
-from appt_tools.errors import CalcomError, CalcomSlotTaken, CalcomUnavailable, Conflict, SlotHeld, SlotUnavailable
-from appt_tools.models import Appointment, AppointmentStatus, Booking, BookingRequest, EventType, NewAppointment
+from appt_tools.errors import (
+    CalcomError,
+    CalcomSlotTaken,
+    CalcomUnavailable,
+    Conflict,
+    InvalidArgument,
+    SlotHeld,
+    SlotUnavailable,
+)
+from appt_tools.models import (
+    Appointment,
+    AppointmentStatus,
+    Booking,
+    BookingRequest,
+    EventType,
+    Hold,
+    NewAppointment,
+)
 
 if TYPE_CHECKING:
     from appt_tools.store import Store
@@ -63,7 +80,9 @@ class Booker:
         keys: IdempotentCalls,
         clock: Callable[[], datetime],
         defaults: Callable[[], tuple[str, str]],
+        holds: Holds,
     ) -> None:
+        self._holds = holds
         self._store = store
         self._calcom = calcom
         self._catalog = catalog
@@ -73,44 +92,93 @@ class Booker:
         self._defaults = defaults  # (business time zone, business name)
 
     async def book(self, draft: BookingDraft) -> Appointment:
+        return (await self.book_with_corrections(draft))[0]
+
+    async def book_with_corrections(self, draft: BookingDraft) -> tuple[Appointment, tuple[str, ...]]:
+        """The booking, and the fields a repeat of a live booking corrected (empty for a new booking or a
+        plain repeat)."""
         business_tz, business_name = self._defaults()
-        validation.in_future("start", draft.start, self._clock(), tz_name=draft.timezone or business_tz)
-        event_type = await self._catalog.pick(draft.event_type_id)
-        length = self._catalog.duration(event_type, draft.duration_minutes)
+        hold = await self._holds.for_booking(draft.hold_id) if draft.hold_id is not None else None
+        start = hold.start if hold is not None else draft.start
+        assert start is not None  # the surface asks for a start or a hold id
+        if hold is not None and draft.start is not None and draft.start != hold.start:
+            raise InvalidArgument(
+                "start", "is not the time the hold is for; leave start out to book the held time, or release the hold."
+            )
+        validation.in_future("start", start, self._clock(), tz_name=draft.timezone or business_tz)
+        event_type = await self._catalog.pick(hold.event_type_id if hold is not None else draft.event_type_id)
+        if hold is not None:
+            length = round((hold.end - hold.start).total_seconds() / 60)
+        else:
+            length = self._catalog.duration(event_type, draft.duration_minutes)
+        if draft.attendee_email is None and event_type.email_required:
+            raise InvalidArgument(
+                "attendee_email",
+                f"is required for {event_type.title}: the business's Cal.com asks every booker for an e-mail. Ask "
+                "the caller for theirs, e.g. 'ana@example.com', and book again.",
+            )
         new = NewAppointment(
-            title=draft.title or f"{event_type.title} with {draft.attendee_name}",
+            title=draft.title or default_title(event_type, draft.attendee_name),
             description=draft.description or "",
             label=draft.label or "",
             attendee_name=draft.attendee_name,
             attendee_email=draft.attendee_email,
+            attendee_phone=draft.attendee_phone,
             business_name=draft.business_name or business_name,
             to_number=draft.to_number,
             from_number=draft.from_number,
             call_type=draft.call_type,
             event_type_id=event_type.id,
-            start=draft.start.astimezone(UTC),
-            end=(draft.start + timedelta(minutes=length)).astimezone(UTC),
-            timezone=draft.timezone or business_tz,
+            start=start.astimezone(UTC),
+            end=(start + timedelta(minutes=length)).astimezone(UTC),
+            timezone=draft.timezone or (hold.timezone if hold is not None else business_tz),
         )
-        return await self._keys.run(
+        asked = {
+            name: value
+            for name, value in (
+                ("attendee_name", draft.attendee_name),
+                ("attendee_email", draft.attendee_email),
+                ("title", draft.title),
+                ("description", draft.description),
+                ("label", draft.label),
+            )
+            if value is not None
+        }
+        live_hold = hold if hold is not None and self._holds.live(hold) else None
+        corrected: list[str] = []
+        appointment = await self._keys.run(
             "book",
             draft.idempotency_key,
             {**new.model_dump(mode="json"), "duration": length},
-            work=lambda scoped: self._book(new, event_type, length, scoped),
+            work=lambda scoped: self._book(new, event_type, length, scoped, asked, corrected, live_hold),
             resume=lambda appointment: self.settle(appointment, event_type, length),
         )
+        if hold is not None and appointment.booking_uid is not None:
+            await self._holds.used(hold)
+        return appointment, tuple(corrected)
 
-    async def _book(self, new: NewAppointment, event_type: EventType, length: int, key: str | None) -> Appointment:
+    async def _book(
+        self,
+        new: NewAppointment,
+        event_type: EventType,
+        length: int,
+        key: str | None,
+        asked: dict[str, str],
+        corrected: list[str],
+        hold: Hold | None,
+    ) -> Appointment:
         joined = await self._join_same(new, event_type, length)
         if joined is not None:
-            return joined
+            return await self._correct(joined, event_type, asked, corrected)
         try:
-            around = await self._slots.check_free(event_type, new.start, length)
+            # A live hold was checked when it was made, and Cal.com hides a reserved time from every
+            # GET /v2/slots, the holder's too: its booking goes straight to Cal.com, which decides.
+            around = [] if hold is not None else await self._slots.check_free(event_type, new.start, length)
         except SlotUnavailable:
             # Not free: perhaps because a concurrent identical call has just booked it.
             joined = await self._join_same(new, event_type, length)
             if joined is not None:
-                return joined
+                return await self._correct(joined, event_type, asked, corrected)
             raise
         deadline = monotonic() + PEER_WAIT_SECONDS
         while True:
@@ -125,7 +193,7 @@ class Booker:
                 # identical call booked is joined; else the slot may be ours after all, and Cal.com decides.
                 joined = await self._join_same(new, event_type, length)
                 if joined is not None:
-                    return joined
+                    return await self._correct(joined, event_type, asked, corrected)
                 in_flight = holder is not None and holder.status is AppointmentStatus.PENDING and not holder.booking_uid
                 if in_flight or monotonic() >= deadline:
                     raise Conflict(
@@ -137,6 +205,37 @@ class Booker:
                 continue
             return await self.settle(appointment, event_type, length)
 
+    async def _correct(
+        self, existing: Appointment, event_type: EventType, asked: dict[str, str], corrected: list[str]
+    ) -> Appointment:
+        """A repeat of a live booking that brings a corrected name, e-mail, title, description or label:
+        our record takes the new values (Cal.com's API v2 has no way to edit a booking's attendee or
+        title, so Cal.com keeps what it was booked with), and the history says what changed."""
+        changes = {name: value for name, value in asked.items() if getattr(existing, name) != value}
+        renamed = changes.get("attendee_name")
+        if (
+            renamed is not None
+            and "title" not in asked
+            and existing.title == default_title(event_type, existing.attendee_name)
+        ):
+            changes["title"] = default_title(event_type, renamed)
+        if not changes:
+            return existing
+        detail = "; ".join(f"{name} {getattr(existing, name)!r} → {value!r}" for name, value in changes.items())
+        updated = await self._store.update_appointment(
+            existing.id,
+            changes,
+            now=self._clock(),
+            history=history_entry(
+                self._clock(),
+                "updated",
+                f"Corrected by a repeat of the booking: {detail}. Cal.com keeps the original details "
+                "(its API cannot edit them).",
+            ),
+        )
+        corrected.extend(name for name in changes if name in asked)  # not a title that followed the name
+        return updated
+
     async def settle(self, appointment: Appointment, event_type: EventType, length: int) -> Appointment:
         """Take a recorded appointment to its outcome: booked (uid), failed, or still unknown (raises)."""
         if appointment.booking_uid is not None or appointment.status is not AppointmentStatus.PENDING:
@@ -147,14 +246,15 @@ class Booker:
             attendee_name=appointment.attendee_name,
             attendee_email=appointment.attendee_email,
             attendee_time_zone=appointment.timezone,
-            attendee_phone={"inbound": appointment.from_number, "outbound": appointment.to_number}.get(
-                appointment.call_type
-            ),
+            attendee_phone=appointment.caller_phone(),
             length_minutes=length if event_type.length_options else None,
             metadata={"appointment_id": appointment.id, "call_type": appointment.call_type},
         )
         # An earlier attempt whose answer was lost may have booked it: look before booking again.
         booking = await self._find_created(request) if appointment.last_error else None
+        if booking is None and request.attendee_email is None and request.attendee_phone is None:
+            await self._fail(appointment, "No e-mail and no phone number for the caller: Cal.com needs one.")
+            raise InvalidArgument("attendee_email", "is needed: there is no phone number for the caller to book with.")
         if booking is None:
             try:
                 booking = await self._calcom().create_booking(request)
@@ -252,13 +352,17 @@ class Booker:
         """A live booking for the same caller, attendee, numbers, event type and start: a retried call,
         answered with what the first call booked instead of a second booking or a 'slot taken'."""
         found = await self._store.live_at(new.start)
-        return next((c for c in found if c.id != exclude and _same_request(c, new)), None)
+        same = [c for c in found if c.id != exclude and _same_request(c, new)]
+        # The booked one first: an attempt still in flight beside it is a concurrent repeat that will fail.
+        return min(same, key=lambda c: c.booking_uid is None, default=None)
 
     async def _find_created(self, request: BookingRequest) -> Booking | None:
         """After a timeout, ask Cal.com whether the booking was made anyway (it has no idempotency key)."""
         try:
+            # A phone-only attendee is stored by Cal.com under a placeholder address: look by name then.
             page = await self._calcom().list_bookings(
                 attendee_email=request.attendee_email,
+                attendee_name=None if request.attendee_email else request.attendee_name,
                 event_type_id=request.event_type_id,
                 after_start=request.start,
                 before_end=request.start + timedelta(days=1),
@@ -293,10 +397,14 @@ async def record_unknown(store: Store, appointment: Appointment, exc: CalcomErro
 
 
 def _same_request(existing: Appointment, new: NewAppointment) -> bool:
-    """Same caller, attendee, numbers, event type and start: a repeat of the same booking request."""
+    """Same caller numbers, event type and start: a repeat of the same booking request (one that brings a
+    corrected name or e-mail is still a repeat; `Booker._correct` applies the correction)."""
     return (
-        existing.attendee_email.lower() == new.attendee_email.lower()
-        and (existing.to_number, existing.from_number) == (new.to_number, new.from_number)
+        (existing.to_number, existing.from_number) == (new.to_number, new.from_number)
         and existing.event_type_id == new.event_type_id
         and existing.start == new.start
     )
+
+
+def default_title(event_type: EventType, attendee_name: str) -> str:
+    return f"{event_type.title} with {attendee_name}"

@@ -244,6 +244,7 @@ class _Run:
         else:
             page = await self.calcom.list_bookings(
                 attendee_email=appointment.attendee_email,
+                attendee_name=None if appointment.attendee_email else appointment.attendee_name,
                 event_type_id=appointment.event_type_id,
                 after_start=appointment.start,
                 before_end=appointment.start + timedelta(days=1),
@@ -256,7 +257,11 @@ class _Run:
                 for b in candidates
                 if b.start == appointment.start
                 and b.status in ("accepted", "pending")
-                and (b.attendee_email or "").lower() == appointment.attendee_email.lower()
+                and (
+                    (b.attendee_email or "").lower() == appointment.attendee_email.lower()
+                    if appointment.attendee_email
+                    else b.attendee_name == appointment.attendee_name  # Cal.com keeps a placeholder address
+                )
             ),
             None,
         )

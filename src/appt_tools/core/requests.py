@@ -29,11 +29,13 @@ class SlotRequest:
 
 @dataclass(frozen=True)
 class BookingDraft:
-    """A booking as the caller asked for it: `start` is aware; numbers are E.164; texts are trimmed."""
+    """A booking as the caller asked for it: `start` is aware; numbers are E.164; texts are trimmed.
+    `attendee_email` may be None when a phone number for the caller is known (`attendee_phone`, or the
+    caller's side of an inbound or outbound call); `hold_id` books the time a `hold_slot` holds."""
 
-    start: datetime
+    start: datetime | None
     attendee_name: str
-    attendee_email: str
+    attendee_email: str | None
     to_number: str
     from_number: str
     call_type: CallType
@@ -45,6 +47,18 @@ class BookingDraft:
     timezone: str | None = None
     duration_minutes: int | None = None
     idempotency_key: str | None = None
+    attendee_phone: str | None = None
+    hold_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """Hold `start` (aware) for one call while the caller decides; `minutes` None: the configured time."""
+
+    start: datetime
+    event_type_id: int | None = None
+    timezone: str | None = None
+    duration_minutes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ from appt_tools.config import Settings
 from appt_tools.core.booking import Booker
 from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
+from appt_tools.core.holds import Holds
 from appt_tools.core.idempotency import IdempotentCalls
 from appt_tools.core.records import history_entry
-from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
+from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.slots import SlotFinder, local_day
 from appt_tools.errors import InvalidArgument, NotConfigured
@@ -34,6 +35,8 @@ from appt_tools.models import (
     EventType,
     HistoryAction,
     HistoryEntry,
+    Hold,
+    HostProfile,
     SearchPage,
     SearchQuery,
     SlotSearch,
@@ -55,10 +58,21 @@ class AppointmentService:
         self._calcom = calcom
         self._settings = settings
         self._clock = clock
-        self.catalog = EventTypeCatalog(store, lambda: self._calcom, lambda: self._settings, clock)
-        self.slots = SlotFinder(self.catalog, lambda: self.calcom, clock, lambda: self.timezone)
+        self.catalog = EventTypeCatalog(
+            store, lambda: self._calcom, lambda: self._settings, clock, on_host=self._adopt_host_timezone
+        )
+        self.slots = SlotFinder(
+            self.catalog,
+            lambda: self.calcom,
+            clock,
+            lambda: self.timezone,
+            held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
+        )
         keys = IdempotentCalls(store, clock, load=self.get)
-        self._booker = Booker(store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business)
+        self.holds = Holds(store, lambda: self.calcom, self.catalog, self.slots, clock, self._hold_defaults)
+        self._booker = Booker(
+            store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business, self.holds
+        )
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
@@ -69,6 +83,10 @@ class AppointmentService:
     def _business(self) -> tuple[str, str]:
         """The defaults a booking takes from the business: its time zone and its name."""
         return self.timezone, self._settings.business_name
+
+    def _hold_defaults(self) -> tuple[str, int]:
+        """What a hold takes from the settings: the business's time zone and how many minutes it lasts."""
+        return self.timezone, self._settings.hold_minutes
 
     # --- settings and the Cal.com client (owned by the runtime) -------------------------------
 
@@ -108,12 +126,21 @@ class AppointmentService:
     # --- event types --------------------------------------------------------------------------
 
     async def refresh_event_types(self) -> list[EventType]:
-        """Sync event types from Cal.com; adopt the host's time zone if none is configured."""
-        types, me = await self.catalog.refresh(self.calcom)
+        """Sync event types from Cal.com (adopting the host's time zone if none is configured)."""
+        types, _me = await self.catalog.refresh(self.calcom)
+        return types
+
+    def start_sync(self) -> None:
+        """At server start: the Cal.com reads the first call would need, in the background (see
+        `EventTypeCatalog.start`). Without a Cal.com key there is nothing to read."""
+        if self._calcom is not None:
+            self.catalog.start(self._calcom)
+
+    async def _adopt_host_timezone(self, me: HostProfile) -> None:
+        """After each sync: with no time zone configured, the Cal.com host's becomes the business's."""
         if self._settings.timezone is None:
             await self.store.set_setting("timezone", me.time_zone)
             self._settings = self._settings.model_copy(update={"timezone": me.time_zone})
-        return types
 
     async def list_event_types(self) -> list[EventType]:
         return await self.catalog.all()
@@ -124,18 +151,32 @@ class AppointmentService:
     # --- the use cases ------------------------------------------------------------------------
 
     async def find_slots(self, request: SlotRequest) -> SlotSearch:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self.slots.find(request)
 
     async def book(self, draft: BookingDraft) -> Appointment:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._booker.book(draft)
 
+    async def book_with_corrections(self, draft: BookingDraft) -> tuple[Appointment, tuple[str, ...]]:
+        """The booking, and the fields a repeat of a live booking corrected (see `Booker._correct`)."""
+        return await self._booker.book_with_corrections(draft)
+
+    async def hold(self, request: HoldRequest) -> Hold:
+        return await self.holds.hold(request)
+
+    async def release_hold(self, hold_id: str) -> Hold:
+        return await self.holds.release(hold_id)
+
     async def reschedule(self, move: Move) -> Appointment:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._changes.reschedule(move)
 
     async def cancel(self, cancellation: Cancellation) -> Appointment:
         return await self._changes.cancel(cancellation)
 
     async def update(self, appointment_id: str, edit: Edit) -> Appointment:
+        await self.catalog.ready()  # the time zone may come from the start-up sync
         return await self._changes.update(appointment_id, edit)
 
     async def get(self, appointment_id: str) -> Appointment:
@@ -156,6 +197,7 @@ class AppointmentService:
 
     async def search(self, request: SearchRequest) -> SearchPage:
         """Search the store; local days are read in the business's time zone."""
+        await self.catalog.ready()
         tz = ZoneInfo(self.timezone)
         lo = local_day(request.date_from, tz)[0] if request.date_from else None
         hi = local_day(request.date_to, tz)[1] if request.date_to else None

@@ -7,7 +7,7 @@ cache never refuses a caller. A refusal comes with the nearest free times, for t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.requests import SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.errors import CalcomError, InvalidArgument, SlotUnavailable
-from appt_tools.models import EventType, Slot, SlotSearch
+from appt_tools.models import EventType, Hold, Slot, SlotSearch
 from appt_tools.speech import spoken
 
 ALTERNATIVES = 3
@@ -32,11 +32,13 @@ class SlotFinder:
         calcom: Callable[[], CalcomClient],
         clock: Callable[[], datetime],
         timezone: Callable[[], str],
+        held: Callable[[datetime, datetime], Awaitable[Sequence[Hold]]] | None = None,
     ) -> None:
         self._catalog = catalog
         self._calcom = calcom
         self._clock = clock
         self._timezone = timezone
+        self._held = held  # live holds overlapping [lo, hi): times held for a call, offered to no one else
         self.cache = SlotCache()
 
     async def find(self, request: SlotRequest) -> SlotSearch:
@@ -83,18 +85,25 @@ class SlotFinder:
         rescheduling: str | None = None,
         cached: bool = True,
     ) -> list[Slot]:
-        """Cal.com's free slots starting within [lo, hi); from the cache when it has them."""
+        """Cal.com's free slots starting within [lo, hi) and not held; from the cache when it has them."""
         duration = length if event_type.length_options else None
         if cached and rescheduling is None:
             hit = self.cache.get(event_type.id, duration, lo, hi)
             if hit is not None:
-                return hit
+                return await self._unheld(hit)
         slots = await self._calcom().slots(
             event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
         )
         if rescheduling is None:
             self.cache.put(event_type.id, duration, lo, hi, slots)
-        return slots
+        return await self._unheld(slots)
+
+    async def _unheld(self, slots: Sequence[Slot]) -> list[Slot]:
+        """`slots` without those overlapping a live hold (read fresh: another process may hold one)."""
+        if self._held is None or not slots:
+            return list(slots)
+        holds = await self._held(min(s.start for s in slots), max(s.end for s in slots))
+        return [s for s in slots if not any(h.start < s.end and s.start < h.end for h in holds)]
 
     async def near(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
@@ -114,7 +123,9 @@ class SlotFinder:
         duration = length if event_type.length_options else None
         seen = self.cache.covering(event_type.id, duration, start)
         if seen is not None and any(s.start == start for s in seen):
-            return seen
+            seen = await self._unheld(seen)
+            if any(s.start == start for s in seen):
+                return seen
         around = await self.near(event_type, start, length, rescheduling=rescheduling)
         if not any(s.start == start for s in around):
             raise self.unavailable(start, around, taken=False)

@@ -15,6 +15,7 @@ from appt_tools.models import (
     CallType,
     EventType,
     HistoryEntry,
+    Hold,
     SearchPage,
     Slot,
     SlotSearch,
@@ -100,7 +101,10 @@ class AppointmentView(BaseModel):
     start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
     timezone: str = Field(description="The zone `start` and `end` are shown in.")
     attendee_name: str
-    attendee_email: str
+    attendee_email: str | None = Field(description="None: booked with the caller's phone number, no e-mail.")
+    attendee_phone: str | None = Field(
+        description="The caller's number Cal.com has for the attendee (E.164), if any: given, or the call's."
+    )
     business_name: str
     to_number: str = Field(description="Number that was called, E.164.")
     from_number: str = Field(description="Number that called, E.164.")
@@ -129,6 +133,7 @@ class AppointmentView(BaseModel):
             timezone=tz,
             attendee_name=a.attendee_name,
             attendee_email=a.attendee_email,
+            attendee_phone=a.caller_phone(),
             business_name=a.business_name,
             to_number=a.to_number,
             from_number=a.from_number,
@@ -232,6 +237,30 @@ class EventTypesResult(BaseModel):
 class FieldError(BaseModel):
     field: str = Field(description="The argument, e.g. 'attendee_email'.")
     message: str = Field(description="Why it is wrong and what a valid value looks like.")
+
+
+class HoldResult(BaseModel):
+    hold_id: str = Field(description="Pass to book_appointment as hold_id to book this time, or to release_hold.")
+    start: str = Field(description="ISO 8601 start of the held time, in the business's time zone, with offset.")
+    end: str
+    start_spoken: str = Field(description="The start as said aloud, e.g. 'Tuesday, November 24 at 3 PM'.")
+    event_type_id: int
+    expires_at: str = Field(description="ISO 8601: the hold ends then unless the time is booked first.")
+    now: NowView = Field(description=NOW)
+    say: str = Field(description=SAY)
+
+    @classmethod
+    def of(cls, hold: Hold, tz: str, now: datetime, sentence: str) -> HoldResult:
+        return cls(
+            hold_id=hold.id,
+            start=spoken.iso(hold.start, tz),
+            end=spoken.iso(hold.end, tz),
+            start_spoken=spoken.when(hold.start, tz),
+            event_type_id=hold.event_type_id,
+            expires_at=spoken.iso(hold.expires_at, tz),
+            now=NowView.of(now, tz),
+            say=sentence,
+        )
 
 
 class ErrorView(BaseModel):

@@ -95,11 +95,35 @@ def slots(found: Sequence[Slot], tz: str, *, day_asked: datetime, later: bool) -
     return sentence(f"I have {len(times)} free times, the first being {spoken.choices(times[:3], tz)}.")
 
 
-def booked(a: Appointment, tz: str) -> str:
+def booked(a: Appointment, tz: str, corrected: Sequence[str] = ()) -> str:
+    """A phone-only booking says nothing about e-mail: no confirmation is sent to the caller then."""
     when = spoken.when(a.start, tz)
+    if corrected:
+        fixed = spoken.join(list(dict.fromkeys(_CORRECTED[name] for name in corrected)))
+        return sentence(f"I've corrected {fixed} on your booking for {when}.")
     if a.status is AppointmentStatus.PENDING:
-        return sentence(f"I've requested {when}; the host still has to confirm it, and you'll get an e-mail.")
+        mail = ", and you'll get an e-mail" if a.attendee_email else ""
+        return sentence(f"I've requested {when}; the host still has to confirm it{mail}.")
+    if a.attendee_email is None:
+        return sentence(f"You're booked for {when}.")
     return sentence(f"You're booked for {when}. A confirmation is on its way to your e-mail.")
+
+
+_CORRECTED = {
+    "attendee_name": "your name",
+    "attendee_email": "your e-mail",
+    "title": "the details",
+    "description": "the details",
+    "label": "the details",
+}
+
+
+def held(start: datetime, minutes: int, tz: str) -> str:
+    return sentence(f"I'm holding {spoken.when(start, tz)} for you for {minutes} minutes; shall I book it?")
+
+
+def released(start: datetime, tz: str) -> str:
+    return sentence(f"I've let go of {spoken.when(start, tz)}.")
 
 
 def rescheduled(a: Appointment, tz: str) -> str:

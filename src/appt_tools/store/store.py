@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, text
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -32,6 +32,7 @@ from appt_tools.models import (
     Claim,
     EventType,
     HistoryEntry,
+    Hold,
     IdempotencyRecord,
     NewAppointment,
     SearchPage,
@@ -44,6 +45,7 @@ from appt_tools.store.tables import (
     BookingUidRow,
     EventTypeRow,
     HistoryRow,
+    HoldRow,
     IdempotencyRow,
     SettingRow,
 )
@@ -290,6 +292,57 @@ class Store:
                 session.add(entry_row)
             session.flush()
             return _appointment(row, uids)
+
+        return await self._transact(work)
+
+    # --- holds ------------------------------------------------------------------------------
+
+    async def add_hold(self, hold: Hold, *, now: datetime) -> Hold | None:
+        """Record `hold` unless a live hold (one not expired at `now`) overlaps its time; then None (the
+        overlapping one wins). Expired holds are deleted on the way. Atomic across processes."""
+        now = utc(now, "now")
+
+        def work(session: Session) -> Hold | None:
+            _locks.hold(session, "holds")
+            session.execute(delete(HoldRow).where(HoldRow.expires_at <= now))
+            clash = session.scalar(
+                select(HoldRow.id).where(HoldRow.start_at < hold.end, HoldRow.end_at > hold.start).limit(1)
+            )
+            if clash is not None:
+                return None
+            session.add(HoldRow(**hold.model_dump()))
+            return hold
+
+        return await self._transact(work)
+
+    async def live_holds(self, lo: datetime, hi: datetime, *, now: datetime) -> list[Hold]:
+        """Holds not expired at `now` whose time overlaps [lo, hi), by start."""
+        statement = (
+            select(HoldRow)
+            .where(
+                HoldRow.expires_at > utc(now, "now"), HoldRow.start_at < utc(hi, "hi"), HoldRow.end_at > utc(lo, "lo")
+            )
+            .order_by(HoldRow.start_at)
+        )
+        async with self._read() as session, session.begin():
+            return [Hold.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+
+    async def get_hold(self, hold_id: str) -> Hold | None:
+        """The hold, live or expired (None once released, used or swept away)."""
+        async with self._read() as session, session.begin():
+            row = await session.get(HoldRow, hold_id)
+            return None if row is None else Hold.model_validate(row, from_attributes=True)
+
+    async def delete_hold(self, hold_id: str) -> Hold | None:
+        """End a hold; the hold it was, or None if there was none."""
+
+        def work(session: Session) -> Hold | None:
+            row = session.get(HoldRow, hold_id)
+            if row is None:
+                return None
+            ended = Hold.model_validate(row, from_attributes=True)
+            session.delete(row)
+            return ended
 
         return await self._transact(work)
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     literal_column,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
@@ -113,6 +114,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class NoneAsEmpty(TypeDecorator[str]):
+    """An optional text kept as '' for None: the column stays NOT NULL, so sorting and the search
+    document (a concatenation, which NULL would blank on PostgreSQL) treat "none" like any string."""
+
+    impl = String(320)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[str]:
+        return dialect.type_descriptor(_sortable(320))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str:
+        return "" if value is None else value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return value or None
+
+
 # The value in the database ('pending'), not the member's name; VARCHAR(16) as the migrations make it,
 # checked by the table's CHECK constraint (which leaves out `completed`) rather than one of the type's.
 # On PostgreSQL the column has collation "C" (migration 0002), which `Enum` cannot declare: the
@@ -148,7 +166,8 @@ class AppointmentRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     label: Mapped[str] = mapped_column(_sortable(255), default="")
     attendee_name: Mapped[str] = mapped_column(_sortable(255))
-    attendee_email: Mapped[str] = mapped_column(_sortable(320))
+    attendee_email: Mapped[str | None] = mapped_column(NoneAsEmpty(), nullable=False)
+    attendee_phone: Mapped[str | None] = mapped_column(String(32))
     business_name: Mapped[str] = mapped_column(_sortable(255), default="")
     to_number: Mapped[str] = mapped_column(String(32))
     from_number: Mapped[str] = mapped_column(String(32))
@@ -266,6 +285,7 @@ class EventTypeRow(Base):
     location_address: Mapped[str | None] = mapped_column(Text)
     requires_confirmation: Mapped[bool] = mapped_column(default=False)
     hidden: Mapped[bool] = mapped_column(default=False)
+    email_required: Mapped[bool] = mapped_column(default=True, server_default=true())
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -288,3 +308,25 @@ class IdempotencyRow(Base):
     error: Mapped[dict[str, object] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HoldRow(Base):
+    """A time held for one call while the caller decides (`hold_slot`), shared by every process on the
+    database. A row past `expires_at` holds nothing; it is deleted by the next hold or booking that
+    meets it."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_type_id: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # Cal.com's reservation (POST /v2/slots/reservations), when it made one: released with the hold.
+    reservation_uid: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    start: Mapped[datetime] = synonym("start_at")
+    end: Mapped[datetime] = synonym("end_at")
+
+    __table_args__ = (Index(None, "start_at", "end_at"),)

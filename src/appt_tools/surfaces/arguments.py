@@ -10,11 +10,12 @@ from typing import get_args
 from zoneinfo import ZoneInfo
 
 from appt_tools import validation
-from appt_tools.core.requests import BookingDraft, Cancellation, Edit, Move, SearchRequest, SlotRequest
+from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.errors import InvalidArgument, LockedField, Problems
 from appt_tools.models import PAGE_SIZES, SORT_FIELDS, AppointmentStatus, CallType, SortField
 
 LOCKED_FIELDS = ("to_number", "from_number", "call_type", "booking_uid")
+NO_START = "is required: a start from find_slots, e.g. '2026-11-24T15:00:00-05:00', or a hold_id from hold_slot."
 EDITABLE_FIELDS = ("title", "description", "label", "attendee_name", "attendee_email")
 
 
@@ -66,9 +67,9 @@ def relative_day(field: str, value: str, now: datetime, tz_name: str) -> date:
 
 def booking_draft(
     *,
-    start: str,
+    start: str | None,
     attendee_name: str,
-    attendee_email: str,
+    attendee_email: str | None,
     to_number: str,
     from_number: str,
     call_type: str,
@@ -80,24 +81,40 @@ def booking_draft(
     timezone: str | None = None,
     duration_minutes: int | None = None,
     idempotency_key: str | None = None,
+    attendee_phone: str | None = None,
+    hold_id: str | None = None,
 ) -> BookingDraft:
     """Every field is checked; one InvalidArgument names all that are wrong (`errors`)."""
     p = Problems()
     name = p.check(lambda: validation.text("attendee_name", attendee_name, required=True))
-    mail = p.check(lambda: validation.email("attendee_email", attendee_email))
+    given_mail = attendee_email if attendee_email and attendee_email.strip() else None
+    mail = p.check(lambda: validation.email("attendee_email", given_mail)) if given_mail else None
     to_e164 = p.check(lambda: validation.phone_e164("to_number", to_number))
     from_e164 = p.check(lambda: validation.phone_e164("from_number", from_number))
     kind = p.check(lambda: validation.call_type("call_type", call_type))
+    phone = p.check(lambda: validation.phone_e164("attendee_phone", attendee_phone)) if attendee_phone else None
+    if given_mail is None and attendee_phone is None and kind == "web":
+        p.add(
+            InvalidArgument(
+                "attendee_email",
+                "is needed: on a web call there is no caller's number to book with. Ask for their e-mail "
+                "(e.g. 'ana@example.com'), or for a phone number and pass it as attendee_phone.",
+            )
+        )
     zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
-    # With a wrong timezone the time is still checked (read in UTC: the call is refused anyway).
-    when = p.check(lambda: validation.instant("start", start, zone or ("UTC" if timezone else None)))
+    held = p.check(lambda: validation.text("hold_id", hold_id)) or None
+    when = None
+    if start is not None:
+        # With a wrong timezone the time is still checked (read in UTC: the call is refused anyway).
+        when = p.check(lambda: validation.instant("start", start, zone or ("UTC" if timezone else None)))
+    elif held is None:
+        p.add(InvalidArgument("start", NO_START))
     given = {"title": title, "description": description, "label": label, "business_name": business_name}
     texts = {key: p.check(partial(validation.text, key, value)) for key, value in given.items()}
     length = p.check(lambda: validation.duration("duration_minutes", duration_minutes))
     key = p.check(lambda: validation.idempotency_key(idempotency_key))
     p.raise_any()
-    assert name is not None and mail is not None and when is not None and kind is not None
-    assert to_e164 is not None and from_e164 is not None
+    assert name is not None and kind is not None and to_e164 is not None and from_e164 is not None
     return BookingDraft(
         start=when,
         attendee_name=name,
@@ -113,7 +130,26 @@ def booking_draft(
         timezone=zone,
         duration_minutes=length,
         idempotency_key=key,
+        attendee_phone=phone,
+        hold_id=held,
     )
+
+
+def hold_request(
+    *,
+    start: str,
+    event_type_id: int | None = None,
+    timezone: str | None = None,
+    duration_minutes: int | None = None,
+) -> HoldRequest:
+    """Every field is checked; one InvalidArgument names all that are wrong (`errors`)."""
+    p = Problems()
+    zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
+    when = p.check(lambda: validation.instant("start", start, zone or ("UTC" if timezone else None)))
+    length = p.check(lambda: validation.duration("duration_minutes", duration_minutes))
+    p.raise_any()
+    assert when is not None
+    return HoldRequest(start=when, event_type_id=event_type_id, timezone=zone, duration_minutes=length)
 
 
 def move(
@@ -264,9 +300,12 @@ FIELD_CHECKS: dict[str, Callable[[str, str], object]] = {
 }
 
 
-def field_problems(arguments: Mapping[str, object], skip: Collection[str]) -> list[InvalidArgument]:
-    """What `FIELD_CHECKS` finds wrong in the string arguments not in `skip`."""
+def field_problems(tool: str, arguments: Mapping[str, object], skip: Collection[str]) -> list[InvalidArgument]:
+    """What `FIELD_CHECKS` finds wrong in the string arguments not in `skip`, and a booking without a time
+    (`start` is optional in its schema only because a `hold_id` can stand for it)."""
     found = []
+    if tool == "book_appointment" and arguments.get("start") is None and arguments.get("hold_id") is None:
+        found.append(InvalidArgument("start", NO_START))
     for key, value in arguments.items():
         check = FIELD_CHECKS.get(key)
         if check is None or key in skip or not isinstance(value, str):

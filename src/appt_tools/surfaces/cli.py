@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -47,6 +48,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _harness_options(parser: argparse.ArgumentParser, *, with_sandbox: bool = False) -> None:
+    """--clock and --rate-limit: the sandbox as a tool-testing harness drives it (docs/testing.md)."""
+    only = " (with --sandbox)" if with_sandbox else ""
+    parser.add_argument(
+        "--clock",
+        type=_clock_start,
+        default=None,
+        metavar="ISO",
+        help=f"start the sandbox's clock here, e.g. 2030-01-07T08:55:00-05:00; it then runs{only}",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=None,
+        metavar="N",
+        help=f"requests a minute per API key the sandbox allows (Cal.com's: 120){only}",
+    )
+
+
+def _clock_start(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        at = None
+    if at is None or at.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a time with a UTC offset, e.g. 2030-01-07T08:55:00-05:00")
+    return at
+
+
+def _rate_limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of requests a minute from 1 to 100000")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="appt-tools", description="Appointment-booking tools for AI assistants.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -61,17 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sandbox", action="store_true", help="use a local Cal.com sandbox and a temporary database (no account)"
     )
+    _harness_options(serve, with_sandbox=True)
 
     sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone", description="Run the Cal.com sandbox.")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=5555, help="port to listen on; 0 picks a free one")
-    sandbox.add_argument(
-        "--rate-limit",
-        type=int,
-        default=120,
-        metavar="N",
-        help="requests a minute per API key before a 429 (default 120, Cal.com's own; raise it for load tests)",
-    )
+    _harness_options(sandbox)
 
     sub.add_parser(
         "demo",
@@ -194,16 +225,19 @@ def _listen(host: str, port: int, command: str) -> socket.socket:
 def _sandbox(args: argparse.Namespace) -> int:
     from calcom_sandbox import main as sandbox_main
 
-    if args.rate_limit < 1:
-        _say(f"error: --rate-limit {args.rate_limit} must be at least 1 request a minute, e.g. --rate-limit 6000.")
-        return 2
     _listen(args.host, args.port, "appt-tools sandbox").close()  # a busy port said in one line, before starting
-    sandbox_main(port=args.port, host=args.host, rate_limit=args.rate_limit)
+    if args.rate_limit is None:
+        sandbox_main(port=args.port, host=args.host, clock=args.clock)
+    else:
+        sandbox_main(port=args.port, host=args.host, clock=args.clock, rate_limit=args.rate_limit)
     return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
+        if not args.sandbox and (args.clock is not None or args.rate_limit is not None):
+            _say("error: --clock and --rate-limit set the sandbox's clock and limit; add --sandbox to use them.")
+            return 2
         return await _serve(args)
     if args.command == "demo":
         from appt_tools.surfaces.demo import run_demo
@@ -280,7 +314,9 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
     from appt_tools.runtime import open_sandbox_service, open_service
 
     if args.sandbox:
-        service, sandbox = await stack.enter_async_context(open_sandbox_service())
+        service, sandbox = await stack.enter_async_context(
+            open_sandbox_service(clock=args.clock, rate_limit=args.rate_limit)
+        )
         _say(
             f"SANDBOX MODE: bookings go to a local Cal.com sandbox at {sandbox.base_url} and a temporary "
             "database; nothing reaches real Cal.com."
@@ -291,6 +327,9 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
             _say(
                 f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
             )
+    # The Cal.com reads the first call would otherwise make (whose account, the event types) start now,
+    # in the background: a call arriving first waits for them; a failure is logged and retried by a call.
+    service.start_sync()
     await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
     return service
 
@@ -407,6 +446,7 @@ _EXAMPLES = {
     "reconcile_minutes": "15",
     "calcom_rate_limit": "120",
     "http_stateless": "true",
+    "hold_minutes": "5",
 }
 
 

@@ -135,7 +135,7 @@ class AppointmentServer(MCPServer):
         if problems:
             flagged = {p.field.split(".")[0] for p in problems}
             order = list(schema.get("properties", {}))
-            problems.extend(field_problems({k: v for k, v in rest.items() if k in order}, flagged))
+            problems.extend(field_problems(name, {k: v for k, v in rest.items() if k in order}, flagged))
             # In the tool's own order of arguments (an unknown one first): `field` names the first.
             problems.sort(key=lambda p: _position(order, p.field))
             raise InvalidArgument.every(problems)

@@ -28,6 +28,7 @@ from appt_tools.speech.results import (
     EventTypesResult,
     EventTypeView,
     HistoryView,
+    HoldResult,
     NowView,
     SearchResult,
     SlotsResult,
@@ -172,15 +173,7 @@ class Tools:
     @tool("Book an appointment", CREATES)
     async def book_appointment(
         self,
-        start: Annotated[
-            str,
-            Field(
-                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
-                "(or without offset plus `timezone`)."
-            ),
-        ],
         attendee_name: Annotated[str, Field(description="The caller's full name, e.g. 'Ana Ruiz'.")],
-        attendee_email: Annotated[str, Field(description="Where the invite goes, e.g. 'ana@example.com'.")],
         to_number: Annotated[str, Field(description="The number that was called, E.164, e.g. '+14155550100'.")],
         from_number: Annotated[str, Field(description="The number that called, E.164, e.g. '+14155550123'.")],
         call_type: Annotated[
@@ -206,10 +199,36 @@ class Tools:
         ] = None,
         duration_minutes: MinutesLong = None,
         idempotency_key: IdempotencyKey = None,
+        start: Annotated[
+            str | None,
+            Field(
+                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
+                "(or without offset plus `timezone`). Required unless hold_id is given."
+            ),
+        ] = None,
+        attendee_email: Annotated[
+            str | None,
+            Field(
+                description="Where the invite goes, e.g. 'ana@example.com'. Optional on a phone call: the caller's "
+                "number is used instead, if the event type allows it (else the error asks for an e-mail)."
+            ),
+        ] = None,
+        attendee_phone: Annotated[
+            str | None,
+            Field(
+                description="The caller's own number, E.164, e.g. '+14155550123', when it is not the number they "
+                "called from (a web call, a callback number). Default: the caller's side of the call."
+            ),
+        ] = None,
+        hold_id: Annotated[
+            str | None,
+            Field(description="The hold_id from hold_slot: books the held time (start may be left out)."),
+        ] = None,
     ) -> AppointmentResult:
         """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
         the call's numbers and type. Only book a slot the caller agreed to. On `slot_unavailable`, offer the
-        returned alternatives."""
+        returned alternatives. Booking the same time again for the same call with a corrected name, e-mail,
+        title, description or label corrects the booking instead of making a second one."""
         draft = arguments.booking_draft(
             start=start,
             attendee_name=attendee_name,
@@ -225,12 +244,49 @@ class Tools:
             timezone=timezone,
             duration_minutes=duration_minutes,
             idempotency_key=idempotency_key,
+            attendee_phone=attendee_phone,
+            hold_id=hold_id,
         )
-        booked = await self.service.book(draft)
+        booked, corrected = await self.service.book_with_corrections(draft)
         call = call_facts.current()
         if call is not None and call.overruled:
             booked = await self.service.note(booked.id, "updated", call.history_note())
-        return self._result(booked, say.booked(booked, self._tz()))
+        return self._result(booked, say.booked(booked, self._tz(), corrected))
+
+    @tool("Hold a time", CREATES)
+    async def hold_slot(
+        self,
+        start: Annotated[
+            str,
+            Field(
+                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00'."
+            ),
+        ],
+        event_type_id: EventTypeId = None,
+        timezone: Annotated[
+            str | None,
+            Field(description="IANA zone to read `start` in when it has no offset, e.g. 'America/New_York'."),
+        ] = None,
+        duration_minutes: MinutesLong = None,
+    ) -> HoldResult:
+        """Hold a free time for a few minutes (5 by default) while the caller decides, so no other caller can
+        take it: find_slots stops offering it and other bookings of it are refused. Then book it with
+        book_appointment(hold_id=…), or release_hold if the caller declines; an unused hold simply expires."""
+        request = arguments.hold_request(
+            start=start, event_type_id=event_type_id, timezone=timezone, duration_minutes=duration_minutes
+        )
+        hold = await self.service.hold(request)
+        minutes = round((hold.expires_at - hold.created_at).total_seconds() / 60)
+        return HoldResult.of(hold, self._tz(), self._now(), say.held(hold.start, minutes, self._tz()))
+
+    @tool("Release a held time", LOCAL_EDIT)
+    async def release_hold(
+        self,
+        hold_id: Annotated[str, Field(description="The hold_id from hold_slot, e.g. 'hold_3kq9x2mz7w1b'.")],
+    ) -> HoldResult:
+        """Let go of a held time the caller does not want, so others can book it at once."""
+        ended = await self.service.release_hold(hold_id)
+        return HoldResult.of(ended, self._tz(), self._now(), say.released(ended.start, self._tz()))
 
     @tool("Reschedule an appointment", CHANGES_BOOKING)
     async def reschedule(

@@ -1,0 +1,342 @@
+"""What the caller hears: the documented conversation over a real MCP session on stdio against
+`appt-tools serve --sandbox`, with Cal.com's latency injected, cold (a fresh server) and warm.
+
+The sandbox runs inside the server (as in sandbox mode); the bench reaches it only over its HTTP control
+endpoints: `POST /_sandbox/faults` arms a latency fault on every Cal.com endpoint (`--calcom-latency`,
+250 ms by default), and since every fault that fires is logged, `GET /_sandbox/faults` counts the Cal.com
+round trips each call made. The floor of a call is its round trips × the latency + the p50 of a trivial
+tool (`bench/trivial_server.py`, its own stdio session, timed before every call of the same run): what a
+caller would wait if everything we do cost nothing. Targets (issue 15): each call ≤ 1.1× its floor, the
+whole conversation ≤ 1.05×; printed with met/missed, never asserted by tests.
+
+Also here: the size of the tool list an LLM pays for on every turn (characters of each tool's name,
+description and input schema as compact JSON), and the cost of one durable SQLite commit on this machine
+(WAL, synchronous=FULL: the fsync a booking's writes pay), to read the write figures against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx2
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from bench.coldstart import _appt_tools
+from bench.common import PYTHON, ROOT, Row, child_env, p50, ratio, say
+from tests.helpers import next_weekday
+
+CALL_TARGET = 1.1  # each call's wait within 1.1× its floor
+CONVERSATION_TARGET = 1.05  # the whole conversation within 1.05× the sum of the floors
+TOOL_LIST_TARGET = 8000  # characters the five core tools cost an LLM on every turn
+CORE_TOOLS = ("find_slots", "book_appointment", "search_appointments", "reschedule", "cancel")
+DEFAULT_LATENCY_MS = 250.0
+_BANNER = re.compile(r"local Cal\.com sandbox at (http://\S+?) and")
+
+
+@dataclass
+class Call:
+    tool: str
+    wait_ms: float
+    round_trips: int
+    paths: list[str]
+
+
+@dataclass
+class Run:
+    """One conversation: its calls in order."""
+
+    calls: list[Call] = field(default_factory=list)
+
+
+class Sandbox:
+    """The sandbox inside `serve --sandbox`, through its control endpoints."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx2.AsyncClient(base_url=base_url, timeout=10.0)
+
+    async def arm_latency(self, ms: float) -> None:
+        fault = {"kind": "latency", "endpoint": "*", "times": None, "seconds": ms / 1000}
+        answer = await self.http.post("/_sandbox/faults", json=fault)
+        answer.raise_for_status()
+
+    async def requests(self) -> list[str]:
+        """Every Cal.com request the latency fault delayed so far (that is, every request since it was armed)."""
+        answer = await self.http.get("/_sandbox/faults")
+        answer.raise_for_status()
+        return [f"{e['method']} {e['path']}" for e in answer.json()["data"]["log"] if e["kind"] == "latency"]
+
+
+class Trivial:
+    """The trivial tool on its own stdio session: the SDK's floor for one call on this transport."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.ms: list[float] = []
+
+    async def ping(self) -> None:
+        started = time.perf_counter()
+        await self.client.call_tool("ping", {})
+        self.ms.append((time.perf_counter() - started) * 1000)
+
+
+def _booking(start: str, n: int) -> dict[str, Any]:
+    return {
+        "start": start,
+        "attendee_name": f"Conversation Caller {n}",
+        "attendee_email": f"conversation.caller{n}@example.com",
+        "to_number": "+14155550100",
+        "from_number": f"+1415555{n % 10000:04d}",
+        "call_type": "inbound",
+    }
+
+
+async def _conversation(client: Client, sandbox: Sandbox, trivial: Trivial, n: int, tools: set[str]) -> Run:
+    """find_slots → (hold_slot, where the server has it) → book → search → reschedule → cancel."""
+    run = Run()
+    seen = len(await sandbox.requests())
+
+    async def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        nonlocal seen
+        await trivial.ping()
+        started = time.perf_counter()
+        result = await client.call_tool(tool, arguments)
+        wait = (time.perf_counter() - started) * 1000
+        if result.is_error:
+            raise RuntimeError(f"{tool}({arguments}) failed: {result.content}")
+        made = await sandbox.requests()
+        run.calls.append(Call(tool, wait, len(made) - seen, made[seen:]))
+        seen = len(made)
+        return dict(result.structured_content or {})
+
+    day = next_weekday(3).isoformat()
+    found = await call("find_slots", {"date": day})
+    starts = [str(s["start"]) for s in found["slots"]]
+    start = starts[n % len(starts)]
+    if "hold_slot" in tools:
+        await call("hold_slot", {"start": start})
+    booked = await call("book_appointment", _booking(start, n))
+    appointment_id = booked["appointment"]["id"]
+    await call("search_appointments", {"query": f"conversation.caller{n}@"})
+    await call("reschedule", {"appointment_id": appointment_id, "new_start": starts[(n + 1) % len(starts)]})
+    await call("cancel", {"appointment_id": appointment_id})
+    return run
+
+
+async def _banner(errlog: IO[str], seconds: float = 60.0) -> str:
+    """The sandbox's base URL, from the line `serve --sandbox` prints once its service is open."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        errlog.seek(0)
+        found = _BANNER.search(errlog.read())
+        if found:
+            return found.group(1)
+        await asyncio.sleep(0.02)
+    errlog.seek(0)
+    raise RuntimeError(f"serve --sandbox did not say where its sandbox is: {errlog.read()[-2000:]}")
+
+
+@asynccontextmanager
+async def _server(tmp: Path) -> AsyncIterator[tuple[Client, Sandbox, IO[str]]]:
+    """A fresh `appt-tools serve --sandbox` over stdio (fresh temporary database, fresh sandbox)."""
+    params = StdioServerParameters(
+        command=_appt_tools()[0],
+        args=[*_appt_tools()[1:], "serve", "--sandbox"],
+        env=child_env(APPT_TOOLS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'conversation.db'}"),
+        cwd=str(ROOT),
+    )
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            sandbox = Sandbox(await _banner(errlog))
+            try:
+                yield client, sandbox, errlog
+            finally:
+                await sandbox.http.aclose()
+
+
+async def _settled(sandbox: Sandbox, seconds: float = 30.0) -> list[str]:
+    """Wait until the server's start-up reads are done (no new Cal.com request for a while)."""
+    deadline = time.monotonic() + seconds
+    before = await sandbox.requests()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = await sandbox.requests()
+        if now == before:
+            return now
+        before = now
+    return before
+
+
+def tool_list_size(tools: Sequence[Any]) -> dict[str, int]:
+    """Characters an LLM reads for each tool on every turn: name + description + input schema (compact JSON)."""
+    return {
+        t.name: len(t.name) + len(t.description or "") + len(json.dumps(t.input_schema, separators=(",", ":")))
+        for t in tools
+    }
+
+
+def durable_commit_ms(commits: int) -> list[float]:
+    """ms per commit of one small row to a SQLite file in WAL mode with synchronous=FULL (fsync each)."""
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="appt-bench-commit-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "commit.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            for i in range(commits + 5):
+                started = time.perf_counter()
+                db.execute("BEGIN")
+                db.execute("INSERT INTO t (body) VALUES (?)", (f"row {i}" * 20,))
+                db.execute("COMMIT")
+                if i >= 5:  # the first few create the WAL file
+                    times.append((time.perf_counter() - started) * 1000)
+        finally:
+            db.close()
+    return times
+
+
+async def run(latency_ms: float, warm_rounds: int, commits: int) -> tuple[list[Row], dict[str, Any]]:
+    say(f"conversation: serve --sandbox over stdio, Cal.com latency {latency_ms:g} ms, 1 cold + {warm_rounds} warm")
+    trivial_params = StdioServerParameters(
+        command=PYTHON, args=[str(ROOT / "bench" / "trivial_server.py")], env=child_env(), cwd=str(ROOT)
+    )
+    with tempfile.TemporaryDirectory(prefix="appt-bench-conversation-") as tmp:
+        async with Client(trivial_params) as trivial_client, _server(Path(tmp)) as (client, sandbox, _):
+            trivial = Trivial(trivial_client)
+            for _ in range(3):  # unmeasured: the trivial server's first calls
+                await trivial.ping()
+            trivial.ms.clear()
+            await sandbox.arm_latency(latency_ms)
+            listed = (await client.list_tools()).tools
+            names = {t.name for t in listed}
+            # As after an LLM's first turn: the server has had time to finish what it does at start.
+            start_up = await _settled(sandbox)
+            cold = await _conversation(client, sandbox, trivial, 0, names)
+            warm = [await _conversation(client, sandbox, trivial, n, names) for n in range(1, warm_rounds + 1)]
+    floor_ms = p50(trivial.ms)
+    sizes = tool_list_size(listed)
+    commit_times = durable_commit_ms(commits)
+    commit_p95 = statistics.quantiles(commit_times, n=20)[-1] if len(commit_times) > 1 else math.nan
+    commit_row = Row(
+        "conversation: reference figures",
+        "durable SQLite commit p50 (WAL, synchronous=FULL)",
+        p50(commit_times),
+        "ms",
+        target="info",
+        note="one fsync'd commit of a small row on this machine; a booking makes two",
+        shown=f"{p50(commit_times):.2f} ms (p95 {commit_p95:.2f})",
+    )
+    rows = _rows(cold, warm, floor_ms, latency_ms)
+    rows.insert(1, commit_row)
+    rows.extend(_size_rows(sizes))
+    details = {
+        "calcom_latency_ms": latency_ms,
+        "trivial_ms": trivial.ms,
+        "start_up_requests": start_up,
+        "cold": [vars(c) for c in cold.calls],
+        "warm": [[vars(c) for c in w.calls] for w in warm],
+        "tool_list_chars": sizes,
+        "durable_commit_ms": commit_times,
+    }
+    return rows, details
+
+
+def _rows(cold: Run, warm: list[Run], floor_ms: float, latency_ms: float) -> list[Row]:
+    rows = [
+        Row(
+            "conversation: reference figures",
+            "trivial tool p50 (stdio, same run)",
+            floor_ms,
+            "ms",
+            note=f"Cal.com latency injected: {latency_ms:g} ms a request; floor = round trips × latency + this",
+        )
+    ]
+
+    def judge(section: str, runs: list[Run]) -> None:
+        total_wait = total_floor = 0.0
+        for i, first in enumerate(runs[0].calls):
+            waits = [r.calls[i].wait_ms for r in runs]
+            trips = [r.calls[i].round_trips for r in runs]
+            wait = statistics.median(waits)
+            trip = statistics.median(trips)
+            floor = trip * latency_ms + floor_ms
+            total_wait += wait
+            total_floor += floor
+            share = ratio(wait, floor)
+            shown_trips = f"{min(trips)}" if min(trips) == max(trips) else f"{min(trips)}–{max(trips)}"
+            rows.append(
+                Row(
+                    section,
+                    f"{first.tool} ({shown_trips} Cal.com round trip{'s' if max(trips) != 1 else ''})",
+                    wait,
+                    "ms",
+                    reference=floor,
+                    reference_label="floor",
+                    ratio=share,
+                    target=f"≤{CALL_TARGET:g}× floor",
+                    met=share is not None and share <= CALL_TARGET,
+                    extra={"waits_ms": waits, "round_trips": trips, "paths": [run.calls[i].paths for run in runs]},
+                )
+            )
+        share = ratio(total_wait, total_floor)
+        rows.append(
+            Row(
+                section,
+                "whole conversation",
+                total_wait,
+                "ms",
+                reference=total_floor,
+                reference_label="floor",
+                ratio=share,
+                target=f"≤{CONVERSATION_TARGET:g}× floor",
+                met=share is not None and share <= CONVERSATION_TARGET,
+            )
+        )
+
+    judge("conversation: cold (a fresh serve --sandbox)", [cold])
+    if warm:
+        judge(f"conversation: warm (median of {len(warm)})", warm)
+    return rows
+
+
+def _size_rows(sizes: dict[str, int]) -> list[Row]:
+    core = sum(sizes.get(name, 0) for name in CORE_TOOLS)
+    every = sum(sizes.values())
+    missing = [name for name in CORE_TOOLS if name not in sizes]
+    biggest = ", ".join(f"{k} {v:,}" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+    return [
+        Row(
+            "conversation: tool list an LLM reads every turn",
+            "five core tools (characters)",
+            core,
+            "chars",
+            target=f"<{TOOL_LIST_TARGET:,}",
+            met=core < TOOL_LIST_TARGET and not missing,
+            shown=f"{core:,}",
+            note="name + description + input schema as compact JSON, per tool: "
+            + ", ".join(f"{n} {sizes.get(n, 0):,}" for n in CORE_TOOLS)
+            + (f"; missing: {', '.join(missing)}" if missing else ""),
+        ),
+        Row(
+            "conversation: tool list an LLM reads every turn",
+            f"all {len(sizes)} tools (characters)",
+            every,
+            "chars",
+            target="info",
+            shown=f"{every:,}",
+            note=f"largest: {biggest}",
+        ),
+    ]

@@ -1,0 +1,117 @@
+"""Holding a time while the caller decides: `hold_slot` → a hold id, `book_appointment(hold_id=…)`.
+
+A hold is a row in the store (`holds`), so every process sharing the database sees it: `find_slots`
+leaves held times out and a booking of a held time without its hold id is refused with alternatives
+(`SlotFinder` filters both). Cal.com is asked to reserve the slot too (POST /v2/slots/reservations,
+NOTES §12.14), which hides it from Cal.com's own booking page; a reservation does not stop an API
+booking, so the holder's booking goes straight to Cal.com. A hold ends when it is booked, released or
+past `expires_at`; an expired row holds nothing and is swept away by the next hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from appt_tools import validation
+from appt_tools.calcom import CalcomClient
+from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core.requests import HoldRequest
+from appt_tools.core.slots import SlotFinder
+from appt_tools.errors import CalcomError, InvalidArgument
+from appt_tools.models import Hold
+
+if TYPE_CHECKING:
+    from appt_tools.store import Store
+
+HOLD_ID_PREFIX = "hold_"
+
+
+class Holds:
+    def __init__(
+        self,
+        store: Store,
+        calcom: Callable[[], CalcomClient],
+        catalog: EventTypeCatalog,
+        slots: SlotFinder,
+        clock: Callable[[], datetime],
+        defaults: Callable[[], tuple[str, int]],
+    ) -> None:
+        self._store = store
+        self._calcom = calcom
+        self._catalog = catalog
+        self._slots = slots
+        self._clock = clock
+        self._defaults = defaults  # (business time zone, hold minutes)
+
+    async def hold(self, request: HoldRequest) -> Hold:
+        """Hold a free time; SlotUnavailable (with alternatives) when it is not free or already held."""
+        business_tz, minutes = self._defaults()
+        now = self._clock()
+        validation.in_future("start", request.start, now, tz_name=request.timezone or business_tz)
+        event_type = await self._catalog.pick(request.event_type_id)
+        length = self._catalog.duration(event_type, request.duration_minutes)
+        start = request.start.astimezone(UTC)
+        around = await self._slots.check_free(event_type, start, length)
+        reservation = await self._reserve(event_type.id, start, length if event_type.length_options else None, minutes)
+        hold = Hold(
+            id=HOLD_ID_PREFIX + secrets.token_urlsafe(9),
+            event_type_id=event_type.id,
+            start=start,
+            end=start + timedelta(minutes=length),
+            expires_at=now + timedelta(minutes=minutes),
+            timezone=request.timezone or business_tz,
+            reservation_uid=reservation,
+            created_at=now,
+        )
+        if await self._store.add_hold(hold, now=now) is None:  # another call held it a moment ago
+            await self._unreserve(reservation)
+            raise self._slots.unavailable(start, around, taken=True)
+        return hold
+
+    async def release(self, hold_id: str) -> Hold:
+        """End a hold early; InvalidArgument when there is none by that id."""
+        ended = await self._store.delete_hold(hold_id)
+        if ended is None:
+            raise _unknown(hold_id)
+        await self._unreserve(ended.reservation_uid)
+        self._slots.changed()
+        return ended
+
+    async def for_booking(self, hold_id: str) -> Hold:
+        """The hold a booking names, live or expired (an expired one is booked like any other time)."""
+        found = await self._store.get_hold(hold_id)
+        if found is None:
+            raise _unknown(hold_id)
+        return found
+
+    def live(self, hold: Hold) -> bool:
+        return hold.expires_at > self._clock()
+
+    async def used(self, hold: Hold) -> None:
+        """The held time is booked: the hold ends, and so does Cal.com's reservation."""
+        await self._store.delete_hold(hold.id)
+        await self._unreserve(hold.reservation_uid)
+
+    async def _reserve(self, event_type_id: int, start: datetime, length: int | None, minutes: int) -> str | None:
+        try:
+            return await self._calcom().reserve_slot(event_type_id, start, length_minutes=length, minutes=minutes)
+        except CalcomError:
+            return None  # our hold stands; only Cal.com's own booking page will not hide the time
+
+    async def _unreserve(self, uid: str | None) -> None:
+        if uid is None:
+            return
+        with contextlib.suppress(CalcomError):  # it lapses on its own within minutes
+            await self._calcom().release_reservation(uid)
+
+
+def _unknown(hold_id: str) -> InvalidArgument:
+    return InvalidArgument(
+        "hold_id",
+        f"no hold {hold_id!r}: it was booked, released or never made. Book with the start instead, "
+        "or call hold_slot again.",
+    )
