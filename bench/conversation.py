@@ -125,9 +125,11 @@ async def _conversation(client: Client, sandbox: Sandbox, trivial: Trivial, n: i
     found = await call("find_slots", {"date": day})
     starts = [str(s["start"]) for s in found["slots"]]
     start = starts[n % len(starts)]
-    if "hold_slot" in tools:
-        await call("hold_slot", {"start": start})
-    booked = await call("book_appointment", _booking(start, n))
+    booking = _booking(start, n)
+    if "hold_slot" in tools:  # the held time is booked by its hold_id: to anyone else it is taken
+        held = await call("hold_slot", {"start": start})
+        booking["hold_id"] = held["hold_id"]
+    booked = await call("book_appointment", booking)
     appointment_id = booked["appointment"]["id"]
     await call("search_appointments", {"query": f"conversation.caller{n}@"})
     await call("reschedule", {"appointment_id": appointment_id, "new_start": starts[(n + 1) % len(starts)]})

@@ -125,6 +125,21 @@ def _pin_known_spec_flaws(doc: Json) -> None:
         ref = branch["$ref"]
         type_value = schemas[ref.rsplit("/", 1)[-1]]["properties"]["type"]["example"]
         mapping[type_value] = ref
+    # (d) Cal.com also outputs the attendee's own locations (`OutputAttendeePhoneLocation_2024_06_14`,
+    #     `…AttendeeAddress…`, `…AttendeeDefined…` in packages/platform/types/event-types/
+    #     event-types_2024_06_14/outputs/locations.output.ts, written by the internal-to-api
+    #     `transformLocationsInternalToApi`), which this document leaves out: a phone-call event type's
+    #     `{"type": "attendeePhone"}` matches no branch. Add them as Cal.com declares them.
+    for kind in ("attendeePhone", "attendeeAddress", "attendeeDefined"):
+        name = f"Output{kind[0].upper()}{kind[1:]}Location_2024_06_14"
+        assert name not in schemas, f"the spec now has {name}; drop this correction"
+        schemas[name] = {
+            "type": "object",
+            "properties": {"type": {"type": "string", "enum": [kind]}},
+            "required": ["type"],
+        }
+        locations["oneOf"].append({"$ref": f"#/components/schemas/{name}"})
+        mapping[kind] = f"#/components/schemas/{name}"
     locations["discriminator"] = {"propertyName": "type", "mapping": mapping}
     # (b) Event-type `bookingFields` items: every field schema types `isDefault` as `object`,
     #     though its description (and Cal.com) says a boolean, always true for the default fields
@@ -193,6 +208,16 @@ def _pin_known_spec_flaws(doc: Json) -> None:
     }
     hook["secret"] = {"type": "string", "nullable": True}
     hook["payloadTemplate"] = {**hook["payloadTemplate"], "nullable": True}
+    # The inputs' `triggers` is typed a string with an enum, though its example is a list and Cal.com's
+    # DTO (apps/api/v2/src/modules/webhooks/inputs/webhook.input.ts: `@IsArray()`,
+    # `@IsEnum(WebhookTriggerEvents, { each: true })`) takes a list of trigger names.
+    for dto in ("CreateWebhookInputDto", "UpdateWebhookInputDto"):
+        triggers = schemas[dto]["properties"]["triggers"]
+        assert triggers["type"] == "string" and isinstance(triggers["example"], list), f"spec changed at {dto}.triggers"
+        schemas[dto]["properties"]["triggers"] = {
+            "type": "array",
+            "items": {"type": "string", "enum": triggers["enum"]},
+        }
 
 
 def _allow_declared_nulls(node: object) -> None:

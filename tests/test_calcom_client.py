@@ -443,7 +443,7 @@ MEET = "https://meet.google.com/abc-defg-hij"
             "integrations:google:meet",
             "integrations:google:meet",
             None,
-            "integrations:google:meet",
+            None,
             id="internal id",
         ),
         pytest.param("1 Main St, Springfield", None, None, "1 Main St, Springfield", id="address"),

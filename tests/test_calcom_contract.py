@@ -42,6 +42,19 @@ def spec_answer(request: httpx2.Request) -> httpx2.Response:
         status, data = 201, booking_json(uid="new-uid", rescheduledFromUid="abc")
     elif path.endswith("/cancel"):
         data = booking_json(status="cancelled", cancellationReason="client asked")
+    elif path.startswith("/v2/webhooks"):
+        # UserWebhookOutputDto as Cal.com sends it (the sandbox's `webhook_json`: a string id, nulls).
+        hook = {
+            "payloadTemplate": None,
+            "userId": 7,
+            "id": "5f0c1e9e-7c1a-4a8e-9a57-0c3cb2b5e6a1",
+            "triggers": ["BOOKING_CREATED"],
+            "subscriberUrl": "https://a.example/webhooks/calcom",
+            "active": True,
+            "secret": "s" * 43,
+        }
+        data = [hook] if method == "GET" else hook
+        status = 201 if method == "POST" else 200
     else:
         data = booking_json()
     body = {"status": "success", "data": data, **extra}
@@ -87,6 +100,32 @@ CALLS: list[Any] = [
         ),
         id="create+all",
     ),
+    pytest.param(
+        lambda c: c.create_booking(
+            BOOKING.model_copy(
+                update={
+                    "answers": {"topic": "My pension", "first-visit": True, "rooms": ["Kitchen"], "guests": 3.0},
+                    "call_attendee_at": "+34600111222",
+                    "attendee_phone": "+34600111222",
+                    "language": "pt-BR",
+                }
+            )
+        ),
+        id="create+answers+phone_call+language",
+    ),
+    pytest.param(lambda c: c.confirm_booking("abc"), id="confirm"),
+    pytest.param(lambda c: c.decline_booking("abc"), id="decline"),
+    pytest.param(lambda c: c.decline_booking("abc", "Fully booked"), id="decline+reason"),
+    pytest.param(lambda c: c.webhooks(), id="webhooks"),
+    pytest.param(
+        lambda c: c.create_webhook("https://a.example/webhooks/calcom", ["BOOKING_CREATED"], "s" * 43),
+        id="webhook_create",
+    ),
+    pytest.param(
+        lambda c: c.update_webhook("w1", "https://a.example/webhooks/calcom", ["BOOKING_CREATED"], "s" * 43),
+        id="webhook_update",
+    ),
+    pytest.param(lambda c: c.delete_webhook("w1"), id="webhook_delete"),
     pytest.param(lambda c: c.list_bookings(), id="list"),
     pytest.param(lambda c: c.list_bookings(attendee_email="ana@example.com"), id="list+email"),
     pytest.param(lambda c: c.list_bookings(event_type_id=123), id="list+event_type"),

@@ -11,8 +11,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, time
 from importlib import metadata
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx2
 import pytest
@@ -248,3 +250,89 @@ def test_the_demo_runs_the_whole_flow_through_a_real_mcp_session(tmp_path):
         assert f"→ {step}(" in demo.stdout
     assert "You're booked for" in demo.stdout
     assert re.search(r"scheduled .* rescheduled .* cancelled", demo.stdout.replace("\n", " "))
+
+
+def test_webhooks_register_list_and_remove_against_the_sandbox(tmp_path):
+    from appt_tools.store import Store
+
+    port = free_port()
+    with _sandbox_process(port) as sandbox:
+        base = f"http://127.0.0.1:{port}"
+        info = _sandbox_info(port, sandbox)
+        env = {"APPT_TOOLS_CALCOM_API_KEY": str(info["apiKey"]), "APPT_TOOLS_CALCOM_BASE_URL": base}
+        url = "http://127.0.0.1:8000/webhooks/calcom"
+
+        wrong = _run(tmp_path, "webhooks", "register", "--url", "http://example.com/webhooks/calcom", env=env)
+        assert wrong.returncode == 2 and "https" in wrong.stderr
+
+        first = _run(tmp_path, "webhooks", "register", "--url", url, env=env)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.startswith("created webhook ")
+        assert "BOOKING_REQUESTED" in first.stdout and "BOOKING_REJECTED" in first.stdout
+        second = _run(tmp_path, "webhooks", "register", "--url", url, env=env)
+        assert second.stdout.startswith("updated webhook ")
+
+        hooks = httpx2.get(f"{base}/v2/webhooks", headers={"Authorization": f"Bearer {info['apiKey']}"}).json()["data"]
+        assert [h["subscriberUrl"] for h in hooks] == [url]
+        stored = asyncio.run(_stored_settings(tmp_path, Store))
+        assert hooks[0]["secret"] == stored["calcom_webhook_secret"] and len(stored["calcom_webhook_secret"]) >= 40
+
+        listed = _run(tmp_path, "webhooks", "list", env=env)
+        assert url in listed.stdout and "[active]" in listed.stdout
+        removed = _run(tmp_path, "webhooks", "remove", url, env=env)
+        assert removed.returncode == 0 and "removed webhook" in removed.stdout
+        assert "no Cal.com webhooks" in _run(tmp_path, "webhooks", "list", env=env).stderr
+        unknown = _run(tmp_path, "webhooks", "remove", url, env=env)
+        assert unknown.returncode == 2 and "no Cal.com webhook has id or URL" in unknown.stderr
+
+
+async def _stored_settings(tmp_path: Path, store_cls: type) -> dict[str, str]:
+    async with store_cls.from_url(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}") as store:
+        settings: dict[str, str] = await store.get_settings()
+        return settings
+
+
+def test_appointments_confirm_and_decline_settle_pending_bookings_in_cal_com(tmp_path):
+    from appt_tools.core.requests import BookingDraft
+    from appt_tools.runtime import CalcomTarget, open_service
+    from helpers import next_weekday
+
+    async def book_two(base: str, key: str) -> list[str]:
+        target = CalcomTarget(base_url=base, api_key=key)
+        db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+        async with open_service(database_url=db, environ={}, calcom=target) as service:
+            made = []
+            for hour in (10, 11):
+                start = datetime.combine(next_weekday(), time(hour), ZoneInfo("America/New_York"))
+                draft = BookingDraft(
+                    start=start,
+                    attendee_name="Ana Ruiz",
+                    attendee_email=f"ana{hour}@example.com",
+                    to_number="+14155550100",
+                    from_number="+14155550123",
+                    call_type="inbound",
+                    event_type_id=1005,
+                )
+                made.append((await service.book(draft)).id)
+            return made
+
+    port = free_port()
+    with _sandbox_process(port) as sandbox:
+        base = f"http://127.0.0.1:{port}"
+        info = _sandbox_info(port, sandbox)
+        env = {"APPT_TOOLS_CALCOM_API_KEY": str(info["apiKey"]), "APPT_TOOLS_CALCOM_BASE_URL": base}
+        first, second = asyncio.run(book_two(base, str(info["apiKey"])))
+
+        confirmed = _run(tmp_path, "appointments", "confirm", first, env=env)
+        assert confirmed.returncode == 0, confirmed.stderr
+        assert f"confirmed {first}" in confirmed.stdout and "now active" in confirmed.stdout
+        declined = _run(tmp_path, "appointments", "decline", second, "--reason", "Fully booked", env=env)
+        assert declined.returncode == 0, declined.stderr
+        assert "now cancelled" in declined.stdout
+        again = _run(tmp_path, "appointments", "confirm", first, env=env)
+        assert again.returncode == 2 and "not_pending" in again.stderr
+
+        outbox = httpx2.get(f"{base}/_sandbox/outbox").json()["data"]
+    kinds = {(m["to"], m["kind"]) for m in outbox}
+    assert ("ana10@example.com", "scheduled") in kinds
+    assert ("ana11@example.com", "declined") in kinds

@@ -552,18 +552,19 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
     async with browsing(service) as client:
         _, token = await _page(client, "/settings")
         refreshed = await client.post("/app/event-types/refresh", json={}, headers=_json(token))
-        assert refreshed.status_code == 200 and refreshed.json()["message"].startswith("Synced 6 event types")
+        assert refreshed.status_code == 200 and refreshed.json()["message"].startswith("Synced 8 event types")
         types = refreshed.json()["event_types"]
         assert service.timezone == "America/New_York"  # adopted from Cal.com on the first sync
 
         bad = await client.post(
             "/app/settings",
-            json={"timezone": "Mars/Base", "duration_minutes": "abc", "event_type_id": "999999"},
+            json={"timezone": "Mars/Base", "duration_minutes": "abc", "event_type_id": "999999", "language": "tlh"},
             headers=_json(token),
         )
         assert bad.status_code == 422
         fields = bad.json()["error"]["fields"]
-        assert set(fields) == {"timezone", "duration_minutes", "event_type_id"}
+        assert set(fields) == {"timezone", "duration_minutes", "event_type_id", "language"}
+        assert fields["language"].startswith("Invite language: 'tlh' is not a language Cal.com can write invites in")
         assert fields["timezone"].startswith("Time zone: unknown time zone 'Mars/Base'")
         assert await service.store.get_settings() == {"timezone": "America/New_York"}  # nothing stored
 
@@ -575,6 +576,7 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
                 "duration_minutes": "",
                 "business_name": "Acme Dental",
                 "calcom_api_key": "",
+                "language": "pt_br",
             },
             headers=_json(token),
         )
@@ -584,7 +586,9 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
             "event_type_id": str(types[1]["id"]),
             "timezone": "Europe/Lisbon",
             "business_name": "Acme Dental",
+            "language": "pt_br",
         }
+        assert service.settings.language == "pt-BR"
         assert service.settings.timezone == "Europe/Lisbon" and service.settings.event_type_id == types[1]["id"]
         assert service.settings.sources["timezone"] == "stored"
         page = (await client.get("/settings")).text
@@ -626,7 +630,7 @@ async def test_the_environment_wins_and_the_sandbox_keeps_its_key(service: Appoi
         assert (await service.store.get_settings())["timezone"] == "Europe/Paris"
         test = (await client.post("/app/settings/test", json={}, headers=_json(token))).json()
         assert test["ok"] is True and test["summary"] == "Cal.com is connected and ready for bookings."
-        assert test["checks"][-1]["text"].startswith("6 bookable event types")
+        assert test["checks"][-1]["text"].startswith("8 bookable event types")
 
 
 async def test_connection_without_a_key_and_with_cal_com_down(sandbox: RunningSandbox, tmp_path: Path) -> None:
@@ -650,3 +654,71 @@ async def test_connection_without_a_key_and_with_cal_com_down(sandbox: RunningSa
         test = (await client.post("/app/settings/test", json={}, headers=_json(token))).json()
         assert time.monotonic() - started < 10
         assert test["ok"] is False and "could not be reached at http://127.0.0.1:9" in test["checks"][1]["text"]
+
+
+async def test_questions_are_asked_answered_shown_and_pending_bookings_settled(service: AppointmentService) -> None:
+    day = next_weekday()
+    async with browsing(service) as client:
+        page, token = await _page(client)
+        questions = re.search(r'id="event-type-questions">(.*?)</script>', page.text, re.S)
+        assert (
+            questions is not None and '"topic"' in questions.group(1) and "What would you like to discuss?" in page.text
+        )
+        slots = (await client.get("/app/slots", params={"date": day.isoformat(), "event_type_id": 1007})).json()
+        body = {
+            "attendee_name": "Wen Li",
+            "attendee_email": "wen@example.com",
+            "to_number": "+14155550100",
+            "from_number": "+14155550123",
+            "event_type_id": "1007",
+            "start": slots["slots"][0]["start"],
+        }
+        missing = await client.post("/app/appointments", json=body, headers=_json(token))
+        assert missing.status_code == 422 and missing.json()["error"]["field"] == "answers.topic"
+        assert "What would you like to discuss?" in missing.json()["error"]["message"]
+        answered = {**body, "answers": {"topic": "A new roof", "first-visit": True}}
+        created = await client.post("/app/appointments", json=answered, headers=_json(token))
+        assert created.status_code == 201, created.text
+        drawer = (await client.get(f"/app/appointments/{created.json()['appointment']['id']}")).json()["appointment"]
+        assert drawer["answers"] == [
+            {"question": "What would you like to discuss?", "answer": "A new roof"},
+            {"question": "Is this your first session with us?", "answer": "Yes"},
+        ]
+        assert drawer["pending"] is False
+
+        intro = (await client.get("/app/slots", params={"date": day.isoformat(), "event_type_id": 1005})).json()
+        requests = []
+        for i, email in enumerate(("a@example.com", "b@example.com")):
+            made = await client.post(
+                "/app/appointments",
+                json={
+                    **body,
+                    "attendee_email": email,
+                    "event_type_id": "1005",
+                    "start": intro["slots"][i * 2]["start"],
+                },
+                headers=_json(token),
+            )
+            assert made.status_code == 201, made.text
+            requests.append(made.json()["appointment"])
+        assert all(
+            r["pending"] and r["where"] == "Online meeting: the link comes once the host confirms it." for r in requests
+        )
+        table = (await client.get("/app/table")).text
+        for r in requests:
+            assert f'data-decide="confirm" data-id="{r["id"]}"' in table
+            assert f'data-decide="decline" data-id="{r["id"]}"' in table
+        assert f'data-decide="confirm" data-id="{created.json()["appointment"]["id"]}"' not in table
+
+        confirmed = await client.post(f"/app/appointments/{requests[0]['id']}/confirm", json={}, headers=_json(token))
+        assert confirmed.status_code == 200, confirmed.text
+        shown = confirmed.json()["appointment"]
+        assert shown["status"] == "active" and shown["where_kind"] == "link" and not shown["pending"]
+        declined = await client.post(
+            f"/app/appointments/{requests[1]['id']}/decline", json={"reason": "Away"}, headers=_json(token)
+        )
+        assert declined.status_code == 200 and declined.json()["appointment"]["status"] == "cancelled"
+        again = await client.post(f"/app/appointments/{requests[1]['id']}/decline", json={}, headers=_json(token))
+        assert again.status_code == 409 and again.json()["error"]["code"] == "not_pending"
+        history = (await client.get(f"/app/appointments/{requests[0]['id']}")).json()["appointment"]["history"]
+        assert history[-1]["action"] == "confirmed"

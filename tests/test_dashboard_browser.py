@@ -380,7 +380,7 @@ async def test_settings_save_and_never_show_the_key(browser: Browser, own_settin
         page, errors = await _page(browser)
         await page.goto(base + "/settings")
         await page.click("#refresh-event-types")
-        await page.wait_for_selector("#refresh-result:has-text('Synced 6 event types')")
+        await page.wait_for_selector("#refresh-result:has-text('Synced 8 event types')")
         await _audit(page, "desktop settings")
         await page.fill("#timezone", "Mars/Base")
         await page.click("#save-settings")
@@ -534,4 +534,59 @@ async def test_sign_in_on_a_phone(browser: Browser, service: AppointmentService)
         await page.click("#sign-in")
         await page.wait_for_selector("#table")
         await _fits(page)
+        assert errors == []
+
+
+async def test_the_drawer_asks_the_event_types_questions_and_pending_rows_are_confirmed(
+    browser: Browser, service: AppointmentService
+) -> None:
+    day = next_weekday()
+    intro = (await Raw(service).find_slots(day=day.isoformat(), event_type_id=1005)).slots
+    await Raw(service).book(
+        **booking_args(intro[4].start.isoformat(), title="Intro request", attendee_name="Pia Park", event_type_id=1005)
+    )
+    async with served(service, HttpSettings(sandbox=True)) as base:
+        page, errors = await _page(browser)
+        await page.goto(base + "/?view=table")
+        pending = page.locator("tr:has-text('Pia Park')")
+        assert await pending.locator(".badge").inner_text() == "Pending"
+        assert "the link comes once the host confirms it" in await pending.inner_text()
+
+        await page.click("#new-appointment")
+        await page.wait_for_selector("#drawer:not([hidden])")
+        assert await page.is_hidden("#questions")
+        await page.select_option("#event-type", "1007")
+        await page.wait_for_selector("#questions:not([hidden])")
+        assert await page.inner_text("#questions") == (
+            "Questions for the attendee\nWhat would you like to discuss?\nIs this your first session with us? (optional)"
+        )
+        await page.fill("input[name=attendee_name]", "Quin Ito")
+        await page.fill("input[name=attendee_email]", "quin@example.com")
+        await page.fill("input[name=to_number]", "+14155550100")
+        await page.fill("input[name=from_number]", "+14155550188")
+        await page.fill("#date", day.isoformat())
+        await page.locator("#slots .slot").first.click()
+        await page.click("#save")
+        missing = page.locator(".field-error[data-for='answers.topic']")
+        await missing.wait_for()
+        assert "Ask the caller: What would you like to discuss?" in await missing.inner_text()
+        await _audit(page, "desktop drawer, new, with a question unanswered")
+        await page.fill("textarea[name='answers.topic']", "A bigger kitchen")
+        await page.check("input[name='answers.first-visit']")
+        await page.click("#save")
+        await page.wait_for_selector("#toast:has-text('Booked for')")
+        await page.wait_for_selector("#drawer", state="hidden")
+
+        await page.click("tr:has-text('Quin Ito') button.edit")
+        await page.wait_for_selector("#answers:not([hidden])")
+        assert await page.inner_text("#answers-list") == (
+            "What would you like to discuss?\nA bigger kitchen\nIs this your first session with us?\nYes"
+        )
+        assert await page.is_hidden("#drawer-confirm")
+        await page.click("#drawer-close")
+
+        await pending.locator("button[data-decide=confirm]").click()
+        await page.wait_for_selector("#toast:has-text('Confirmed the appointment')")
+        await page.wait_for_selector("tr:has-text('Pia Park') .badge:text-is('Active')")
+        assert await page.locator("tr:has-text('Pia Park') button[data-decide]").count() == 0
         assert errors == []

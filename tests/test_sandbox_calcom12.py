@@ -111,6 +111,7 @@ async def test_a_required_question_without_an_answer_is_refused_and_with_one_is_
             "label": "What would you like to discuss?",
             "required": True,
             "hidden": False,
+            "placeholder": "",
         }
         missing = await client.post("/v2/bookings", json=booking_body(TUE_0900, consultation), headers=BOOKINGS)
         assert refused(missing, 400, "BadRequestException") == "Missing required booking field response: topic"

@@ -118,3 +118,59 @@ async def test_every_tool_says_something_speakable_in_success_and_in_error(servi
     assert len(said) == 19
     for text in said:
         assert say.problems(text) == [], text
+
+
+def _appointment(status: str, location: str | None) -> Any:
+    from appt_tools.models import Appointment, AppointmentStatus
+
+    at = datetime(2030, 11, 26, 20, tzinfo=UTC)
+    return Appointment(
+        id="apt_x",
+        booking_uid="uid",
+        status=AppointmentStatus(status),
+        title="t",
+        attendee_name="Ana",
+        attendee_email="ana@example.com",
+        to_number="+14155550100",
+        from_number="+14155550123",
+        call_type="inbound",
+        event_type_id=1,
+        start=at,
+        end=at,
+        timezone="America/New_York",
+        location=location,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+def test_booked_says_where_a_phone_call_an_address_or_a_link_to_come():
+    from appt_tools.models import EventType
+
+    tz = "America/New_York"
+    phone = EventType(id=1, title="Call", slug="c", length_minutes=20, location_type="attendeePhone")
+    visit = EventType(id=1, title="Visit", slug="v", length_minutes=45, location_type="address")
+    video = EventType(id=1, title="Video", slug="v", length_minutes=30, location_type="integration")
+    said = {
+        "phone": say.booked(_appointment("active", "+14155550123"), tz, event_type=phone),
+        "visit": say.booked(_appointment("active", "350 Fifth Avenue, New York"), tz, event_type=visit),
+        "pending video": say.booked(_appointment("pending", None), tz, event_type=video),
+        "pending phone": say.booked(_appointment("pending", "+14155550123"), tz, event_type=phone),
+        "odd address": say.booked(_appointment("active", "Suite #4 <b>"), tz, event_type=visit),
+    }
+    assert said["phone"] == (
+        "You're booked for Tuesday, November 26 at 3 PM; they will call you at +1 415-555-0123. "
+        "A confirmation is on its way to your e-mail."
+    )
+    assert "at 350 Fifth Avenue, New York." in said["visit"]
+    assert "meeting link comes once it's confirmed" in said["pending video"]
+    assert "once the host confirms it" in said["pending phone"] and "+1 415-555-0123" in said["pending phone"]
+    assert "Suite" not in said["odd address"]  # what cannot be read aloud as it is is left out
+    assert all(not say.problems(text) for text in said.values())
+
+
+def test_a_missing_answer_says_the_businesss_question():
+    asked = InvalidArgument("answers.topic", "needs an answer", ask="What would you like to discuss?")
+    assert say.error(asked, "UTC") == "What would you like to discuss?"
+    unreadable = InvalidArgument("answers.site", "needs an answer", ask="See https://x.example/form")
+    assert say.error(unreadable, "UTC") == "I need one more detail for this booking."

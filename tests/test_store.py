@@ -131,6 +131,8 @@ async def test_every_field_round_trips_and_datetimes_come_back_aware_utc(store: 
             start=start,
             end=start + timedelta(minutes=45),
             timezone="Asia/Kolkata",
+            answers={"topic": "A loose crown", "first-visit": True, "areas": ["upper", "left"]},
+            language="hi",
         ),
         now=created,
     )
@@ -170,6 +172,8 @@ async def test_every_field_round_trips_and_datetimes_come_back_aware_utc(store: 
         "start": start,
         "end": start + timedelta(minutes=45),
         "timezone": "Asia/Kolkata",
+        "answers": {"topic": "A loose crown", "first-visit": True, "areas": ["upper", "left"]},
+        "language": "hi",
         "status": S.ACTIVE,
         "meeting_url": "https://cal.com/video/abc",
         "location": "Room 4",

@@ -209,3 +209,26 @@ async def test_find_slots_takes_today_and_tomorrow_and_a_page_past_the_last_says
         past = (await client.post("/tools/search_appointments", json={"page": 99}, headers=bearer)).json()
         assert past["items"] == [] and past["total"] == 1
         assert "nothing more" in past["say"] and "I found 1" not in past["say"].split(";")[0]
+
+
+async def test_elevenlabs_sends_the_answers_as_json_text(service: AppointmentService) -> None:
+    """ElevenLabs' webhook schemas have no free-form object, so the exported tool declares `answers` as
+    JSON text (schema_formats.elevenlabs_tool); the route reads it back into the object."""
+    async with served(service, _settings()) as base, httpx2.AsyncClient(base_url=base, timeout=15) as client:
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        day = next_weekday(3).isoformat()
+        slots = await client.post("/tools/find_slots", json={"date": day, "event_type_id": 1007}, headers=bearer)
+        start = slots.json()["slots"][0]["start"]
+        call = {"caller_id": CALLER, "called_number": BUSINESS, "call_direction": "inbound"}
+        body = {"start": start, "event_type_id": 1007, **MODEL_ARGS, **call}
+        not_json = await client.post(
+            "/elevenlabs/tools/book_appointment", json={**body, "answers": "topic is pensions"}, headers=bearer
+        )
+        assert not_json.status_code == 200 and not_json.json()["error"]["field"] == "answers"
+        booked = await client.post(
+            "/elevenlabs/tools/book_appointment",
+            json={**body, "answers": json.dumps({"topic": "Pensions"})},
+            headers=bearer,
+        )
+        assert booked.status_code == 200, booked.text
+        assert booked.json()["appointment"]["answers"] == {"topic": "Pensions"}

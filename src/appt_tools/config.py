@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     timezone: str | None = None
     duration_minutes: int | None = Field(None, ge=5, le=24 * 60)
     business_name: str = Field("", max_length=validation.MAX_TEXT["business_name"])
+    # The attendee's language for Cal.com's invite and e-mails unless a booking names another one.
+    language: str = "en"
     calcom_timeout: float = Field(DEFAULT_CALCOM_TIMEOUT, ge=1.0, le=60.0)
     http_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     vapi_secret: SecretStr | None = None
@@ -197,6 +199,8 @@ def parse_setting(key: str, value: str) -> object:
         return validation.zone_name(key, value)
     if key == "business_name":
         return validation.text(key, value)
+    if key == "language":
+        return validation.language(key, value)
     if key == "reconcile_minutes":
         lo, hi = _bounds(key)
         if not value.isdigit() or not lo <= int(value) <= hi:

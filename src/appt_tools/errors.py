@@ -56,9 +56,10 @@ class InvalidArgument(AppError):
 
     code = "invalid_argument"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, ask: str | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.ask = ask  # the business's own question to put to the caller, for a missing answer
         self.errors: list[dict[str, str]] = [{"field": field, "message": message}]
 
     @classmethod
@@ -70,6 +71,7 @@ class InvalidArgument(AppError):
         combined = type(first).__new__(type(first))
         AppError.__init__(combined, first.message, code=first.code)
         combined.field = first.field
+        combined.ask = getattr(first, "ask", None)
         combined.errors = [entry for problem in problems for entry in problem.errors]
         return combined
 

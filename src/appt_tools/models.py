@@ -47,6 +47,27 @@ class HostProfile(_Frozen):
     time_zone: str
 
 
+AnswerValue = str | bool | float | list[str]
+
+
+class Question(_Frozen):
+    """A custom booking question of an event type (Cal.com's `bookingFields`, less the built-in name,
+    e-mail, notes, guests and phone fields the tools already cover)."""
+
+    slug: str = Field(description="Key to answer it under in `answers`, e.g. 'topic'.")
+    label: str = Field(description="The question as the business wrote it, e.g. 'What would you like to discuss?'.")
+    type: str = Field(
+        description="Cal.com field type: text, textarea, number, select, radio, multiselect, checkbox, boolean, phone, …"
+    )
+    required: bool = False
+    options: tuple[str, ...] = Field(default=(), description="The allowed answers, for choice questions.")
+
+    @property
+    def multiple(self) -> bool:
+        """Answered with a list of options (a checkbox group or a multi-select)."""
+        return self.type in ("multiselect", "checkbox")
+
+
 class EventType(_Frozen):
     """A Cal.com event type, reduced to what booking needs."""
 
@@ -69,6 +90,12 @@ class EventType(_Frozen):
         description="The booking form's e-mail question is required (Cal.com's default); when False a caller "
         "can book with a phone number alone.",
     )
+    questions: tuple[Question, ...] = ()
+
+    @property
+    def phone_call(self) -> bool:
+        """The host calls the attendee at the attendee's number (location type `attendeePhone`)."""
+        return self.location_type == "attendeePhone"
 
 
 class Slot(_Frozen):
@@ -89,6 +116,9 @@ class BookingRequest(_Frozen):
     attendee_phone: str | None = None
     length_minutes: int | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    answers: dict[str, AnswerValue] = Field(default_factory=dict, description="`bookingFieldsResponses`.")
+    call_attendee_at: str | None = Field(default=None, description="`attendeePhone` location: the number to call.")
+    language: str | None = Field(default=None, description="The attendee's language for Cal.com's e-mails, e.g. 'es'.")
 
 
 class Booking(_Frozen):
@@ -110,6 +140,15 @@ class Booking(_Frozen):
     rescheduled_to_uid: str | None = None
 
 
+class Webhook(_Frozen):
+    """A Cal.com webhook subscription (user level)."""
+
+    id: str
+    subscriber_url: str
+    triggers: tuple[str, ...]
+    active: bool
+
+
 class BookingPage(_Frozen):
     bookings: tuple[Booking, ...]
     total: int
@@ -126,7 +165,9 @@ class RateLimit(_Frozen):
 # --- our side -------------------------------------------------------------------------------
 
 
-HistoryAction = Literal["created", "booked", "rescheduled", "updated", "cancelled", "failed", "synced"]
+HistoryAction = Literal[
+    "created", "booked", "rescheduled", "updated", "cancelled", "failed", "synced", "confirmed", "declined"
+]
 
 
 class HistoryEntry(_Frozen):
@@ -158,6 +199,8 @@ class NewAppointment(_Frozen):
     start: datetime
     end: datetime
     timezone: str
+    answers: dict[str, AnswerValue] = Field(default_factory=dict)
+    language: str | None = None
 
     @field_validator("attendee_email", mode="before")
     @classmethod

@@ -340,3 +340,25 @@ def idempotency_key(value: str | None) -> str | None:
             "idempotency_key", "must be 1 to 200 printable characters, e.g. 'call-7f3a-book-1' (one per request)."
         )
     return key
+
+
+# The attendee languages Cal.com's booking input takes (`attendee.language`, NOTES §3.2): its e-mails
+# and invite arrive in this language.
+LANGUAGES = (
+    "ar", "ca", "de", "es", "eu", "he", "id", "ja", "lv", "pl", "ro", "sr", "th", "vi", "az", "cs", "el",
+    "es-419", "fi", "hr", "it", "km", "nl", "pt", "ru", "sv", "tr", "zh-CN", "bg", "da", "en", "et", "fr",
+    "hu", "iw", "ko", "no", "pt-BR", "sk", "ta", "uk", "zh-TW", "bn",
+)  # fmt: skip
+
+
+def language(field: str, value: str) -> str:
+    """One of Cal.com's locales, matched without regard to case or '_' for '-' (e.g. 'pt_br' is 'pt-BR')."""
+    wanted = value.strip().replace("_", "-").casefold()
+    for code in LANGUAGES:
+        if code.casefold() == wanted:
+            return code
+    raise InvalidArgument(
+        field,
+        f"{value!r} is not a language Cal.com can write invites in; use a code such as 'en', 'es', 'fr' "
+        f"or 'pt-BR' (one of {', '.join(sorted(LANGUAGES))}).",
+    )

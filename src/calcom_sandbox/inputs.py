@@ -354,7 +354,7 @@ def _length(requested: object, et: EventTypeDef) -> int:
 def _names(raw: Mapping[str, object], location: Location) -> bool:
     if raw.get("type") != location.type:
         return False
-    return location.type == "address" or raw.get("integration") == location.integration
+    return location.type in ("address", "attendeePhone") or raw.get("integration") == location.integration
 
 
 def _location(raw: object, et: EventTypeDef) -> Location:
@@ -369,6 +369,8 @@ def _location(raw: object, et: EventTypeDef) -> Location:
         ):
             return location
         if isinstance(raw, dict) and _names(raw, location):
+            if location.type == "attendeePhone":  # the number to call is the booking's, not the event type's
+                return Location("attendeePhone", phone=str(raw.get("phone")))
             return location
     named = raw if isinstance(raw, str) else f"{raw.get('type')}" if isinstance(raw, dict) else str(raw)
     if isinstance(raw, dict) and raw.get("type") == "integration":

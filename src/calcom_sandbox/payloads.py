@@ -136,6 +136,8 @@ def location_value(venue: Location) -> str:
         return _INTEGRATION_LOCATIONS.get(name, f"integrations:{name.replace('-', '_')}")
     if venue.type == "address":
         return venue.address or ""
+    if venue.type == "attendeePhone":
+        return venue.phone or ""
     return venue.link or ""
 
 
@@ -167,11 +169,13 @@ def _location_option(venue: Location) -> str:
         return "inPerson"
     if venue.type == "link":
         return "link"
+    if venue.type == "attendeePhone":
+        return "phone"
     return location_value(venue)
 
 
 def _video_url(booking: BookingRecord) -> str | None:
-    if booking.venue.type == "address":
+    if booking.venue.type in ("address", "attendeePhone"):
         return None
     return booking.location or None
 

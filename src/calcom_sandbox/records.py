@@ -25,13 +25,15 @@ class Host:
 
 @dataclass(frozen=True)
 class Location:
-    """Where a meeting happens: a video integration (`cal-video`, `zoom`, `google-meet`), an address, or
-    (deprecated `meetingUrl` on create) the caller's own link."""
+    """Where a meeting happens: a video integration (`cal-video`, `zoom`, `google-meet`), an address,
+    (deprecated `meetingUrl` on create) the caller's own link, or a call to the attendee's phone (`phone`:
+    the number the booking gave)."""
 
-    type: Literal["integration", "address", "link"]
+    type: Literal["integration", "address", "link", "attendeePhone"]
     integration: str | None = None
     address: str | None = None
     link: str | None = None
+    phone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,36 @@ def default_event_types() -> list[EventTypeDef]:
             (video,),
             "15, 30 or 60 minutes on Cal Video.",
             length_options=(15, 30, 60),
+        ),
+        EventTypeDef(
+            1007,
+            "strategy-session",
+            "Strategy session",
+            45,
+            (video,),
+            "45 minutes on Cal Video; tell us what you want to discuss.",
+            booking_fields=(
+                BookingField("topic", "textarea", "What would you like to discuss?", required=True),
+                BookingField("first-visit", "boolean", "Is this your first session with us?"),
+            ),
+        ),
+        EventTypeDef(
+            1008,
+            "phone-call",
+            "Phone call",
+            20,
+            (Location("attendeePhone"),),
+            "We call you at your number.",
+            booking_fields=(
+                BookingField("attendeePhoneNumber", "phone", "Phone number", required=True),
+                BookingField(
+                    "service",
+                    "radio",
+                    "Which service is this about?",
+                    required=True,
+                    options=("Billing", "Repairs", "New installation"),
+                ),
+            ),
         ),
     ]
 

@@ -90,6 +90,8 @@ def event_type_json(et: EventTypeDef, state: SandboxState) -> Body:
     for location in et.locations:
         if location.type == "address":
             locations.append({"type": "address", "address": location.address, "public": True})
+        elif location.type == "attendeePhone":
+            locations.append({"type": "attendeePhone"})
         else:
             locations.append({"type": "integration", "integration": location.integration})
     out: Body = {"id": et.id, "lengthInMinutes": et.length}
@@ -155,10 +157,15 @@ def _field_json(field: BookingField) -> Body:
         "required": field.required,
         "hidden": field.hidden,
     }
+    if field.type in _WITH_PLACEHOLDER:
+        out["placeholder"] = ""
     if field.options:
         out["options"] = list(field.options)
     return out
 
+
+# The field types whose output carries a `placeholder` (the *FieldOutput_2024_06_14 schemas).
+_WITH_PLACEHOLDER: Final = frozenset({"address", "multiemail", "number", "phone", "select", "text", "textarea", "url"})
 
 # Cal.com's default booking fields as GET /v2/event-types returns them.
 BOOKING_FIELDS: Final[list[Body]] = [

@@ -516,6 +516,8 @@ class SandboxState:
             return location.address or ""
         if location.type == "link":
             return location.link or ""
+        if location.type == "attendeePhone":
+            return location.phone or ""
         if location.integration == "zoom":
             return "https://zoom.us/j/" + "".join(self._random.choice("0123456789") for _ in range(11))
         if location.integration == "google-meet":

@@ -20,9 +20,18 @@ from appt_tools.models import (
     BookingStatus,
     EventType,
     HostProfile,
+    Question,
     RateLimit,
     Slot,
+    Webhook,
 )
+
+# Cal.com's built-in booking fields, which the tools cover with their own arguments (name, e-mail,
+# phone, notes, guests) or which Cal.com fills itself: never asked as questions.
+_BUILT_IN_FIELDS = frozenset(
+    {"name", "email", "title", "notes", "guests", "rescheduleReason", "location", "attendeePhoneNumber",
+     "smsReminderNumber"}
+)  # fmt: skip
 
 
 class MalformedResponse(Exception):
@@ -51,11 +60,30 @@ class _ConfirmationPolicy(_Wire):
     disabled: bool = False
 
 
+class _Option(_Wire):
+    label: str | None = None
+    value: str
+
+
 class _BookingField(_Wire):
-    type: str | None = None
+    """One of an event type's `bookingFields`: custom ones carry `slug` (older output `name`)."""
+
     slug: str | None = None
+    name: str | None = None
+    type: str | None = None
+    label: str | None = None
     required: bool = False
     hidden: bool = False
+    is_default: bool = False
+    options: tuple[str | _Option, ...] = ()
+
+    def question(self) -> Question | None:
+        """The question to ask the caller, or None for a built-in or hidden field."""
+        key = self.slug or self.name
+        if key is None or self.type is None or self.hidden or self.is_default or key in _BUILT_IN_FIELDS:
+            return None
+        options = tuple(o if isinstance(o, str) else o.value for o in self.options)
+        return Question(slug=key, label=self.label or key, type=self.type, required=self.required, options=options)
 
 
 class _EventType(_Wire):
@@ -114,6 +142,13 @@ class _Booking(_Wire):
     rescheduled_to_uid: str | None = None
 
 
+class _Webhook(_Wire):
+    id: str | int
+    subscriber_url: str
+    triggers: tuple[str, ...] = ()
+    active: bool = True
+
+
 class _Pagination(_Wire):
     total_items: int
 
@@ -161,6 +196,7 @@ def _event_type(data: object) -> EventType:
         requires_confirmation=wire.needs_confirmation(),
         hidden=wire.hidden,
         email_required=wire.email_required(),
+        questions=tuple(q for f in wire.booking_fields if (q := f.question()) is not None),
     )
 
 
@@ -209,9 +245,10 @@ def _booking(data: object) -> Booking:
         end=wire.end.astimezone(UTC),
         event_type_id=wire.event_type.id if wire.event_type else wire.event_type_id,
         meeting_url=url,
-        # `location` mirrors the meeting URL when there is one; otherwise it is an address or an
-        # internal id such as "integrations:google:meet" (NOTES §3.2), which we keep as text.
-        location=wire.location if wire.location and wire.location != url else None,
+        # `location` mirrors the meeting URL when there is one; otherwise it is an address, a phone number,
+        # or an internal id such as "integrations:daily" (a pending booking's video, NOTES §12.4), which is
+        # never a place anyone can go to and is dropped.
+        location=wire.location if wire.location and wire.location != url and not _internal(wire.location) else None,
         attendee_name=attendee.name if attendee else None,
         attendee_email=attendee.email if attendee else None,
         cancellation_reason=wire.cancellation_reason,
@@ -243,6 +280,19 @@ def booking_page(body: object) -> BookingPage:
     return BookingPage(bookings=tuple(_booking(item) for item in _list(data, "bookings")), total=total)
 
 
+def webhook(body: object) -> Webhook:
+    return _webhook(_unwrap(body))
+
+
+def webhooks(body: object) -> list[Webhook]:
+    return [_webhook(item) for item in _list(_unwrap(body), "webhooks")]
+
+
+def _webhook(data: object) -> Webhook:
+    wire = _parse(_Webhook, data, "webhook")
+    return Webhook(id=str(wire.id), subscriber_url=wire.subscriber_url, triggers=wire.triggers, active=wire.active)
+
+
 _RATE_LIMIT_HEADER = re.compile(r"x-ratelimit-(limit|remaining|reset)-(.+)", re.IGNORECASE)
 
 
@@ -267,6 +317,11 @@ def rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
         if {"limit", "remaining", "reset"} <= v.keys()
     ]
     return min(complete, key=lambda r: (r.remaining, -r.reset_seconds), default=None)
+
+
+def _internal(location: str) -> bool:
+    """Cal.com's app id for a location not made yet, e.g. 'integrations:daily', 'integrations:google:meet'."""
+    return location.startswith("integrations:")
 
 
 def _is_web_url(value: str) -> bool:

@@ -17,7 +17,16 @@ from appt_tools.calcom import _errors, _wire
 from appt_tools.calcom._breaker import CircuitBreaker
 from appt_tools.calcom._pacing import Pacer
 from appt_tools.calcom._policy import CallPolicy
-from appt_tools.models import Booking, BookingPage, BookingRequest, EventType, HostProfile, RateLimit, Slot
+from appt_tools.models import (
+    Booking,
+    BookingPage,
+    BookingRequest,
+    EventType,
+    HostProfile,
+    RateLimit,
+    Slot,
+    Webhook,
+)
 
 # `cal-api-version` per endpoint family, keyed by the path segment after /v2/ (NOTES §2). A
 # missing or wrong value silently reaches a legacy controller, so it is set per request from this
@@ -27,6 +36,7 @@ API_VERSIONS: Final[Mapping[str, str | None]] = {
     "slots": "2024-09-04",
     "event-types": "2024-06-14",
     "me": None,
+    "webhooks": None,
 }
 
 BOOKING_STATUS_FILTERS: Final = frozenset({"upcoming", "recurring", "past", "cancelled", "unconfirmed"})
@@ -165,6 +175,8 @@ class CalcomClient:
             attendee["email"] = request.attendee_email
         if request.attendee_phone:
             attendee["phoneNumber"] = request.attendee_phone
+        if request.language:
+            attendee["language"] = request.language
         payload: dict[str, Any] = {
             "start": _utc(request.start, "start"),
             "eventTypeId": request.event_type_id,
@@ -174,6 +186,10 @@ class CalcomClient:
             payload["lengthInMinutes"] = request.length_minutes
         if request.metadata:
             payload["metadata"] = dict(request.metadata)
+        if request.answers:
+            payload["bookingFieldsResponses"] = dict(request.answers)
+        if request.call_attendee_at:
+            payload["location"] = {"type": "attendeePhone", "phone": request.call_attendee_at}
         return await self._call(_wire.booking, "POST", "/v2/bookings", json=payload)
 
     async def list_bookings(
@@ -246,6 +262,30 @@ class CalcomClient:
     async def release_reservation(self, uid: str) -> None:
         """End a reservation early (`CalcomNotFound` if Cal.com has none by that uid, e.g. expired)."""
         await self._call(_wire.success, "DELETE", f"/v2/slots/reservations/{_segment(uid)}")
+
+    async def confirm_booking(self, uid: str) -> Booking:
+        """Accept a pending booking as the host (NOTES §3.9); Cal.com tells the attendee."""
+        return await self._call(_wire.booking, "POST", f"/v2/bookings/{_segment(uid)}/confirm")
+
+    async def decline_booking(self, uid: str, reason: str | None = None) -> Booking:
+        """Turn down a pending booking as the host; it becomes `rejected` and the attendee is told."""
+        payload = {"reason": reason} if reason else {}
+        return await self._call(_wire.booking, "POST", f"/v2/bookings/{_segment(uid)}/decline", json=payload)
+
+    async def webhooks(self) -> list[Webhook]:
+        """The key owner's user-level webhooks (NOTES §8)."""
+        return await self._call(_wire.webhooks, "GET", "/v2/webhooks", params={"take": "250"})
+
+    async def create_webhook(self, url: str, triggers: Sequence[str], secret: str) -> Webhook:
+        payload = {"subscriberUrl": url, "active": True, "triggers": list(triggers), "secret": secret}
+        return await self._call(_wire.webhook, "POST", "/v2/webhooks", json=payload)
+
+    async def update_webhook(self, webhook_id: str, url: str, triggers: Sequence[str], secret: str) -> Webhook:
+        payload = {"subscriberUrl": url, "active": True, "triggers": list(triggers), "secret": secret}
+        return await self._call(_wire.webhook, "PATCH", f"/v2/webhooks/{_segment(webhook_id)}", json=payload)
+
+    async def delete_webhook(self, webhook_id: str) -> Webhook:
+        return await self._call(_wire.webhook, "DELETE", f"/v2/webhooks/{_segment(webhook_id)}")
 
     # --- plumbing -------------------------------------------------------------------------------
 

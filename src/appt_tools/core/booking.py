@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
+from appt_tools.core import questions
 from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.holds import Holds
 from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls, changing
@@ -117,6 +118,7 @@ class Booker:
                 f"is required for {event_type.title}: the business's Cal.com asks every booker for an e-mail. Ask "
                 "the caller for theirs, e.g. 'ana@example.com', and book again.",
             )
+        answers = questions.check(event_type, draft.answers)
         new = NewAppointment(
             title=draft.title or default_title(event_type, draft.attendee_name),
             description=draft.description or "",
@@ -132,6 +134,8 @@ class Booker:
             start=start.astimezone(UTC),
             end=(start + timedelta(minutes=length)).astimezone(UTC),
             timezone=draft.timezone or (hold.timezone if hold is not None else business_tz),
+            answers=answers,
+            language=draft.language,
         )
         asked = {
             name: value
@@ -240,15 +244,20 @@ class Booker:
         """Take a recorded appointment to its outcome: booked (uid), failed, or still unknown (raises)."""
         if appointment.booking_uid is not None or appointment.status is not AppointmentStatus.PENDING:
             return appointment
+        caller = appointment.caller_phone()
         request = BookingRequest(
             start=appointment.start,
             event_type_id=event_type.id,
             attendee_name=appointment.attendee_name,
             attendee_email=appointment.attendee_email,
             attendee_time_zone=appointment.timezone,
-            attendee_phone=appointment.caller_phone(),
+            attendee_phone=caller,
             length_minutes=length if event_type.length_options else None,
             metadata={"appointment_id": appointment.id, "call_type": appointment.call_type},
+            answers=appointment.answers,
+            # A phone-call event type: the host calls the attendee back at their number.
+            call_attendee_at=(caller or appointment.from_number) if event_type.phone_call else None,
+            language=appointment.language,
         )
         # An earlier attempt whose answer was lost may have booked it: look before booking again.
         booking = await self._find_created(request) if appointment.last_error else None

@@ -7,7 +7,7 @@ a retry first looks in Cal.com for what the lost call did.
 Changes to one appointment run one at a time, across every process sharing the database (`core.idempotency.changing`: a
 per-appointment lease in the store). Each change reads the appointment again once it holds the lease, so a
 cancel that waited for a reschedule cancels the new booking, and a reschedule that waited for a cancel hears
-that it is cancelled. Reconciliation takes the same lease before it writes.
+that it is cancelled. Reconciliation, and the host's confirm and decline, take the same lease.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from appt_tools import validation
 from appt_tools.calcom import CalcomClient
+from appt_tools.core import questions
 from appt_tools.core.booking import record_unknown
 from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.idempotency import IdempotentCalls, changing
@@ -34,7 +35,7 @@ from appt_tools.errors import (
     InvalidArgument,
     NotFound,
 )
-from appt_tools.models import Appointment, AppointmentStatus, Booking
+from appt_tools.models import AnswerValue, Appointment, AppointmentStatus, Booking
 
 if TYPE_CHECKING:
     from appt_tools.store import Store
@@ -86,13 +87,39 @@ class Changes:
         when = move.new_start.astimezone(UTC)
         validation.in_future("new_start", when, self._clock(), tz_name=move.timezone or self._timezone())
 
+        # Checked before anything is written; Cal.com keeps the first booking's answers on a move (the
+        # reschedule body has no `bookingFieldsResponses`), so new ones are our record's alone.
+        event_type = await self._catalog.pick(appointment.event_type_id)
+        answers = questions.check(event_type, move.answers, kept=appointment.answers)
+
         async def work(scoped: object) -> Appointment:
             async with changing(self._store, appointment.id, self._clock):
                 # Another change may have finished while this one waited: act on what it left.
-                return await self._reschedule(await self.get(appointment.id), when, move.reason)
+                moved = await self._reschedule(await self.get(appointment.id), when, move.reason)
+                return await self._record_answers(moved, answers)
 
-        payload = {"appointment_id": appointment.id, "new_start": when.isoformat(), "reason": move.reason}
+        payload = {
+            "appointment_id": appointment.id,
+            "new_start": when.isoformat(),
+            "reason": move.reason,
+            "answers": answers,
+        }
         return await self._keys.run("reschedule", move.idempotency_key, payload, work=work, resume=work)
+
+    async def _record_answers(self, appointment: Appointment, answers: dict[str, AnswerValue]) -> Appointment:
+        if answers == appointment.answers:
+            return appointment
+        changed = ", ".join(
+            sorted(
+                k for k in answers.keys() | appointment.answers.keys() if answers.get(k) != appointment.answers.get(k)
+            )
+        )
+        return await self._store.update_appointment(
+            appointment.id,
+            {"answers": answers},
+            now=self._clock(),
+            history=history_entry(self._clock(), "updated", f"Answers changed: {changed}."),
+        )
 
     async def _reschedule(self, appointment: Appointment, when: datetime, why: str | None) -> Appointment:
         uid = self._ensure_live(appointment, "reschedule")

@@ -8,7 +8,8 @@ future, is the event type known, is the length one it offers) is checked here, i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from appt_tools.models import AppointmentStatus, CallType, SortField
@@ -47,6 +48,9 @@ class BookingDraft:
     timezone: str | None = None
     duration_minutes: int | None = None
     idempotency_key: str | None = None
+    # Answers to the event type's questions, slug → answer, checked against them by the core.
+    answers: Mapping[str, object] = field(default_factory=dict)
+    language: str | None = None  # a Cal.com locale already checked; default: the settings' language
     attendee_phone: str | None = None
     hold_id: str | None = None
 
@@ -70,6 +74,7 @@ class Move:
     reason: str | None = None
     timezone: str | None = None
     idempotency_key: str | None = None
+    answers: Mapping[str, object] = field(default_factory=dict)  # added to or replacing those given when booked
 
 
 @dataclass(frozen=True)

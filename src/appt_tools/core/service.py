@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -22,8 +23,9 @@ from appt_tools.config import Settings
 from appt_tools.core.booking import Booker
 from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
+from appt_tools.core.decisions import Decisions
 from appt_tools.core.holds import Holds
-from appt_tools.core.idempotency import IdempotentCalls
+from appt_tools.core.idempotency import IdempotentCalls, changing
 from appt_tools.core.records import history_entry
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
@@ -76,6 +78,7 @@ class AppointmentService:
         self._changes = Changes(
             store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
         )
+        self._decisions = Decisions(store, lambda: self.calcom, clock, self.slots_changed)
 
     def now(self) -> datetime:
         return self._clock()
@@ -156,11 +159,27 @@ class AppointmentService:
 
     async def book(self, draft: BookingDraft) -> Appointment:
         await self.catalog.ready()  # the time zone may come from the start-up sync
-        return await self._booker.book(draft)
+        return await self._booker.book(self._with_language(draft))
 
     async def book_with_corrections(self, draft: BookingDraft) -> tuple[Appointment, tuple[str, ...]]:
         """The booking, and the fields a repeat of a live booking corrected (see `Booker._correct`)."""
-        return await self._booker.book_with_corrections(draft)
+        return await self._booker.book_with_corrections(self._with_language(draft))
+
+    def _with_language(self, draft: BookingDraft) -> BookingDraft:
+        """The invite's language: the booking's own, else the business's default."""
+        return draft if draft.language is not None else replace(draft, language=self._settings.language)
+
+    async def confirm(self, appointment_id: str) -> Appointment:
+        """The host accepts a pending booking in Cal.com (the attendee is told)."""
+        appointment = await self.get(appointment_id)
+        async with changing(self.store, appointment.id, self._clock):  # one change at a time (core/changes.py)
+            return await self._decisions.confirm(await self.get(appointment.id))
+
+    async def decline(self, appointment_id: str, reason: str | None = None) -> Appointment:
+        """The host turns down a pending booking in Cal.com (the attendee is told); it ends cancelled."""
+        appointment = await self.get(appointment_id)
+        async with changing(self.store, appointment.id, self._clock):
+            return await self._decisions.decline(await self.get(appointment.id), reason)
 
     async def hold(self, request: HoldRequest) -> Hold:
         return await self.holds.hold(request)

@@ -10,12 +10,14 @@ from pydantic import BaseModel, Field
 
 from appt_tools.errors import AppError, CalcomRateLimited, InvalidArgument, SlotUnavailable
 from appt_tools.models import (
+    AnswerValue,
     Appointment,
     AppointmentStatus,
     CallType,
     EventType,
     HistoryEntry,
     Hold,
+    Question,
     SearchPage,
     Slot,
     SlotSearch,
@@ -54,6 +56,27 @@ class SlotView(BaseModel):
         return cls(start=spoken.iso(slot.start, tz), end=spoken.iso(slot.end, tz), spoken=spoken.when(slot.start, tz))
 
 
+class QuestionView(BaseModel):
+    slug: str = Field(description="Key for the answer in book_appointment's `answers`, e.g. 'topic'.")
+    label: str = Field(description="The question to ask the caller, e.g. 'What would you like to discuss?'.")
+    type: str = Field(
+        description="text, textarea, number, phone, select or radio (one option), multiselect or checkbox "
+        "(a list of options), boolean (true or false)."
+    )
+    required: bool = Field(description="Booking is refused without an answer.")
+    options: list[str] | None = Field(default=None, description="The allowed answers, for choice questions.")
+
+    @classmethod
+    def of(cls, q: Question) -> QuestionView:
+        return cls(slug=q.slug, label=q.label, type=q.type, required=q.required, options=list(q.options) or None)
+
+
+QUESTIONS = (
+    "Questions the event type asks: ask the caller each required one and pass the answers to book_appointment "
+    "as `answers` (slug → answer). Name, e-mail, phone and notes are not questions: they have their own arguments."
+)
+
+
 class SlotsResult(BaseModel):
     timezone: str = Field(description="IANA zone the times are shown in.")
     event_type_id: int
@@ -64,6 +87,7 @@ class SlotsResult(BaseModel):
         description="True when nothing was free in the requested day or range; `slots` then holds the next free times after it."
     )
     truncated: bool = Field(description="True when more slots were free than listed; ask for a narrower range.")
+    questions: list[QuestionView] = Field(description=QUESTIONS)
     now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
 
@@ -80,6 +104,7 @@ class SlotsResult(BaseModel):
             slots=slots,
             requested_window_empty=found.later,
             truncated=found.truncated,
+            questions=[QuestionView.of(q) for q in found.event_type.questions],
             now=now,
             say=say_text,
         )
@@ -110,8 +135,15 @@ class AppointmentView(BaseModel):
     from_number: str = Field(description="Number that called, E.164.")
     call_type: CallType
     event_type_id: int
-    meeting_url: str | None = Field(description="Link to join (Zoom, Google Meet, Cal Video…), if any.")
-    location: str | None = Field(description="Where it happens: the link, or an address for in-person visits.")
+    meeting_url: str | None = Field(
+        description="Link to join (Zoom, Google Meet, Cal Video…), if any; a booking waiting for the host gets "
+        "its link once confirmed."
+    )
+    location: str | None = Field(
+        description="Where it happens: the link, an address for in-person visits, or the number the host calls."
+    )
+    answers: dict[str, AnswerValue] = Field(description="The caller's answers to the event type's questions, by slug.")
+    language: str | None = Field(description="The language of the attendee's invite and e-mails, e.g. 'es'.")
     cancellation_reason: str | None
     last_error: str | None = Field(description="What went wrong last with Cal.com, if anything.")
     created_at: str
@@ -140,7 +172,10 @@ class AppointmentView(BaseModel):
             call_type=a.call_type,
             event_type_id=a.event_type_id,
             meeting_url=a.meeting_url,
-            location=a.location,
+            # An internal id ('integrations:daily', stored before it was dropped) is no place to go.
+            location=None if (a.location or "").startswith("integrations:") else a.location,
+            answers=dict(a.answers),
+            language=a.language,
             cancellation_reason=a.cancellation_reason,
             last_error=a.last_error,
             created_at=spoken.iso(a.created_at, tz),
@@ -210,9 +245,13 @@ class EventTypeView(BaseModel):
     slug: str
     length_minutes: int
     length_options: list[int] = Field(description="Allowed durations when the type has several.")
-    location: str | None = Field(description="e.g. 'cal-video', 'zoom', 'google-meet' or an address.")
+    location: str | None = Field(
+        description="e.g. 'cal-video', 'zoom', 'google-meet', an address, or 'phone call' (the host calls the "
+        "caller at the number they called from)."
+    )
     requires_confirmation: bool = Field(description="Bookings stay pending until the host confirms.")
     is_default: bool
+    questions: list[QuestionView] = Field(description=QUESTIONS)
 
     @classmethod
     def of(cls, e: EventType, default_id: int | None) -> EventTypeView:
@@ -222,9 +261,10 @@ class EventTypeView(BaseModel):
             slug=e.slug,
             length_minutes=e.length_minutes,
             length_options=list(e.length_options),
-            location=e.location_integration or e.location_address or e.location_type,
+            location="phone call" if e.phone_call else e.location_integration or e.location_address or e.location_type,
             requires_confirmation=e.requires_confirmation,
             is_default=e.id == default_id,
+            questions=[QuestionView.of(q) for q in e.questions],
         )
 
 

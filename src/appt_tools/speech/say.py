@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
-from appt_tools.models import Appointment, AppointmentStatus, Slot
+from appt_tools.models import Appointment, AppointmentStatus, EventType, Slot
 from appt_tools.speech import spoken
 
 LIMIT = 200
@@ -59,6 +59,8 @@ ERROR_SAYS = {
     "calcom_booking_restricted": "I can't book this kind of appointment from here; the business will book it for you.",
     "calcom_reschedule_too_late": "It's too close to the time to move it now; I can cancel it and book a new time.",
     "calcom_forbidden": "The calendar won't let me do that; the business can help you with it.",
+    "not_pending": "That booking isn't waiting for the host, so there is nothing to confirm or decline.",
+    "already_confirmed": "The host has already confirmed that booking.",
     "unknown_tool": "Sorry, I can't do that from here.",
 }
 NOT_FOR_THE_CALLER = "One moment, I need to fix a detail on my side."
@@ -95,18 +97,46 @@ def slots(found: Sequence[Slot], tz: str, *, day_asked: datetime, later: bool) -
     return sentence(f"I have {len(times)} free times, the first being {spoken.choices(times[:3], tz)}.")
 
 
-def booked(a: Appointment, tz: str, corrected: Sequence[str] = ()) -> str:
-    """A phone-only booking says nothing about e-mail: no confirmation is sent to the caller then."""
+def booked(a: Appointment, tz: str, corrected: Sequence[str] = (), event_type: EventType | None = None) -> str:
+    """What was booked and where (a call to the caller's number, the address, or the e-mailed link); a
+    phone-only booking says nothing about e-mail: no confirmation is sent to the caller then."""
     when = spoken.when(a.start, tz)
     if corrected:
         fixed = spoken.join(list(dict.fromkeys(_CORRECTED[name] for name in corrected)))
         return sentence(f"I've corrected {fixed} on your booking for {when}.")
+    if event_type is not None and event_type.phone_call and a.location:
+        where = f"; they will call you at {spoken.phone(a.location)}"
+    elif event_type is not None and event_type.location_type == "address" and _fit(a.location):
+        where = f" at {a.location}"
+    else:
+        where = ""
+    mail = bool(a.attendee_email)
     if a.status is AppointmentStatus.PENDING:
-        mail = ", and you'll get an e-mail" if a.attendee_email else ""
-        return sentence(f"I've requested {when}; the host still has to confirm it{mail}.")
-    if a.attendee_email is None:
-        return sentence(f"You're booked for {when}.")
-    return sentence(f"You're booked for {when}. A confirmation is on its way to your e-mail.")
+        if where:
+            told = "; you'll get an e-mail" if mail else ""
+            return sentence(f"I've requested {when}{where} once the host confirms it{told}.")
+        if not mail:
+            return sentence(f"I've requested {when}; the host still has to confirm it.")
+        return sentence(
+            f"I've requested {when}; the host still has to confirm it, and the e-mail with the meeting link "
+            "comes once it's confirmed."
+        )
+    if not mail:
+        return sentence(f"You're booked for {when}{where}.")
+    return sentence(f"You're booked for {when}{where}. A confirmation is on its way to your e-mail.")
+
+
+def _fit(text: str | None) -> bool:
+    """Business text (an address) that can be read aloud as it is."""
+    return bool(text) and not problems(text or "") and len(text or "") <= 100
+
+
+def confirmed(a: Appointment, tz: str) -> str:
+    return sentence(f"The appointment on {spoken.when(a.start, tz)} is confirmed, and the attendee has been told.")
+
+
+def declined(a: Appointment, tz: str) -> str:
+    return sentence(f"The request for {spoken.when(a.start, tz)} is declined, and the attendee has been told.")
 
 
 _CORRECTED = {
@@ -173,8 +203,14 @@ def error(err: AppError, tz: str) -> str:
             return f"{opening} Nothing is free close to it; shall I look at another day?"
         return sentence(f"{opening} I can offer {spoken.choices([s.start for s in err.alternatives], tz)} instead.")
     if isinstance(err, InvalidArgument):
+        ask = getattr(err, "ask", None)  # a missing answer: the business's own question
+        if isinstance(ask, str) and _fit(ask):
+            return sentence(ask)
         fields = [e["field"] for e in getattr(err, "errors", ())] or [err.field]
-        return next((FIELD_PROMPTS[f] for f in fields if f in FIELD_PROMPTS), NOT_FOR_THE_CALLER)
+        prompt = next((FIELD_PROMPTS[f] for f in fields if f in FIELD_PROMPTS), None)
+        if prompt is None and any(f.startswith("answers.") for f in fields):
+            return "I need one more detail for this booking."
+        return prompt or NOT_FOR_THE_CALLER
     if err.code in ERROR_SAYS:
         return ERROR_SAYS[err.code]
     return (

@@ -56,3 +56,14 @@ def join(parts: Sequence[str], word: str = "and") -> str:
 def iso(moment: datetime, tz_name: str) -> str:
     """ISO 8601 with the zone's offset, seconds precision: '2026-11-24T15:00:00-05:00'."""
     return local(moment, tz_name).isoformat(timespec="seconds")
+
+
+def phone(number: str) -> str:
+    """A phone number in groups, as people read one out: '+1 415-555-0123' (as given if unparseable)."""
+    import phonenumbers  # on first use, as validation does
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

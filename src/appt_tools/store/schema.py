@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SCRIPT_LOCATION = "appt_tools:migrations"
 # The newest revision in `appt_tools/migrations/versions`: bump it with every new revision (a test
 # compares it with the scripts' head, so it cannot drift).
-HEAD = "0004_caller"
+HEAD = "0004_questions"
 # Alembic's default version table (we never configure another).
 VERSION_TABLE = "alembic_version"
 # Objects the migrations make that the metadata cannot describe: the SQLite FTS5 table and the

@@ -320,6 +320,7 @@ class _Batch:
 
     def add(self, row: dict[str, Any], uid: str | None) -> None:
         times = {column: self._time(row[column]) for column in _TIMES}
+        row = {"answers": "{}", "language": None, **row}  # seeded calls answered no questions
         at = times["created_at"]
         self.appointments.append(tuple(times[c] if c in times else row[c] for c in _APPOINTMENT_COLUMNS))
         self.history.append((row["id"], at, "created", "", times["start_at"]))

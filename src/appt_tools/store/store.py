@@ -466,6 +466,7 @@ class Store:
                 values = {
                     **event_type.model_dump(),
                     "length_options": list(event_type.length_options),
+                    "questions": [q.model_dump(mode="json") for q in event_type.questions],
                     "synced_at": now,
                 }
                 row = existing.pop(event_type.id, None)

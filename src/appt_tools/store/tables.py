@@ -183,6 +183,9 @@ class AppointmentRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The caller's answers to the event type's questions (slug → answer), as sent to Cal.com.
+    answers: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    language: Mapped[str | None] = mapped_column(String(16))
     # The domain model's names for the columns named otherwise.
     start: Mapped[datetime] = synonym("start_at")
     end: Mapped[datetime] = synonym("end_at")
@@ -286,6 +289,8 @@ class EventTypeRow(Base):
     requires_confirmation: Mapped[bool] = mapped_column(default=False)
     hidden: Mapped[bool] = mapped_column(default=False)
     email_required: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Each custom booking question: {slug, label, type, required, options}.
+    questions: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -83,6 +83,8 @@ def booking_draft(
     idempotency_key: str | None = None,
     attendee_phone: str | None = None,
     hold_id: str | None = None,
+    answers: Mapping[str, object] | None = None,
+    language: str | None = None,
 ) -> BookingDraft:
     """Every field is checked; one InvalidArgument names all that are wrong (`errors`)."""
     p = Problems()
@@ -113,6 +115,8 @@ def booking_draft(
     texts = {key: p.check(partial(validation.text, key, value)) for key, value in given.items()}
     length = p.check(lambda: validation.duration("duration_minutes", duration_minutes))
     key = p.check(lambda: validation.idempotency_key(idempotency_key))
+    given_answers = p.check(lambda: answer_map(answers))
+    tongue = p.check(lambda: validation.language("language", language)) if language is not None else None
     p.raise_any()
     assert name is not None and kind is not None and to_e164 is not None and from_e164 is not None
     return BookingDraft(
@@ -132,7 +136,22 @@ def booking_draft(
         idempotency_key=key,
         attendee_phone=phone,
         hold_id=held,
+        answers=given_answers or {},
+        language=tongue,
     )
+
+
+def answer_map(raw: Mapping[str, object] | None) -> dict[str, object]:
+    """The answers object as given (each value is checked against its question by the core)."""
+    if raw is None:
+        return {}
+    for slug in raw:
+        if not isinstance(slug, str) or not slug.strip() or len(slug) > 100:
+            raise InvalidArgument(
+                "answers",
+                f"{slug!r} is not a question slug; use the `slug` of a question from find_slots, e.g. 'topic'.",
+            )
+    return {slug.strip(): value for slug, value in raw.items()}
 
 
 def hold_request(
@@ -159,12 +178,14 @@ def move(
     reason: str | None = None,
     timezone: str | None = None,
     idempotency_key: str | None = None,
+    answers: Mapping[str, object] | None = None,
 ) -> Move:
     p = Problems()
     zone = p.check(lambda: validation.zone_name("timezone", timezone)) if timezone is not None else None
     when = p.check(lambda: validation.instant("new_start", new_start, zone or ("UTC" if timezone else None)))
     why = p.check(lambda: validation.text("reason", reason))
     key = p.check(lambda: validation.idempotency_key(idempotency_key))
+    given_answers = p.check(lambda: answer_map(answers))
     p.raise_any()
     assert when is not None
     return Move(
@@ -173,6 +194,7 @@ def move(
         reason=why or None,
         timezone=zone,
         idempotency_key=key,
+        answers=given_answers or {},
     )
 
 

@@ -1,4 +1,4 @@
-"""`appt-tools`: serve, sandbox, demo, settings, event-types, schemas.
+"""`appt-tools`: serve, sandbox, demo, settings, event-types, appointments, webhooks, reconcile, db, schemas.
 
 Everything a person reads goes to stderr while an MCP server speaks on stdout (stdio transport).
 """
@@ -140,6 +140,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave bookings younger than this that are still being made alone (0 after a crash)",
     )
 
+    appointments = sub.add_parser(
+        "appointments",
+        help="settle a pending booking as the host",
+        description="Confirm or decline a booking waiting for the host (event types that need confirmation). "
+        "Cal.com e-mails the attendee.",
+    )
+    appointments_sub = appointments.add_subparsers(dest="action", required=True)
+    confirm = appointments_sub.add_parser("confirm", help="accept a pending booking")
+    confirm.add_argument("appointment_id", metavar="ID", help="appointment id (apt_…) or Cal.com booking uid")
+    decline = appointments_sub.add_parser("decline", help="turn down a pending booking")
+    decline.add_argument("appointment_id", metavar="ID", help="appointment id (apt_…) or Cal.com booking uid")
+    decline.add_argument("--reason", default=None, help="told to the attendee, e.g. 'Fully booked that week'")
+
+    webhooks = sub.add_parser(
+        "webhooks",
+        help="the Cal.com webhook that keeps the store in step",
+        description="Set up the Cal.com webhook that tells this server about bookings changed in Cal.com.",
+    )
+    webhooks_sub = webhooks.add_subparsers(dest="action", required=True)
+    register = webhooks_sub.add_parser(
+        "register",
+        help="create or update it with a new secret, and store the secret",
+        description="Create (or update) the Cal.com webhook to URL for the booking triggers this server handles, "
+        "with a freshly generated secret, stored as calcom_webhook_secret.",
+    )
+    register.add_argument("--url", required=True, help="public URL of this server's route, https://…/webhooks/calcom")
+    webhooks_sub.add_parser("list", help="the Cal.com webhooks of the API key's user")
+    remove = webhooks_sub.add_parser("remove", help="delete a Cal.com webhook")
+    remove.add_argument("target", metavar="ID_OR_URL", help="the webhook's id, or its subscriber URL")
+
     db = sub.add_parser("db", help="the local database", description="The local database.")
     db_sub = db.add_subparsers(dest="action", required=True)
     db_sub.add_parser("upgrade", help="migrate it to the newest schema (every start does this too)")
@@ -253,6 +283,10 @@ async def _run(args: argparse.Namespace) -> int:
         return await _schemas(args)
     if args.command == "db":
         return await _db(args)
+    if args.command == "appointments":
+        return await _appointments(args)
+    if args.command == "webhooks":
+        return await _webhooks(args)
     raise AssertionError(args.command)
 
 
@@ -442,6 +476,7 @@ _EXAMPLES = {
     "timezone": "America/New_York",
     "duration_minutes": "30",
     "business_name": "'Acme Dental'",
+    "language": "es",
     "calcom_timeout": "10",
     "reconcile_minutes": "15",
     "calcom_rate_limit": "120",
@@ -500,6 +535,52 @@ async def _reconcile(args: argparse.Namespace) -> int:
     for line in report.unresolved:
         print(f"  unresolved {line}")
     return 1 if report.unresolved else 0
+
+
+async def _appointments(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from appt_tools.runtime import open_service
+
+    async with open_service() as service:
+        if args.action == "confirm":
+            done = await service.confirm(args.appointment_id)
+            verb = "confirmed"
+        else:
+            done = await service.decline(args.appointment_id, args.reason)
+            verb = "declined"
+        when = done.start.astimezone(ZoneInfo(service.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    print(f"{verb} {done.id} ({done.attendee_name}, {when}): now {done.status.value}; Cal.com e-mails the attendee")
+    return 0
+
+
+async def _webhooks(args: argparse.Namespace) -> int:
+    from appt_tools.core import webhook_setup
+    from appt_tools.runtime import open_service
+
+    async with open_service() as service:
+        if args.action == "register":
+            done = await webhook_setup.register(service.calcom, service.store, args.url)
+            hook = done.webhook
+            print(f"{'created' if done.created else 'updated'} webhook {hook.id} → {hook.subscriber_url}")
+            print(f"  triggers: {', '.join(hook.triggers)}")
+            _say("stored a new calcom_webhook_secret; Cal.com signs every delivery with it")
+            if os.environ.get(config.ENV["calcom_webhook_secret"]):
+                _say(
+                    f"warning: {config.ENV['calcom_webhook_secret']} is set in the environment and wins over the "
+                    "stored secret: unset it, or deliveries will be refused as badly signed."
+                )
+        elif args.action == "list":
+            hooks = await service.calcom.webhooks()
+            if not hooks:
+                _say("no Cal.com webhooks: run 'appt-tools webhooks register --url https://…/webhooks/calcom'")
+            for hook in hooks:
+                state = "active" if hook.active else "inactive"
+                print(f"{hook.id}  {hook.subscriber_url}  [{state}]  {', '.join(hook.triggers)}")
+        else:
+            for hook in await webhook_setup.remove(service.calcom, args.target):
+                print(f"removed webhook {hook.id} → {hook.subscriber_url}")
+    return 0
 
 
 async def _schemas(args: argparse.Namespace) -> int:

@@ -84,6 +84,17 @@ AppointmentId = Annotated[
 ]
 
 
+Answers = Annotated[
+    dict[str, str | bool | float | list[str]] | None,
+    Field(
+        description="Answers to the event type's questions (listed in find_slots and list_event_types), by slug, "
+        "e.g. {'topic': 'Moving my pension', 'first-visit': true}. Every required question needs one; a choice "
+        "question takes one of its options (a list for checkbox and multiselect).",
+        max_length=50,
+    ),
+]
+
+
 # The statuses spelled out (not the enum, whose schema would be a $ref that some platforms cannot follow).
 StatusName = Literal["pending", "active", "rescheduled", "cancelled", "completed", "failed"]
 assert set(get_args(StatusName)) == {s.value for s in AppointmentStatus}
@@ -224,10 +235,19 @@ class Tools:
             str | None,
             Field(description="The hold_id from hold_slot: books the held time (start may be left out)."),
         ] = None,
+        answers: Answers = None,
+        language: Annotated[
+            str | None,
+            Field(
+                description="The caller's language for the invite and e-mails, e.g. 'es', 'fr', 'pt-BR'. "
+                "Default: the business's setting."
+            ),
+        ] = None,
     ) -> AppointmentResult:
         """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
-        the call's numbers and type. Only book a slot the caller agreed to. On `slot_unavailable`, offer the
-        returned alternatives. Booking the same time again for the same call with a corrected name, e-mail,
+        the call's numbers and type. Only book a slot the caller agreed to. If find_slots listed `questions`, ask the
+        caller the required ones first and pass `answers`. For a phone-call event type the host calls the caller
+        back at their number. On `slot_unavailable`, offer the returned alternatives. Booking the same time again for the same call with a corrected name, e-mail,
         title, description or label corrects the booking instead of making a second one."""
         draft = arguments.booking_draft(
             start=start,
@@ -246,12 +266,15 @@ class Tools:
             idempotency_key=idempotency_key,
             attendee_phone=attendee_phone,
             hold_id=hold_id,
+            answers=answers,
+            language=language,
         )
         booked, corrected = await self.service.book_with_corrections(draft)
         call = call_facts.current()
         if call is not None and call.overruled:
             booked = await self.service.note(booked.id, "updated", call.history_note())
-        return self._result(booked, say.booked(booked, self._tz(), corrected))
+        known = {t.id: t for t in await self.service.list_event_types()}
+        return self._result(booked, say.booked(booked, self._tz(), corrected, known.get(booked.event_type_id)))
 
     @tool("Hold a time", CREATES)
     async def hold_slot(
@@ -302,11 +325,18 @@ class Tools:
             Field(description="IANA zone to read `new_start` in when it has no offset, e.g. 'America/New_York'."),
         ] = None,
         idempotency_key: IdempotencyKey = None,
+        answers: Answers = None,
     ) -> AppointmentResult:
         """Move an appointment to a new free time. Cal.com makes a new booking uid and notifies the attendee;
-        the appointment id stays the same. Cancelled appointments cannot be moved."""
+        the appointment id stays the same. Cancelled appointments cannot be moved. `answers` add to or correct
+        those given when booking."""
         move = arguments.move(
-            appointment_id, new_start, reason=reason, timezone=timezone, idempotency_key=idempotency_key
+            appointment_id,
+            new_start,
+            reason=reason,
+            timezone=timezone,
+            idempotency_key=idempotency_key,
+            answers=answers,
         )
         moved = await self.service.reschedule(move)
         return self._result(moved, say.rescheduled(moved, self._tz()))

@@ -213,6 +213,9 @@ ELEVENLABS_CALL_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+JSON_TEXT = 'Send it as JSON text, e.g. \'{"topic": "Moving my pension"}\'.'
+
+
 def elevenlabs_tool(name: str, description: str, input_schema: dict[str, Any], base_url: str) -> dict[str, Any]:
     """An ElevenLabs webhook (server) tool, as `POST /v1/convai/tools` takes it: the body's properties
     are the model's arguments, plus the caller id and called number wired to system variables; our
@@ -248,6 +251,8 @@ def _elevenlabs(prop: dict[str, Any]) -> dict[str, Any]:
     (string enums kept; other limits stated in words)."""
     kind = prop.get("type", "string")
     description = prop.get("description") or "See the tool's description."
+    if kind == "object":  # ElevenLabs has no free-form object: the object travels as JSON text
+        return {"type": "string", "description": f"{description} {JSON_TEXT}"}
     if kind == "array":
         items = _elevenlabs(prop.get("items", {"type": "string"}))
         return {"type": "array", "description": description, "items": items}

@@ -166,11 +166,28 @@ ELEVENLABS_FIELDS = {
 }
 
 
+# Object arguments, which ElevenLabs' schemas cannot declare: the model sends them as JSON text.
+ELEVENLABS_JSON_TEXT = ("answers",)
+
+
+def _json_text(value: object) -> object:
+    """The object JSON text stands for; anything else (a refusal follows, naming the argument) as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def elevenlabs_call(body: dict[str, Any]) -> tuple[dict[str, Any], CallFacts]:
     """The tool's arguments and the call's facts from an ElevenLabs webhook body: the caller id is the
     number that called, the called number the one that was called; with neither (a web or test
     conversation) the call is a web call."""
     arguments = {key: value for key, value in body.items() if key not in ELEVENLABS_FIELDS}
+    for key in ELEVENLABS_JSON_TEXT:
+        if key in arguments:
+            arguments[key] = _json_text(arguments[key])
     caller, called = body.get("caller_id"), body.get("called_number")
     direction = body.get("call_direction")
     facts = CallFacts.of("ElevenLabs", to_number=called, from_number=caller, call_type=None)

@@ -371,6 +371,7 @@ class Appointments:
             label=f["label"] or None,
             event_type_id=_number(body, "event_type_id"),
             idempotency_key=_text(body, "idempotency_key") or None,
+            answers=_answers(body),
         )
         booked = await self.service.book(draft)
         tz = self.service.timezone
@@ -436,6 +437,31 @@ class Appointments:
         data = editable(cancelled, tz, self.service.now(), await self.event_types())
         message = f"Cancelled the appointment on {spoken.when(cancelled.start, tz)}. Cal.com is telling the attendee."
         return render.json({"appointment": data, "message": message})
+
+    async def confirm(self, request: Request, session: Session) -> Response:
+        confirmed = await self.service.confirm(request.path_params["id"])
+        tz = self.service.timezone
+        data = editable(confirmed, tz, self.service.now(), await self.event_types())
+        message = f"Confirmed the appointment on {spoken.when(confirmed.start, tz)}. Cal.com is telling the attendee."
+        return render.json({"appointment": data, "message": message})
+
+    async def decline(self, request: Request, session: Session) -> Response:
+        body = await json_body(request)
+        reason = validation.text("reason", _text(body, "reason")) or None
+        declined = await self.service.decline(request.path_params["id"], reason)
+        tz = self.service.timezone
+        data = editable(declined, tz, self.service.now(), await self.event_types())
+        message = f"Declined the request for {spoken.when(declined.start, tz)}. Cal.com is telling the attendee."
+        return render.json({"appointment": data, "message": message})
+
+
+def _answers(body: dict[str, Any]) -> dict[str, object] | None:
+    raw = body.get("answers")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidArgument("answers", "must be an object of question slug to answer.")
+    return raw
 
 
 def _text(body: dict[str, Any], name: str) -> str | None:

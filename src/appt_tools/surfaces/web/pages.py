@@ -12,6 +12,7 @@ GET  /app/appointments/{id}  one appointment for the drawer, with its history
 POST /app/appointments       book (service.book)
 POST /app/appointments/{id}  edit details (service.update) and/or move (service.reschedule)
 POST /app/appointments/{id}/cancel                        service.cancel
+POST /app/appointments/{id}/confirm|decline                service.confirm|decline (a pending booking)
 POST /app/settings, /app/settings/test, /app/event-types/refresh
 GET  /static/…               the dashboard's own CSS and script
 """
@@ -67,6 +68,8 @@ class Dashboard:
             Route("/app/appointments/{id}", read(a.get), methods=["GET"]),
             Route("/app/appointments/{id}", change(a.update), methods=["POST"]),
             Route("/app/appointments/{id}/cancel", change(a.cancel), methods=["POST"]),
+            Route("/app/appointments/{id}/confirm", change(a.confirm), methods=["POST"]),
+            Route("/app/appointments/{id}/decline", change(a.decline), methods=["POST"]),
             Route("/app/settings", change(self.settings.save), methods=["POST"]),
             Route("/app/settings/test", change(self.settings.test), methods=["POST"]),
             Route("/app/event-types/refresh", change(self.settings.refresh), methods=["POST"]),
@@ -84,6 +87,10 @@ class Dashboard:
             "timezone": self.service.timezone,
             "event_types": types,
             "default_event_type": default,
+            # Each event type's questions, for the drawer to ask when booking (rendered with `tojson`).
+            "event_type_questions": {
+                str(t.id): [q.model_dump(mode="json") for q in t.questions] for t in types if t.questions
+            },
             "configured": self.service.settings.calcom_api_key is not None,
             "business_name": self.service.settings.business_name,
             "region_name": validation.country_name(validation.country_of_zone(self.service.timezone)) or "",

@@ -59,6 +59,8 @@ def whereabouts(a: Appointment) -> tuple[str, str]:
     if link:
         return "link", link
     location = (a.location or "").strip()
+    if a.status is AppointmentStatus.PENDING and (not location or location.startswith("integrations:")):
+        return "online", "Online meeting: the link comes once the host confirms it."
     if location.startswith("integrations:"):
         return "online", "Online meeting: the link comes with Cal.com's invitation."
     if location and location.lstrip("+").replace(" ", "").replace("-", "").isdigit():
@@ -101,6 +103,7 @@ class Row:
     where_kind: str  # link, online, phone, address or none (see `whereabouts`)
     where: str
     booking_uid: str
+    pending: bool  # waiting for the host: it can be confirmed or declined
     named: str  # 'Sales call with Ana Ruiz, Dec 8': what a button acts on, for a screen reader
 
     @classmethod
@@ -131,6 +134,7 @@ class Row:
             where_kind=where_kind,
             where=where,
             booking_uid=a.booking_uid or "",
+            pending=status is AppointmentStatus.PENDING and a.booking_uid is not None,
             named=f"{a.title} with {a.attendee_name}, {short_date(a.start, tz)}",
         )
 
@@ -165,7 +169,28 @@ def editable(a: Appointment, tz: str, now: datetime, event_types: list[EventType
         "booking_uid": row.booking_uid,
         "named": row.named,
         "last_error": a.last_error,
+        "pending": row.pending,
+        "answers": answered(a, event_types),
     }
+
+
+def answered(a: Appointment, event_types: list[EventType]) -> list[dict[str, str]]:
+    """The caller's answers as (question, answer) in the event type's order; an answer to a question the
+    event type no longer asks keeps its slug as the question."""
+    asked = next((t.questions for t in event_types if t.id == a.event_type_id), ())
+    labels = {q.slug: q.label for q in asked}
+    order = [q.slug for q in asked if q.slug in a.answers] + [k for k in a.answers if k not in labels]
+    return [{"question": labels.get(k, k), "answer": _answer_text(a.answers[k])} for k in order]
+
+
+def _answer_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 def slot_choice(slot: Slot, tz: str) -> dict[str, str]:

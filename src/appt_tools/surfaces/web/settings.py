@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appt_tools import config
+from appt_tools import config, validation
 from appt_tools.config import Settings
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import (
@@ -36,6 +36,7 @@ FIELDS = {
     "timezone": "Time zone",
     "duration_minutes": "Duration override",
     "business_name": "Business name",
+    "language": "Invite language",
 }
 
 
@@ -55,6 +56,7 @@ class SettingsPage:
             "from_environment": {k: config.ENV[k] for k in FIELDS if settings.sources.get(k) == "environment"},
             "event_types": await self.service.catalog.synced(),
             "timezones": sorted(available_timezones()),
+            "languages": sorted(validation.LANGUAGES, key=str.casefold),
             "sandbox": self.sandbox,
         }
 

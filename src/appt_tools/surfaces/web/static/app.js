@@ -366,6 +366,90 @@
 
   const configured = document.body.dataset.configured === "true";
 
+  // --- the event type's questions (Cal.com booking fields), asked when booking --------------------
+
+  const QUESTIONS = (() => {
+    const node = $("#event-type-questions");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (_) { return {}; }
+  })();
+
+  function renderQuestions() {
+    const list = $("#questions-list");
+    if (!list) return;
+    const asked = QUESTIONS[form.elements.event_type_id.value] || [];
+    list.replaceChildren();
+    for (const q of asked) {
+      const name = `answers.${q.slug}`;
+      const id = `answer-${q.slug}`;
+      const error = Object.assign(document.createElement("span"), { className: "field-error", id: `error-${id}` });
+      error.dataset.for = name;
+      const label = Object.assign(document.createElement("label"), { className: "field" });
+      const title = document.createElement("span");
+      title.textContent = q.label + (q.required ? "" : " (optional)");
+      let input;
+      if (q.type === "boolean") {
+        label.className = "field check";
+        input = Object.assign(document.createElement("input"), { type: "checkbox" });
+        label.append(input, title, error);
+      } else if (q.options && q.options.length) {
+        const many = q.type === "checkbox" || q.type === "multiselect";
+        input = Object.assign(document.createElement("select"), { multiple: many });
+        if (!many) input.append(Object.assign(document.createElement("option"), { value: "", textContent: "Choose…" }));
+        for (const o of q.options) input.append(Object.assign(document.createElement("option"), { value: o, textContent: o }));
+        label.append(title, input, error);
+      } else {
+        const long = q.type === "textarea";
+        input = document.createElement(long ? "textarea" : "input");
+        if (long) input.rows = 2; else input.type = q.type === "number" ? "number" : "text";
+        input.maxLength = 1000;
+        label.append(title, input, error);
+      }
+      input.name = name;
+      input.id = id;
+      input.required = Boolean(q.required) && q.type !== "boolean";
+      input.dataset.kind = q.type;
+      list.append(label);
+    }
+    $("#questions").hidden = asked.length === 0;
+  }
+
+  function collectAnswers() {
+    const answers = {};
+    for (const input of $$("[name^='answers.']", form)) {
+      const slug = input.name.slice("answers.".length);
+      if (input.type === "checkbox") { if (input.checked) answers[slug] = true; continue; }
+      if (input.multiple) {
+        const chosen = [...input.selectedOptions].map((o) => o.value);
+        if (chosen.length) answers[slug] = chosen;
+        continue;
+      }
+      if (input.value.trim()) answers[slug] = input.value.trim();
+    }
+    return answers;
+  }
+
+  function showAnswers(a) {
+    const list = $("#answers-list");
+    list.replaceChildren();
+    for (const item of a.answers || []) {
+      list.append(Object.assign(document.createElement("dt"), { textContent: item.question }),
+                  Object.assign(document.createElement("dd"), { textContent: item.answer }));
+    }
+    $("#answers").hidden = !(a.answers || []).length;
+  }
+
+  // --- the host's decision on a pending booking ---------------------------------------------------
+
+  async function decide(id, verb) {
+    toast(verb === "confirm" ? "Confirming in Cal.com…" : "Declining in Cal.com…");
+    const { ok, data } = await call("POST", `/app/appointments/${encodeURIComponent(id)}/${verb}`, {});
+    if (!ok) { toast((data.error || {}).message || UNREACHABLE, true); return; }
+    if (!drawer.hidden && state.id === id) closeDrawer();
+    toast(data.message);
+    await refreshView();
+    if (!document.activeElement || document.activeElement === document.body) returnFocus();
+  }
+
   async function openDrawer(id, date) {
     if (drawer.hidden) opener = document.activeElement;
     form.reset();
@@ -377,6 +461,11 @@
     state.key = newKey();
     $("#slots").replaceChildren();
     $("#history-list").replaceChildren();
+    $("#questions-list").replaceChildren();
+    $("#questions").hidden = true;
+    $("#answers").hidden = true;
+    $("#drawer-confirm").hidden = true;
+    $("#drawer-decline").hidden = true;
     $("#date").min = todayInZone();
     drawer.classList.toggle("editing", Boolean(id));
     for (const name of ["to_number", "from_number", "business_name"]) form.elements[name].readOnly = Boolean(id);
@@ -400,6 +489,7 @@
       $("#save").textContent = "Book appointment";
       form.elements.call_type.value = "web";
       form.elements.date.value = date || "";
+      renderQuestions();
       await loadSlots(date || "");
       form.elements.attendee_name.focus();
       return;
@@ -416,6 +506,9 @@
       form.elements[name].value = a[name] || "";
     }
     showFacts(a);
+    showAnswers(a);
+    $("#drawer-confirm").hidden = !a.pending;
+    $("#drawer-decline").hidden = !a.pending;
     $("#event-type-shown").textContent = a.event_type;
     $("#current-time").textContent = `Now booked for ${a.when}. Pick a new time below to move it.`;
     const badge = $("#drawer-status");
@@ -473,7 +566,8 @@
       url = "/app/appointments";
       body = { ...details, event_type_id: f.event_type_id.value, to_number: f.to_number.value, from_number: f.from_number.value,
                business_name: f.business_name.value,
-               call_type: f.call_type.value, start: state.start, idempotency_key: state.key };
+               call_type: f.call_type.value, start: state.start, idempotency_key: state.key,
+               answers: collectAnswers() };
       doing = "Booking in Cal.com…";
     } else {
       url = `/app/appointments/${encodeURIComponent(state.id)}`;
@@ -507,8 +601,12 @@
       const edit = e.target.closest("[data-edit]");
       if (edit) { e.preventDefault(); openDrawer(edit.dataset.edit); return; }
       const cancel = e.target.closest("[data-cancel]");
-      if (cancel) { e.preventDefault(); confirmCancel(cancel.dataset.cancel, cancel.dataset.what); }
+      if (cancel) { e.preventDefault(); confirmCancel(cancel.dataset.cancel, cancel.dataset.what); return; }
+      const decision = e.target.closest("[data-decide]");
+      if (decision) { e.preventDefault(); decide(decision.dataset.id, decision.dataset.decide); }
     });
+    $("#drawer-confirm").addEventListener("click", () => { if (state.original) decide(state.original.id, "confirm"); });
+    $("#drawer-decline").addEventListener("click", () => { if (state.original) decide(state.original.id, "decline"); });
     $("#new-appointment").addEventListener("click", () => openDrawer(null, ""));
     $("#drawer-close").addEventListener("click", closeDrawer);
     $("#scrim").addEventListener("click", () => { if (!state.busy) closeDrawer(); });
@@ -526,7 +624,7 @@
     form.addEventListener("submit", submitDrawer);
     form.addEventListener("input", (e) => clearField(form, e.target.name));
     $("#date").addEventListener("change", () => loadSlots(form.elements.date.value));
-    form.elements.event_type_id.addEventListener("change", () => loadSlots(form.elements.date.value));
+    form.elements.event_type_id.addEventListener("change", () => { renderQuestions(); loadSlots(form.elements.date.value); });
     $("#next-free-day").addEventListener("click", (e) => {
       form.elements.date.value = e.target.dataset.date;
       loadSlots(e.target.dataset.date);
@@ -607,7 +705,7 @@
       clearErrors(settings);
       $("#settings-saved").hidden = true;
       const body = {};
-      for (const name of ["calcom_api_key", "event_type_id", "timezone", "duration_minutes", "business_name"]) {
+      for (const name of ["calcom_api_key", "event_type_id", "timezone", "duration_minutes", "business_name", "language"]) {
         const input = settings.elements[name];
         if (input && !input.disabled) body[name] = input.value;
       }
