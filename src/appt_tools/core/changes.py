@@ -3,6 +3,11 @@ own record. Each reads top to bottom: find it, check it can still change, ask Ca
 
 An unknown outcome (Cal.com's answer lost) leaves the appointment as it was with `last_error` saying so;
 a retry first looks in Cal.com for what the lost call did.
+
+Changes to one appointment run one at a time, across every process sharing the database (`core.idempotency.changing`: a
+per-appointment lease in the store). Each change reads the appointment again once it holds the lease, so a
+cancel that waited for a reschedule cancels the new booking, and a reschedule that waited for a cancel hears
+that it is cancelled. Reconciliation, and the host's confirm and decline, take the same lease.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.core import questions
 from appt_tools.core.booking import record_unknown
 from appt_tools.core.catalog import EventTypeCatalog
-from appt_tools.core.idempotency import IdempotentCalls
+from appt_tools.core.idempotency import IdempotentCalls, changing
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import Cancellation, Edit, Move
 from appt_tools.core.slots import SlotFinder
@@ -88,10 +93,10 @@ class Changes:
         answers = questions.check(event_type, move.answers, kept=appointment.answers)
 
         async def work(scoped: object) -> Appointment:
-            # With a key, the call may have waited for its claim: read the appointment again.
-            current = await self.get(appointment.id) if scoped else appointment
-            moved = await self._reschedule(current, when, move.reason)
-            return await self._record_answers(moved, answers)
+            async with changing(self._store, appointment.id, self._clock):
+                # Another change may have finished while this one waited: act on what it left.
+                moved = await self._reschedule(await self.get(appointment.id), when, move.reason)
+                return await self._record_answers(moved, answers)
 
         payload = {
             "appointment_id": appointment.id,
@@ -185,8 +190,9 @@ class Changes:
         why = cancellation.reason or DEFAULT_CANCEL_REASON
 
         async def work(scoped: object) -> Appointment:
-            # With a key, the call may have waited for its claim: read the appointment again.
-            return await self._cancel(await self.get(appointment.id) if scoped else appointment, why)
+            async with changing(self._store, appointment.id, self._clock):
+                # Another change may have finished while this one waited: act on what it left.
+                return await self._cancel(await self.get(appointment.id), why)
 
         payload = {"appointment_id": appointment.id, "reason": why}
         return await self._keys.run("cancel", cancellation.idempotency_key, payload, work=work, resume=work)
