@@ -346,6 +346,17 @@ class _Run:
         await self.store.update_appointment(appointment.id, changes, now=self.clock(), history=entry)
 
 
+async def settled(service: AppointmentService, appointment: Appointment) -> Appointment:
+    """The appointment as Cal.com has it, when the outcome of its last change is unknown (a lost answer:
+    `last_error` set on a live appointment): re-read from Cal.com first, so a caller asking "is it
+    cancelled?" is not told the state from before the lost change. One Cal.com request, only then; if
+    Cal.com does not answer, the stored state (with its `last_error`) is what there is."""
+    if not appointment.last_error or appointment.status not in LIVE or not service.calcom_configured:
+        return appointment
+    await Reconciler.of(service).reconcile_one(appointment)
+    return await service.get(appointment.id)
+
+
 @asynccontextmanager
 async def reconciling(service: AppointmentService, every_minutes: float) -> AsyncIterator[None]:
     """Reconcile in the background every `every_minutes` while the server runs (0: never). The first run
