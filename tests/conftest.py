@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import settings
 from sqlalchemy.engine import URL, make_url
 
 from appt_tools.core.service import AppointmentService
@@ -21,6 +22,11 @@ from appt_tools.store import Store
 from appt_tools.store.tables import Base
 from calcom_sandbox import RunningSandbox, SandboxState, run_sandbox
 from helpers import BUSINESS_ENV, HOST_TZ
+
+# Property tests (Hypothesis): under CI the same examples every run (derandomized, no example database),
+# so a failure there is repeatable; elsewhere random, remembering failures in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture

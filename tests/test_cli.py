@@ -43,7 +43,7 @@ def _run(
 
 def test_settings_set_stores_values_and_show_masks_the_key(tmp_path):
     assert _run(tmp_path, "settings", "set", "timezone", "Europe/Madrid").returncode == 0
-    assert _run(tmp_path, "settings", "set", "calcom_api_key", KEY).returncode == 0
+    assert _run(tmp_path, "settings", "set", "calcom_api_key", stdin=KEY + "\n").returncode == 0
     shown = _run(tmp_path, "settings", "show")
     assert shown.returncode == 0
     assert "Europe/Madrid" in shown.stdout
@@ -58,11 +58,29 @@ def test_settings_set_prints_only_what_changed_with_secrets_masked(tmp_path):
     assert _run(tmp_path, "settings", "set", "timezone", "Asia/Tokyo").stderr.strip() == (
         "stored timezone: Europe/Madrid → Asia/Tokyo"
     )
-    secret = _run(tmp_path, "settings", "set", "calcom_api_key", KEY)
+    secret = _run(tmp_path, "settings", "set", "calcom_api_key", stdin=KEY)
     assert secret.stderr.strip() == "stored calcom_api_key: (not set) → cal_…CRET"
     assert KEY not in secret.stdout + secret.stderr
     removed = _run(tmp_path, "settings", "unset", "timezone")
     assert removed.stderr.strip() == "removed stored timezone: Asia/Tokyo → (not set)"
+
+
+@pytest.mark.parametrize("key", ["calcom_api_key", "http_api_keys", "vapi_secret", "retell_api_key"])
+def test_a_secret_on_the_command_line_is_refused_with_the_ways_to_pass_it(tmp_path, key):
+    refused = _run(tmp_path, "settings", "set", key, KEY + "_0123456789")
+    assert refused.returncode == 2
+    assert "not taken from the command line" in refused.stderr and "nothing was stored" in refused.stderr
+    assert f"APPT_TOOLS_{key.upper()}" in refused.stderr and "printf %s" in refused.stderr
+    assert KEY not in refused.stdout + refused.stderr
+    assert "[default]" in next(
+        line for line in _run(tmp_path, "settings", "show").stdout.splitlines() if line.startswith(key)
+    )
+
+
+def test_a_secret_with_a_control_character_is_refused_without_echoing_it(tmp_path):
+    refused = _run(tmp_path, "settings", "set", "calcom_api_key", stdin="cal_live_abc\x00def")
+    assert refused.returncode != 0 and "printable ASCII" in refused.stderr
+    assert "cal_live_abc" not in refused.stdout + refused.stderr
 
 
 def test_settings_set_says_when_the_environment_still_wins(tmp_path):

@@ -497,6 +497,36 @@ async def test_a_session_works_on_every_instance_sharing_the_database(
         assert saved.status_code == 200, saved.text
 
 
+async def test_signing_out_ends_the_session_on_every_instance_even_for_a_copied_cookie(
+    service: AppointmentService, sandbox: RunningSandbox, db_url: str
+) -> None:
+    """Issue 13, finding 4: the old cookie used to keep reading and saving for up to 12 hours."""
+    settings = HttpSettings(credentials=_keys(KEY), host="0.0.0.0")
+    target = CalcomTarget(base_url=sandbox.base_url, api_key=sandbox.api_key)
+    async with (
+        served(service, settings) as first,
+        open_service(database_url=db_url, calcom=target) as second_service,  # another process, same database
+        served(second_service, settings) as second,
+        httpx2.AsyncClient(timeout=20) as client,
+    ):
+        login = await client.get(f"{first}/login")
+        await client.post(f"{first}/login", data={"api_key": KEY, "csrf": csrf_of_form(login.text)})
+        page = await client.get(f"{second}/settings")
+        token, copied = csrf_of(page.text), client.cookies["appt_session"]
+        out = await client.post(f"{first}/logout", data={"csrf": token}, follow_redirects=False)
+        assert out.status_code == 303
+        for base in (first, second):  # the copied cookie, with its CSRF token, is worthless everywhere
+            stale = {"Cookie": f"appt_session={copied}"}
+            assert (await client.get(f"{base}/app/table", headers=stale)).status_code == 401
+            home = await client.get(f"{base}/", headers=stale, follow_redirects=False)
+            assert home.status_code == 303 and home.headers["location"].startswith("/login")
+            saved = await client.post(
+                f"{base}/app/settings", json={"business_name": "Evil"}, headers={**_json(token), **stale}
+            )
+            assert saved.status_code == 401
+        assert (await service.store.get_settings()).get("business_name") != "Evil"
+
+
 async def test_a_public_server_without_keys_lets_nobody_in(service: AppointmentService) -> None:
     async with browsing(service, HttpSettings(host="0.0.0.0")) as client:
         assert (await client.get("/", follow_redirects=False)).status_code == 303

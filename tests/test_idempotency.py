@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from mcp.client import Client
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
@@ -17,6 +18,7 @@ from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable, InvalidArgument, SlotUnavailable
 from appt_tools.models import AppointmentStatus, SearchQuery
 from appt_tools.store import Store
+from appt_tools.surfaces.mcp_server import build_server
 from helpers import BUSINESS_ENV, Flaky, Raw, booking_args, next_weekday
 
 
@@ -182,3 +184,41 @@ async def test_a_request_that_could_not_be_sent_says_nothing_was_booked_and_a_re
     retried = await Raw(service).book(**args)
     assert retried.status is AppointmentStatus.ACTIVE
     assert len(_live_in_calcom(sandbox)) == 1
+
+
+async def test_a_cancel_whose_answer_was_lost_is_read_as_cal_com_has_it(service, sandbox):
+    """Soak finding: Cal.com cancelled, its answer was lost, and get_appointment still said active."""
+    booked = await Raw(service).book(**booking_args(await _slot(service)))
+    flaky = Flaky()
+    flaky.fail("POST", f"/v2/bookings/{booked.booking_uid}/cancel", httpx2.ReadTimeout("lost"), after=True, times=None)
+    async with _through(sandbox, service.store, flaky) as unlucky:
+        with pytest.raises(CalcomUnavailable) as lost:
+            await Raw(unlucky).cancel(booked.id)
+    assert lost.value.outcome_unknown and "Do not tell the caller it is cancelled" in lost.value.message
+    assert sandbox.state.bookings[booked.booking_uid].status == "cancelled"
+    stored = await service.get(booked.id)
+    assert stored.status is AppointmentStatus.ACTIVE and stored.last_error  # unknown, and marked so
+
+    async with Client(build_server(service)) as client:
+        answer = await client.call_tool("get_appointment", {"appointment_id": booked.id})
+    assert answer.structured_content is not None
+    assert answer.structured_content["appointment"]["status"] == "cancelled"  # as Cal.com has it
+
+
+async def test_a_retried_reschedule_to_another_time_follows_the_move_its_lost_answer_made(service, sandbox):
+    """Soak finding: a reschedule's answer was lost after Cal.com moved the booking; the retry, to another
+    time, went to the old (cancelled) uid and got a 502. It now moves the live booking."""
+    slots = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots
+    booked = await Raw(service).book(**booking_args(slots[0].start.isoformat()))
+    flaky = Flaky()
+    flaky.fail("POST", f"/v2/bookings/{booked.booking_uid}/reschedule", httpx2.ReadTimeout("lost"), after=True)
+    flaky.fail("GET", "/v2/bookings/", httpx2.ReadTimeout("lost"), times=None)  # the look-up fails too
+    async with _through(sandbox, service.store, flaky) as unlucky:
+        with pytest.raises(CalcomUnavailable):
+            await Raw(unlucky).reschedule(booked.id, slots[2].start.isoformat())
+    moved = await Raw(service).reschedule(booked.id, slots[4].start.isoformat())
+    assert moved.start == slots[4].start and moved.status is AppointmentStatus.RESCHEDULED
+    live = [b for b in _live_in_calcom(sandbox)]
+    assert [b.uid for b in live] == [moved.booking_uid]
+    actions = [h.action for h in await service.history(booked.id)]
+    assert actions.count("rescheduled") == 2  # the lost move, recorded, then the new one

@@ -43,6 +43,9 @@ DEFAULT_HOLD_MINUTES = 5  # how long hold_slot holds a time (Cal.com's own reser
 # Cal.com allows 120 requests a minute per API key; each server process paces itself to this. Several
 # instances sharing one key should split it (see docs/deployment.md).
 DEFAULT_CALCOM_RATE_LIMIT = 120
+DEFAULT_MCP_SESSIONS_PER_KEY = 50
+DEFAULT_MCP_SESSION_IDLE_MINUTES = 10
+DEFAULT_HTTP_READ_TIMEOUT = 30.0
 ENV_PREFIX = "APPT_TOOLS_"
 DATABASE_ENV = "APPT_TOOLS_DATABASE_URL"
 # Asked for without echo when `settings set` gets no value, and shown masked.
@@ -95,6 +98,14 @@ class Settings(BaseSettings):
     reconcile_minutes: int = Field(DEFAULT_RECONCILE_MINUTES, ge=0, le=24 * 60)
     calcom_rate_limit: int = Field(DEFAULT_CALCOM_RATE_LIMIT, ge=1, le=10_000)
     http_stateless: bool = False
+    # Bounded resources on the HTTP server (docs/security.md): MCP sessions open at once per API key (per
+    # client while open on loopback), minutes an MCP session may sit idle before it is closed, and seconds
+    # a client may take to send the next part of a request body.
+    mcp_sessions_per_key: int = Field(DEFAULT_MCP_SESSIONS_PER_KEY, ge=1, le=10_000)
+    mcp_session_idle_minutes: int = Field(DEFAULT_MCP_SESSION_IDLE_MINUTES, ge=1, le=24 * 60)
+    http_read_timeout: float = Field(DEFAULT_HTTP_READ_TIMEOUT, ge=1.0, le=600.0)
+    # One line per HTTP request on stderr (docs/security.md): text, json (JSON lines) or off.
+    request_log: Literal["text", "json", "off"] = "text"
     hold_minutes: int = Field(DEFAULT_HOLD_MINUTES, ge=1, le=30)
     sources: dict[str, Source] = Field(default_factory=dict, exclude=True)
 
@@ -184,6 +195,11 @@ def parse_setting(key: str, value: str) -> object:
     if key in ("calcom_api_key", "vapi_secret", "retell_api_key", "calcom_webhook_secret"):
         if not value:
             raise InvalidArgument(key, "must not be empty.")
+        if not value.isascii() or not value.isprintable():
+            # The message never repeats the secret, not even a bad one.
+            raise InvalidArgument(
+                key, "must be printable ASCII (no spaces, line breaks or control characters); paste the key again."
+            )
         return SecretStr(value)
     if key == "http_api_keys":
         return _http_api_keys(value)
@@ -192,7 +208,7 @@ def parse_setting(key: str, value: str) -> object:
             raise InvalidArgument(key, f"{value!r} is not an http(s) URL; e.g. 'https://api.cal.com'.")
         return value.rstrip("/")
     if key in ("event_type_id", "duration_minutes"):
-        if not value.isdigit() or int(value) <= 0:
+        if not (value.isascii() and value.isdigit()) or int(value) <= 0:
             raise InvalidArgument(key, f"{value!r} is not a positive whole number.")
         return validation.duration(key, int(value)) if key == "duration_minutes" else int(value)
     if key == "timezone":
@@ -203,33 +219,47 @@ def parse_setting(key: str, value: str) -> object:
         return validation.language(key, value)
     if key == "reconcile_minutes":
         lo, hi = _bounds(key)
-        if not value.isdigit() or not lo <= int(value) <= hi:
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
             raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} (off) to {hi}, e.g. 15.")
         return int(value)
     if key == "calcom_rate_limit":
         lo, hi = _bounds(key)
-        if not value.isdigit() or not lo <= int(value) <= hi:
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
             raise InvalidArgument(
                 key, f"{value!r} is not a whole number of requests a minute from {lo} to {hi}, e.g. 60."
             )
         return int(value)
+    if key in ("mcp_sessions_per_key", "mcp_session_idle_minutes"):
+        lo, hi = _bounds(key)
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+            unit = "sessions" if key == "mcp_sessions_per_key" else "minutes"
+            raise InvalidArgument(
+                key,
+                f"{value!r} is not a whole number of {unit} from {lo} to {hi}, e.g. {Settings.model_fields[key].default}.",
+            )
+        return int(value)
+    if key == "request_log":
+        if value.lower() not in ("text", "json", "off"):
+            raise InvalidArgument(key, f"{value!r} is not a request log format; use text, json or off.")
+        return value.lower()
     if key == "hold_minutes":
         lo, hi = _bounds(key)
-        if not value.isdigit() or not lo <= int(value) <= hi:
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
             raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} to {hi}, e.g. 5.")
         return int(value)
     if key == "http_stateless":
         if value.lower() not in BOOLEAN_WORDS:
             raise InvalidArgument(key, f"{value!r} is not on or off; use true or false.")
         return BOOLEAN_WORDS[value.lower()]
-    if key == "calcom_timeout":
+    if key in ("calcom_timeout", "http_read_timeout"):
         lo, hi = _bounds(key)
         try:
             seconds = float(value)
         except ValueError:
             seconds = 0.0
-        if not lo <= seconds <= hi:
-            raise InvalidArgument(key, f"{value!r} is not a number of seconds from {lo:g} to {hi:g}, e.g. 10.")
+        if not lo <= seconds <= hi:  # NaN fails this too
+            example = Settings.model_fields[key].default
+            raise InvalidArgument(key, f"{value!r} is not a number of seconds from {lo:g} to {hi:g}, e.g. {example:g}.")
         return seconds
     raise InvalidArgument("key", f"unknown setting {key!r}; use one of {', '.join(SETTING_KEYS)}.")
 
@@ -248,7 +278,7 @@ def _http_api_keys(value: str) -> tuple[SecretStr, ...]:
     if not keys:
         raise InvalidArgument("http_api_keys", "must list at least one key (several are separated by commas).")
     for number, key in enumerate(keys, 1):
-        if len(key) < MIN_HTTP_KEY_LENGTH or any(c.isspace() for c in key):
+        if len(key) < MIN_HTTP_KEY_LENGTH or not key.isascii() or not key.isprintable() or " " in key:
             raise InvalidArgument(
                 "http_api_keys",
                 f"key {number} is too short or contains spaces; use at least {MIN_HTTP_KEY_LENGTH} characters, "

@@ -120,12 +120,13 @@ class SlotUnavailable(AppError):
 
 
 class SlotHeld(AppError):
-    """Another booking for this start is in flight right now (the store's guard, before Cal.com is asked)."""
+    """Another booking for this start is in flight right now (the store's guard, before Cal.com is asked).
+    `holder_id` is None when it was held a moment ago and has settled since (look again)."""
 
     code = "slot_held"
     retryable = True
 
-    def __init__(self, holder_id: str) -> None:
+    def __init__(self, holder_id: str | None) -> None:
         super().__init__("Another booking for this time is being made right now; try again in a moment.")
         self.holder_id = holder_id
 

@@ -5,14 +5,59 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import json
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, available_timezones
 
 from appt_tools.errors import InvalidArgument
 from appt_tools.models import CALL_TYPES, CallType
 
 MAX_TEXT = {"title": 200, "attendee_name": 120, "business_name": 200, "label": 60, "description": 5000}
+# Fields whose text may run over several lines; everywhere else a line break is refused (it would
+# reach Cal.com's e-mails and calendar titles as given).
+MULTILINE = frozenset({"description", "reason"})
+LINE_BREAKS = frozenset("\n\r\t")
+# Control characters (NUL, ESC, CR, LF...), lone surrogates and Unicode line/paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# Dates a booking system can mean: anything else is a typo or a probe (and year 9999 overflows).
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+# The largest integer any argument may carry: beyond it JSON numbers lose precision anyway.
+MAX_INTEGER = 2**53
+
+
+# No request of ours nests deeper than a handful of levels (a Vapi message: 5); 32 leaves room and
+# keeps every later walk of the document (pydantic, our own checks) far from Python's recursion limit.
+MAX_JSON_DEPTH = 32
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_document(body: bytes) -> Any:
+    """`body` parsed as JSON (no NaN or Infinity, at most `MAX_JSON_DEPTH` levels of arrays and objects);
+    ValueError saying what is wrong otherwise (json.JSONDecodeError for a syntax error)."""
+    too_deep = ValueError(f"it is nested too deep (more than {MAX_JSON_DEPTH} levels of arrays and objects)")
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise too_deep from None
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return data
+    raise too_deep
 
 
 def zone(field: str, name: str) -> ZoneInfo:
@@ -258,14 +303,65 @@ def call_type(field: str, value: str) -> CallType:
     raise InvalidArgument(field, f"{value!r} is not a call type; use one of {', '.join(CALL_TYPES)}.")
 
 
+def plain_string(field: str, value: str) -> str:
+    """Any string argument: no NUL and no lone surrogate (neither can be stored or sent on)."""
+    for char in value:
+        if char == "\x00" or unicodedata.category(char) == "Cs":
+            raise InvalidArgument(
+                field, f"contains {_named(char)}, which text may not hold; send plain text, e.g. 'Ana Ruiz'."
+            )
+    return value
+
+
+def integer(field: str, value: int) -> int:
+    """Any integer argument: a JSON integer (not a boolean) no larger than 2^53 either way."""
+    if abs(value) > MAX_INTEGER:
+        raise InvalidArgument(field, f"is too large ({len(str(abs(value)))} digits); use a whole number such as 1.")
+    return value
+
+
 def text(field: str, value: str | None, *, required: bool = False) -> str:
+    """Free text: no control characters (line breaks and tabs only in a description or a reason), no
+    lone surrogates, within the field's length limit."""
     cleaned = (value or "").strip()
+    allowed = LINE_BREAKS if field in MULTILINE else frozenset()
+    for char in cleaned:
+        if char not in allowed and unicodedata.category(char) in _REFUSED_CATEGORIES:
+            where = "a description or reason" if allowed else "one line of text"
+            raise InvalidArgument(
+                field,
+                f"contains {_named(char)}, which {where} may not hold; send plain text, e.g. 'Ana Ruiz'.",
+            )
     if required and not cleaned:
         raise InvalidArgument(field, "must not be empty.")
     limit = MAX_TEXT.get(field, 500)
     if len(cleaned) > limit:
         raise InvalidArgument(field, f"is {len(cleaned)} characters long; the limit is {limit}.")
     return cleaned
+
+
+def _named(char: str) -> str:
+    names = {
+        "\x00": "a NUL character",
+        "\n": "a line break",
+        "\r": "a line break",
+        "\t": "a tab",
+        "\x1b": "an escape character",
+    }
+    if char in names:
+        return names[char]
+    if unicodedata.category(char) == "Cs":
+        return "a lone surrogate (invalid Unicode)"
+    return f"the control character U+{ord(char):04X}"
+
+
+def date_in_range(field: str, value: date, raw: str) -> None:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise InvalidArgument(
+            field,
+            f"{raw!r} is outside the dates this system handles ({FIRST_DAY.isoformat()} to "
+            f"{LAST_DAY.isoformat()}); use a real date, e.g. '2026-11-24'.",
+        )
 
 
 def instant(field: str, value: str, tz_name: str | None) -> datetime:
@@ -279,6 +375,7 @@ def instant(field: str, value: str, tz_name: str | None) -> datetime:
             field,
             f"{value!r} is not an ISO 8601 date-time; use e.g. '2026-11-24T15:00:00-05:00' or '2026-11-24T20:00:00Z'.",
         ) from None
+    date_in_range(field, parsed.date(), value)
     if parsed.tzinfo is None:
         if tz_name is None:
             raise InvalidArgument(
@@ -304,9 +401,22 @@ def _skipped(local: datetime) -> bool:
 
 def day(field: str, value: str) -> date:
     try:
-        return date.fromisoformat(value.strip())
+        parsed = date.fromisoformat(value.strip())
     except ValueError:
         raise InvalidArgument(field, f"{value!r} is not a date; use YYYY-MM-DD, e.g. '2026-11-24'.") from None
+    date_in_range(field, parsed, value)
+    return parsed
+
+
+def whole_number(field: str, raw: str | None) -> int | None:
+    """A query parameter holding a whole number: ASCII digits only ('²' passes `str.isdigit`), at most
+    nine of them; None when absent or empty."""
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise InvalidArgument(field, f"{value[:20]!r} is not a whole number; use digits only, e.g. 1.")
+    return int(value)
 
 
 def in_future(field: str, when: datetime, now: datetime, *, tz_name: str) -> None:

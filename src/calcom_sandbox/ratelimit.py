@@ -47,6 +47,10 @@ class RateLimiter:
             return RateDecision(False, self.limit, 0, _ceil_seconds(self.block))
         return RateDecision(True, self.limit, self.limit - bucket.hits, _ceil_seconds(bucket.window_ends - now))
 
+    def reset(self) -> None:
+        """Forget every window and block (a test's fresh start)."""
+        self._buckets.clear()
+
     def block_now(self, tracker: str, now: datetime, block: timedelta | None = None) -> RateDecision:
         """Block `tracker` from `now` as if it had just gone over the limit (for `block`, else the default)."""
         length = block if block is not None else self.block

@@ -21,6 +21,11 @@ Three guards keep one request from becoming two bookings. Each covers a race the
   event type and start; a corrected name, e-mail, title, description or label is applied to it), before, during or after the first call's booking: it is answered
   with the first booking instead of a second one or a false "taken". It cannot tell a repeat from a
   second booking that merely looks the same, which is why keys exist.
+
+A call blocked by another in flight waits, then joins an identical booking or tries again, until the
+slot is booked by someone else (then "taken", as Cal.com holds it) or the wait runs out (`slot_in_progress`,
+retryable). Repeats resuming one appointment whose answer was lost hold its lease (`changing`), so only
+one of them asks Cal.com.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.core import questions
 from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.holds import Holds
-from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls
+from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls, changing
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft
 from appt_tools.core.slots import SlotFinder
@@ -61,6 +66,9 @@ from appt_tools.models import (
 
 if TYPE_CHECKING:
     from appt_tools.store import Store
+
+# The stored statuses of a booking Cal.com holds (or is making): what a repeat joins and what makes a slot taken.
+_BOOKED = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
 
 
 class Booker:
@@ -176,22 +184,30 @@ class Booker:
             if joined is not None:
                 return await self._correct(joined, event_type, asked, corrected)
             raise
-        for _ in range(2):
+        deadline = monotonic() + PEER_WAIT_SECONDS
+        while True:
             try:
                 appointment = await self._store.add_appointment(new, now=self._clock(), idempotency_key=key)
             except SlotHeld as held:
-                holder = await self._wait_settled(held.holder_id)
-                if holder is not None and holder.booking_uid is not None and _same_request(holder, new):
-                    return holder
-                if holder is None or holder.status is AppointmentStatus.FAILED:
-                    # It failed as the twin of a booking made meanwhile (join that), or the slot may be ours.
-                    joined = await self._join_same(new, event_type, length)
-                    if joined is not None:
-                        return await self._correct(joined, event_type, asked, corrected)
-                    continue
-                raise self._slots.unavailable(new.start, around, taken=True) from None
+                holder = await self._wait_settled(held.holder_id) if held.holder_id else None
+                booked = holder is not None and holder.booking_uid is not None and holder.status in _BOOKED
+                if booked and holder is not None and not _same_request(holder, new):
+                    raise self._slots.unavailable(new.start, around, taken=True) from None  # booked by another
+                # The holder was this same request (join it), or failed, or settled a moment ago: whatever an
+                # identical call booked is joined; else the slot may be ours after all, and Cal.com decides.
+                joined = await self._join_same(new, event_type, length)
+                if joined is not None:
+                    return await self._correct(joined, event_type, asked, corrected)
+                in_flight = holder is not None and holder.status is AppointmentStatus.PENDING and not holder.booking_uid
+                if in_flight or monotonic() >= deadline:
+                    raise Conflict(
+                        "Another booking for this time is still waiting for the calendar's answer, so this one was "
+                        "not made. Try again in a minute, or offer another time.",
+                        code="slot_in_progress",
+                        retryable=True,
+                    ) from None
+                continue
             return await self.settle(appointment, event_type, length)
-        raise self._slots.unavailable(new.start, around, taken=True)
 
     async def _correct(
         self, existing: Appointment, event_type: EventType, asked: dict[str, str], corrected: list[str]
@@ -283,6 +299,12 @@ class Booker:
             except CalcomError as exc:
                 await self._fail(appointment, f"Cal.com refused the booking: {exc.message}")
                 raise
+            except asyncio.CancelledError:
+                # The caller hung up while Cal.com was asked: say the outcome is unknown, so the slot is not
+                # held in silence (peers stop waiting, a repeat looks in Cal.com, reconciliation settles it).
+                lost = CalcomUnavailable("the call ended before Cal.com answered", outcome_unknown=True)
+                await asyncio.shield(self._unknown(appointment, lost))
+                raise
         self._slots.changed()
         return await self._store.update_appointment(
             appointment.id,
@@ -311,16 +333,25 @@ class Booker:
 
     async def _join_same(self, new: NewAppointment, event_type: EventType, length: int) -> Appointment | None:
         """The outcome of an identical request made earlier or in flight right now, if there is one."""
-        same = await self._same_booking(new)
-        if same is not None and same.booking_uid is None and not same.last_error:
-            same = await self._wait_settled(same.id)
-            if same is not None and same.booking_uid is None and not same.last_error:
-                raise Conflict(
-                    "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
-                )
-        if same is None or same.status is AppointmentStatus.FAILED:
-            return None
-        return await self.settle(same, event_type, length)
+        while True:
+            same = await self._same_booking(new)
+            if same is None:
+                return None
+            if same.booking_uid is None and not same.last_error:
+                same = await self._wait_settled(same.id)
+                if same is not None and same.booking_uid is None and not same.last_error:
+                    raise Conflict(
+                        "This booking is still being made; try again in a moment.", code="in_progress", retryable=True
+                    )
+            if same is not None and same.booking_uid is not None and same.status in _BOOKED:
+                return same
+            if same is not None and same.status is AppointmentStatus.PENDING:
+                # Its answer was lost: resume it, one repeat at a time (each would ask Cal.com otherwise).
+                async with changing(self._store, same.id, self._clock):
+                    current = await self._store.get_appointment(same.id)
+                    if current is not None and current.status is not AppointmentStatus.FAILED:
+                        return await self.settle(current, event_type, length)
+            # The one waited for failed (perhaps as the twin of an identical booking made first): look again.
 
     async def _booked_twin(self, appointment: Appointment) -> Appointment | None:
         twin = await self._same_booking(appointment, exclude=appointment.id)

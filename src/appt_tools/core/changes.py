@@ -3,6 +3,11 @@ own record. Each reads top to bottom: find it, check it can still change, ask Ca
 
 An unknown outcome (Cal.com's answer lost) leaves the appointment as it was with `last_error` saying so;
 a retry first looks in Cal.com for what the lost call did.
+
+Changes to one appointment run one at a time, across every process sharing the database (`core.idempotency.changing`: a
+per-appointment lease in the store). Each change reads the appointment again once it holds the lease, so a
+cancel that waited for a reschedule cancels the new booking, and a reschedule that waited for a cancel hears
+that it is cancelled. Reconciliation, and the host's confirm and decline, take the same lease.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.core import questions
 from appt_tools.core.booking import record_unknown
 from appt_tools.core.catalog import EventTypeCatalog
-from appt_tools.core.idempotency import IdempotentCalls
+from appt_tools.core.idempotency import IdempotentCalls, changing
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import Cancellation, Edit, Move
 from appt_tools.core.slots import SlotFinder
@@ -88,10 +93,10 @@ class Changes:
         answers = questions.check(event_type, move.answers, kept=appointment.answers)
 
         async def work(scoped: object) -> Appointment:
-            # With a key, the call may have waited for its claim: read the appointment again.
-            current = await self.get(appointment.id) if scoped else appointment
-            moved = await self._reschedule(current, when, move.reason)
-            return await self._record_answers(moved, answers)
+            async with changing(self._store, appointment.id, self._clock):
+                # Another change may have finished while this one waited: act on what it left.
+                moved = await self._reschedule(await self.get(appointment.id), when, move.reason)
+                return await self._record_answers(moved, answers)
 
         payload = {
             "appointment_id": appointment.id,
@@ -121,30 +126,65 @@ class Changes:
         if appointment.last_error:
             # An earlier attempt's answer was lost: it may have moved the booking already.
             moved = await self._find_rescheduled(uid)
-            if moved is not None and moved.start == when:
-                return await self._record_moved(appointment, moved, why)
+            if moved is not None:
+                if moved.start == when:
+                    return await self._record_moved(appointment, moved, why)
+                earlier = "Moved by an earlier attempt whose answer was lost."
+                appointment = await self._record_moved(appointment, moved, earlier)
+                uid = moved.uid
         if when == appointment.start:
             raise InvalidArgument("new_start", "the appointment is already at that time; choose a different one.")
         event_type = await self._catalog.pick(appointment.event_type_id)
         length = int((appointment.end - appointment.start).total_seconds() // 60)
         await self._slots.check_free(event_type, when, length, rescheduling=uid)
-        try:
-            booking = await self._calcom().reschedule_booking(uid, when, reason=why)
-        except CalcomSlotTaken as exc:
-            raise await self._slots.taken(event_type, when, length) from exc
-        except CalcomUnavailable as exc:
-            moved = await self._find_rescheduled(uid)
-            if moved is None:
-                await record_unknown(self._store, appointment, exc, self._clock())
-                raise CalcomUnavailable(
-                    "The calendar did not confirm the new time, so the appointment may still be at the old time. "
-                    "Do not try again yet; check it with get_appointment in a minute.",
-                    status=exc.status,
-                    retryable=False,
-                    outcome_unknown=True,
-                ) from exc
-            booking = moved
+        for _ in range(_MAX_MOVES_FOLLOWED + 1):
+            try:
+                booking = await self._calcom().reschedule_booking(uid, when, reason=why)
+                break
+            except CalcomAlreadyCancelled:
+                # Cancelled in Cal.com meanwhile, or moved there (NOTES §12.1): record what Cal.com holds.
+                live = await self._moved_to(uid)
+                if live is None:
+                    await self._record_cancelled_in_calcom(appointment, uid)
+                    raise Conflict(
+                        "It was cancelled in Cal.com, so it cannot be rescheduled. Book a new one instead.",
+                        code="not_reschedulable",
+                    ) from None
+                appointment = await self._record_moved(appointment, live, "Moved in Cal.com; found when rescheduling.")
+                if live.start == when:
+                    return appointment
+                uid = live.uid
+            except CalcomSlotTaken as exc:
+                raise await self._slots.taken(event_type, when, length) from exc
+            except CalcomUnavailable as exc:
+                moved = await self._find_rescheduled(uid)
+                if moved is None:
+                    await record_unknown(self._store, appointment, exc, self._clock())
+                    raise CalcomUnavailable(
+                        "The calendar did not confirm the new time, so the appointment may still be at the old time. "
+                        "Do not try again yet; check it with get_appointment in a minute.",
+                        status=exc.status,
+                        retryable=False,
+                        outcome_unknown=True,
+                    ) from exc
+                booking = moved
+                break
+        else:
+            raise CalcomRejected(
+                f"Cal.com moved this booking more than {_MAX_MOVES_FOLLOWED} times, so it was not rescheduled here. "
+                f"Move booking {uid} in Cal.com itself; the appointment follows on the next sync."
+            )
         return await self._record_moved(appointment, booking, why)
+
+    async def _record_cancelled_in_calcom(self, appointment: Appointment, uid: str) -> None:
+        reason = "Cancelled in Cal.com; found when rescheduling."
+        self._slots.changed()
+        await self._store.update_appointment(
+            appointment.id,
+            {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason, "last_error": None},
+            now=self._clock(),
+            history=history_entry(self._clock(), "cancelled", reason, from_uid=uid),
+        )
 
     async def _record_moved(self, appointment: Appointment, booking: Booking, why: str | None) -> Appointment:
         self._slots.changed()
@@ -185,8 +225,9 @@ class Changes:
         why = cancellation.reason or DEFAULT_CANCEL_REASON
 
         async def work(scoped: object) -> Appointment:
-            # With a key, the call may have waited for its claim: read the appointment again.
-            return await self._cancel(await self.get(appointment.id) if scoped else appointment, why)
+            async with changing(self._store, appointment.id, self._clock):
+                # Another change may have finished while this one waited: act on what it left.
+                return await self._cancel(await self.get(appointment.id), why)
 
         payload = {"appointment_id": appointment.id, "reason": why}
         return await self._keys.run("cancel", cancellation.idempotency_key, payload, work=work, resume=work)
@@ -208,6 +249,17 @@ class Changes:
                     break
                 appointment = await self._record_moved(appointment, live, "Moved in Cal.com; found when cancelling.")
                 uid = live.uid
+            except CalcomUnavailable as exc:
+                if not exc.outcome_unknown:
+                    raise
+                await record_unknown(self._store, appointment, exc, self._clock())
+                raise CalcomUnavailable(
+                    "The calendar did not confirm the cancellation, so it may or may not be cancelled yet. Do not "
+                    "tell the caller it is cancelled: check it with get_appointment in a minute.",
+                    status=exc.status,
+                    retryable=False,
+                    outcome_unknown=True,
+                ) from exc
         else:
             raise CalcomRejected(
                 f"Cal.com moved this booking more than {_MAX_MOVES_FOLLOWED} times, so it was not cancelled here. "

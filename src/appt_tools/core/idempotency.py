@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -90,3 +92,31 @@ class IdempotentCalls:
         if appointment_id is None:
             raise Conflict("The first call with this key did not finish; use a new key.", code="in_progress")
         return await self._load(appointment_id)
+
+
+# A change's hold on its appointment: longer than any one change takes (each Cal.com call ends within
+# its 10 s budget, a cancel makes at most a dozen), short enough that a crashed holder frees it soon.
+CHANGE_LEASE_TTL = timedelta(minutes=2)
+
+
+@asynccontextmanager
+async def changing(
+    store: Store, appointment_id: str, clock: Callable[[], datetime], *, wait: float = PEER_WAIT_SECONDS
+) -> AsyncIterator[None]:
+    """Hold appointment `appointment_id` for one change: other changes to it (any process) wait up to
+    `wait` seconds for it, then hear Conflict `change_in_progress` (retryable)."""
+    name, holder = f"change:{appointment_id}", secrets.token_hex(8)
+    deadline = monotonic() + wait
+    while not await store.take_lease(name, holder, now=clock(), ttl=CHANGE_LEASE_TTL):
+        if monotonic() >= deadline:
+            raise Conflict(
+                "Another change to this appointment is being made right now; try again in a moment, then check "
+                "it with get_appointment.",
+                code="change_in_progress",
+                retryable=True,
+            )
+        await asyncio.sleep(POLL_SECONDS)
+    try:
+        yield
+    finally:
+        await asyncio.shield(store.release_lease(name, holder))

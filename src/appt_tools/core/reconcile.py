@@ -3,6 +3,13 @@
 Cal.com is the authority on bookings. Each repair writes a history entry ("synced") saying what
 changed and why. A webhook is treated as a hint: the appointment it names is re-read from Cal.com,
 so redelivered or out-of-order webhooks converge on the same, true state.
+
+Each appointment is checked while holding its change lease (`core.idempotency.changing`), so a repair never
+interleaves with a reschedule or cancel of the same appointment. Besides live and unresolved appointments,
+a run re-checks those cancelled in the last `RECENTLY_CANCELLED`: a cancel that lost a race (or was
+answered "already cancelled" for a booking that lived on under another uid) leaves a record saying
+cancelled while Cal.com holds a live booking. Such a record is repaired as its history shows was meant:
+cancelled there if a caller cancelled it, else recorded live.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from appt_tools.calcom import CalcomClient
+from appt_tools.core.idempotency import changing
 from appt_tools.core.records import booked_status, booking_fields, history_entry
 from appt_tools.core.service import AppointmentService
 
 if TYPE_CHECKING:
     from appt_tools.store import Store
-from appt_tools.errors import CalcomError, CalcomNotFound
+from appt_tools.errors import CalcomAlreadyCancelled, CalcomError, CalcomNotFound, Conflict
 from appt_tools.models import Appointment, AppointmentStatus, Booking, SearchQuery
 
 logger = logging.getLogger(__name__)
@@ -37,6 +45,12 @@ RECONCILE_LEASE = "reconcile"
 IN_FLIGHT_GRACE = timedelta(minutes=2)
 LIVE = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
 MAX_RESCHEDULE_CHAIN = 20
+# How far back a cancellation is re-checked against Cal.com. A wrong "cancelled" is made at the moment of
+# the cancel, and the periodic run comes every few minutes: a day covers many runs, and a server that was
+# down overnight, while each run reads only a day's cancellations, not the whole history.
+RECENTLY_CANCELLED = timedelta(days=1)
+# How long a check waits for a change in flight on the same appointment before leaving it to the next run.
+CHANGE_WAIT_SECONDS = 5.0
 WEBHOOK_TRIGGERS = (
     "BOOKING_CREATED",
     "BOOKING_REQUESTED",
@@ -92,8 +106,12 @@ class Reconciler:
             for appointment in found.items:
                 await run.check(appointment)
             if page * 100 >= found.total:
-                return run.report
+                break
             page += 1
+        since = self.clock() - RECENTLY_CANCELLED
+        for appointment in await self.store.recently_cancelled(since=since, start_from=start, start_to=end):
+            await run.check(appointment)
+        return run.report
 
     async def _bookings_between(self, start: datetime, end: datetime) -> dict[str, Booking]:
         """Every Cal.com booking in a window, a page of 250 per request (the fewest requests the API allows)."""
@@ -162,12 +180,58 @@ class _Run:
     async def check(self, appointment: Appointment) -> None:
         self.report.checked += 1
         try:
-            if appointment.booking_uid is None:
-                await self._resolve_unknown(appointment)
-            else:
-                await self._compare(appointment, appointment.booking_uid)
+            async with changing(self.store, appointment.id, self.clock, wait=CHANGE_WAIT_SECONDS):
+                appointment = await self._reload(appointment.id)  # as the last change left it
+                if appointment.booking_uid is None:
+                    await self._resolve_unknown(appointment)
+                elif appointment.status is AppointmentStatus.CANCELLED:
+                    await self._recheck_cancelled(appointment, appointment.booking_uid)
+                else:
+                    await self._compare(appointment, appointment.booking_uid)
+        except Conflict:
+            self.report.unresolved.append(f"{appointment.id}: a change to it was in progress; checked next time")
         except CalcomError as exc:
             self.report.unresolved.append(f"{appointment.id}: Cal.com did not answer ({exc.code}); try again later")
+
+    async def _recheck_cancelled(self, appointment: Appointment, uid: str) -> None:
+        """Cancelled here: is its booking (or the one it was moved to) still live in Cal.com?"""
+        try:
+            booking = await self._booking(uid)
+        except CalcomNotFound:
+            return  # gone there too: we agree
+        hops = 0
+        while booking.status == "cancelled" and booking.rescheduled_to_uid and hops < MAX_RESCHEDULE_CHAIN:
+            booking = await self._booking(booking.rescheduled_to_uid)
+            hops += 1
+        if booking.status not in ("accepted", "pending"):
+            return
+        moved = booking.uid != uid
+        if await self._caller_cancelled(appointment.id):
+            # A caller cancelled it and was told so: finish that cancel in Cal.com.
+            reason = appointment.cancellation_reason or "Cancelled at the caller's request."
+            with suppress(CalcomAlreadyCancelled):
+                await self.calcom.cancel_booking(booking.uid, reason)
+            changes: dict[str, object] = {"booking_uid": booking.uid, "status": AppointmentStatus.CANCELLED}
+            changes.update(last_error=None, start=booking.start, end=booking.end)
+            detail = (
+                f"Reconciled: the cancel had missed booking {booking.uid}, which Cal.com still held "
+                f"{booking.status}; cancelled it there."
+            )
+            await self._write(appointment, changes, "cancelled", detail, from_uid=uid, to_uid=booking.uid)
+            self.report.repaired.append(f"{appointment.id}: live in Cal.com as {booking.uid} → cancelled there")
+            return
+        changes = booking_fields(booking, moved=moved)
+        changes["cancellation_reason"] = None
+        detail = f"Reconciled: Cal.com holds booking {booking.uid} {booking.status}; the record said cancelled."
+        await self._write(appointment, changes, "synced", detail, from_uid=uid, to_uid=booking.uid)
+        self.report.repaired.append(f"{appointment.id}: live in Cal.com as {booking.uid} → {changes['status']}")
+
+    async def _caller_cancelled(self, appointment_id: str) -> bool:
+        """Whether a caller cancelled it (rather than reconciliation recording a cancel it found in Cal.com)."""
+        return any(
+            entry.action == "cancelled" and not entry.detail.startswith("Reconciled")
+            for entry in await self.store.history(appointment_id)
+        )
 
     async def _resolve_unknown(self, appointment: Appointment) -> None:
         """Recorded, but Cal.com's answer never came: find the booking, or conclude it was never made."""
@@ -280,6 +344,17 @@ class _Run:
         )
         self.changed()
         await self.store.update_appointment(appointment.id, changes, now=self.clock(), history=entry)
+
+
+async def settled(service: AppointmentService, appointment: Appointment) -> Appointment:
+    """The appointment as Cal.com has it, when the outcome of its last change is unknown (a lost answer:
+    `last_error` set on a live appointment): re-read from Cal.com first, so a caller asking "is it
+    cancelled?" is not told the state from before the lost change. One Cal.com request, only then; if
+    Cal.com does not answer, the stored state (with its `last_error`) is what there is."""
+    if not appointment.last_error or appointment.status not in LIVE or not service.calcom_configured:
+        return appointment
+    await Reconciler.of(service).reconcile_one(appointment)
+    return await service.get(appointment.id)
 
 
 @asynccontextmanager

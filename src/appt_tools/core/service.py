@@ -25,7 +25,7 @@ from appt_tools.core.catalog import NOT_CONFIGURED, EventTypeCatalog
 from appt_tools.core.changes import Changes
 from appt_tools.core.decisions import Decisions
 from appt_tools.core.holds import Holds
-from appt_tools.core.idempotency import IdempotentCalls
+from appt_tools.core.idempotency import IdempotentCalls, changing
 from appt_tools.core.records import history_entry
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
@@ -171,11 +171,15 @@ class AppointmentService:
 
     async def confirm(self, appointment_id: str) -> Appointment:
         """The host accepts a pending booking in Cal.com (the attendee is told)."""
-        return await self._decisions.confirm(await self.get(appointment_id))
+        appointment = await self.get(appointment_id)
+        async with changing(self.store, appointment.id, self._clock):  # one change at a time (core/changes.py)
+            return await self._decisions.confirm(await self.get(appointment.id))
 
     async def decline(self, appointment_id: str, reason: str | None = None) -> Appointment:
         """The host turns down a pending booking in Cal.com (the attendee is told); it ends cancelled."""
-        return await self._decisions.decline(await self.get(appointment_id), reason)
+        appointment = await self.get(appointment_id)
+        async with changing(self.store, appointment.id, self._clock):
+            return await self._decisions.decline(await self.get(appointment.id), reason)
 
     async def hold(self, request: HoldRequest) -> Hold:
         return await self.holds.hold(request)

@@ -3,11 +3,12 @@ sentence a voice assistant can read aloud (no ids, no URLs, no ISO strings)."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from appt_tools.errors import AppError, InvalidArgument, SlotUnavailable
+from appt_tools.errors import AppError, CalcomRateLimited, InvalidArgument, SlotUnavailable
 from appt_tools.models import (
     AnswerValue,
     Appointment,
@@ -25,6 +26,8 @@ from appt_tools.models import (
 from appt_tools.speech import say, spoken
 
 SAY = "One short sentence the assistant can read aloud as is."
+# Cal.com blocks a key for 60 s once it is over its limit: the wait to suggest when it did not say.
+RATE_LIMIT_WAIT_SECONDS = 60
 
 
 class NowView(BaseModel):
@@ -329,6 +332,9 @@ class ErrorView(BaseModel):
         description="Every wrong or missing argument of the call, the first one included: fix them all at once.",
     )
     alternatives: list[SlotView] | None = None
+    retry_after_seconds: int | None = Field(
+        default=None, description="For calcom_rate_limited: seconds to wait before trying the same call again."
+    )
     now: NowView | None = Field(default=None, description=NOW)
     say: str
 
@@ -344,6 +350,13 @@ class ErrorView(BaseModel):
             field=error.field if isinstance(error, InvalidArgument) else None,
             errors=errors or None,
             alternatives=alternatives,
+            retry_after_seconds=_retry_after(error),
             now=NowView.of(now, tz) if now is not None else None,
             say=say.error(error, tz),
         )
+
+
+def _retry_after(error: AppError) -> int | None:
+    if not isinstance(error, CalcomRateLimited):
+        return None
+    return max(1, math.ceil(error.retry_after)) if error.retry_after is not None else RATE_LIMIT_WAIT_SECONDS

@@ -5,6 +5,8 @@ A PostgreSQL URL may name the schema(s) to use: `postgresql+asyncpg://user@host/
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,18 +30,28 @@ IMMEDIATE = "immediate"
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; for a SQLite file, its parent directories are created."""
+    """An async engine for `url`; for a SQLite file, its parent directories are created and the file
+    itself, readable by its owner only (it holds secrets and personal data). Statement parameters
+    (attendees' e-mails, phone numbers, stored keys) never appear in SQLAlchemy's errors or logs."""
     parsed = make_url(url)
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(database))
     elif parsed.get_backend_name() == "postgresql" and SEARCH_PATH in parsed.query:
         value = parsed.query[SEARCH_PATH]
         connect_args["server_settings"] = {SEARCH_PATH: value if isinstance(value, str) else value[-1]}
         parsed = parsed.difference_update_query([SEARCH_PATH])
-    return create_async_engine(parsed, connect_args=connect_args)
+    return create_async_engine(parsed, connect_args=connect_args, hide_parameters=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` (and missing parent folders) with mode 0600 unless it exists. SQLite creates its
+    side files (-wal, -shm, -journal) with the database file's mode, so they are private too."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def prepare_engine(engine: AsyncEngine) -> None:
@@ -60,7 +72,7 @@ def sqlite_file_engine(engine: AsyncEngine, *, pooled: bool = False) -> Engine |
     options: dict[str, Any] = (
         {"connect_args": {"check_same_thread": False}, "pool_size": 5} if pooled else {"poolclass": NullPool}
     )
-    sync_engine = create_sync_engine(url.set(drivername="sqlite"), **options)
+    sync_engine = create_sync_engine(url.set(drivername="sqlite"), hide_parameters=True, **options)
     _prepare_sqlite(sync_engine)
     return sync_engine
 

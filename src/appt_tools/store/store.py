@@ -55,6 +55,7 @@ APPOINTMENT_ID_PREFIX = "apt_"
 # only the keys it knows).
 INTERNAL_PREFIX = "internal."
 LEASE_PREFIX = INTERNAL_PREFIX + "lease."
+ENDED_SESSION_PREFIX = INTERNAL_PREFIX + "session_ended."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 IN_FLIGHT_RETRIES = 2
@@ -156,7 +157,8 @@ class Store:
         self, new: NewAppointment, *, now: datetime, idempotency_key: str | None = None
     ) -> Appointment:
         """Record `new` as pending (no booking uid yet), with a 'created' history entry, and link it to
-        `idempotency_key` in the same transaction. SlotHeld: another booking for that start is in flight."""
+        `idempotency_key` in the same transaction. SlotHeld: another booking for that start is in flight (its
+        id; None when bookings for that start kept settling and starting while this one tried)."""
         now = utc(now, "now")
         start, end = utc(new.start, "start"), utc(new.end, "end")
         appointment_id = new_appointment_id()
@@ -191,7 +193,7 @@ class Store:
                 if holder is not None:
                     raise SlotHeld(holder) from None
                 if retries == 0:
-                    raise
+                    raise SlotHeld(None) from None  # held, settled, held again: the caller looks again
                 # The booking in flight for that start settled between our insert and the look-up: the
                 # start is no longer held, so try again (Cal.com decides whether it is still free).
                 retries -= 1
@@ -528,6 +530,28 @@ class Store:
 
         return await self._transact(work)
 
+    async def end_session(self, session_id: str, *, until: datetime, now: datetime) -> None:
+        """Record that the dashboard session `session_id` ended (signed out) and must not be accepted
+        again before `until`, when its cookie expires anyway; records already past theirs are dropped."""
+        until, now = utc(until, "until"), utc(now, "now")
+        key = f"{ENDED_SESSION_PREFIX}{session_id}"
+        expired = delete(SettingRow).where(
+            SettingRow.key.like(f"{ENDED_SESSION_PREFIX}%"), SettingRow.value < now.isoformat()
+        )
+
+        def work(session: Session) -> None:
+            _locks.hold(session, f"setting:{key}")
+            session.execute(expired)
+            if session.get(SettingRow, key) is None:
+                session.add(SettingRow(key=key, value=until.isoformat()))
+
+        await self._transact(work)
+
+    async def session_ended(self, session_id: str) -> bool:
+        """Whether `end_session` was called for `session_id` (by any process sharing the database)."""
+        async with self._read() as session, session.begin():
+            return await session.get(SettingRow, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
+
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
         another holder's is current. Several processes on one database use it to let one of them run a job."""
@@ -549,6 +573,35 @@ class Store:
             return True
 
         return await self._transact(work)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease `name` if `holder` still holds it (another holder's is left alone)."""
+        key = f"{LEASE_PREFIX}{name}"
+
+        def work(session: Session) -> None:
+            _locks.hold(session, f"setting:{key}")
+            row = session.get(SettingRow, key)
+            if row is not None and row.value.partition(" ")[0] == holder:
+                session.delete(row)
+
+        await self._transact(work)
+
+    async def recently_cancelled(
+        self, *, since: datetime, start_from: datetime, start_to: datetime
+    ) -> list[Appointment]:
+        """Cancelled appointments with a booking uid, changed at or after `since`, starting in
+        [start_from, start_to): what reconciliation re-checks in case Cal.com still holds them live."""
+        statement = select(AppointmentRow).where(
+            AppointmentRow.status == AppointmentStatus.CANCELLED,
+            AppointmentRow.booking_uid.is_not(None),
+            AppointmentRow.updated_at >= utc(since, "since"),
+            AppointmentRow.start_at >= utc(start_from, "start_from"),
+            AppointmentRow.start_at < utc(start_to, "start_to"),
+        )
+        async with self._read() as session, session.begin():
+            rows = list(await session.scalars(statement.order_by(AppointmentRow.start_at, AppointmentRow.id)))
+            uids = await _uids_by_appointment(session, [row.id for row in rows])
+            return [_appointment(row, uids.get(row.id, ())) for row in rows]
 
 
 def _upgrade_on(engine: Engine) -> None:

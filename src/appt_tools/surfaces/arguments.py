@@ -57,11 +57,13 @@ def relative_day(field: str, value: str, now: datetime, tz_name: str) -> date:
     offset = RELATIVE_DAYS.get(value.strip().lower())
     if offset is None:
         try:
-            return date.fromisoformat(value.strip())
+            parsed = date.fromisoformat(value.strip())
         except ValueError:
             raise InvalidArgument(
                 field, f"{value!r} is not a date; use YYYY-MM-DD (e.g. '2026-11-24'), 'today' or 'tomorrow'."
             ) from None
+        validation.date_in_range(field, parsed, value)
+        return parsed
     return (now.astimezone(ZoneInfo(tz_name)) + timedelta(days=offset)).date()
 
 

@@ -89,7 +89,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def retell_signature_valid(body: bytes, signature: str | None, api_key: SecretStr, *, now_ms: int) -> bool:
-    match = RETELL_SIGNATURE.fullmatch((signature or "").strip())
+    match = RETELL_SIGNATURE.fullmatch((signature or "").strip(), 0, 100)
     if match is None:
         return False
     stamp, digest = match.groups()
@@ -103,7 +103,8 @@ def calcom_signature_valid(body: bytes, signature: str | None, secret: SecretStr
     """Cal.com's `X-Cal-Signature-256`: lowercase hex HMAC-SHA256 of the raw body, keyed with the
     webhook's secret (shared/calcom/NOTES.md §8)."""
     expected = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, (signature or "").strip().lower())
+    # Bytes, not str: `compare_digest` refuses non-ASCII strings (a header of 'é's is just a wrong signature).
+    return hmac.compare_digest(expected.encode(), (signature or "").strip().lower().encode())
 
 
 class CredentialChecker:
@@ -127,6 +128,9 @@ class CredentialChecker:
         self._clock = clock
         self._loaded_at = clock()
         self._lock = asyncio.Lock()
+        # Retell signatures already accepted, until their timestamp leaves the window: a captured request
+        # replayed within the window is refused (per process; see docs/security.md).
+        self._retell_seen: dict[str, int] = {}
 
     async def credentials(self) -> Credentials:
         if self._reload is None or self._clock() - self._loaded_at < self._ttl:
@@ -154,8 +158,20 @@ class CredentialChecker:
         if key is None:
             return await self.check_bearer(headers)
         now_ms = int(time.time() * 1000)
-        signed = retell_signature_valid(body, headers.get("x-retell-signature"), key, now_ms=now_ms)
-        return None if signed else unauthorized(RETELL)
+        signature = headers.get("x-retell-signature")
+        if not retell_signature_valid(body, signature, key, now_ms=now_ms):
+            return unauthorized(RETELL)
+        return None if self._first_use(str(signature).strip(), now_ms) else unauthorized(RETELL)
+
+    def _first_use(self, signature: str, now_ms: int) -> bool:
+        """True the first time a (valid) Retell signature is seen; False for its replays within the window."""
+        for seen in [s for s, expires in self._retell_seen.items() if expires < now_ms]:
+            del self._retell_seen[seen]
+        if signature in self._retell_seen:
+            return False
+        stamp = int(signature.split(",", 1)[0][2:])
+        self._retell_seen[signature] = stamp + RETELL_WINDOW_MS
+        return True
 
     async def check_calcom(self, headers: Mapping[str, str], body: bytes) -> JSONResponse | None:
         """Webhooks are refused unless a secret is configured and the body is signed with it."""

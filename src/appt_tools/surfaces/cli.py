@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import errno
 import getpass
+import logging
 import os
 import socket
 import sys
@@ -398,7 +399,12 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
         reload_credentials=reload,
         sandbox=args.sandbox,
         stateless=service.settings.http_stateless,
+        mcp_sessions_per_key=service.settings.mcp_sessions_per_key,
+        mcp_session_idle_seconds=service.settings.mcp_session_idle_minutes * 60.0,
+        read_timeout=service.settings.http_read_timeout,
+        request_log=service.settings.request_log,
     )
+    _request_log_to_stderr()
     port = sock.getsockname()[1]
     base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}"
     app = build_http_app(server, settings=settings)
@@ -424,6 +430,13 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
     return 0
 
 
+_SECRET_ON_COMMAND_LINE = (
+    "error: {key} is a secret, so it is not taken from the command line (shell history and the process "
+    "list would keep it); nothing was stored. Run 'appt-tools settings set {key}' and paste it when asked, "
+    "pipe it in ('printf %s \"$KEY\" | appt-tools settings set {key}'), or set {env} in the environment."
+)
+
+
 async def _settings(args: argparse.Namespace) -> int:
     """`show` prints every setting; `set` and `unset` print only what changed."""
     from appt_tools.store import Store
@@ -438,7 +451,12 @@ async def _settings(args: argparse.Namespace) -> int:
             return 0
         if args.action == "set":
             value = args.value
-            if value is None:
+            if value is not None and args.key in config.SECRET_KEYS:
+                _say(_SECRET_ON_COMMAND_LINE.format(key=args.key, env=config.ENV[args.key]))
+                return 2
+            if value is None and args.key in config.SECRET_KEYS and not sys.stdin.isatty():
+                value = sys.stdin.readline().rstrip("\r\n")  # piped: printf %s "$KEY" | appt-tools settings set …
+            elif value is None:
                 if args.key not in config.SECRET_KEYS:
                     _say(
                         f"error: {args.key} needs a value, e.g. appt-tools settings set {args.key} {_EXAMPLES[args.key]}"
@@ -470,6 +488,16 @@ async def _settings(args: argparse.Namespace) -> int:
 
 
 # A value to show in "needs a value" for each setting that is not a secret.
+def _request_log_to_stderr() -> None:
+    """The request log (surfaces/http/guards.py) as plain lines on stderr, each already formatted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    request_log = logging.getLogger("appt_tools.requests")
+    request_log.handlers[:] = [handler]
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
+
+
 _EXAMPLES = {
     "calcom_base_url": "https://api.cal.com",
     "event_type_id": "123",
@@ -481,6 +509,10 @@ _EXAMPLES = {
     "reconcile_minutes": "15",
     "calcom_rate_limit": "120",
     "http_stateless": "true",
+    "mcp_sessions_per_key": "50",
+    "mcp_session_idle_minutes": "10",
+    "http_read_timeout": "30",
+    "request_log": "json",
     "hold_minutes": "5",
 }
 

@@ -17,6 +17,7 @@ from mcp.types import CallToolResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
+from appt_tools import validation
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, InvalidArgument, LockedField, NotFound
 from appt_tools.runtime import ServiceHandle as ServiceHandle  # re-exported: the surfaces build servers on it
@@ -156,8 +157,10 @@ def _position(order: list[str], field: str) -> int:
 
 
 def _argument_problems(name: str, schema: dict[str, Any], arguments: dict[str, Any]) -> list[InvalidArgument]:
-    """What the SDK would quietly accept: unknown arguments (it drops them) and numbers or booleans sent
-    as strings (it coerces them). Every one is listed."""
+    """What the SDK would quietly accept: unknown arguments (it drops them), numbers or booleans sent as
+    strings and booleans sent as numbers or numbers as booleans (it coerces them); and what nothing
+    downstream can hold: integers beyond 2^53, strings with a NUL or a lone surrogate (`validation`).
+    Every one is listed."""
     properties: dict[str, Any] = schema.get("properties", {})
     if len(arguments) > 2 * len(properties) + 10:  # explicit bound: a 10,000-item request is refused before any work
         extra = next(key for key in arguments if key not in properties)
@@ -182,7 +185,30 @@ def _argument_problems(name: str, schema: dict[str, Any], arguments: dict[str, A
             problems.append(
                 InvalidArgument(key, f"must be a JSON {' or '.join(sorted(kinds))}, not the string {value!r}.")
             )
+        elif isinstance(value, bool) and "boolean" not in kinds and kinds & {"integer", "number"}:
+            problems.append(InvalidArgument(key, f"must be a whole number such as 1, not {str(value).lower()}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and kinds == {"boolean"}:
+            problems.append(InvalidArgument(key, f"must be true or false, not the number {value!r}."))
+        else:
+            try:
+                _check_value(key, value)
+            except InvalidArgument as problem:
+                problems.append(problem)
     return problems
+
+
+def _check_value(key: str, value: Any) -> None:
+    if isinstance(value, str):
+        validation.plain_string(key, value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        validation.integer(key, value)
+    elif isinstance(value, list):
+        for item in value[:1000]:
+            _check_value(key, item)
+    elif isinstance(value, dict):
+        for name, item in list(value.items())[:1000]:
+            _check_value(key, name)
+            _check_value(key, item)
 
 
 def _types(prop: dict[str, Any]) -> set[str]:

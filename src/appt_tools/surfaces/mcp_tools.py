@@ -17,6 +17,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from appt_tools import validation
+from appt_tools.core import reconcile
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import InvalidArgument
 from appt_tools.models import Appointment, AppointmentStatus, SortField
@@ -441,7 +442,7 @@ class Tools:
     @tool("Get an appointment", LOCAL_READ)
     async def get_appointment(self, appointment_id: AppointmentId) -> AppointmentResult:
         """One appointment with its full history (created, rescheduled from → to, updated, cancelled)."""
-        found = await self.service.get(appointment_id)
+        found = await reconcile.settled(self.service, await self.service.get(appointment_id))
         history = [HistoryView.of(h, self._tz()) for h in await self.service.history(found.id)]
         return self._result(found, say.appointment(found, self._tz(), self._now()), history)
 

@@ -28,11 +28,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
-from appt_tools import __version__
+from appt_tools import __version__, config
 from appt_tools.core.reconcile import Reconciler
 from appt_tools.surfaces.auth import (
     CredentialChecker,
@@ -44,6 +45,17 @@ from appt_tools.surfaces.auth import (
 )
 from appt_tools.surfaces.http.body import HttpProblem, json_object, problem_response, read_body
 from appt_tools.surfaces.http.calls import run_tool
+from appt_tools.surfaces.http.guards import (
+    LogFormat,
+    OpenSessions,
+    ReadTimeout,
+    RequestLog,
+    SecurityHeaders,
+    SessionQuota,
+    appointment_of,
+    client_gone,
+    note,
+)
 from appt_tools.surfaces.http.openapi import openapi_document
 from appt_tools.surfaces.http.voice import (
     elevenlabs_call,
@@ -71,6 +83,24 @@ class HttpSettings:
     max_body_bytes: int = 256 * 1024
     # MCP without sessions: every request stands alone, so any instance behind a load balancer can answer it.
     stateless: bool = False
+    # Bounded resources and the request log (guards.py; the settings of the same names in config.py).
+    mcp_sessions_per_key: int = config.DEFAULT_MCP_SESSIONS_PER_KEY
+    mcp_session_idle_seconds: float = config.DEFAULT_MCP_SESSION_IDLE_MINUTES * 60.0
+    read_timeout: float = config.DEFAULT_HTTP_READ_TIMEOUT
+    request_log: LogFormat = "text"
+
+
+class _GuardedApp(Starlette):
+    """The application inside the guards of every request (guards.py): outside Starlette's own error
+    handling, so even its last-resort 500 is logged and carries the security headers."""
+
+    def __init__(self, *args: Any, settings: HttpSettings, **kwargs: Any) -> None:
+        self.http_settings = settings
+        super().__init__(*args, **kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = ReadTimeout(super().build_middleware_stack(), seconds=self.http_settings.read_timeout)
+        return RequestLog(SecurityHeaders(inner), fmt=self.http_settings.request_log)
 
 
 def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Starlette:
@@ -82,12 +112,17 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
     )
     endpoints = _Endpoints(server, settings, checker)
     bearer = [Middleware(RequireBearer, checker=checker)]
+    quota = OpenSessions(per_key=settings.mcp_sessions_per_key, idle=settings.mcp_session_idle_seconds)
     # The SDK turns on its DNS-rebinding protection (Host/Origin checks) for /mcp on a loopback host.
-    mcp = server.streamable_http_app(host=settings.host, stateless_http=settings.stateless)
+    mcp = server.streamable_http_app(
+        host=settings.host,
+        stateless_http=settings.stateless,
+        session_idle_timeout=settings.mcp_session_idle_seconds,
+    )
     routes: list[BaseRoute] = [
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/openapi.json", endpoints.openapi, methods=["GET"]),
-        *_guarded(mcp.routes, bearer),
+        *_guarded(mcp.routes, [*bearer, Middleware(SessionQuota, sessions=quota)]),
         Route("/tools/{name}", endpoints.tool, methods=["POST"], middleware=bearer),
         Route("/vapi/tool-calls", endpoints.vapi, methods=["POST"]),
         Route("/retell/functions", endpoints.retell, methods=["POST"]),
@@ -98,10 +133,11 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         *dashboard_routes(server.service, checker, sandbox=settings.sandbox),
     ]
     # The SDK app's lifespan runs the MCP session manager; without it /mcp cannot serve.
-    return Starlette(
+    return _GuardedApp(
         routes=routes,
         lifespan=mcp.router.lifespan_context,
-        exception_handlers={HttpProblem: problem_response},
+        exception_handlers={HttpProblem: problem_response, ClientDisconnect: client_gone},
+        settings=settings,
     )
 
 
@@ -142,6 +178,7 @@ class _Endpoints:
     async def tool(self, request: Request) -> Response:
         arguments = json_object(await self._body(request))
         outcome = await run_tool(self.server, request.path_params["name"], arguments)
+        note(request, tool=request.path_params["name"][:60], appointment_id=appointment_of(outcome.result, arguments))
         if outcome.error is None:
             return JSONResponse(outcome.result)
         return error_response(outcome.status, outcome.error, outcome.headers)
@@ -154,6 +191,8 @@ class _Endpoints:
         message = json_object(body)
         calls = vapi_calls(message)
         facts = vapi_facts(message)
+        names = [call.get("function", {}).get("name") for call in calls if isinstance(call.get("function"), dict)]
+        note(request, tool=",".join(str(n)[:60] for n in names[:5]) or None)
         # One message's calls are the model's parallel calls, independent of each other: each is
         # answered, in order, whether or not an earlier one failed.
         return JSONResponse({"results": [await vapi_answer(self.server, call, facts) for call in calls]})
@@ -166,6 +205,7 @@ class _Endpoints:
         data = json_object(body)
         name, arguments = retell_call(request.path_params.get("name"), data)
         outcome = await run_tool(self.server, name, arguments, retell_facts(data))
+        note(request, tool=name[:60], appointment_id=appointment_of(outcome.result, arguments))
         if outcome.error is None:
             return JSONResponse(outcome.result)
         return error_response(retell_status(outcome), outcome.error)
@@ -175,6 +215,7 @@ class _Endpoints:
         reaches the model, so a refused call is a 200 with `{"error": ...}` it can read (500 only for a fault)."""
         arguments, facts = elevenlabs_call(json_object(await self._body(request)))
         outcome = await run_tool(self.server, request.path_params["name"], arguments, facts)
+        note(request, tool=request.path_params["name"][:60], appointment_id=appointment_of(outcome.result, arguments))
         if outcome.error is None:
             return JSONResponse(outcome.result)
         return error_response(retell_status(outcome), outcome.error)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from appt_tools import validation
 from appt_tools.speech.results import ErrorView
 from appt_tools.surfaces.auth import asks_for_loopback, error_response, is_loopback
 
@@ -67,21 +68,17 @@ def _refuse_foreign_browser_request(headers: Mapping[str, str]) -> None:
         )
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def json_object(body: bytes) -> dict[str, Any]:
     """`body` parsed as one JSON object (no NaN or Infinity), or a 400 saying what it is instead."""
     if not body.strip():
         raise invalid_request("The body is empty; send a JSON object.")
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
+        data = validation.json_document(body)
     except json.JSONDecodeError as exc:
         raise invalid_request(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from None
-    except ValueError as exc:  # not UTF-8, or NaN/Infinity
+    except ValueError as exc:  # not UTF-8, NaN/Infinity, nested too deep
         raise invalid_request(f"The body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")

@@ -166,6 +166,8 @@ def _date_problem(state: TableState) -> str | None:
         try:
             days[name] = date.fromisoformat(raw)
         except ValueError:
+            days[name] = date.min
+        if not validation.FIRST_DAY <= days[name] <= validation.LAST_DAY:
             return f"The {name} date “{raw}” is not a date: pick one in the calendar, or type it as YYYY-MM-DD (e.g. 2026-12-08)."
     if "From" in days and "To" in days and days["To"] < days["From"]:
         return f"The To date is before the From date: pick a To date on or after {short_day(days['From'])}."
@@ -185,7 +187,9 @@ def page_numbers(page: int, last: int) -> list[int | None]:
 
 
 def _int(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() and len(raw) < 7 else None
+    """A whole number the dashboard's own links carry; anything else (even '²', which passes
+    `str.isdigit`) is None, so the default applies."""
+    return int(raw) if raw is not None and raw.isascii() and raw.isdigit() and len(raw) < 7 else None
 
 
 class Appointments:
@@ -322,7 +326,7 @@ class Appointments:
                 business_tz=self.service.timezone,
                 now=self.service.now(),
                 date=raw,
-                event_type_id=_int(request.query_params.get("event_type_id")),
+                event_type_id=validation.whole_number("event_type_id", request.query_params.get("event_type_id")),
             )
         )
         tz = found.timezone
@@ -482,6 +486,6 @@ def _number(body: dict[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
         return int(value)
     raise InvalidArgument(name, "must be a whole number.")

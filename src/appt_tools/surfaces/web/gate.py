@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from appt_tools import validation
 from appt_tools.errors import AppError
 from appt_tools.surfaces.web import owner_messages, render
 from appt_tools.surfaces.web.session import CSRF_HEADER, Session, Sessions, csrf_ok, foreign_host, foreign_origin
@@ -140,9 +141,11 @@ async def _body(request: Request, content_type: str) -> bytes:
 
 async def json_body(request: Request) -> dict[str, Any]:
     try:
-        data = jsonlib.loads(await _body(request, "application/json"))
-    except ValueError:
+        data = validation.json_document(await _body(request, "application/json"))
+    except jsonlib.JSONDecodeError:
         raise BadRequest(400, "The data sent is not valid JSON.") from None
+    except ValueError as exc:
+        raise BadRequest(400, f"The data sent is not usable: {exc}.") from None
     if not isinstance(data, dict):
         raise BadRequest(400, "The data sent must be a JSON object.")
     return data

@@ -46,7 +46,7 @@ FAILED_SIGN_IN_DELAY = 0.25  # seconds; keys are long and random, this only slow
 class Dashboard:
     def __init__(self, service: AppointmentService, checker: CredentialChecker, *, sandbox: bool) -> None:
         self.service = service
-        self.sessions = Sessions(checker, secret=lambda: _session_secret(service))
+        self.sessions = Sessions(checker, secret=lambda: _session_secret(service), ledger=service.store)
         self.gate = Gate(self.sessions, lambda: service.timezone)
         self.appointments = Appointments(service)
         self.settings = SettingsPage(service, sandbox=sandbox)
@@ -156,6 +156,8 @@ class Dashboard:
         return render.html("login.html", status, csrf=session.csrf, error=error, next=_next(target))
 
     async def logout(self, request: Request, session: Session) -> Response:
+        """Ends the session on the server (every instance): its cookie, even copied, no longer signs in."""
+        await self.sessions.end(session)
         response = RedirectResponse("/login", 303)
         self.sessions.store(response, request, self.sessions.new())
         return response

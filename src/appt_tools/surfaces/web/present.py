@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from appt_tools.models import Appointment, AppointmentStatus, EventType, Slot
 from appt_tools.speech import spoken
+from appt_tools.validation import FIRST_DAY, LAST_DAY
 
 STATUS_LABELS = {
     AppointmentStatus.ACTIVE: "Active",
@@ -274,10 +275,18 @@ def place(month: Month, rows: list[Row]) -> Month:
     return month
 
 
+# The calendar pages a month either way, so its first and last months stay a month inside the dates handled.
+FIRST_MONTH = (FIRST_DAY + timedelta(days=31)).replace(day=1)
+LAST_MONTH = (LAST_DAY - timedelta(days=62)).replace(day=1)
+
+
 def parse_month(raw: str | None, today: date) -> date:
-    """'2026-11' → 2026-11-01; anything else → this month."""
+    """'2026-11' → 2026-11-01; anything else (or a month the calendar cannot page past) → this month."""
     try:
         year, month = (raw or "").split("-")
-        return date(int(year), int(month), 1)
+        if not (year + month).isascii():
+            raise ValueError(raw)
+        first = date(int(year), int(month), 1)
     except ValueError:
         return today.replace(day=1)
+    return first if FIRST_MONTH <= first <= LAST_MONTH else today.replace(day=1)

@@ -11,6 +11,10 @@ sessions outlive a restart and every server sharing the database (several instan
 balancer) accepts them. A cookie that is tampered with, signed with another secret, malformed or older
 than 12 hours reads as signed out. It is HttpOnly, SameSite=Strict and Secure over https.
 
+Each session has a random id. Signing out records that id as ended in the database (`Store.end_session`),
+and every server sharing the database then refuses the cookie, although its signature is still valid:
+a copied cookie is worthless after sign-out. Revoking the key a session was made with ends it too.
+
 Every change is a POST that must carry the session's CSRF token (header `X-CSRF-Token`, or the `csrf`
 form field), compared in constant time; a POST whose Origin is not this server's, or that the
 browser marks as cross-site (`Sec-Fetch-Site`), is refused before anything runs. While open on
@@ -24,8 +28,9 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
@@ -45,6 +50,28 @@ SALT = "appt-tools.dashboard-session"  # keeps these signatures apart from anyth
 class Session:
     csrf: str
     key_tag: str | None  # HMAC of the API key signed in with; None before sign-in (or while open)
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+
+class SessionLedger(Protocol):
+    """Where ended sessions are recorded: the store (every server sharing the database sees them)."""
+
+    async def end_session(self, session_id: str, *, until: datetime, now: datetime) -> None: ...
+
+    async def session_ended(self, session_id: str) -> bool: ...
+
+
+class LocalLedger:
+    """Ended sessions kept in this process only: for a `Sessions` without a database (tests)."""
+
+    def __init__(self) -> None:
+        self._ended: set[str] = set()
+
+    async def end_session(self, session_id: str, *, until: datetime, now: datetime) -> None:
+        self._ended.add(session_id)
+
+    async def session_ended(self, session_id: str) -> bool:
+        return session_id in self._ended
 
 
 class _ClockedSigner(TimestampSigner):
@@ -64,10 +91,13 @@ class Sessions:
         checker: CredentialChecker,
         *,
         secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
+        ledger: SessionLedger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one."""
+        """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one.
+        `ledger`: where sign-outs are recorded; None: this process only."""
         self.checker = checker
+        self.ledger = ledger or LocalLedger()
         self._load = secret if callable(secret) else None
         self._key = None if callable(secret) else (secret or secrets.token_bytes(32))
         self._clock = clock
@@ -101,7 +131,7 @@ class Sessions:
         return Session(csrf=secrets.token_urlsafe(32), key_tag=self._tag(key) if key else None)
 
     def encode(self, session: Session) -> str:
-        return self._serializer.dumps({"c": session.csrf, "k": session.key_tag})
+        return self._serializer.dumps({"c": session.csrf, "k": session.key_tag, "i": session.id})
 
     def decode(self, raw: str | None) -> Session | None:
         """The session a cookie carries, or None when it is missing, tampered with, signed with another
@@ -112,14 +142,23 @@ class Sessions:
             data = self._serializer.loads(raw, max_age=LIFETIME_SECONDS)
         except BadData:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("c"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("c"), str) or not isinstance(data.get("i"), str):
             return None
         key_tag = data.get("k")
-        return Session(csrf=data["c"], key_tag=key_tag if isinstance(key_tag, str) else None)
+        return Session(csrf=data["c"], key_tag=key_tag if isinstance(key_tag, str) else None, id=data["i"])
 
     async def read(self, request: Request) -> Session | None:
+        """The request's session; None when its cookie is unusable or the session was signed out."""
         await self.ready()
-        return self.decode(request.cookies.get(COOKIE))
+        session = self.decode(request.cookies.get(COOKIE))
+        if session is None or await self.ledger.session_ended(session.id):
+            return None
+        return session
+
+    async def end(self, session: Session) -> None:
+        """Sign `session` out on every server sharing the database, for as long as its cookie could live."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        await self.ledger.end_session(session.id, until=now + timedelta(seconds=LIFETIME_SECONDS), now=now)
 
     def store(self, response: Response, request: Request, session: Session) -> None:
         response.set_cookie(
