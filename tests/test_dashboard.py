@@ -582,7 +582,9 @@ async def test_settings_save_validate_and_apply_to_the_running_service(unconfigu
     async with browsing(service) as client:
         _, token = await _page(client, "/settings")
         refreshed = await client.post("/app/event-types/refresh", json={}, headers=_json(token))
-        assert refreshed.status_code == 200 and refreshed.json()["message"].startswith("Synced 8 event types")
+        assert refreshed.status_code == 200 and refreshed.json()["message"].startswith(
+            "Synced 10 event types"
+        )  # 8 own and the team's 2
         types = refreshed.json()["event_types"]
         assert service.timezone == "America/New_York"  # adopted from Cal.com on the first sync
 

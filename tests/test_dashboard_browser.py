@@ -380,7 +380,7 @@ async def test_settings_save_and_never_show_the_key(browser: Browser, own_settin
         page, errors = await _page(browser)
         await page.goto(base + "/settings")
         await page.click("#refresh-event-types")
-        await page.wait_for_selector("#refresh-result:has-text('Synced 8 event types')")
+        await page.wait_for_selector("#refresh-result:has-text('Synced 10 event types')")
         await _audit(page, "desktop settings")
         await page.fill("#timezone", "Mars/Base")
         await page.click("#save-settings")
