@@ -37,14 +37,12 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from appt_tools import validation
-from appt_tools.calcom import CalcomClient
 from appt_tools.core import questions
-from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.holds import Holds
-from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, IdempotentCalls, changing
+from appt_tools.core.idempotency import PEER_WAIT_SECONDS, POLL_SECONDS, changing
+from appt_tools.core.parts import Parts, UseCase
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft
-from appt_tools.core.slots import SlotFinder
 from appt_tools.errors import (
     CalcomError,
     CalcomSlotTaken,
@@ -71,26 +69,11 @@ if TYPE_CHECKING:
 _BOOKED = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
 
 
-class Booker:
-    def __init__(
-        self,
-        store: Store,
-        calcom: Callable[[], CalcomClient],
-        catalog: EventTypeCatalog,
-        slots: SlotFinder,
-        keys: IdempotentCalls,
-        clock: Callable[[], datetime],
-        defaults: Callable[[], tuple[str, str]],
-        holds: Holds,
-    ) -> None:
-        self._holds = holds
-        self._store = store
-        self._calcom = calcom
-        self._catalog = catalog
-        self._slots = slots
-        self._keys = keys
-        self._clock = clock
+class Booker(UseCase):
+    def __init__(self, parts: Parts, defaults: Callable[[], tuple[str, str]], holds: Holds) -> None:
+        super().__init__(parts)
         self._defaults = defaults  # (business time zone, business name)
+        self._holds = holds
 
     async def book(self, draft: BookingDraft) -> Appointment:
         return (await self.book_with_corrections(draft))[0]

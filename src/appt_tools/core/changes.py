@@ -14,17 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from appt_tools import validation
-from appt_tools.calcom import CalcomClient
 from appt_tools.core import questions
 from appt_tools.core.booking import record_unknown
-from appt_tools.core.catalog import EventTypeCatalog
-from appt_tools.core.idempotency import IdempotentCalls, changing
+from appt_tools.core.idempotency import changing
+from appt_tools.core.parts import Parts, UseCase
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import Cancellation, Edit, Move
-from appt_tools.core.slots import SlotFinder
 from appt_tools.errors import (
     CalcomAlreadyCancelled,
     CalcomError,
@@ -37,31 +34,14 @@ from appt_tools.errors import (
 )
 from appt_tools.models import AnswerValue, Appointment, AppointmentStatus, Booking
 
-if TYPE_CHECKING:
-    from appt_tools.store import Store
-
 DEFAULT_CANCEL_REASON = "Cancelled at the caller's request."
 # Cal.com moves of one booking that a cancel follows through `rescheduledToUid` before giving up.
 _MAX_MOVES_FOLLOWED = 5
 
 
-class Changes:
-    def __init__(
-        self,
-        store: Store,
-        calcom: Callable[[], CalcomClient],
-        catalog: EventTypeCatalog,
-        slots: SlotFinder,
-        keys: IdempotentCalls,
-        clock: Callable[[], datetime],
-        timezone: Callable[[], str],
-    ) -> None:
-        self._store = store
-        self._calcom = calcom
-        self._catalog = catalog
-        self._slots = slots
-        self._keys = keys
-        self._clock = clock
+class Changes(UseCase):
+    def __init__(self, parts: Parts, timezone: Callable[[], str]) -> None:
+        super().__init__(parts)
         self._timezone = timezone
 
     async def get(self, appointment_id: str) -> Appointment:

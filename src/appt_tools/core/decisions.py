@@ -8,33 +8,20 @@ longer pending is answered by reading the booking, so the store ends in agreemen
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from appt_tools.calcom import CalcomClient
+from appt_tools.core.parts import Parts, UseCase
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.errors import CalcomRejected, Conflict
 from appt_tools.models import Appointment, AppointmentStatus, Booking
 
-if TYPE_CHECKING:
-    from appt_tools.store import Store
-
 DEFAULT_DECLINE_REASON = "Declined by the host."
 
 
-class Decisions:
-    def __init__(
-        self,
-        store: Store,
-        calcom: Callable[[], CalcomClient],
-        clock: Callable[[], datetime],
-        changed: Callable[[], None],
-    ) -> None:
-        self._store = store
-        self._calcom = calcom
-        self._clock = clock
-        self._changed = changed  # the calendar changed: cached slots are stale
+class Decisions(UseCase):
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(parts)
+        self._changed = parts.slots.changed  # the calendar changed: cached slots are stale
 
     async def confirm(self, appointment: Appointment) -> Appointment:
         uid = _pending_uid(appointment, "confirm")

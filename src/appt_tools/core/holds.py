@@ -14,37 +14,19 @@ import contextlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from appt_tools import validation
-from appt_tools.calcom import CalcomClient
-from appt_tools.core.catalog import EventTypeCatalog
+from appt_tools.core.parts import Parts, UseCase
 from appt_tools.core.requests import HoldRequest
-from appt_tools.core.slots import SlotFinder
 from appt_tools.errors import CalcomError, InvalidArgument
 from appt_tools.models import Hold
-
-if TYPE_CHECKING:
-    from appt_tools.store import Store
 
 HOLD_ID_PREFIX = "hold_"
 
 
-class Holds:
-    def __init__(
-        self,
-        store: Store,
-        calcom: Callable[[], CalcomClient],
-        catalog: EventTypeCatalog,
-        slots: SlotFinder,
-        clock: Callable[[], datetime],
-        defaults: Callable[[], tuple[str, int]],
-    ) -> None:
-        self._store = store
-        self._calcom = calcom
-        self._catalog = catalog
-        self._slots = slots
-        self._clock = clock
+class Holds(UseCase):
+    def __init__(self, parts: Parts, defaults: Callable[[], tuple[str, int]]) -> None:
+        super().__init__(parts)
         self._defaults = defaults  # (business time zone, hold minutes)
 
     async def hold(self, request: HoldRequest) -> Hold:

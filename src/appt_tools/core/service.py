@@ -26,6 +26,7 @@ from appt_tools.core.changes import Changes
 from appt_tools.core.decisions import Decisions
 from appt_tools.core.holds import Holds
 from appt_tools.core.idempotency import IdempotentCalls, changing
+from appt_tools.core.parts import Parts
 from appt_tools.core.records import history_entry
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
@@ -71,14 +72,11 @@ class AppointmentService:
             held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
         )
         keys = IdempotentCalls(store, clock, load=self.get)
-        self.holds = Holds(store, lambda: self.calcom, self.catalog, self.slots, clock, self._hold_defaults)
-        self._booker = Booker(
-            store, lambda: self.calcom, self.catalog, self.slots, keys, clock, self._business, self.holds
-        )
-        self._changes = Changes(
-            store, lambda: self.calcom, self.catalog, self.slots, keys, clock, lambda: self.timezone
-        )
-        self._decisions = Decisions(store, lambda: self.calcom, clock, self.slots_changed)
+        parts = Parts(store, lambda: self.calcom, self.catalog, self.slots, keys, clock)
+        self.holds = Holds(parts, self._hold_defaults)
+        self._booker = Booker(parts, self._business, self.holds)
+        self._changes = Changes(parts, lambda: self.timezone)
+        self._decisions = Decisions(parts)
 
     def now(self) -> datetime:
         return self._clock()
