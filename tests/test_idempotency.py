@@ -16,7 +16,7 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable, InvalidArgument, SlotUnavailable
-from appt_tools.models import AppointmentStatus, SearchQuery
+from appt_tools.models import AppointmentStatus, NewAppointment, SearchQuery
 from appt_tools.store import Store
 from appt_tools.surfaces.mcp_server import build_server
 from helpers import BUSINESS_ENV, Flaky, Raw, booking_args, next_weekday
@@ -222,3 +222,24 @@ async def test_a_retried_reschedule_to_another_time_follows_the_move_its_lost_an
     assert [b.uid for b in live] == [moved.booking_uid]
     actions = [h.action for h in await service.history(booked.id)]
     assert actions.count("rescheduled") == 2  # the lost move, recorded, then the new one
+
+
+async def test_a_second_record_answered_with_the_first_records_booking_joins_it(service, sandbox, monkeypatch):
+    """Soak finding (10 minutes, 8 tracebacks): Cal.com answered a second record of the same request with the
+    booking the first record already holds (an identical pending repeat returns the existing booking,
+    NOTES §12.3), and recording it failed with "booking_uid … already belongs to appointment …"."""
+    first = await Raw(service).book(**booking_args(await _slot(service)))
+    existing = await service.calcom.get_booking(first.booking_uid or "")
+    again = NewAppointment.model_validate(first.model_dump(include=set(NewAppointment.model_fields)))
+    second = await service.store.add_appointment(again, now=datetime.now(UTC))
+
+    async def answers_with_the_first(request: Any) -> Any:
+        return existing
+
+    monkeypatch.setattr(service.calcom, "create_booking", answers_with_the_first)
+    event_type = await service.event_type(first.event_type_id)
+    length = int((first.end - first.start).total_seconds() // 60)
+    joined = await service._booker.settle(second, event_type, length)
+    assert joined.id == first.id and joined.booking_uid == first.booking_uid
+    failed = await service.get(second.id)
+    assert failed.status is AppointmentStatus.FAILED and first.id in (failed.last_error or "")

@@ -288,6 +288,13 @@ class Booker(UseCase):
                 lost = CalcomUnavailable("the call ended before Cal.com answered", outcome_unknown=True)
                 await asyncio.shield(self._unknown(appointment, lost))
                 raise
+        owner = await self._store.get_by_booking_uid(booking.uid)
+        if owner is not None and owner.id != appointment.id:
+            # Cal.com answered with a booking another of our appointments already holds (an identical
+            # pending repeat returns the existing booking, NOTES §12.3; a look-up after a lost answer
+            # finds the twin's): this one is that request again, not a second booking.
+            await self._fail(appointment, f"Same request as {owner.id}, which holds Cal.com booking {booking.uid}.")
+            return owner
         self._slots.changed()
         return await self._store.update_appointment(
             appointment.id,
