@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
@@ -14,6 +14,7 @@ from mcp.client import Client
 
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import resolve
+from appt_tools.core.reconcile import Reconciler
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomUnavailable, InvalidArgument, SlotUnavailable
 from appt_tools.models import AppointmentStatus, NewAppointment, SearchQuery
@@ -243,3 +244,16 @@ async def test_a_second_record_answered_with_the_first_records_booking_joins_it(
     assert joined.id == first.id and joined.booking_uid == first.booking_uid
     failed = await service.get(second.id)
     assert failed.status is AppointmentStatus.FAILED and first.id in (failed.last_error or "")
+
+
+async def test_reconciling_a_second_record_of_a_booked_request_marks_it_failed(service, sandbox):
+    """The same soak run: reconciliation found the first record's booking for the second, unanswered record
+    of the same request and crashed on the booking uid's uniqueness."""
+    first = await Raw(service).book(**booking_args(await _slot(service)))
+    again = NewAppointment.model_validate(first.model_dump(include=set(NewAppointment.model_fields)))
+    second = await service.store.add_appointment(again, now=datetime.now(UTC))
+    await service.store.update_appointment(second.id, {"last_error": "answer lost"}, now=datetime.now(UTC))
+    report = await Reconciler.of(service).reconcile(first.start - timedelta(days=1), first.start + timedelta(days=1))
+    assert any(second.id in line for line in report.repaired)
+    assert (await service.get(second.id)).status is AppointmentStatus.FAILED
+    assert (await service.get(first.id)).booking_uid == first.booking_uid

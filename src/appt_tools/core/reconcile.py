@@ -270,6 +270,13 @@ class _Run:
             await self._write(appointment, {"status": AppointmentStatus.FAILED, "last_error": reason}, "failed", reason)
             self.report.repaired.append(f"{appointment.id}: never booked in Cal.com → failed")
             return
+        owner = await self.store.get_by_booking_uid(booking.uid)
+        if owner is not None and owner.id != appointment.id:
+            # The booking found is another record's (the same request, recorded twice): this one made none.
+            reason = f"Reconciled: same request as {owner.id}, which holds Cal.com booking {booking.uid}."
+            await self._write(appointment, {"status": AppointmentStatus.FAILED, "last_error": reason}, "failed", reason)
+            self.report.repaired.append(f"{appointment.id}: a second record of {owner.id} → failed")
+            return
         await self._write(
             appointment,
             booking_fields(booking),
