@@ -152,7 +152,7 @@ def _on_rollback(connection: Connection) -> None:
 
 def _on_error(context: Any) -> None:
     connection = context.connection
-    if connection is not None and not connection.invalidated:
+    if connection is not None and not connection.closed and not connection.invalidated:
         connection.connection.info.pop(_NAMED, None)
 
 

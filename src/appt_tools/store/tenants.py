@@ -27,7 +27,6 @@ from appt_tools.store import _locks, _scope
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE
 from appt_tools.store.tables import (
     DEFAULT_TENANT_ID,
-    DEFAULT_TENANT_SLUG,
     AppointmentRow,
     BookingUidRow,
     EventTypeRow,
@@ -264,6 +263,3 @@ def _tenant(row: TenantRow, numbers: Sequence[str]) -> Tenant:
         created_at=row.created_at,
         removed_at=row.removed_at,
     )
-
-
-__all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "TenantAdmin", "parse_numbers", "parse_slug"]
