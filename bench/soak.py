@@ -140,6 +140,9 @@ class Caller:
             ok, body, status = await getattr(self, f"_{self.surface}")(tool, args)
         except Exception as exc:  # our own client failing (a timeout, a body it cannot send): not an answer
             self.tally.answers[f"{tool}:client_{type(exc).__name__}"] += 1
+            known = self.tally.told.get(str(args.get("appointment_id")))
+            if known is not None:
+                known.status = "unknown"  # it hung up before the answer: it was told nothing about the change
             return False, {"code": "client_error"}
         self.tally.heard(self.surface, tool, args, ok, body, status)
         return ok, body

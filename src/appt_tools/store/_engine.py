@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import NullPool, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from appt_tools.errors import StoreBusy
 from appt_tools.store import _scope
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -94,6 +95,19 @@ def _prepare_sqlite(sync_engine: Engine) -> None:
         event.listen(sync_engine, "connect", _on_sqlite_connect)
     if not event.contains(sync_engine, "begin", _on_sqlite_begin):
         event.listen(sync_engine, "begin", _on_sqlite_begin)
+    if not event.contains(sync_engine, "handle_error", _on_sqlite_error):
+        event.listen(sync_engine, "handle_error", _on_sqlite_error)
+
+
+def _on_sqlite_error(context: ExceptionContext) -> BaseException | None:
+    """ "database is locked" after the busy timeout (other writers held the file that long: heavy load,
+    several processes) is a retryable `StoreBusy` with words a caller can act on, not an internal error."""
+    if "database is locked" in str(context.original_exception):
+        return StoreBusy(
+            "The appointment records are busy right now, so this was not finished. Wait a few seconds and "
+            "try again: a repeat of the same request never books or changes anything twice."
+        )
+    return None
 
 
 class _HintedCompiler:
