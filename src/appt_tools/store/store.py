@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
 from appt_tools.errors import SlotHeld
@@ -84,6 +84,9 @@ class Store:
             if file_writer is None
             else sessionmaker(file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE}), expire_on_commit=False)
         )
+        # Reads likewise (`_query`): aiosqlite hops threads several times per statement (cursor, execute,
+        # fetch, close), the stdlib driver in one worker thread not at all.
+        self._read_file = None if file_writer is None else sessionmaker(file_writer, expire_on_commit=False)
         # A search counts, then reads a page: on PostgreSQL both must see one snapshot (SQLite's
         # read transactions always do).
         postgresql = engine.dialect.name == "postgresql"
@@ -99,6 +102,13 @@ class Store:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def statement_engines(self) -> tuple[Engine, ...]:
+        """Every engine statements run on (the async engine's own, and on a SQLite file the stdlib one that
+        `_transact` and `_query` use): for listeners that watch or count statements."""
+        own = self._engine.sync_engine
+        return (own,) if self._file_writer is None else (own, self._file_writer)
 
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (Alembic migrations); a no-op on an up-to-date one.
@@ -132,6 +142,15 @@ class Store:
         if self._write_file is not None:
             return await asyncio.to_thread(self._transact_in_thread, self._write_file, work)
         async with self._write() as session, session.begin():
+            return await session.run_sync(work)
+
+    async def _query(self, work: Callable[[Session], T], *, snapshot: bool = False) -> T:
+        """`work` in one read transaction. On a SQLite file it runs whole in a worker thread (one thread hop
+        per read, as `_transact`); elsewhere on the async driver. `snapshot`: on PostgreSQL, every statement
+        sees one snapshot (REPEATABLE READ; SQLite's read transactions always do)."""
+        if self._read_file is not None:
+            return await asyncio.to_thread(self._transact_in_thread, self._read_file, work)
+        async with (self._snapshot if snapshot else self._read)() as session, session.begin():
             return await session.run_sync(work)
 
     @staticmethod
@@ -204,13 +223,14 @@ class Store:
             AppointmentRow.status == AppointmentStatus.PENDING,
             AppointmentRow.booking_uid.is_(None),
         )
-        async with self._read() as session, session.begin():
-            return await session.scalar(statement)
+        return await self._query(lambda session: session.scalar(statement))
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
-        async with self._read() as session, session.begin():
-            loaded = await session.run_sync(_load, appointment_id)
-        return None if loaded is None else _appointment(*loaded)
+        def work(session: Session) -> Appointment | None:
+            loaded = _load(session, appointment_id)
+            return None if loaded is None else _appointment(*loaded)
+
+        return await self._query(work)
 
     async def live_at(self, start: datetime) -> list[Appointment]:
         """Appointments starting at `start` that are booked or being booked (stored status pending, active
@@ -221,21 +241,14 @@ class Store:
                 (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
             ),
         )
-        async with self._read() as session, session.begin():
-            rows = list(await session.scalars(statement))
-            uids = await _uids_by_appointment(session, [row.id for row in rows])
-            return [_appointment(row, uids.get(row.id, ())) for row in rows]
+        return await self._query(lambda session: _appointments(session, session.scalars(statement)))
 
     async def get_by_booking_uid(self, uid: str) -> Appointment | None:
         """The appointment whose current, or any earlier, booking uid is `uid`."""
         earlier = select(BookingUidRow.appointment_id).where(BookingUidRow.uid == uid)
         statement = select(AppointmentRow).where(or_(AppointmentRow.booking_uid == uid, AppointmentRow.id.in_(earlier)))
-        async with self._read() as session, session.begin():
-            row = (await session.scalars(statement.limit(1))).first()
-            if row is None:
-                return None
-            uids = await _uids_by_appointment(session, [row.id])
-            return _appointment(row, uids.get(row.id, ()))
+        found = await self._query(lambda session: _appointments(session, session.scalars(statement.limit(1))))
+        return found[0] if found else None
 
     async def update_appointment(
         self,
@@ -325,14 +338,18 @@ class Store:
             )
             .order_by(HoldRow.start_at)
         )
-        async with self._read() as session, session.begin():
-            return [Hold.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+        return await self._query(
+            lambda session: [Hold.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
+        )
 
     async def get_hold(self, hold_id: str) -> Hold | None:
         """The hold, live or expired (None once released, used or swept away)."""
-        async with self._read() as session, session.begin():
-            row = await session.get(HoldRow, hold_id)
+
+        def work(session: Session) -> Hold | None:
+            row = session.get(HoldRow, hold_id)
             return None if row is None else Hold.model_validate(row, from_attributes=True)
+
+        return await self._query(work)
 
     async def delete_hold(self, hold_id: str) -> Hold | None:
         """End a hold; the hold it was, or None if there was none."""
@@ -352,8 +369,11 @@ class Store:
         statement = (
             select(HistoryRow).where(HistoryRow.appointment_id == appointment_id).order_by(HistoryRow.at, HistoryRow.id)
         )
-        async with self._read() as session, session.begin():
-            return [HistoryEntry.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+        return await self._query(
+            lambda session: [
+                HistoryEntry.model_validate(row, from_attributes=True) for row in session.scalars(statement)
+            ]
+        )
 
     async def search(self, query: SearchQuery, *, now: datetime) -> SearchPage:
         """One page of appointments matching `query`; `total` counts the whole filter, exactly up to
@@ -370,12 +390,14 @@ class Store:
         utc_or_none(query.start_from, "start_from")
         utc_or_none(query.start_to, "start_to")
         fts = await self._has_fts()
-        async with self._snapshot() as session, session.begin():
-            found = await _finder.find(session, query, now, fts=fts)
-            uids = await _uids_by_appointment(session, [row.id for row in found.rows])
-            items = tuple(_appointment(row, uids.get(row.id, ())) for row in found.rows)
+
+        def work(session: Session) -> tuple[_finder.Found, list[Appointment]]:
+            found = _finder.find(session, query, now, fts=fts)
+            return found, _appointments(session, found.rows)
+
+        found, items = await self._query(work, snapshot=True)
         return SearchPage(
-            items=items,
+            items=tuple(items),
             total=found.total,
             total_exact=found.total_exact,
             page=query.page,
@@ -414,9 +436,11 @@ class Store:
         return await self._transact(work)
 
     async def get_key(self, key: str) -> IdempotencyRecord | None:
-        async with self._read() as session, session.begin():
-            row = await session.get(IdempotencyRow, key)
+        def work(session: Session) -> IdempotencyRecord | None:
+            row = session.get(IdempotencyRow, key)
             return None if row is None else _key_from_row(row)
+
+        return await self._query(work)
 
     async def release_key(self, key: str) -> None:
         """Leave `key` unfinished but claimable at once: the outcome is unknown and a repeat must resume."""
@@ -484,21 +508,23 @@ class Store:
     async def list_event_types(self) -> list[EventType]:
         """All synced event types, by title (then id)."""
         statement = select(EventTypeRow).order_by(EventTypeRow.title, EventTypeRow.id)
-        async with self._read() as session, session.begin():
-            return [EventType.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+        return await self._query(
+            lambda session: [EventType.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
+        )
 
     async def get_event_type(self, event_type_id: int) -> EventType | None:
-        async with self._read() as session, session.begin():
-            row = await session.get(EventTypeRow, event_type_id)
+        def work(session: Session) -> EventType | None:
+            row = session.get(EventTypeRow, event_type_id)
             return None if row is None else EventType.model_validate(row, from_attributes=True)
+
+        return await self._query(work)
 
     # --- settings ---------------------------------------------------------------------------
 
     async def get_settings(self) -> dict[str, str]:
         """The stored settings (not the server's own internal rows)."""
         statement = select(SettingRow).where(SettingRow.key.not_like(f"{INTERNAL_PREFIX}%"))
-        async with self._read() as session, session.begin():
-            return {row.key: row.value for row in await session.scalars(statement)}
+        return await self._query(lambda session: {row.key: row.value for row in session.scalars(statement)})
 
     async def set_setting(self, key: str, value: str | None) -> None:
         """Set `key` to `value`; `None` deletes it."""
@@ -549,8 +575,8 @@ class Store:
 
     async def session_ended(self, session_id: str) -> bool:
         """Whether `end_session` was called for `session_id` (by any process sharing the database)."""
-        async with self._read() as session, session.begin():
-            return await session.get(SettingRow, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
+        key = f"{ENDED_SESSION_PREFIX}{session_id}"
+        return await self._query(lambda session: session.get(SettingRow, key) is not None)
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
@@ -598,10 +624,8 @@ class Store:
             AppointmentRow.start_at >= utc(start_from, "start_from"),
             AppointmentRow.start_at < utc(start_to, "start_to"),
         )
-        async with self._read() as session, session.begin():
-            rows = list(await session.scalars(statement.order_by(AppointmentRow.start_at, AppointmentRow.id)))
-            uids = await _uids_by_appointment(session, [row.id for row in rows])
-            return [_appointment(row, uids.get(row.id, ())) for row in rows]
+        ordered = statement.order_by(AppointmentRow.start_at, AppointmentRow.id)
+        return await self._query(lambda session: _appointments(session, session.scalars(ordered)))
 
 
 def _upgrade_on(engine: Engine) -> None:
@@ -656,7 +680,14 @@ def _load(
     return found[0][0], [uid for _, uid in found if uid is not None]
 
 
-async def _uids_by_appointment(session: AsyncSession, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
+def _appointments(session: Session, rows: Iterable[AppointmentRow]) -> list[Appointment]:
+    """The appointments of `rows`, with their booking uids read in one statement."""
+    found = list(rows)
+    uids = _uids_by_appointment(session, [row.id for row in found])
+    return [_appointment(row, uids.get(row.id, ())) for row in found]
+
+
+def _uids_by_appointment(session: Session, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
     """Every booking uid of each appointment, oldest first."""
     ids = list(appointment_ids)
     if not ids:
@@ -667,6 +698,6 @@ async def _uids_by_appointment(session: AsyncSession, appointment_ids: Iterable[
         .order_by(BookingUidRow.created_at, BookingUidRow.id)
     )
     result: dict[str, list[str]] = {}
-    for appointment_id, uid in await session.execute(statement):
+    for appointment_id, uid in session.execute(statement):
         result.setdefault(appointment_id, []).append(uid)
     return result
