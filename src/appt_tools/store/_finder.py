@@ -29,12 +29,24 @@ gather the matches and sort them.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, Select, String, func, literal, literal_column, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from appt_tools.models import SearchQuery
@@ -70,6 +82,7 @@ _PG_WALK_DONE = text(
     "set_config('enable_sort', 'on', true)"
 )
 _ROWID: ColumnElement[int] = literal_column("appointments.rowid")
+_FTS_QUERY = bindparam("fts_query", type_=String)
 # SQLite would otherwise seek each listed rowid in the index it walks: `+` keeps the rowid a value.
 _ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")
 
@@ -128,6 +141,11 @@ class _Search:
         return self.candidates is not None and self.candidates.listed is None
 
     def like(self) -> ColumnElement[bool]:
+        return self._like
+
+    @functools.cached_property
+    def _like(self) -> ColumnElement[bool]:
+        # Built once per search (its count and its page both use it): seven LIKEs cost more to build than to run.
         return _search.text_condition(self.text, "like")
 
     def text_terms(self, *, walk: bool, member: bool = False) -> list[ColumnElement[bool]]:
@@ -232,14 +250,21 @@ def _find_candidates(session: Session, text_: str) -> _Candidates:
         rarity = {token: (head is None, head or 0) for token, head in zip(tokens, heads, strict=True)}
         rarest = sorted(tokens, key=lambda token: rarity[token], reverse=True)[:RAREST]
         query, exact = _search.fts_all_of(sorted(rarest, key=tokens.index)), False
-    first = _search.fts_candidates(query).limit(LISTED + 1).subquery()
-    rows = select(func.max(literal_column("rowid"))).select_from(A).scalar_subquery()
-    statement = select(func.count(), func.json_group_array(first.c.rowid), func.max(first.c.rowid), rows)
-    count, listed, last, highest = (session.execute(statement.select_from(first))).one()
+    count, listed, last, highest = session.execute(_candidates_statement(), {_FTS_QUERY.key: query}).one()
     highest = int(highest or 0)
     if count <= LISTED:
         return _Candidates(query, exact, int(count), str(listed), count / max(highest, 1), highest)
     return _Candidates(query, exact, None, None, count / max(int(last), 1), highest)
+
+
+@functools.cache
+def _candidates_statement() -> Select[Any]:
+    """The first LISTED + 1 of FTS5's candidates for the query bound as `_FTS_QUERY` (count, JSON array, last
+    rowid) and the appointments' highest rowid: made once, as it is on every text's path."""
+    first = _search.fts_candidates(_FTS_QUERY).limit(LISTED + 1).subquery()
+    rows = select(func.max(literal_column("rowid"))).select_from(A).scalar_subquery()
+    statement = select(func.count(), func.json_group_array(first.c.rowid), func.max(first.c.rowid), rows)
+    return statement.select_from(first)
 
 
 def _count(session: Session, search: _Search, cap: int) -> int:

@@ -212,9 +212,10 @@ def fts_all_of(tokens: Sequence[str]) -> str:
     return " AND ".join(fts_quote(token) for token in tokens)
 
 
-def fts_candidates(fts_query: str) -> Select[Any]:
-    """The rowids FTS5 gives for `fts_query` (an FTS5 query string), in rowid order."""
-    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(literal(fts_query, String)))
+def fts_candidates(fts_query: str | ColumnElement[str]) -> Select[Any]:
+    """The rowids FTS5 gives for `fts_query` (an FTS5 query string, or a parameter bound to one), in rowid order."""
+    query = literal(fts_query, String) if isinstance(fts_query, str) else fts_query
+    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(query))
 
 
 @functools.cache
