@@ -35,7 +35,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    literal_column,
     or_,
     select,
     table,
@@ -47,8 +46,8 @@ from sqlalchemy.sql.elements import TextClause
 from appt_tools.models import AppointmentStatus, SearchQuery, SortField
 from appt_tools.store.tables import (
     SEARCH_COLUMNS,
+    SEARCH_DOCUMENT,
     STORED_STATUSES,
-    TEXT_DOCUMENT,
     TEXT_SEPARATOR,
     UNBOOKED_INDEX,
 )
@@ -74,7 +73,7 @@ _FTS = table(FTS_TABLE, column("rowid"), column(FTS_TABLE))
 TRIGRAM = 3  # the shortest text a trigram index can look up
 _LIVE = (AppointmentStatus.PENDING.value, AppointmentStatus.ACTIVE.value, AppointmentStatus.RESCHEDULED.value)
 _ESCAPE = "/"
-_DOCUMENT: ColumnElement[str] = literal_column(TEXT_DOCUMENT, String)
+_DOCUMENT: ColumnElement[str] = SEARCH_DOCUMENT
 _ALNUM_RUN = re.compile(r"[a-z0-9]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 

@@ -652,7 +652,11 @@ class _Reads:
     def __init__(self) -> None:
         appointments, uids, holds = AppointmentRow.__table__, BookingUidRow.__table__, HoldRow.__table__
         named = {"start_at": "start", "end_at": "end"}
-        columns = [column.label(named[column.name]) if column.name in named else column for column in appointments.c]
+        columns = [
+            column.label(named[column.name]) if column.name in named else column
+            for column in appointments.c
+            if column.computed is None  # PostgreSQL's search document: not the model's
+        ]
         self.by_id = (
             select(*columns, uids.c.uid.label("uid"))
             .outerjoin(uids, uids.c.appointment_id == appointments.c.id)
