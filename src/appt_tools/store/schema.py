@@ -114,9 +114,11 @@ def configure_context(configure: Callable[..., None], connection: Connection) ->
 
 
 def lock(connection: Connection) -> None:
-    """Serialize schema changes across processes for the rest of the transaction."""
+    """Serialize schema changes across processes for the rest of the transaction, which acts for every
+    tenant (PostgreSQL's row-level security admits all rows to a migration: see migration 0006)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
+        connection.exec_driver_sql("SELECT set_config('app.all_tenants', 'on', true)")
 
 
 def upgrade(connection: Connection, revision: str = "head") -> str | None:

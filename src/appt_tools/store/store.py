@@ -12,17 +12,18 @@ costs about 10 µs more (a page of 100 booked appointments loaded in 3.2 ms inst
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, delete, or_, select, text
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy import delete, or_, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from appt_tools.errors import SlotHeld
@@ -38,9 +39,10 @@ from appt_tools.models import (
     SearchPage,
     SearchQuery,
 )
-from appt_tools.store import _finder, _locks, _search, schema
+from appt_tools.store import _finder, _locks, _scope, _search, schema
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine, sqlite_file_engine
 from appt_tools.store.tables import (
+    DEFAULT_TENANT_ID,
     AppointmentRow,
     BookingUidRow,
     EventTypeRow,
@@ -49,6 +51,7 @@ from appt_tools.store.tables import (
     IdempotencyRow,
     SettingRow,
 )
+from appt_tools.store.tenants import TenantAdmin
 
 APPOINTMENT_ID_PREFIX = "apt_"
 # Rows of the settings table that are the server's own, not a person's settings (`config.resolve` reads
@@ -58,10 +61,20 @@ LEASE_PREFIX = INTERNAL_PREFIX + "lease."
 ENDED_SESSION_PREFIX = INTERNAL_PREFIX + "session_ended."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
-CoreRow = Row[*tuple[Any, ...]]  # a row of a Core statement (`_Reads`)
 IN_FLIGHT_RETRIES = 2
 # The fields `update_appointment` may change: all but the identity, the uid history and the timestamps.
 CHANGEABLE_FIELDS = frozenset(Appointment.model_fields) - {"id", "previous_booking_uids", "created_at", "updated_at"}
+
+
+@dataclasses.dataclass
+class _Pool:
+    """What every tenant's store on one engine shares."""
+
+    engine: AsyncEngine
+    file_writer: Engine | None
+    fts: bool | None = None  # whether SQLite's FTS5 table exists, once known
+    stores: dict[int, Store] = dataclasses.field(default_factory=dict)
+    admin: TenantAdmin | None = None
 
 
 def new_appointment_id() -> str:
@@ -70,35 +83,50 @@ def new_appointment_id() -> str:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
-        prepare_engine(engine)
+    """The record of one tenant (`tenant_id`; `DEFAULT_TENANT_ID` when not named, a single-business
+    deployment's). Every statement it runs is scoped to that tenant (see `_scope`). `for_tenant` gives
+    the store of another tenant on the same engine and pool; `tenants` administers them all."""
+
+    def __init__(self, engine: AsyncEngine, tenant_id: int = DEFAULT_TENANT_ID, *, _pool: _Pool | None = None) -> None:
+        if _pool is None:
+            prepare_engine(engine)
+            # On a SQLite file a write transaction runs whole in a worker thread on the stdlib driver: one
+            # thread hop per transaction instead of one per statement (see `_transact`).
+            _pool = _Pool(engine, sqlite_file_engine(engine, pooled=True))
+        _scope.tenant(tenant_id)
+        self._pool = _pool
+        self._tenant_id = tenant_id
         self._engine = engine
-        self._read = async_sessionmaker(engine, expire_on_commit=False)
-        self._writer = engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
-        self._write = async_sessionmaker(self._writer, expire_on_commit=False)
-        # On a SQLite file a write transaction runs whole in a worker thread on the stdlib driver: one
-        # thread hop per transaction instead of one per statement (see `_transact`).
-        file_writer = sqlite_file_engine(engine, pooled=True)
-        self._file_writer = file_writer
+        scoped = _scope.bind(engine, tenant_id)
+        self._read = _scope.sessions(scoped, tenant_id)
+        self._writer = scoped.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+        self._write = _scope.sessions(self._writer, tenant_id)
+        file_writer = _pool.file_writer
         self._write_file = (
             None
             if file_writer is None
-            else sessionmaker(file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE}), expire_on_commit=False)
+            else _scope.sync_sessions(
+                file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE, _scope.TENANT: tenant_id}), tenant_id
+            )
         )
         # Reads likewise (`_query`): aiosqlite hops threads several times per statement (cursor, execute,
         # fetch, close), the stdlib driver in one worker thread not at all.
-        self._read_file = None if file_writer is None else sessionmaker(file_writer, expire_on_commit=False)
+        self._read_file = (
+            None
+            if file_writer is None
+            else _scope.sync_sessions(file_writer.execution_options(**{_scope.TENANT: tenant_id}), tenant_id)
+        )
         # A search counts, then reads a page: on PostgreSQL both must see one snapshot (SQLite's
         # read transactions always do).
         postgresql = engine.dialect.name == "postgresql"
-        reader = engine.execution_options(isolation_level="REPEATABLE READ") if postgresql else engine
-        self._snapshot = async_sessionmaker(reader, expire_on_commit=False)
-        self._fts: bool | None = None if engine.dialect.name == "sqlite" else False
+        reader = scoped.execution_options(isolation_level="REPEATABLE READ") if postgresql else scoped
+        self._snapshot = _scope.sessions(reader, tenant_id)
+        _pool.stores.setdefault(tenant_id, self)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, tenant_id: int = DEFAULT_TENANT_ID) -> Store:
         """A store on `url` (e.g. 'sqlite+aiosqlite:///path/appt.db'); schema not yet created."""
-        return cls(create_engine(url))
+        return cls(create_engine(url), tenant_id)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -108,8 +136,26 @@ class Store:
     def statement_engines(self) -> tuple[Engine, ...]:
         """Every engine statements run on (the async engine's own, and on a SQLite file the stdlib one that
         `_transact` and `_query` use): for listeners that watch or count statements."""
-        own = self._engine.sync_engine
-        return (own,) if self._file_writer is None else (own, self._file_writer)
+        own, file_writer = self._engine.sync_engine, self._pool.file_writer
+        return (own,) if file_writer is None else (own, file_writer)
+
+    @property
+    def tenant_id(self) -> int:
+        return self._tenant_id
+
+    def for_tenant(self, tenant_id: int) -> Store:
+        """The store of tenant `tenant_id` on this store's engine and pool (made once, then reused).
+        Closing any store of the pool closes them all. Whether the tenant exists is `tenants`' business:
+        a store of an unknown tenant finds nothing."""
+        found = self._pool.stores.get(_scope.tenant(tenant_id))
+        return found if found is not None else Store(self._engine, tenant_id, _pool=self._pool)
+
+    @property
+    def tenants(self) -> TenantAdmin:
+        """Tenant administration, across tenants (the operator's path)."""
+        if self._pool.admin is None:
+            self._pool.admin = TenantAdmin(self._engine, self._pool.file_writer)
+        return self._pool.admin
 
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (Alembic migrations); a no-op on an up-to-date one.
@@ -118,7 +164,7 @@ class Store:
             return
         file_engine = sqlite_file_engine(self._engine)
         if file_engine is None:
-            async with self._writer.begin() as connection:
+            async with _scope.bind(self._engine, _scope.ALL_TENANTS).begin() as connection:
                 await connection.run_sync(schema.upgrade)
             return
         try:  # a SQLite file: the migration's statements run in a thread, directly on the file
@@ -132,9 +178,10 @@ class Store:
             return await connection.run_sync(schema.current)
 
     async def aclose(self) -> None:
+        """Close the engine and pool, for every tenant's store on them."""
         await self._engine.dispose()
-        if self._file_writer is not None:
-            self._file_writer.dispose()
+        if self._pool.file_writer is not None:
+            self._pool.file_writer.dispose()
 
     async def _transact(self, work: Callable[[Session], T]) -> T:
         """`work` in one write transaction (BEGIN IMMEDIATE on SQLite), committed if it returns, rolled
@@ -153,14 +200,6 @@ class Store:
             return await asyncio.to_thread(self._transact_in_thread, self._read_file, work)
         async with (self._snapshot if snapshot else self._read)() as session, session.begin():
             return await session.run_sync(work)
-
-    async def _fetch(self, work: Callable[[Connection], T]) -> T:
-        """`work` in one read transaction on a plain connection, for the hot reads written as Core statements
-        made once (`_Reads`): no ORM session or objects (a third of the cost of the same read through them)."""
-        if self._file_writer is not None:
-            return await asyncio.to_thread(_read_in_thread, self._file_writer, work)
-        async with self._engine.connect() as connection:
-            return await connection.run_sync(work)
 
     @staticmethod
     def _transact_in_thread(make_session: sessionmaker[Session], work: Callable[[Session], T]) -> T:
@@ -206,7 +245,7 @@ class Store:
             session.flush()
             session.add(HistoryRow(appointment_id=row.id, at=now, action="created", to_start=start))
             if idempotency_key is not None:
-                claimed = session.get(IdempotencyRow, idempotency_key, with_for_update=True)
+                claimed = _key_row(session, idempotency_key, for_update=True)
                 if claimed is not None:
                     claimed.appointment_id = row.id
                     claimed.updated_at = now
@@ -235,21 +274,28 @@ class Store:
         return await self._query(lambda session: session.scalar(statement))
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
-        def work(connection: Connection) -> Appointment | None:
-            found = connection.execute(_READS.by_id, {"id": appointment_id}).all()
-            return _appointment(found[0], [row.uid for row in found if row.uid is not None]) if found else None
+        def work(session: Session) -> Appointment | None:
+            loaded = _load(session, appointment_id)
+            return None if loaded is None else _appointment(*loaded)
 
-        return await self._fetch(work)
+        return await self._query(work)
 
     async def live_at(self, start: datetime) -> list[Appointment]:
         """Appointments starting at `start` that are booked or being booked (stored status pending, active
         or rescheduled): one lookup on the start index, however large the store."""
-        when = utc(start, "start")
-        return await self._fetch(lambda c: _appointments(c, c.execute(_READS.live_at, {"start": when})))
+        statement = select(AppointmentRow).where(
+            AppointmentRow.start_at == utc(start, "start"),
+            AppointmentRow.status.in_(
+                (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
+            ),
+        )
+        return await self._query(lambda session: _appointments(session, session.scalars(statement)))
 
     async def get_by_booking_uid(self, uid: str) -> Appointment | None:
         """The appointment whose current, or any earlier, booking uid is `uid`."""
-        found = await self._fetch(lambda c: _appointments(c, c.execute(_READS.by_booking_uid, {"uid": uid})))
+        earlier = select(BookingUidRow.appointment_id).where(BookingUidRow.uid == uid)
+        statement = select(AppointmentRow).where(or_(AppointmentRow.booking_uid == uid, AppointmentRow.id.in_(earlier)))
+        found = await self._query(lambda session: _appointments(session, session.scalars(statement.limit(1))))
         return found[0] if found else None
 
     async def update_appointment(
@@ -333,9 +379,15 @@ class Store:
 
     async def live_holds(self, lo: datetime, hi: datetime, *, now: datetime) -> list[Hold]:
         """Holds not expired at `now` whose time overlaps [lo, hi), by start."""
-        bounds = {"now": utc(now, "now"), "lo": utc(lo, "lo"), "hi": utc(hi, "hi")}
-        return await self._fetch(
-            lambda c: [Hold.model_validate(row, from_attributes=True) for row in c.execute(_READS.live_holds, bounds)]
+        statement = (
+            select(HoldRow)
+            .where(
+                HoldRow.expires_at > utc(now, "now"), HoldRow.start_at < utc(hi, "hi"), HoldRow.end_at > utc(lo, "lo")
+            )
+            .order_by(HoldRow.start_at)
+        )
+        return await self._query(
+            lambda session: [Hold.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
         )
 
     async def get_hold(self, hold_id: str) -> Hold | None:
@@ -389,7 +441,7 @@ class Store:
 
         def work(session: Session) -> tuple[_finder.Found, list[Appointment]]:
             found = _finder.find(session, query, now, fts=fts)
-            return found, _appointments(session.connection(), found.rows)
+            return found, _appointments(session, found.rows)
 
         found, items = await self._query(work, snapshot=True)
         return SearchPage(
@@ -402,12 +454,15 @@ class Store:
 
     async def _has_fts(self) -> bool:
         """Whether SQLite's FTS5 search table exists (migration 0002 makes it where SQLite can)."""
-        if self._fts is None:
+        if self._pool.fts is None:
+            if self._engine.dialect.name != "sqlite":
+                self._pool.fts = False
+                return False
             statement = text("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name")
             async with self._engine.connect() as connection:
                 found = await connection.scalar(statement, {"name": _search.FTS_TABLE})
-            self._fts = bool(found)
-        return self._fts
+            self._pool.fts = bool(found)
+        return self._pool.fts
 
     # --- idempotency keys ----------------------------------------------------------------------
 
@@ -418,7 +473,7 @@ class Store:
 
         def work(session: Session) -> Claim:
             _locks.hold(session, f"idempotency_key:{key}")
-            row = session.get(IdempotencyRow, key, with_for_update=True)
+            row = _key_row(session, key, for_update=True)
             if row is None:
                 row = IdempotencyRow(key=key, request_hash=request_hash, done=False, created_at=now, updated_at=now)
                 session.add(row)
@@ -432,17 +487,15 @@ class Store:
         return await self._transact(work)
 
     async def get_key(self, key: str) -> IdempotencyRecord | None:
-        def work(session: Session) -> IdempotencyRecord | None:
-            row = session.get(IdempotencyRow, key)
+        async with self._read() as session, session.begin():
+            row = await session.run_sync(_key_row, key)
             return None if row is None else _key_from_row(row)
-
-        return await self._query(work)
 
     async def release_key(self, key: str) -> None:
         """Leave `key` unfinished but claimable at once: the outcome is unknown and a repeat must resume."""
 
         def work(session: Session) -> None:
-            row = session.get(IdempotencyRow, key, with_for_update=True)
+            row = _key_row(session, key, for_update=True)
             if row is not None and not row.done:
                 row.updated_at = _LONG_AGO
 
@@ -460,7 +513,7 @@ class Store:
         now = utc(now, "now")
 
         def work(session: Session) -> None:
-            row = session.get(IdempotencyRow, key, with_for_update=True)
+            row = _key_row(session, key, for_update=True)
             if row is None:
                 raise KeyError(key)
             row.done = True
@@ -504,30 +557,28 @@ class Store:
     async def list_event_types(self) -> list[EventType]:
         """All synced event types, by title (then id)."""
         statement = select(EventTypeRow).order_by(EventTypeRow.title, EventTypeRow.id)
-        return await self._query(
-            lambda session: [EventType.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
-        )
+        async with self._read() as session, session.begin():
+            return [EventType.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
 
     async def get_event_type(self, event_type_id: int) -> EventType | None:
-        def work(session: Session) -> EventType | None:
-            row = session.get(EventTypeRow, event_type_id)
+        async with self._read() as session, session.begin():
+            row = await session.scalar(select(EventTypeRow).where(EventTypeRow.id == event_type_id))
             return None if row is None else EventType.model_validate(row, from_attributes=True)
-
-        return await self._query(work)
 
     # --- settings ---------------------------------------------------------------------------
 
     async def get_settings(self) -> dict[str, str]:
         """The stored settings (not the server's own internal rows)."""
         statement = select(SettingRow).where(SettingRow.key.not_like(f"{INTERNAL_PREFIX}%"))
-        return await self._query(lambda session: {row.key: row.value for row in session.scalars(statement)})
+        async with self._read() as session, session.begin():
+            return {row.key: row.value for row in await session.scalars(statement)}
 
     async def set_setting(self, key: str, value: str | None) -> None:
         """Set `key` to `value`; `None` deletes it."""
 
         def work(session: Session) -> None:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if value is None:
                 if row is not None:
                     session.delete(row)
@@ -544,7 +595,7 @@ class Store:
 
         def work(session: Session) -> str:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if row is None:
                 row = SettingRow(key=key, value=make())
                 session.add(row)
@@ -564,15 +615,15 @@ class Store:
         def work(session: Session) -> None:
             _locks.hold(session, f"setting:{key}")
             session.execute(expired)
-            if session.get(SettingRow, key) is None:
+            if _setting_row(session, key) is None:
                 session.add(SettingRow(key=key, value=until.isoformat()))
 
         await self._transact(work)
 
     async def session_ended(self, session_id: str) -> bool:
         """Whether `end_session` was called for `session_id` (by any process sharing the database)."""
-        key = f"{ENDED_SESSION_PREFIX}{session_id}"
-        return await self._query(lambda session: session.get(SettingRow, key) is not None)
+        async with self._read() as session, session.begin():
+            return await session.run_sync(_setting_row, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
@@ -582,7 +633,7 @@ class Store:
 
         def work(session: Session) -> bool:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if row is not None:
                 owner, _, until = row.value.partition(" ")
                 if owner != holder and datetime.fromisoformat(until) > now:
@@ -602,7 +653,7 @@ class Store:
 
         def work(session: Session) -> None:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if row is not None and row.value.partition(" ")[0] == holder:
                 session.delete(row)
 
@@ -621,7 +672,7 @@ class Store:
             AppointmentRow.start_at < utc(start_to, "start_to"),
         )
         ordered = statement.order_by(AppointmentRow.start_at, AppointmentRow.id)
-        return await self._query(lambda session: _appointments(session.connection(), session.scalars(ordered)))
+        return await self._query(lambda session: _appointments(session, session.scalars(ordered)))
 
 
 def _upgrade_on(engine: Engine) -> None:
@@ -640,64 +691,21 @@ def utc_or_none(value: datetime | None, name: str) -> datetime | None:
     return None if value is None else utc(value, name)
 
 
-def _read_in_thread(engine: Engine, work: Callable[[Connection], T]) -> T:
-    with engine.connect() as connection, connection.begin():
-        return work(connection)
-
-
-class _Reads:
-    """The hot reads' statements, made once (values bound at execution): building a statement costs more
-    than running it. Appointments come back as Core rows whose columns bear the domain model's names."""
-
-    def __init__(self) -> None:
-        appointments, uids, holds = AppointmentRow.__table__, BookingUidRow.__table__, HoldRow.__table__
-        named = {"start_at": "start", "end_at": "end"}
-        columns = [
-            column.label(named[column.name]) if column.name in named else column
-            for column in appointments.c
-            if column.computed is None  # PostgreSQL's search document: not the model's
-        ]
-        self.by_id = (
-            select(*columns, uids.c.uid.label("uid"))
-            .outerjoin(uids, uids.c.appointment_id == appointments.c.id)
-            .where(appointments.c.id == bindparam("id"))
-            .order_by(uids.c.created_at, uids.c.id)
-        )
-        live = (AppointmentStatus.PENDING.value, AppointmentStatus.ACTIVE.value, AppointmentStatus.RESCHEDULED.value)
-        self.live_at = select(*columns).where(
-            appointments.c.start_at == bindparam("start"), appointments.c.status.in_(live)
-        )
-        earlier = select(uids.c.appointment_id).where(uids.c.uid == bindparam("uid"))
-        self.by_booking_uid = (
-            select(*columns)
-            .where(or_(appointments.c.booking_uid == bindparam("uid"), appointments.c.id.in_(earlier)))
-            .limit(1)
-        )
-        self.uids = (
-            select(uids.c.appointment_id, uids.c.uid)
-            .where(uids.c.appointment_id.in_(bindparam("ids", expanding=True)))
-            .order_by(uids.c.created_at, uids.c.id)
-        )
-        named_holds = [column.label(named[column.name]) if column.name in named else column for column in holds.c]
-        self.live_holds = (
-            select(*named_holds)
-            .where(
-                holds.c.expires_at > bindparam("now"),
-                holds.c.start_at < bindparam("hi"),
-                holds.c.end_at > bindparam("lo"),
-            )
-            .order_by(holds.c.start_at)
-        )
-
-
-_READS = _Reads()
-
-
-def _appointment(row: AppointmentRow | CoreRow, uids: Sequence[str]) -> Appointment:
+def _appointment(row: AppointmentRow, uids: Sequence[str]) -> Appointment:
     """`uids`: every booking uid the appointment has had, oldest first (the current one included)."""
     appointment = Appointment.model_validate(row, from_attributes=True)
     previous = tuple(uid for uid in uids if uid != row.booking_uid)
     return appointment.model_copy(update={"previous_booking_uids": previous}) if previous else appointment
+
+
+def _key_row(session: Session, key: str, *, for_update: bool = False) -> IdempotencyRow | None:
+    """The store's tenant's idempotency key `key` (the tenant is added by the session: see `_scope`)."""
+    statement = select(IdempotencyRow).where(IdempotencyRow.key == key)
+    return session.scalar(statement.with_for_update() if for_update else statement)
+
+
+def _setting_row(session: Session, key: str) -> SettingRow | None:
+    return session.scalar(select(SettingRow).where(SettingRow.key == key))
 
 
 def _key_from_row(row: IdempotencyRow) -> IdempotencyRecord:
@@ -729,13 +737,24 @@ def _load(
     return found[0][0], [uid for _, uid in found if uid is not None]
 
 
-def _appointments(connection: Connection, rows: Iterable[AppointmentRow | CoreRow]) -> list[Appointment]:
-    """The appointments of `rows` (ORM rows, or Core rows of `_Reads`), with their booking uids read in one
-    statement."""
+def _appointments(session: Session, rows: Iterable[AppointmentRow]) -> list[Appointment]:
+    """The appointments of `rows`, with their booking uids read in one statement."""
     found = list(rows)
-    if not found:
-        return []
-    uids: dict[str, list[str]] = {}
-    for appointment_id, uid in connection.execute(_READS.uids, {"ids": [row.id for row in found]}):
-        uids.setdefault(appointment_id, []).append(uid)
+    uids = _uids_by_appointment(session, [row.id for row in found])
     return [_appointment(row, uids.get(row.id, ())) for row in found]
+
+
+def _uids_by_appointment(session: Session, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Every booking uid of each appointment, oldest first."""
+    ids = list(appointment_ids)
+    if not ids:
+        return {}
+    statement = (
+        select(BookingUidRow.appointment_id, BookingUidRow.uid)
+        .where(BookingUidRow.appointment_id.in_(ids))
+        .order_by(BookingUidRow.created_at, BookingUidRow.id)
+    )
+    result: dict[str, list[str]] = {}
+    for appointment_id, uid in session.execute(statement):
+        result.setdefault(appointment_id, []).append(uid)
+    return result

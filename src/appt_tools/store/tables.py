@@ -11,7 +11,7 @@ written out.
 Search objects outside this metadata, created by migration 0002: on SQLite the FTS5 table
 `appointments_search` (trigram, over `SEARCH_COLUMNS`) and the triggers that keep it in sync; on
 PostgreSQL the `pg_trgm` extension used by `ix_appointments_search_document_trgm`. PostgreSQL only
-(migration 0006): the column `search_document` and its trigram index (`SEARCH_DOCUMENT`).
+(migration 0006_search_document): the column `search_document` and its trigram index (`SEARCH_DOCUMENT`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
     true,
 )
@@ -71,7 +72,7 @@ POSTGRESQL_ONLY_INDEXES = frozenset({TRIGRAM_INDEX})
 POSTGRESQL_ONLY_COLUMNS = frozenset({"search_document"})
 # PostgreSQL's free text: one document per row, the searched columns joined by a character no search
 # text holds (a text with it is looked for column by column), lower-cased as collation "C" does
-# (ASCII letters only), stored in each row by PostgreSQL itself (`SEARCH_DOCUMENT`).
+# (ASCII letters only). Queries must spell it exactly so, for the planner to match the index.
 TEXT_SEPARATOR = "\x1f"
 
 
@@ -161,7 +162,44 @@ class Base(DeclarativeBase):
     )
 
 
-class AppointmentRow(Base):
+# The tenant a store opened the way it always was (`Store(engine)`) acts for: a single-business
+# deployment's, made by migration 0006 with everything that was there before tenants.
+DEFAULT_TENANT_ID = 1
+DEFAULT_TENANT_SLUG = "default"
+
+
+class TenantRow(Base):
+    """A business served by this deployment. `removed_at`: removed, its data kept (see `TenantAdmin.remove`)."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TenantNumberRow(Base):
+    """A phone number (E.164) a tenant answers on: each number belongs to one tenant at most."""
+
+    __tablename__ = "tenant_numbers"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+class TenantScoped:
+    """A row that belongs to one tenant. The store's sessions add `tenant_id = <the store's tenant>` to
+    every statement that reads, changes or deletes such rows, and set it on every row they insert
+    (`store._scope`); on PostgreSQL row-level security enforces the same (migration 0006). No foreign
+    key to `tenants`: a removed tenant's rows stay (until purged) and the appointments table is never
+    copied on SQLite (its search index is keyed on rowids)."""
+
+    tenant_id: Mapped[int] = mapped_column(Integer)
+
+
+class AppointmentRow(TenantScoped, Base):
     __tablename__ = "appointments"
 
     id: Mapped[str] = mapped_column(_sortable(32), primary_key=True)
@@ -200,31 +238,35 @@ class AppointmentRow(Base):
     __table_args__ = (
         CheckConstraint(_in("status", STORED_STATUSES), name="status"),
         CheckConstraint(_in("call_type", _CALL_TYPES), name="call_type"),
-        # Unique, but NULL (not yet booked) may repeat: both SQLite and PostgreSQL allow that.
-        Index(None, "booking_uid", unique=True),
+        # Unique per tenant, but NULL (not yet booked) may repeat: both SQLite and PostgreSQL allow that.
+        Index(None, "tenant_id", "booking_uid", unique=True),
         # At most one booking in flight (recorded, Cal.com not yet answered) per start, across every
         # process sharing the database: a concurrent second attempt waits instead of racing Cal.com.
         # Confirmed bookings are not constrained here; Cal.com is the authority on those.
         Index(
             "uq_appointments_in_flight_start",
+            "tenant_id",
             "start_at",
             unique=True,
             sqlite_where=text(IN_FLIGHT),
             postgresql_where=text(IN_FLIGHT),
         ),
+        # Every index of the store's queries starts with the tenant: one tenant's rows are one range of
+        # it (their names are those from before tenants, which the search's index hints use).
         # Sort keys (see SORT_COLUMNS). Sorting by status sorts by the status shown, which no index holds.
-        *(Index(None, column, "id", "status") for column in SORT_COLUMNS),
+        *(Index(f"ix_appointments_{column}_id_status", "tenant_id", column, "id", "status") for column in SORT_COLUMNS),
         # The phone filter: the called or the calling number, each looked up on its own index.
-        Index(None, "to_number"),
-        Index(None, "from_number"),
+        Index("ix_appointments_to_number", "tenant_id", "to_number"),
+        Index("ix_appointments_from_number", "tenant_id", "from_number"),
         # The narrowest index: counting a whole status, or the whole table, reads the fewest pages.
-        Index(None, "status"),
+        Index("ix_appointments_status", "tenant_id", "status"),
         # Effective status: `completed` and the open statuses are ranges of (status, end_at) once
         # `booking_uid` is known, here without reading the row...
-        Index(None, "status", "end_at", "booking_uid"),
+        Index("ix_appointments_status_end_at_booking_uid", "tenant_id", "status", "end_at", "booking_uid"),
         # ...and the few unbooked rows, which never complete, in an index of their own.
         Index(
             UNBOOKED_INDEX,
+            "tenant_id",
             "status",
             "end_at",
             sqlite_where=text("booking_uid IS NULL"),
@@ -236,6 +278,7 @@ class AppointmentRow(Base):
         # (`label` itself too: PostgreSQL reads rows for an expression unless its columns are there).
         Index(
             LABEL_INDEX,
+            "tenant_id",
             text("lower(label)"),
             "call_type",
             "start_at",
@@ -261,18 +304,20 @@ Index(
 ).ddl_if(dialect="postgresql")
 
 
-class BookingUidRow(Base):
-    """Every Cal.com booking uid an appointment has had, the current one included."""
+class BookingUidRow(TenantScoped, Base):
+    """Every Cal.com booking uid an appointment has had, the current one included (unique per tenant)."""
 
     __tablename__ = "booking_uids"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
-    uid: Mapped[str] = mapped_column(String(255), unique=True)
+    uid: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    __table_args__ = (UniqueConstraint("tenant_id", "uid"),)
 
-class HistoryRow(Base):
+
+class HistoryRow(TenantScoped, Base):
     __tablename__ = "appointment_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -286,11 +331,13 @@ class HistoryRow(Base):
     to_booking_uid: Mapped[str | None] = mapped_column(String(255))
 
 
-class EventTypeRow(Base):
-    """A Cal.com event type as last synced. `id` is Cal.com's id."""
+class EventTypeRow(TenantScoped, Base):
+    """A Cal.com event type as last synced. `id` is Cal.com's id (unique per tenant: two tenants may
+    share a Cal.com account)."""
 
     __tablename__ = "event_types"
 
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     title: Mapped[str] = mapped_column(Text)
     slug: Mapped[str] = mapped_column(String(255))
@@ -312,18 +359,22 @@ class EventTypeRow(Base):
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class SettingRow(Base):
+class SettingRow(TenantScoped, Base):
+    """A tenant's stored setting (`config.Settings`' keys) or one of the server's own rows for it."""
+
     __tablename__ = "settings"
 
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
 
-class IdempotencyRow(Base):
-    """A caller's idempotency key (scoped by tool) and what it produced."""
+class IdempotencyRow(TenantScoped, Base):
+    """A caller's idempotency key (scoped by tool and tenant) and what it produced."""
 
     __tablename__ = "idempotency_keys"
 
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(320), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
@@ -333,7 +384,7 @@ class IdempotencyRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class HoldRow(Base):
+class HoldRow(TenantScoped, Base):
     """A time held for one call while the caller decides (`hold_slot`), shared by every process on the
     database. A row past `expires_at` holds nothing; it is deleted by the next hold or booking that
     meets it."""
@@ -344,7 +395,7 @@ class HoldRow(Base):
     event_type_id: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
     # Cal.com's reservation (POST /v2/slots/reservations), when it made one: released with the hold.
     reservation_uid: Mapped[str | None] = mapped_column(String(255))
@@ -352,4 +403,4 @@ class HoldRow(Base):
     start: Mapped[datetime] = synonym("start_at")
     end: Mapped[datetime] = synonym("end_at")
 
-    __table_args__ = (Index(None, "start_at", "end_at"),)
+    __table_args__ = (Index(None, "tenant_id", "start_at", "end_at"), Index(None, "tenant_id", "expires_at"))

@@ -11,7 +11,7 @@
   either backend (the narrower `ix_appointments_status` serves a status filter).
 
 Revision ID: 0006_search_document
-Revises: 0005_teams
+Revises: 0006_tenants
 Create Date: 2026-12-05
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_search_document"
-down_revision = "0005_teams"
+down_revision = "0006_tenants"
 branch_labels = None
 depends_on = None
 
@@ -32,6 +32,7 @@ DOCUMENT = (
 OLD_TRIGRAM_INDEX = "ix_appointments_text_trgm"
 TRIGRAM_INDEX = "ix_appointments_search_document_trgm"
 STATUS_ID_INDEX = "ix_appointments_status_id"
+# Led by the tenant, as every index of the store's queries (migration 0006_tenants).
 PHONE_INDEXES = {"ix_appointments_to_number": "to_number", "ix_appointments_from_number": "from_number"}
 
 
@@ -39,7 +40,7 @@ def upgrade() -> None:
     # Plain CREATE and DROP INDEX on SQLite (no table copy: the search triggers stay).
     op.drop_index(STATUS_ID_INDEX, table_name="appointments")
     for name, column in PHONE_INDEXES.items():
-        op.create_index(name, "appointments", [column])
+        op.create_index(name, "appointments", ["tenant_id", column])
     if op.get_bind().dialect.name == "postgresql":
         op.add_column("appointments", sa.Column("search_document", sa.Text(), sa.Computed(DOCUMENT, persisted=True)))
         op.create_index(
@@ -57,4 +58,4 @@ def downgrade() -> None:
         op.drop_column("appointments", "search_document")
     for name in PHONE_INDEXES:
         op.drop_index(name, table_name="appointments")
-    op.create_index(STATUS_ID_INDEX, "appointments", ["status", "id"])
+    op.create_index(STATUS_ID_INDEX, "appointments", ["tenant_id", "status", "id"])
