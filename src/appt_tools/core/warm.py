@@ -123,10 +123,16 @@ class WarmSlots:
                 return None
         return [s for s in copy.slots if lo <= s.start < hi], copy.read_at
 
+    @property
+    def listening(self) -> bool:
+        """Whether other instances' changes are pushed to this one (PostgreSQL LISTEN is up)."""
+        return self._live
+
     def covers(self, key: Key) -> bool:
-        """Whether a copy of `key` is kept (fresh or not): for tests and the bench."""
+        """Whether a copy of `key` read after every change known here is kept, and no change of ours is
+        still being announced (fresh or not): for tests and the bench."""
         copy = self._copies.get(key)
-        return copy is not None and copy.generation == self._generation
+        return copy is not None and copy.generation == self._generation and not self._tasks
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -249,6 +255,8 @@ class WarmSlots:
     async def _refresh(self, client: CalcomClient, key: Key, days: timedelta) -> float:
         """Read `key`'s window from Cal.com: 0.0 when done, else seconds to wait before trying again."""
         self._tried[key] = self._monotonic()
+        # Our own changes are counted first, so the counter read below includes them.
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         generation = self._generation
         counter = None if self._live else await self._store.slot_changes()
         lo = self._clock()
