@@ -35,7 +35,7 @@ from test_startup_sync import LOG_EVERY_REQUEST
 SECRET = "whsec-warm-0123456789abcdef"
 
 
-def KEY(sandbox: RunningSandbox) -> tuple[int, None]:  # noqa: N802
+def _key(sandbox: RunningSandbox) -> tuple[int, None]:
     """The warm copy of the default event type (one length)."""
     return (sandbox.state.default_event_type_id, None)
 
@@ -111,7 +111,7 @@ async def test_a_booking_on_our_server_refreshes_the_warm_copy(sandbox, db_url):
         refreshes = service.warm.refreshes
         await Raw(service).book(**booking_args(first.isoformat()))
         # Read again at once, not in a minute.
-        await _until(lambda: service.warm.refreshes > refreshes and service.warm.covers(KEY(sandbox)))
+        await _until(lambda: service.warm.refreshes > refreshes and service.warm.covers(_key(sandbox)))
         sandbox.state.faults.add(LOG_EVERY_REQUEST)
         found = await service.find_slots(SlotRequest(day=day))
         assert _slot_requests(sandbox) == []
@@ -152,7 +152,7 @@ async def test_a_calcom_webhook_refreshes_the_warm_copy(sandbox, db_url):
         async with serving(service, settings) as client:
             answer = await client.post("/webhooks/calcom", content=body, headers=_signed(body))
             assert answer.status_code == 200, answer.text
-        await _until(lambda: service.warm.refreshes > refreshes and service.warm.covers(KEY(sandbox)))
+        await _until(lambda: service.warm.refreshes > refreshes and service.warm.covers(_key(sandbox)))
         sandbox.state.faults.add(LOG_EVERY_REQUEST)
         slots, _ = await _find(service, day.isoformat())
         assert _slot_requests(sandbox) == []
@@ -208,7 +208,7 @@ async def _two_instances_agree(sandbox: RunningSandbox, url: str) -> None:
             assert time.monotonic() - booked_at < 1.0, "the other instance still offers the booked time"
             await asyncio.sleep(0.02)
         # And the other instance is warm again, without the booked time, with no request of its own.
-        await _until(lambda: two.warm.covers(KEY(sandbox)))
+        await _until(lambda: two.warm.covers(_key(sandbox)))
         sandbox.state.faults.add(LOG_EVERY_REQUEST)
         slots, _ = await _find(two, day.isoformat())
         assert _slot_requests(sandbox) == [] and first not in slots
@@ -235,7 +235,7 @@ async def test_the_listener_reconnects_after_its_connection_drops(sandbox, postg
         await _until(lambda: two.warm.listening, 10)
         day = next_weekday()
         first = (await one.find_slots(SlotRequest(day=day))).slots[0].start
-        await _until(lambda: two.warm.covers(KEY(sandbox)))
+        await _until(lambda: two.warm.covers(_key(sandbox)))
         assert first in (await _find(two, day.isoformat()))[0]
         await Raw(one).book(**booking_args(first.isoformat()))
         booked_at = time.monotonic()
