@@ -52,7 +52,10 @@ Key = tuple[int, int | None]
 RECENT = timedelta(minutes=30)  # an event type asked about this recently is kept warm
 MAX_KEYS = 8  # at most this many event types (and lengths) besides the default
 REFRESH_SHARE = 0.75  # a copy is read again once this share of the freshness bound has passed
-MIN_GAP = 1.0  # seconds between two reads of one event type, however many changes come in between
+MIN_GAP = 0.25  # seconds between two reads of one event type, however many changes come in between
+# After a change, the read waits this long: the changing call has answered its caller by then (its read
+# never overlaps the call), and the changes of one call (a reschedule makes several) are read once.
+SETTLE = 0.25
 SLOW = 3.0  # seconds: a read slower than this backs off as a failure does (the copy is kept)
 BACKOFF_FIRST = 2.0
 BACKOFF_CAP = 300.0
@@ -93,6 +96,7 @@ class WarmSlots:
         self._tried: dict[Key, float] = {}
         self._generation = 0
         self._live = False  # hearing other instances' changes pushed (PostgreSQL LISTEN)
+        self._changed_at = float("-inf")  # monotonic: the last change heard of
         self._failures = 0
         self._resume_at = float("-inf")  # monotonic: no refresh before this (backing off)
         self._wake = asyncio.Event()
@@ -149,6 +153,7 @@ class WarmSlots:
 
     def _heard(self) -> None:
         self._generation += 1
+        self._changed_at = self._monotonic()
         self._wake.set()
 
     async def _announce(self) -> None:
@@ -228,7 +233,8 @@ class WarmSlots:
 
     def _due_in(self, key: Key) -> float:
         """Seconds until `key` should be read again (0 or less: now)."""
-        gap = self._tried.get(key, float("-inf")) + MIN_GAP - self._monotonic()
+        now = self._monotonic()
+        gap = max(self._tried.get(key, float("-inf")) + MIN_GAP, self._changed_at + SETTLE) - now
         copy = self._copies.get(key)
         if copy is None or copy.generation != self._generation:
             return gap
