@@ -15,12 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import httpx2
+import pytest
 from pydantic import SecretStr
 
+from appt_tools import config
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.requests import SlotRequest
 from appt_tools.core.service import AppointmentService
-from appt_tools.errors import CalcomRateLimited
+from appt_tools.errors import CalcomRateLimited, CalcomUnavailable, InvalidArgument
 from appt_tools.models import BookingRequest
 from appt_tools.runtime import CalcomTarget, StoredBudget, open_service
 from appt_tools.store import Store
@@ -29,6 +32,7 @@ from appt_tools.surfaces.auth import Credentials
 from appt_tools.surfaces.http.app import HttpSettings
 from calcom_sandbox import Fault, RunningSandbox, SandboxState, run_sandbox
 from helpers import BUSINESS_ENV, Raw, booking_args, next_weekday
+from test_calcom_client import API_KEY, me_json, success
 from test_http_app import serving
 from test_startup_sync import LOG_EVERY_REQUEST
 
@@ -280,3 +284,72 @@ async def _internal_rows(store: Store) -> list[str]:
 
     async with store.engine.connect() as connection:
         return [f"{k}={v}" for k, v in await connection.execute(select(SettingRow.key, SettingRow.value))]
+
+
+# --- background calls yield to callers (calcom/_policy.py) --------------------------------------
+
+
+async def test_a_background_call_never_takes_the_breakers_probe_and_sends_nothing_while_it_is_open():
+    sent: list[str] = []
+    answers = iter([503, 200, 200])
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request.url.path)
+        status = next(answers)
+        return success(me_json()) if status == 200 else httpx2.Response(status, json={"message": "down"})
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    client = CalcomClient(
+        API_KEY,
+        "https://cal.test",
+        transport=httpx2.MockTransport(handler),
+        max_attempts=1,
+        breaker_threshold=1,
+        breaker_cooldown=0.0,
+        sleep=no_wait,
+    )
+    async with client:
+        with pytest.raises(CalcomUnavailable):
+            await client.me()  # 503: the breaker opens (and, with no cool-down, half-opens at once)
+        with pytest.raises(CalcomUnavailable, match="not answering"):
+            await client.slots(1, datetime.now(UTC), datetime.now(UTC) + timedelta(days=1), background=True)
+        assert sent == ["/v2/me"]  # the background call sent nothing
+        assert (await client.me()).username  # the caller is the probe, and gets through
+        assert sent == ["/v2/me", "/v2/me"]
+
+
+async def test_a_background_call_is_not_sent_while_few_requests_are_left():
+    sent: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request.url.path)
+        answer = success(me_json())
+        answer.headers.update(
+            {
+                "X-RateLimit-Limit-Default": "120",
+                "X-RateLimit-Remaining-Default": "2",
+                "X-RateLimit-Reset-Default": "50",
+            }
+        )
+        return answer
+
+    async with CalcomClient(API_KEY, "https://cal.test", transport=httpx2.MockTransport(handler)) as client:
+        await client.me()  # Cal.com says 2 of 120 are left this minute
+        with pytest.raises(CalcomRateLimited, match="kept for callers"):
+            await client.slots(1, datetime.now(UTC), datetime.now(UTC) + timedelta(days=1), background=True)
+        assert sent == ["/v2/me"]
+        await client.me()  # a caller's call still goes
+        assert sent == ["/v2/me", "/v2/me"]
+
+
+def test_the_warm_settings_have_friendly_bounds():
+    assert config.parse_setting("slots_warm_days", "0") == 0  # off
+    assert config.parse_setting("slots_fresh_seconds", " 90 ") == 90
+    with pytest.raises(InvalidArgument, match=r"'31' is not a whole number of days \(0 turns it off\) from 0 to 30"):
+        config.parse_setting("slots_warm_days", "31")
+    with pytest.raises(InvalidArgument, match=r"from 10 to 3600, e\.g\. 60"):
+        config.parse_setting("slots_fresh_seconds", "5")
+    settings = config.resolve({}, {"APPT_TOOLS_SLOTS_WARM_DAYS": "7"})
+    assert (settings.slots_warm_days, settings.slots_fresh_seconds) == (7, 60)

@@ -12,8 +12,9 @@ Back-off is exponential with full jitter. All of it runs through the shared `Pac
 `CircuitBreaker` of the client, and the key's budget shared between instances (`_budget`) if it has one.
 
 A background call (the warm slots' refresh, `core/warm.py`) yields to callers: it is tried once, never
-waits for the pacer or the breaker (it is refused at once instead), and is not sent at all while fewer
-than a quarter of the minute's requests are left, so a caller never waits behind one.
+waits for the pacer, is refused at once while the breaker is not closed (the half-open probe is a
+caller's), and is not sent at all while a quarter or less of the minute's requests are left, so a caller
+never waits behind one.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ class CallPolicy:
     async def _admit(self, deadline: float, *, retry: bool, background: bool = False) -> bool:
         """Pass the breaker, then wait for the pacer. A first attempt they refuse raises; a retry gets False.
         A background call waits for neither: it is refused at once."""
+        if background and not self._breaker.closed:  # the half-open probe is left to a caller
+            raise _errors.circuit_open(max(self._breaker.open_for(), MIN_ATTEMPT))
         refused_for = self._breaker.admit()
         if refused_for > 0:
             if retry:

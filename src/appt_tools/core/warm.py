@@ -112,7 +112,10 @@ class WarmSlots:
         after every known change covers that window; else None (the caller asks Cal.com)."""
         self._used[key] = self._clock()
         copy = self._copies.get(key)
-        if copy is None or self._loop is None or copy.generation != self._generation:
+        if copy is None:
+            self._wake.set()  # an event type not kept yet: warm it from now on
+            return None
+        if self._loop is None or copy.generation != self._generation:
             return None
         if not (copy.lo <= lo and hi <= copy.hi) or self._clock() - copy.read_at >= self._fresh():
             return None
