@@ -34,6 +34,7 @@ import httpx2
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from appt_tools.core import warm
 from bench.coldstart import _appt_tools
 from bench.common import PYTHON, ROOT, Row, child_env, p50, ratio, say
 from tests.helpers import next_weekday
@@ -115,7 +116,7 @@ async def _conversation(client: Client, sandbox: Sandbox, trivial: Trivial, n: i
         nonlocal seen
         # As between an LLM's turns: the warm slots' refresh after the last change (core/warm.py) is done,
         # and its requests are the server's own, not this call's.
-        quiet = await _settled(sandbox, poll=max(0.3, 2 * sandbox.latency_s))
+        quiet = await _settled(sandbox, poll=max(0.3, 2 * sandbox.latency_s) + warm.SETTLE)
         run.background += len(quiet) - seen
         seen = len(quiet)
         await trivial.ping()

@@ -53,9 +53,10 @@ RECENT = timedelta(minutes=30)  # an event type asked about this recently is kep
 MAX_KEYS = 8  # at most this many event types (and lengths) besides the default
 REFRESH_SHARE = 0.75  # a copy is read again once this share of the freshness bound has passed
 MIN_GAP = 0.25  # seconds between two reads of one event type, however many changes come in between
-# After a change, the read waits this long: the changing call has answered its caller by then (its read
-# never overlaps the call), and the changes of one call (a reschedule makes several) are read once.
-SETTLE = 0.25
+# After a change, the read waits this long: the changing call has usually answered its caller by then (a
+# booking releases its hold's reservation after it is made: one more Cal.com round trip), and the changes
+# of one call (a reschedule makes several) are read once. The copy is stale, never served, meanwhile.
+SETTLE = 0.5
 SLOW = 3.0  # seconds: a read slower than this backs off as a failure does (the copy is kept)
 BACKOFF_FIRST = 2.0
 BACKOFF_CAP = 300.0
