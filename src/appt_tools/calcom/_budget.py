@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 # Requests claimed per write: a twenty-fourth of the limit (5 of Cal.com's 120), at least one.
 BATCH_SHARE = 24
+# A caller waits at most this long for a claim: then its request goes (paced by the client alone) and is
+# counted against the claim when it lands.
+CLAIM_WAIT = 0.5
 # The ledger's window is this much longer than Cal.com's (its window starts on receipt, after our claim).
 MARGIN = 1.0
 
@@ -55,7 +58,11 @@ def key_id(api_key: str) -> str:
 
 
 class SharedBudget:
-    """A client's share of its key's budget: requests claimed from the ledger, spent one per request."""
+    """A client's share of its key's budget: requests claimed from the ledger, spent one per request.
+
+    A caller never waits long for the ledger: one claim is in flight at a time, shared by whoever needs it,
+    and a claim slower than CLAIM_WAIT lets the request go (paced by the client alone); it is counted
+    against the claim when that lands."""
 
     def __init__(
         self, ledger: BudgetLedger, api_key: str, limit: int, window: float, *, clock: Callable[[], float]
@@ -68,8 +75,10 @@ class SharedBudget:
         self._batch = max(1, limit // BATCH_SHARE)
         self._tokens = 0
         self._until = float("-inf")  # when the claimed tokens' window ends
+        self._spent_until = float("-inf")  # the ledger had none left in this window until then
         self._left = limit  # unclaimed requests in the window, as of the last claim
-        self._lock = asyncio.Lock()
+        self._owed = 0  # requests sent while a claim was slow, taken from the next grant
+        self._claim: asyncio.Task[bool] | None = None
 
     @property
     def left(self) -> int:
@@ -77,29 +86,52 @@ class SharedBudget:
         what the ledger had unclaimed at the last claim (an estimate: other instances claim meanwhile)."""
         if self._clock() >= self._until:
             return self._limit  # the window this client knew has ended
-        return self._tokens + self._left
+        return max(0, self._tokens) + self._left
 
     async def take(self) -> float:
         """Spend one request: 0.0 when it may go now, else seconds until the key's window ends."""
-        async with self._lock:
+        while True:
             now = self._clock()
             if self._tokens > 0 and now < self._until:
                 self._tokens -= 1
                 return 0.0
+            if now < self._spent_until:
+                return self._spent_until - now
+            if self._claim is None or self._claim.done():
+                self._claim = asyncio.create_task(self._claim_batch())
             try:
-                grant = await self._ledger.claim(self._key, self._batch, limit=self._limit, window=self._window)
-            except Exception as exc:  # the database failing must not stop a call: pace alone
-                logger.warning(
-                    "could not claim Cal.com requests from the shared budget (%s: %s); pacing this process alone",
-                    type(exc).__name__,
-                    exc,
-                )
+                async with asyncio.timeout(CLAIM_WAIT):
+                    claimed = await asyncio.shield(self._claim)
+            except TimeoutError:
+                self._owed += 1
                 return 0.0
-            now = self._clock()
-            self._until = now + grant.resets_in
-            self._left = grant.left
-            if grant.granted <= 0:
-                self._tokens = 0
-                return max(grant.resets_in, 0.01)
-            self._tokens = grant.granted - 1
-            return 0.0
+            if not claimed:
+                return 0.0
+
+    async def _claim_batch(self) -> bool:
+        """Claim a batch; False when the ledger failed (the client then paces alone)."""
+        try:
+            grant = await self._ledger.claim(
+                self._key, self._batch + self._owed, limit=self._limit, window=self._window
+            )
+        except Exception as exc:  # the database failing must not stop a call
+            logger.warning(
+                "could not claim Cal.com requests from the shared budget (%s: %s); pacing this process alone",
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        now = self._clock()
+        self._until = now + grant.resets_in
+        self._left = grant.left
+        self._tokens = grant.granted - self._owed
+        self._owed = max(0, -self._tokens)
+        if grant.granted <= 0:
+            self._spent_until = self._until
+        return True
+
+    async def aclose(self) -> None:
+        """Stop a claim still in flight (the client is closing)."""
+        if self._claim is not None and not self._claim.done():
+            self._claim.cancel()
+            await asyncio.gather(self._claim, return_exceptions=True)

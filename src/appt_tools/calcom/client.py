@@ -88,6 +88,7 @@ class CalcomClient:
         # (NOTES §1), so accept either form rather than request /v2/v2/….
         self._base_url = base_url.rstrip("/").removesuffix("/v2")
         self._pacer = Pacer(rate_limit, rate_window, clock=clock)
+        self._budget = None if budget is None else SharedBudget(budget, api_key, rate_limit, rate_window, clock=clock)
         self._policy = CallPolicy(
             read_budget=read_timeout if read_timeout is not None else 0.8 * timeout,
             write_budget=timeout,
@@ -97,7 +98,7 @@ class CalcomClient:
             clock=clock,
             sleep=sleep,
             random=random,
-            budget=None if budget is None else SharedBudget(budget, api_key, rate_limit, rate_window, clock=clock),
+            budget=self._budget,
         )
         # Each attempt sets its own timeouts from what is left of its call's budget.
         self._http = httpx2.AsyncClient(
@@ -131,6 +132,8 @@ class CalcomClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._budget is not None:
+            await self._budget.aclose()
         await self._http.aclose()
 
     # --- endpoints ------------------------------------------------------------------------------
