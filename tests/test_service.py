@@ -79,16 +79,23 @@ async def test_booking_records_the_call_and_books_in_calcom(service, sandbox):
     assert [h.action for h in await service.history(booked.id)] == ["created", "booked"]
 
 
-async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_records_nothing(service, sandbox):
+async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_books_nothing(service, sandbox):
     start = await _first_slot(service, offset=2)
     await Raw(service).book(**booking_args(start))
-    before = await _counts(service, sandbox)
+    live, in_calcom = await _counts(service, sandbox)
     with pytest.raises(SlotUnavailable) as err:
         await Raw(service).book(**booking_args(start, attendee_email="bob@example.com", from_number="+14155550124"))
     assert err.value.code == "slot_unavailable"
     assert 1 <= len(err.value.alternatives) <= 3
     assert all(a.start.isoformat() != start for a in err.value.alternatives)
-    assert await _counts(service, sandbox) == before
+    # Cal.com was asked straight away and refused: nothing booked there, and our record of the attempt
+    # says failed and why (left out of search_appointments by default).
+    assert len(sandbox.state.bookings) == in_calcom
+    page = await service.store.search(SearchQuery(page_size=100), now=datetime.now(UTC))
+    attempt = next(a for a in page.items if a.attendee_email == "bob@example.com")
+    assert attempt.status is AppointmentStatus.FAILED and attempt.booking_uid is None
+    assert "taken" in (attempt.last_error or "")
+    assert page.total == live + 1
 
 
 async def test_concurrent_bookings_of_one_slot_book_exactly_once(service, sandbox):

@@ -21,6 +21,7 @@
         │                                 already (a uid Cal.com moved is cancelled too; see its
         │                                 `rescheduledToUid`)
         ├── CalcomSlotTaken       calcom_slot_taken (400 "already has booking", 409 conflict)
+        │   └── CalcomTimeOutOfBounds  calcom_time_out_of_bounds (400: too soon, too far, off the grid)
         ├── CalcomRateLimited     calcom_rate_limited (429), retry_after seconds
         └── CalcomUnavailable     calcom_unavailable (5xx, timeouts, connection errors)
 
@@ -195,6 +196,13 @@ class CalcomAlreadyCancelled(CalcomRejected):
 
 class CalcomSlotTaken(CalcomError):
     code = "calcom_slot_taken"
+
+
+class CalcomTimeOutOfBounds(CalcomSlotTaken):
+    """Cal.com will not book this start at all: too soon (minimum notice), too far ahead (booking window),
+    or off its slot grid; never free, rather than just taken."""
+
+    code = "calcom_time_out_of_bounds"
 
 
 class CalcomRateLimited(CalcomError):

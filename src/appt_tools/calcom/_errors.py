@@ -34,6 +34,7 @@ from appt_tools.errors import (
     CalcomRejected,
     CalcomRescheduleTooLate,
     CalcomSlotTaken,
+    CalcomTimeOutOfBounds,
     CalcomUnavailable,
 )
 
@@ -48,6 +49,8 @@ _SLOT_TAKEN_MARKERS = (
 )
 # Cal.com's two wordings of "already cancelled": handleCancelBooking.ts (plain) and, since PR #22128,
 # the v2 input service (envelope): "Can't cancel booking with uid=… because it has been cancelled already…".
+# booking_time_out_of_bounds_error (NOTES §4): a start too soon, too far ahead or off the grid.
+_OUT_OF_BOUNDS_MARKERS = ("can't be booked at the", "booking_time_out_of_bounds")
 _ALREADY_CANCELLED_MARKERS = ("has already been cancelled", "has been cancelled already")
 # The 403s that are not about the key (NOTES §12.7), by what Cal.com says.
 _EMAIL_BLOCKED_MARKERS = ("cannot use this email", "attendee email has been blocked")
@@ -78,6 +81,8 @@ def error_from_response(response: httpx2.Response, *, method: str, secret: str) 
             f"The booking has already been cancelled in Cal.com, so there is nothing left to cancel. Cal.com said: {said}",
             status=status,
         )
+    if status == 400 and _says(said, _OUT_OF_BOUNDS_MARKERS):
+        return CalcomTimeOutOfBounds(f"Cal.com does not take bookings at that time: {said}", status=status)
     if status in (400, 409) and _says(said, _SLOT_TAKEN_MARKERS):
         return CalcomSlotTaken(f"That time is no longer available on Cal.com: {said}", status=status)
     if 400 <= status < 500:

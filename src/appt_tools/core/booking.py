@@ -3,12 +3,13 @@
 The order of work, top to bottom in `Booker.book`:
 1. check what only the core can check (the start is still ahead, the event type and length exist);
 2. run once per idempotency key (`IdempotentCalls`), else once per identical request (`_join_same`);
-3. check the slot against Cal.com's free slots (the cache may vouch for it), so a refusal comes back
-   with alternatives and nothing written;
+3. refuse a time another caller holds (`hold_slot`; read from the store, no Cal.com round trip);
 4. record the intent in the store (pending, no booking uid): a crash from here on leaves a trace
    that reconciliation settles;
-5. ask Cal.com (`_settle`), then record the outcome: booked (uid, active or pending), failed (the
-   reason, in `last_error`), or unknown (still pending, `last_error` says so; never `active`).
+5. ask Cal.com (`settle`: the one round trip; Cal.com decides whether the time is free), then record
+   the outcome: booked (uid, active or pending), failed (the reason, in `last_error`; a refused time
+   comes back with the nearest free ones, looked up only then), or unknown (still pending,
+   `last_error` says so; never `active`).
 
 Three guards keep one request from becoming two bookings. Each covers a race the others cannot:
 - **Idempotency keys** (`core/idempotency.py`): the same call retried by a client that sends a key,
@@ -50,7 +51,6 @@ from appt_tools.errors import (
     Conflict,
     InvalidArgument,
     SlotHeld,
-    SlotUnavailable,
 )
 from appt_tools.models import (
     Appointment,
@@ -157,16 +157,9 @@ class Booker(UseCase):
         joined = await self._join_same(new, event_type, length)
         if joined is not None:
             return await self._correct(joined, event_type, asked, corrected)
-        try:
-            # A live hold was checked when it was made, and Cal.com hides a reserved time from every
-            # GET /v2/slots, the holder's too: its booking goes straight to Cal.com, which decides.
-            around = [] if hold is not None else await self._slots.check_free(event_type, new.start, length)
-        except SlotUnavailable:
-            # Not free: perhaps because a concurrent identical call has just booked it.
-            joined = await self._join_same(new, event_type, length)
-            if joined is not None:
-                return await self._correct(joined, event_type, asked, corrected)
-            raise
+        # Cal.com decides whether the time is free when it books: no look before (one round trip in all).
+        # Only a live hold of another caller's, which Cal.com's API does not enforce, is checked here.
+        await self._slots.ensure_not_held(event_type, new.start, length, hold_id=hold.id if hold else None)
         deadline = monotonic() + PEER_WAIT_SECONDS
         while True:
             try:
@@ -175,7 +168,7 @@ class Booker(UseCase):
                 holder = await self._wait_settled(held.holder_id) if held.holder_id else None
                 booked = holder is not None and holder.booking_uid is not None and holder.status in _BOOKED
                 if booked and holder is not None and not _same_request(holder, new):
-                    raise self._slots.unavailable(new.start, around, taken=True) from None  # booked by another
+                    raise await self._slots.refused(event_type, new.start, length, taken=True) from None  # another's
                 # The holder was this same request (join it), or failed, or settled a moment ago: whatever an
                 # identical call booked is joined; else the slot may be ours after all, and Cal.com decides.
                 joined = await self._join_same(new, event_type, length)
@@ -256,7 +249,7 @@ class Booker(UseCase):
                     await self._fail(appointment, f"Same request as {twin.id}, which was booked first.")
                     return twin
                 await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
-                raise await self._slots.taken(event_type, appointment.start, length) from exc
+                raise await self._slots.refused(event_type, appointment.start, length, cause=exc) from exc
             except CalcomUnavailable as exc:
                 if not exc.outcome_unknown:
                     await self._fail(

@@ -116,7 +116,9 @@ class Changes(UseCase):
             raise InvalidArgument("new_start", "the appointment is already at that time; choose a different one.")
         event_type = await self._catalog.pick(appointment.event_type_id)
         length = int((appointment.end - appointment.start).total_seconds() // 60)
-        await self._slots.check_free(event_type, when, length, rescheduling=uid)
+        # Cal.com decides whether `when` is free as it moves the booking (one round trip); alternatives are
+        # looked up only if it refuses. Another caller's hold is ours to enforce (Cal.com's API does not).
+        await self._slots.ensure_not_held(event_type, when, length)
         for _ in range(_MAX_MOVES_FOLLOWED + 1):
             try:
                 booking = await self._calcom().reschedule_booking(uid, when, reason=why)
@@ -135,7 +137,7 @@ class Changes(UseCase):
                     return appointment
                 uid = live.uid
             except CalcomSlotTaken as exc:
-                raise await self._slots.taken(event_type, when, length) from exc
+                raise await self._slots.refused(event_type, when, length, cause=exc, rescheduling=uid) from exc
             except CalcomUnavailable as exc:
                 moved = await self._find_rescheduled(uid)
                 if moved is None:

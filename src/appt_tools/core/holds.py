@@ -74,9 +74,10 @@ class Holds(UseCase):
         return hold.expires_at > self._clock()
 
     async def used(self, hold: Hold) -> None:
-        """The held time is booked: the hold ends, and so does Cal.com's reservation."""
+        """The held time is booked: the hold ends. Cal.com's reservation is left to lapse on its own within
+        minutes (it hides a time that is booked now anyway): releasing it would cost the caller a second
+        Cal.com round trip for the booking."""
         await self._store.delete_hold(hold.id)
-        await self._unreserve(hold.reservation_uid)
 
     async def _reserve(self, event_type_id: int, start: datetime, length: int | None, minutes: int) -> str | None:
         try:

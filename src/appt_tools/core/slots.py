@@ -1,9 +1,9 @@
-"""Free slots: what find_slots answers, and the check a booking or a move makes before asking Cal.com.
+"""Free slots: what find_slots answers, the check a hold makes, and the alternatives after a refusal.
 
-Cal.com decides availability. The next days of the event types in use are kept warm in memory
-(`WarmSlots`, core/warm.py), and other answers are cached briefly (`SlotCache`) so that a booking right
-after a find_slots costs no second look; anything neither can vouch for is asked afresh, so a stale
-copy never refuses a caller. A refusal comes with the nearest free times, for the assistant to offer.
+Cal.com decides availability. A booking or a move goes to Cal.com straight away (one round trip) and
+looks at the free slots only when Cal.com refuses, to offer the nearest free times. The next days of the
+event types in use are kept warm in memory (`WarmSlots`, core/warm.py) and other answers are cached
+briefly (`SlotCache`); a stale copy never refuses a caller.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.requests import SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.warm import WarmSlots
-from appt_tools.errors import CalcomError, InvalidArgument, SlotUnavailable
+from appt_tools.errors import CalcomError, CalcomTimeOutOfBounds, InvalidArgument, SlotUnavailable
 from appt_tools.models import EventType, Hold, Slot, SlotSearch
 from appt_tools.speech import spoken
 
@@ -142,7 +142,8 @@ class SlotFinder:
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
     ) -> list[Slot]:
         """The free slots around `start`; SlotUnavailable (with the nearest ones) unless `start` is one.
-        A slot the cache saw free a moment ago passes without a round trip (Cal.com decides at booking)."""
+        A slot the cache saw free a moment ago passes without a round trip. Only a hold checks first (it
+        reserves the time in Cal.com); a booking or a move asks Cal.com straight away (`refused` after)."""
         duration = length if event_type.length_options else None
         seen = self.cache.covering(event_type.id, duration, start)
         if seen is not None and any(s.start == start for s in seen):
@@ -154,6 +155,17 @@ class SlotFinder:
             raise self.unavailable(start, around, taken=False)
         return around
 
+    async def ensure_not_held(
+        self, event_type: EventType, start: datetime, length: int, *, hold_id: str | None = None
+    ) -> None:
+        """SlotUnavailable (with alternatives) when another caller's live hold covers [start, start+length).
+        Read from the store, which every process shares: no Cal.com round trip unless it is held."""
+        if self._held is None:
+            return
+        end = start + timedelta(minutes=length)
+        if any(h.id != hold_id for h in await self._held(start, end)):
+            raise await self.refused(event_type, start, length, taken=True)
+
     def changed(self) -> None:
         """The calendar changed (a booking made, moved, cancelled or synced): cached slots are stale, and
         the warm ones are read again at once (on every instance sharing the database)."""
@@ -161,14 +173,35 @@ class SlotFinder:
         if self.warm is not None:
             self.warm.changed()
 
-    async def taken(self, event_type: EventType, start: datetime, length: int) -> SlotUnavailable:
-        """Cal.com refused `start` as taken: the error, with fresh alternatives when Cal.com gives them."""
+    async def refused(
+        self,
+        event_type: EventType,
+        start: datetime,
+        length: int,
+        *,
+        taken: bool | None = None,
+        cause: CalcomError | None = None,
+        rescheduling: str | None = None,
+    ) -> SlotUnavailable:
+        """`start` cannot be had (Cal.com refused it, or another call holds or booked it): the error, with
+        fresh alternatives when Cal.com gives them. This is the only slot look-up a booking or a move makes,
+        and only after a refusal. `taken` None: "just taken" if this process saw the time free a moment
+        ago, else "not a free time" (Cal.com's refusal does not say which); never "taken" when Cal.com
+        said the start is out of its bounds (`cause`)."""
+        if isinstance(cause, CalcomTimeOutOfBounds):
+            taken = False
+        if taken is None:
+            duration = length if event_type.length_options else None
+            seen = self.cache.covering(event_type.id, duration, start)
+            taken = (seen is not None and any(s.start == start for s in seen)) or (
+                self.warm is not None and self.warm.saw_free((event_type.id, duration), start)
+            )
         self.changed()
         try:
-            around = await self.near(event_type, start, length)
+            around = await self.near(event_type, start, length, rescheduling=rescheduling)
         except CalcomError:
             around = []
-        return self.unavailable(start, around, taken=True)
+        return self.unavailable(start, around, taken=taken)
 
     def unavailable(self, start: datetime, around: Sequence[Slot], *, taken: bool) -> SlotUnavailable:
         """`start` cannot be had: the error offering the nearest of `around` (other than `start`)."""

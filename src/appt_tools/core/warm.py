@@ -131,6 +131,12 @@ class WarmSlots:
                 return None
         return [s for s in copy.slots if lo <= s.start < hi], copy.read_at
 
+    def saw_free(self, key: Key, start: datetime) -> bool:
+        """Whether the last copy of `key` (fresh or not) had `start` free: Cal.com refusing it since means
+        it was just taken."""
+        copy = self._copies.get(key)
+        return copy is not None and any(s.start == start for s in copy.slots)
+
     @property
     def listening(self) -> bool:
         """Whether other instances' changes are pushed to this one (PostgreSQL LISTEN is up)."""
