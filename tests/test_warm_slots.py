@@ -23,7 +23,7 @@ from appt_tools import config
 from appt_tools.calcom import CalcomClient
 from appt_tools.core.requests import SlotRequest
 from appt_tools.core.service import AppointmentService
-from appt_tools.errors import CalcomRateLimited, CalcomUnavailable, InvalidArgument
+from appt_tools.errors import CalcomRateLimited, CalcomUnavailable, InvalidArgument, SlotUnavailable
 from appt_tools.models import BookingRequest
 from appt_tools.runtime import CalcomTarget, StoredBudget, open_service
 from appt_tools.store import Store
@@ -353,3 +353,28 @@ def test_the_warm_settings_have_friendly_bounds():
         config.parse_setting("slots_fresh_seconds", "5")
     settings = config.resolve({}, {"APPT_TOOLS_SLOTS_WARM_DAYS": "7"})
     assert (settings.slots_warm_days, settings.slots_fresh_seconds) == (7, 60)
+
+
+async def test_a_stale_warm_offer_costs_one_refused_booking_with_fresh_alternatives(sandbox, db_url):
+    async with _warm(sandbox, db_url) as service:
+        day = next_weekday()
+        first = (await service.find_slots(SlotRequest(day=day))).slots[0].start
+        async with CalcomClient(sandbox.api_key, sandbox.base_url) as other:  # booked in Cal.com, no webhook
+            await other.create_booking(
+                BookingRequest(
+                    event_type_id=sandbox.state.default_event_type_id,
+                    start=first,
+                    attendee_name="Walk In",
+                    attendee_email="walk.in@example.com",
+                    attendee_time_zone="America/New_York",
+                )
+            )
+        assert first in (await _find(service, day.isoformat()))[0]  # stale, within the freshness bound
+        with pytest.raises(SlotUnavailable) as refused:
+            await Raw(service).book(**booking_args(first.isoformat()))
+        assert refused.value.taken and refused.value.alternatives
+        assert first not in [s.start for s in refused.value.alternatives]
+        live = [b for b in sandbox.state.bookings.values() if b.start == first and b.status in ("accepted", "pending")]
+        assert len(live) == 1  # the walk-in's only: nothing booked on the stale copy's word
+        await _until(lambda: service.warm.covers(_key(sandbox)))  # the refusal made it read again
+        assert first not in (await _find(service, day.isoformat()))[0]
