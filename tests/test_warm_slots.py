@@ -378,3 +378,16 @@ async def test_a_stale_warm_offer_costs_one_refused_booking_with_fresh_alternati
         assert len(live) == 1  # the walk-in's only: nothing booked on the stale copy's word
         await _until(lambda: service.warm.covers(_key(sandbox)))  # the refusal made it read again
         assert first not in (await _find(service, day.isoformat()))[0]
+
+
+async def test_many_changes_at_once_are_counted_in_a_few_writes_and_the_last_is_never_lost(sandbox, db_url):
+    async with _warm(sandbox, db_url) as service:
+        before = await service.store.slot_changes()
+        for _ in range(50):  # a reconciliation repairing 50 appointments
+            service.slots_changed()
+        await _until(lambda: service.warm.covers(_key(sandbox)))
+        counted = await service.store.slot_changes() - before
+        assert 1 <= counted <= 2, counted  # one write in flight, one more for what came in meanwhile
+        service.slots_changed()
+        await _until(lambda: service.warm.covers(_key(sandbox)))
+        assert await service.store.slot_changes() == before + counted + 1

@@ -101,7 +101,8 @@ class WarmSlots:
         self._failures = 0
         self._resume_at = float("-inf")  # monotonic: no refresh before this (backing off)
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the announcement being written, if any
+        self._unannounced = False  # a change not yet counted in the database
         self._loop: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self.refreshes = 0  # Cal.com reads made (for tests and the bench)
@@ -146,7 +147,7 @@ class WarmSlots:
         """Whether a copy of `key` read after every change known here is kept, and no change of ours is
         still being announced (fresh or not): for tests and the bench."""
         copy = self._copies.get(key)
-        return copy is not None and copy.generation == self._generation and not self._tasks
+        return copy is not None and copy.generation == self._generation and all(t.done() for t in self._tasks)
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -154,6 +155,9 @@ class WarmSlots:
         """This instance changed the calendar (or heard of a change from Cal.com): every copy is stale;
         read them again at once, and tell the other instances through the database."""
         self._heard()
+        self._unannounced = True
+        if any(not t.done() for t in self._tasks):  # an announcement is being written: it writes once more
+            return
         try:
             task = asyncio.get_running_loop().create_task(self._announce())
         except RuntimeError:  # no event loop (a synchronous caller): nothing to tell anyone
@@ -167,10 +171,16 @@ class WarmSlots:
         self._wake.set()
 
     async def _announce(self) -> None:
-        try:
-            await self._store.slots_changed(self._origin)
-        except Exception as exc:  # never a caller's problem: other instances catch up within the bound
-            logger.warning("warm slots: could not tell other instances of a change (%s: %s)", type(exc).__name__, exc)
+        """Count the changes in the database, one write at a time (a reconciliation may report hundreds)."""
+        while self._unannounced:
+            self._unannounced = False
+            try:
+                await self._store.slots_changed(self._origin)
+            except Exception as exc:  # never a caller's problem: other instances catch up within the bound
+                logger.warning(
+                    "warm slots: could not tell other instances of a change (%s: %s)", type(exc).__name__, exc
+                )
+                return
 
     def _on_change(self, origin: str) -> None:
         if origin != self._origin:
