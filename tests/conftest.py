@@ -62,6 +62,10 @@ DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 _POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+# What migration 0006 makes and `empty` deletes with the rest: the default tenant, as on a new database.
+_DEFAULT_TENANT = "INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'default', 'Default', now())"
+
+
 @dataclass(frozen=True)
 class PostgresDatabase:
     url: URL
@@ -96,7 +100,7 @@ class PostgresDatabase:
                     WHERE n.nspname = 'public' AND d.objid IS NULL LOOP
                     EXECUTE format('DROP FUNCTION %s', item.name);
                 END LOOP;
-            END $$; {deletes}"""
+            END $$; {deletes}; {_DEFAULT_TENANT}"""
         )
 
 

@@ -163,7 +163,7 @@ async def test_an_empty_database_is_migrated_to_exactly_the_metadata(empty_url: 
             backend = connection.dialect.name
             if backend == "sqlite":  # not reflected, so not compared: checked here
                 indexes = await connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
-                assert "(lower(label), call_type," in dict(indexes.all())["ix_appointments_label_filter"]
+                assert "(tenant_id, lower(label), call_type," in dict(indexes.all())["ix_appointments_label_filter"]
         async with store.engine.begin() as connection:  # the comparison does notice a difference
             await connection.exec_driver_sql("DROP INDEX ix_appointments_status_id")
             noticed = await connection.run_sync(_diffs)

@@ -270,6 +270,17 @@ class Hold(_Frozen):
     created_at: datetime
 
 
+class Tenant(_Frozen):
+    """A business this deployment serves: its own settings, event types, appointments and phone numbers."""
+
+    id: int
+    slug: str = Field(description="Lower-case letters, digits and '-', as in a URL: 'acme-dental'.")
+    name: str
+    numbers: tuple[str, ...] = Field(default=(), description="The E.164 numbers it answers on, sorted.")
+    created_at: datetime
+    removed_at: datetime | None = Field(default=None, description="Removed (its data kept) at this time.")
+
+
 class IdempotencyRecord(_Frozen):
     """What a caller's idempotency key stands for: a request (by hash) and, once known, its outcome."""
 

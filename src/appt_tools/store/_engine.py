@@ -17,6 +17,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from appt_tools.store import _scope
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # Pages each connection keeps (SQLite's default is 2 MiB): the upper levels of every index and the
 # hot leaves, so that index walks and row lookups at a million appointments rarely reach the OS.
@@ -55,9 +57,11 @@ def create_private_file(path: Path) -> None:
 
 
 def prepare_engine(engine: AsyncEngine) -> None:
-    """Install the SQLite connection hooks and hint support once per engine; other backends need nothing."""
+    """Install the SQLite connection hooks and hint support, or PostgreSQL's tenant setting, once per engine."""
     if engine.dialect.name == "sqlite":
         _prepare_sqlite(engine.sync_engine)
+    elif engine.dialect.name == "postgresql":
+        _scope.prepare_postgresql(engine.sync_engine)
 
 
 def sqlite_file_engine(engine: AsyncEngine, *, pooled: bool = False) -> Engine | None:

@@ -247,9 +247,12 @@ async def _count(session: AsyncSession, search: _Search, cap: int) -> int:
     found = search.candidates
     if found is not None:
         if found.listed is not None:
-            if found.exact and not search.others and search.selection is None:
-                return min(found.count or 0, cap)
-            matching = select(literal(1)).where(*search.text_terms(walk=False), *search.others, *search.status())
+            # Not FTS5's count of candidates even when exact: they are every tenant's rows.
+            matching = (
+                select(literal(1))
+                .select_from(A)
+                .where(*search.text_terms(walk=False), *search.others, *search.status())
+            )
         else:  # broad: FTS5's candidates, in rowid order, each joined to its row until `cap` match
             fts = _search.fts_candidates(found.query).subquery("candidates")
             matching = (

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
@@ -38,10 +38,15 @@ RECONNECT_FIRST = 0.5
 RECONNECT_CAP = 30.0
 
 
+def setting_row(session: Session, key: str) -> SettingRow | None:
+    """The row `key` of the session's tenant (the tenant's filter is added by the store's sessions)."""
+    return session.scalar(select(SettingRow).where(SettingRow.key == key))
+
+
 def bump_changes(session: Session, origin: str) -> int:
     """Count one change of the calendar (and, on PostgreSQL, notify every listener at commit)."""
     _locks.hold(session, f"setting:{CHANGES_KEY}")
-    row = session.get(SettingRow, CHANGES_KEY)
+    row = setting_row(session, CHANGES_KEY)
     count = (int(row.value) if row is not None else 0) + 1
     if row is None:
         session.add(SettingRow(key=CHANGES_KEY, value=str(count)))
@@ -59,7 +64,7 @@ def claim_budget(
     ended): (granted, still unclaimed, seconds until the window ends)."""
     key = BUDGET_PREFIX + key_id
     _locks.hold(session, f"setting:{key}")
-    row = session.get(SettingRow, key)
+    row = setting_row(session, key)
     start, used = float("-inf"), 0
     if row is not None:
         first, _, count = row.value.partition(" ")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SCRIPT_LOCATION = "appt_tools:migrations"
 # The newest revision in `appt_tools/migrations/versions`: bump it with every new revision (a test
 # compares it with the scripts' head, so it cannot drift).
-HEAD = "0005_teams"
+HEAD = "0006_tenants"
 # Alembic's default version table (we never configure another).
 VERSION_TABLE = "alembic_version"
 # Objects the migrations make that the metadata cannot describe: the SQLite FTS5 table and the
@@ -113,9 +113,11 @@ def configure_context(configure: Callable[..., None], connection: Connection) ->
 
 
 def lock(connection: Connection) -> None:
-    """Serialize schema changes across processes for the rest of the transaction."""
+    """Serialize schema changes across processes for the rest of the transaction, which acts for every
+    tenant (PostgreSQL's row-level security admits all rows to a migration: see migration 0006)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
+        connection.exec_driver_sql("SELECT set_config('app.all_tenants', 'on', true)")
 
 
 def upgrade(connection: Connection, revision: str = "head") -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from appt_tools.store import _search
+from appt_tools.store import _scope, _search
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE
 from appt_tools.store.store import APPOINTMENT_ID_PREFIX, Store
 from appt_tools.store.tables import AppointmentRow
@@ -220,13 +220,14 @@ async def seed(store: Store, n: int, *, seed: int = 42, now: datetime | None = N
     if n < 0:
         raise ValueError(f"n: must be 0 or more, not {n}")
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    writer = store.engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+    # The operator's connections: whether the table is empty, and its indexes, concern every tenant.
+    writer = _scope.bind(store.engine, _scope.ALL_TENANTS).execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
     sqlite = store.engine.dialect.name == "sqlite"
     async with writer.begin() as connection:
         empty = (await connection.scalar(select(AppointmentRow.id).limit(1))) is None
         remake = await _set_aside(connection) if empty else []
     try:
-        await _insert(writer, _batches(_rows(n, random.Random(seed), now), sqlite))
+        await _insert(writer, _batches(_rows(n, random.Random(seed), now), sqlite, store.tenant_id))
     finally:
         for statement in remake:
             async with writer.begin() as connection:
@@ -309,6 +310,7 @@ class _Batch:
     """Rows ready to go in, in the database's own formats, sent with the driver's executemany."""
 
     sqlite: bool
+    tenant_id: int
     appointments: list[tuple[Any, ...]] = field(default_factory=list)
     uids: list[tuple[Any, ...]] = field(default_factory=list)
     history: list[tuple[Any, ...]] = field(default_factory=list)
@@ -325,19 +327,24 @@ class _Batch:
             "language": None,
             "host_name": "",
             "host_email": None,
+            "tenant_id": self.tenant_id,
             **row,
         }  # seeded calls answered no questions
         at = times["created_at"]
         self.appointments.append(tuple(times[c] if c in times else row[c] for c in _APPOINTMENT_COLUMNS))
-        self.history.append((row["id"], at, "created", "", times["start_at"]))
+        self.history.append((row["id"], at, "created", "", times["start_at"], self.tenant_id))
         if uid is not None:
-            self.uids.append((row["id"], uid, at))
+            self.uids.append((row["id"], uid, at, self.tenant_id))
 
     async def send(self, connection: AsyncConnection) -> None:
         for table, columns, rows in (
             ("appointments", _APPOINTMENT_COLUMNS, self.appointments),
-            ("booking_uids", ("appointment_id", "uid", "created_at"), self.uids),
-            ("appointment_history", ("appointment_id", "at", "action", "detail", "to_start"), self.history),
+            ("booking_uids", ("appointment_id", "uid", "created_at", "tenant_id"), self.uids),
+            (
+                "appointment_history",
+                ("appointment_id", "at", "action", "detail", "to_start", "tenant_id"),
+                self.history,
+            ),
         ):
             if rows:
                 marks = ", ".join("?" if self.sqlite else f"${i}" for i in range(1, len(columns) + 1))
@@ -345,9 +352,9 @@ class _Batch:
                 await connection.exec_driver_sql(statement, rows)
 
 
-def _batches(rows: Iterator[tuple[dict[str, Any], str | None]], sqlite: bool) -> Iterator[_Batch]:
+def _batches(rows: Iterator[tuple[dict[str, Any], str | None]], sqlite: bool, tenant_id: int) -> Iterator[_Batch]:
     while True:
-        batch = _Batch(sqlite)
+        batch = _Batch(sqlite, tenant_id)
         for row, uid in itertools.islice(rows, BATCH):
             batch.add(row, uid)
         if not batch.appointments:

@@ -12,6 +12,7 @@ costs about 10 µs more (a page of 100 booked appointments loaded in 3.2 ms inst
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from appt_tools.errors import SlotHeld
@@ -38,9 +39,10 @@ from appt_tools.models import (
     SearchPage,
     SearchQuery,
 )
-from appt_tools.store import _finder, _locks, _search, _shared, schema
+from appt_tools.store import _finder, _locks, _scope, _search, _shared, schema
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine, sqlite_file_engine
 from appt_tools.store.tables import (
+    DEFAULT_TENANT_ID,
     AppointmentRow,
     BookingUidRow,
     EventTypeRow,
@@ -49,6 +51,7 @@ from appt_tools.store.tables import (
     IdempotencyRow,
     SettingRow,
 )
+from appt_tools.store.tenants import TenantAdmin
 
 APPOINTMENT_ID_PREFIX = "apt_"
 # Rows of the settings table that are the server's own, not a person's settings (`config.resolve` reads
@@ -63,42 +66,82 @@ IN_FLIGHT_RETRIES = 2
 CHANGEABLE_FIELDS = frozenset(Appointment.model_fields) - {"id", "previous_booking_uids", "created_at", "updated_at"}
 
 
+@dataclasses.dataclass
+class _Pool:
+    """What every tenant's store on one engine shares."""
+
+    engine: AsyncEngine
+    file_writer: Engine | None
+    fts: bool | None = None  # whether SQLite's FTS5 table exists, once known
+    stores: dict[int, Store] = dataclasses.field(default_factory=dict)
+    admin: TenantAdmin | None = None
+
+
 def new_appointment_id() -> str:
     """'apt_' + 12 url-safe random characters (72 random bits)."""
     return APPOINTMENT_ID_PREFIX + secrets.token_urlsafe(9)
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
-        prepare_engine(engine)
+    """The record of one tenant (`tenant_id`; `DEFAULT_TENANT_ID` when not named, a single-business
+    deployment's). Every statement it runs is scoped to that tenant (see `_scope`). `for_tenant` gives
+    the store of another tenant on the same engine and pool; `tenants` administers them all."""
+
+    def __init__(self, engine: AsyncEngine, tenant_id: int = DEFAULT_TENANT_ID, *, _pool: _Pool | None = None) -> None:
+        if _pool is None:
+            prepare_engine(engine)
+            # On a SQLite file a write transaction runs whole in a worker thread on the stdlib driver: one
+            # thread hop per transaction instead of one per statement (see `_transact`).
+            _pool = _Pool(engine, sqlite_file_engine(engine, pooled=True))
+        _scope.tenant(tenant_id)
+        self._pool = _pool
+        self._tenant_id = tenant_id
         self._engine = engine
-        self._read = async_sessionmaker(engine, expire_on_commit=False)
-        self._writer = engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
-        self._write = async_sessionmaker(self._writer, expire_on_commit=False)
-        # On a SQLite file a write transaction runs whole in a worker thread on the stdlib driver: one
-        # thread hop per transaction instead of one per statement (see `_transact`).
-        file_writer = sqlite_file_engine(engine, pooled=True)
-        self._file_writer = file_writer
+        scoped = _scope.bind(engine, tenant_id)
+        self._read = _scope.sessions(scoped, tenant_id)
+        self._writer = scoped.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE})
+        self._write = _scope.sessions(self._writer, tenant_id)
+        file_writer = _pool.file_writer
         self._write_file = (
             None
             if file_writer is None
-            else sessionmaker(file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE}), expire_on_commit=False)
+            else _scope.sync_sessions(
+                file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE, _scope.TENANT: tenant_id}), tenant_id
+            )
         )
         # A search counts, then reads a page: on PostgreSQL both must see one snapshot (SQLite's
         # read transactions always do).
         postgresql = engine.dialect.name == "postgresql"
-        reader = engine.execution_options(isolation_level="REPEATABLE READ") if postgresql else engine
-        self._snapshot = async_sessionmaker(reader, expire_on_commit=False)
-        self._fts: bool | None = None if engine.dialect.name == "sqlite" else False
+        reader = scoped.execution_options(isolation_level="REPEATABLE READ") if postgresql else scoped
+        self._snapshot = _scope.sessions(reader, tenant_id)
+        _pool.stores.setdefault(tenant_id, self)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, tenant_id: int = DEFAULT_TENANT_ID) -> Store:
         """A store on `url` (e.g. 'sqlite+aiosqlite:///path/appt.db'); schema not yet created."""
-        return cls(create_engine(url))
+        return cls(create_engine(url), tenant_id)
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def tenant_id(self) -> int:
+        return self._tenant_id
+
+    def for_tenant(self, tenant_id: int) -> Store:
+        """The store of tenant `tenant_id` on this store's engine and pool (made once, then reused).
+        Closing any store of the pool closes them all. Whether the tenant exists is `tenants`' business:
+        a store of an unknown tenant finds nothing."""
+        found = self._pool.stores.get(_scope.tenant(tenant_id))
+        return found if found is not None else Store(self._engine, tenant_id, _pool=self._pool)
+
+    @property
+    def tenants(self) -> TenantAdmin:
+        """Tenant administration, across tenants (the operator's path)."""
+        if self._pool.admin is None:
+            self._pool.admin = TenantAdmin(self._engine, self._pool.file_writer)
+        return self._pool.admin
 
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (Alembic migrations); a no-op on an up-to-date one.
@@ -107,7 +150,7 @@ class Store:
             return
         file_engine = sqlite_file_engine(self._engine)
         if file_engine is None:
-            async with self._writer.begin() as connection:
+            async with _scope.bind(self._engine, _scope.ALL_TENANTS).begin() as connection:
                 await connection.run_sync(schema.upgrade)
             return
         try:  # a SQLite file: the migration's statements run in a thread, directly on the file
@@ -121,9 +164,10 @@ class Store:
             return await connection.run_sync(schema.current)
 
     async def aclose(self) -> None:
+        """Close the engine and pool, for every tenant's store on them."""
         await self._engine.dispose()
-        if self._file_writer is not None:
-            self._file_writer.dispose()
+        if self._pool.file_writer is not None:
+            self._pool.file_writer.dispose()
 
     async def _transact(self, work: Callable[[Session], T]) -> T:
         """`work` in one write transaction (BEGIN IMMEDIATE on SQLite), committed if it returns, rolled
@@ -178,7 +222,7 @@ class Store:
             session.flush()
             session.add(HistoryRow(appointment_id=row.id, at=now, action="created", to_start=start))
             if idempotency_key is not None:
-                claimed = session.get(IdempotencyRow, idempotency_key, with_for_update=True)
+                claimed = _key_row(session, idempotency_key, for_update=True)
                 if claimed is not None:
                     claimed.appointment_id = row.id
                     claimed.updated_at = now
@@ -384,12 +428,15 @@ class Store:
 
     async def _has_fts(self) -> bool:
         """Whether SQLite's FTS5 search table exists (migration 0002 makes it where SQLite can)."""
-        if self._fts is None:
+        if self._pool.fts is None:
+            if self._engine.dialect.name != "sqlite":
+                self._pool.fts = False
+                return False
             statement = text("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name")
             async with self._engine.connect() as connection:
                 found = await connection.scalar(statement, {"name": _search.FTS_TABLE})
-            self._fts = bool(found)
-        return self._fts
+            self._pool.fts = bool(found)
+        return self._pool.fts
 
     # --- idempotency keys ----------------------------------------------------------------------
 
@@ -400,7 +447,7 @@ class Store:
 
         def work(session: Session) -> Claim:
             _locks.hold(session, f"idempotency_key:{key}")
-            row = session.get(IdempotencyRow, key, with_for_update=True)
+            row = _key_row(session, key, for_update=True)
             if row is None:
                 row = IdempotencyRow(key=key, request_hash=request_hash, done=False, created_at=now, updated_at=now)
                 session.add(row)
@@ -415,14 +462,14 @@ class Store:
 
     async def get_key(self, key: str) -> IdempotencyRecord | None:
         async with self._read() as session, session.begin():
-            row = await session.get(IdempotencyRow, key)
+            row = await session.run_sync(_key_row, key)
             return None if row is None else _key_from_row(row)
 
     async def release_key(self, key: str) -> None:
         """Leave `key` unfinished but claimable at once: the outcome is unknown and a repeat must resume."""
 
         def work(session: Session) -> None:
-            row = session.get(IdempotencyRow, key, with_for_update=True)
+            row = _key_row(session, key, for_update=True)
             if row is not None and not row.done:
                 row.updated_at = _LONG_AGO
 
@@ -440,7 +487,7 @@ class Store:
         now = utc(now, "now")
 
         def work(session: Session) -> None:
-            row = session.get(IdempotencyRow, key, with_for_update=True)
+            row = _key_row(session, key, for_update=True)
             if row is None:
                 raise KeyError(key)
             row.done = True
@@ -489,7 +536,7 @@ class Store:
 
     async def get_event_type(self, event_type_id: int) -> EventType | None:
         async with self._read() as session, session.begin():
-            row = await session.get(EventTypeRow, event_type_id)
+            row = await session.scalar(select(EventTypeRow).where(EventTypeRow.id == event_type_id))
             return None if row is None else EventType.model_validate(row, from_attributes=True)
 
     # --- settings ---------------------------------------------------------------------------
@@ -505,7 +552,7 @@ class Store:
 
         def work(session: Session) -> None:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if value is None:
                 if row is not None:
                     session.delete(row)
@@ -522,7 +569,7 @@ class Store:
 
         def work(session: Session) -> str:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if row is None:
                 row = SettingRow(key=key, value=make())
                 session.add(row)
@@ -542,7 +589,7 @@ class Store:
         def work(session: Session) -> None:
             _locks.hold(session, f"setting:{key}")
             session.execute(expired)
-            if session.get(SettingRow, key) is None:
+            if _setting_row(session, key) is None:
                 session.add(SettingRow(key=key, value=until.isoformat()))
 
         await self._transact(work)
@@ -550,7 +597,7 @@ class Store:
     async def session_ended(self, session_id: str) -> bool:
         """Whether `end_session` was called for `session_id` (by any process sharing the database)."""
         async with self._read() as session, session.begin():
-            return await session.get(SettingRow, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
+            return await session.run_sync(_setting_row, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
@@ -560,7 +607,7 @@ class Store:
 
         def work(session: Session) -> bool:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if row is not None:
                 owner, _, until = row.value.partition(" ")
                 if owner != holder and datetime.fromisoformat(until) > now:
@@ -580,7 +627,7 @@ class Store:
 
         def work(session: Session) -> None:
             _locks.hold(session, f"setting:{key}")
-            row = session.get(SettingRow, key)
+            row = _setting_row(session, key)
             if row is not None and row.value.partition(" ")[0] == holder:
                 session.delete(row)
 
@@ -590,13 +637,13 @@ class Store:
 
     async def slots_changed(self, origin: str) -> int:
         """Count a change of the calendar and tell every instance (`origin`: which one made it)."""
-        return await self._transact(lambda session: _shared.bump_changes(session, origin))
+        return await self._transact(lambda session: _shared.bump_changes(session, f"{self._tenant_id}:{origin}"))
 
     async def slot_changes(self) -> int:
         """How many changes of the calendar have been counted (by every instance): one primary-key read."""
         async with self._read() as session, session.begin():
-            row = await session.get(SettingRow, _shared.CHANGES_KEY)
-            return int(row.value) if row is not None else 0
+            value = await session.scalar(select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY))
+            return int(value) if value is not None else 0
 
     @property
     def pushes_changes(self) -> bool:
@@ -604,8 +651,15 @@ class Store:
         return self._engine.dialect.name == "postgresql"
 
     async def follow_slot_changes(self, on_change: Callable[[str], None], on_live: Callable[[bool], None]) -> None:
-        """Until cancelled, hear every instance's slot changes (PostgreSQL; returns at once elsewhere)."""
-        await _shared.follow_changes(self._engine, on_change, on_live)
+        """Until cancelled, hear every instance's slot changes for this tenant (PostgreSQL; returns at once
+        elsewhere). `on_change` gets the origin `slots_changed` was given."""
+        mine = f"{self._tenant_id}:"
+
+        def heard(payload: str) -> None:  # other tenants' changes are theirs alone
+            if payload.startswith(mine):
+                on_change(payload.removeprefix(mine))
+
+        await _shared.follow_changes(self._engine, heard, on_live)
 
     async def claim_calcom_budget(self, key_id: str, want: int, *, limit: int, window: float) -> tuple[int, int, float]:
         """Claim up to `want` Cal.com requests of the key's shared window: (granted, unclaimed, seconds left)."""
@@ -653,6 +707,16 @@ def _appointment(row: AppointmentRow, uids: Sequence[str]) -> Appointment:
     appointment = Appointment.model_validate(row, from_attributes=True)
     previous = tuple(uid for uid in uids if uid != row.booking_uid)
     return appointment.model_copy(update={"previous_booking_uids": previous}) if previous else appointment
+
+
+def _key_row(session: Session, key: str, *, for_update: bool = False) -> IdempotencyRow | None:
+    """The store's tenant's idempotency key `key` (the tenant is added by the session: see `_scope`)."""
+    statement = select(IdempotencyRow).where(IdempotencyRow.key == key)
+    return session.scalar(statement.with_for_update() if for_update else statement)
+
+
+def _setting_row(session: Session, key: str) -> SettingRow | None:
+    return session.scalar(select(SettingRow).where(SettingRow.key == key))
 
 
 def _key_from_row(row: IdempotencyRow) -> IdempotencyRecord:

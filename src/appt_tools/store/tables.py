@@ -29,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     literal_column,
     text,
     true,
@@ -158,7 +159,44 @@ class Base(DeclarativeBase):
     )
 
 
-class AppointmentRow(Base):
+# The tenant a store opened the way it always was (`Store(engine)`) acts for: a single-business
+# deployment's, made by migration 0006 with everything that was there before tenants.
+DEFAULT_TENANT_ID = 1
+DEFAULT_TENANT_SLUG = "default"
+
+
+class TenantRow(Base):
+    """A business served by this deployment. `removed_at`: removed, its data kept (see `TenantAdmin.remove`)."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TenantNumberRow(Base):
+    """A phone number (E.164) a tenant answers on: each number belongs to one tenant at most."""
+
+    __tablename__ = "tenant_numbers"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+class TenantScoped:
+    """A row that belongs to one tenant. The store's sessions add `tenant_id = <the store's tenant>` to
+    every statement that reads, changes or deletes such rows, and set it on every row they insert
+    (`store._scope`); on PostgreSQL row-level security enforces the same (migration 0006). No foreign
+    key to `tenants`: a removed tenant's rows stay (until purged) and the appointments table is never
+    copied on SQLite (its search index is keyed on rowids)."""
+
+    tenant_id: Mapped[int] = mapped_column(Integer)
+
+
+class AppointmentRow(TenantScoped, Base):
     __tablename__ = "appointments"
 
     id: Mapped[str] = mapped_column(_sortable(32), primary_key=True)
@@ -197,29 +235,33 @@ class AppointmentRow(Base):
     __table_args__ = (
         CheckConstraint(_in("status", STORED_STATUSES), name="status"),
         CheckConstraint(_in("call_type", _CALL_TYPES), name="call_type"),
-        # Unique, but NULL (not yet booked) may repeat: both SQLite and PostgreSQL allow that.
-        Index(None, "booking_uid", unique=True),
+        # Unique per tenant, but NULL (not yet booked) may repeat: both SQLite and PostgreSQL allow that.
+        Index(None, "tenant_id", "booking_uid", unique=True),
         # At most one booking in flight (recorded, Cal.com not yet answered) per start, across every
         # process sharing the database: a concurrent second attempt waits instead of racing Cal.com.
         # Confirmed bookings are not constrained here; Cal.com is the authority on those.
         Index(
             "uq_appointments_in_flight_start",
+            "tenant_id",
             "start_at",
             unique=True,
             sqlite_where=text(IN_FLIGHT),
             postgresql_where=text(IN_FLIGHT),
         ),
+        # Every index of the store's queries starts with the tenant: one tenant's rows are one range of
+        # it (their names are those from before tenants, which the search's index hints use).
         # Sort keys (see SORT_COLUMNS), and `status` with `id` for sorting by status.
-        *(Index(None, column, "id", "status") for column in SORT_COLUMNS),
-        Index(None, "status", "id"),
+        *(Index(f"ix_appointments_{column}_id_status", "tenant_id", column, "id", "status") for column in SORT_COLUMNS),
+        Index("ix_appointments_status_id", "tenant_id", "status", "id"),
         # The narrowest index: counting a whole status, or the whole table, reads the fewest pages.
-        Index(None, "status"),
+        Index("ix_appointments_status", "tenant_id", "status"),
         # Effective status: `completed` and the open statuses are ranges of (status, end_at) once
         # `booking_uid` is known, here without reading the row...
-        Index(None, "status", "end_at", "booking_uid"),
+        Index("ix_appointments_status_end_at_booking_uid", "tenant_id", "status", "end_at", "booking_uid"),
         # ...and the few unbooked rows, which never complete, in an index of their own.
         Index(
             UNBOOKED_INDEX,
+            "tenant_id",
             "status",
             "end_at",
             sqlite_where=text("booking_uid IS NULL"),
@@ -231,6 +273,7 @@ class AppointmentRow(Base):
         # (`label` itself too: PostgreSQL reads rows for an expression unless its columns are there).
         Index(
             LABEL_INDEX,
+            "tenant_id",
             text("lower(label)"),
             "call_type",
             "start_at",
@@ -251,18 +294,20 @@ class AppointmentRow(Base):
     )
 
 
-class BookingUidRow(Base):
-    """Every Cal.com booking uid an appointment has had, the current one included."""
+class BookingUidRow(TenantScoped, Base):
+    """Every Cal.com booking uid an appointment has had, the current one included (unique per tenant)."""
 
     __tablename__ = "booking_uids"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
-    uid: Mapped[str] = mapped_column(String(255), unique=True)
+    uid: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    __table_args__ = (UniqueConstraint("tenant_id", "uid"),)
 
-class HistoryRow(Base):
+
+class HistoryRow(TenantScoped, Base):
     __tablename__ = "appointment_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -276,11 +321,13 @@ class HistoryRow(Base):
     to_booking_uid: Mapped[str | None] = mapped_column(String(255))
 
 
-class EventTypeRow(Base):
-    """A Cal.com event type as last synced. `id` is Cal.com's id."""
+class EventTypeRow(TenantScoped, Base):
+    """A Cal.com event type as last synced. `id` is Cal.com's id (unique per tenant: two tenants may
+    share a Cal.com account)."""
 
     __tablename__ = "event_types"
 
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     title: Mapped[str] = mapped_column(Text)
     slug: Mapped[str] = mapped_column(String(255))
@@ -302,18 +349,22 @@ class EventTypeRow(Base):
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class SettingRow(Base):
+class SettingRow(TenantScoped, Base):
+    """A tenant's stored setting (`config.Settings`' keys) or one of the server's own rows for it."""
+
     __tablename__ = "settings"
 
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
 
-class IdempotencyRow(Base):
-    """A caller's idempotency key (scoped by tool) and what it produced."""
+class IdempotencyRow(TenantScoped, Base):
+    """A caller's idempotency key (scoped by tool and tenant) and what it produced."""
 
     __tablename__ = "idempotency_keys"
 
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(320), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     appointment_id: Mapped[str | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
@@ -323,7 +374,7 @@ class IdempotencyRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class HoldRow(Base):
+class HoldRow(TenantScoped, Base):
     """A time held for one call while the caller decides (`hold_slot`), shared by every process on the
     database. A row past `expires_at` holds nothing; it is deleted by the next hold or booking that
     meets it."""
@@ -334,7 +385,7 @@ class HoldRow(Base):
     event_type_id: Mapped[int] = mapped_column(Integer)
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64))
     # Cal.com's reservation (POST /v2/slots/reservations), when it made one: released with the hold.
     reservation_uid: Mapped[str | None] = mapped_column(String(255))
@@ -342,4 +393,4 @@ class HoldRow(Base):
     start: Mapped[datetime] = synonym("start_at")
     end: Mapped[datetime] = synonym("end_at")
 
-    __table_args__ = (Index(None, "start_at", "end_at"),)
+    __table_args__ = (Index(None, "tenant_id", "start_at", "end_at"), Index(None, "tenant_id", "expires_at"))
