@@ -67,6 +67,7 @@ async def test_the_first_find_slots_of_a_fresh_server_costs_no_calcom_request(sa
         # Nobody has called a tool: the server reads whose account it is, the event types, and the default
         # event type's free slots for the next 14 days (kept warm) by itself.
         await _until(lambda: "GET /v2/slots" in _requests(sandbox))
+        await asyncio.sleep(1.0)  # as an LLM's first turn would: Cal.com's answer is read and kept
         assert _requests(sandbox) == [*SYNC, "GET /v2/slots"]
         before = len(sandbox.state.fault_log)
         result = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
