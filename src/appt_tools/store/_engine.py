@@ -23,6 +23,12 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # Pages each connection keeps (SQLite's default is 2 MiB): the upper levels of every index and the
 # hot leaves, so that index walks and row lookups at a million appointments rarely reach the OS.
 SQLITE_CACHE_KIB = 65536
+# ... but at most this much SQLite memory in the whole process, however many connections its pools keep
+# (the async reads' and the file writer's, 5 each plus overflow): without it every kept connection's cache
+# could grow with the database to SQLITE_CACHE_KIB, several hundred MiB in all on a large file read by
+# concurrent callers. Past the limit a connection reuses its own cache's pages instead of adding more.
+# It is SQLite's soft heap limit, one setting for the process (every connection sets the same value).
+SQLITE_HEAP_LIMIT_KIB = 2 * SQLITE_CACHE_KIB
 SEARCH_PATH = "search_path"
 
 # Execution option read by the SQLite "begin" hook: writers take the write lock up front
@@ -114,6 +120,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         _wal(cursor)
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_LIMIT_KIB * 1024}")
     finally:
         cursor.close()
 
