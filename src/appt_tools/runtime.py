@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import SecretStr
 
 from appt_tools import config
-from appt_tools.calcom import CalcomClient
+from appt_tools.calcom import BudgetLedger, CalcomClient, Grant
 from appt_tools.core.service import AppointmentService, Clock, utcnow
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.errors import AppError, ServiceUnavailable
@@ -60,21 +60,36 @@ async def open_service(
                 update={"calcom_api_key": SecretStr(calcom.api_key), "calcom_base_url": calcom.base_url}
             )
         key = settings.calcom_api_key
-        service = AppointmentService(store, calcom_client(settings, key) if key else None, settings, clock=clock)
+        client = calcom_client(settings, key, StoredBudget(store)) if key else None
+        service = AppointmentService(store, client, settings, clock=clock)
         try:
             yield service
         finally:
             await Runtime.of(service).aclose()
 
 
-def calcom_client(settings: config.Settings, key: SecretStr) -> CalcomClient:
-    """A Cal.com client with `key`, on the settings' base URL, time budget and rate limit."""
+def calcom_client(settings: config.Settings, key: SecretStr, budget: BudgetLedger | None = None) -> CalcomClient:
+    """A Cal.com client with `key`, on the settings' base URL, time budget and rate limit (shared, with a
+    `budget` ledger, by every instance claiming from it)."""
     return CalcomClient(
         key.get_secret_value(),
         settings.calcom_base_url,
         timeout=settings.calcom_timeout,
         rate_limit=settings.calcom_rate_limit,
+        budget=budget,
     )
+
+
+class StoredBudget:
+    """The Cal.com request budget of each key, shared through the store by every instance on the database
+    (`calcom/_budget.py`; the store knows a key only by its hash)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def claim(self, key_id: str, want: int, *, limit: int, window: float) -> Grant:
+        granted, left, resets_in = await self._store.claim_calcom_budget(key_id, want, limit=limit, window=window)
+        return Grant(granted, left, resets_in)
 
 
 class Runtime:
@@ -108,7 +123,9 @@ class Runtime:
             self.service.reconfigure(settings)
             return
         old = self.service.calcom if self.service.calcom_configured else None
-        self.service.reconfigure(settings, calcom_client(settings, key), new_client=True)
+        self.service.reconfigure(
+            settings, calcom_client(settings, key, StoredBudget(self.service.store)), new_client=True
+        )
         if old is not None:
             task = asyncio.create_task(_close_later(old))
             self._retiring.add(task)
@@ -129,7 +146,9 @@ class Runtime:
         return await self.service.store.setting_once(name, make)
 
     async def aclose(self) -> None:
-        """Stop a sync still running, close the client in use and any still waiting to be retired."""
+        """Stop a sync still running and the warm slots' refresh, close the client in use and any still
+        waiting to be retired."""
+        await self.service.warm.aclose()
         await self.service.catalog.aclose()
         for task in list(self._retiring):
             task.cancel()

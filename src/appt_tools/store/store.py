@@ -39,7 +39,7 @@ from appt_tools.models import (
     SearchPage,
     SearchQuery,
 )
-from appt_tools.store import _finder, _locks, _scope, _search, schema
+from appt_tools.store import _finder, _locks, _scope, _search, _shared, schema
 from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine, sqlite_file_engine
 from appt_tools.store.tables import (
     DEFAULT_TENANT_ID,
@@ -658,6 +658,41 @@ class Store:
                 session.delete(row)
 
         await self._transact(work)
+
+    # --- shared between instances: slot changes and Cal.com budgets (see `_shared`) --------------
+
+    async def slots_changed(self, origin: str) -> int:
+        """Count a change of the calendar and tell every instance (`origin`: which one made it)."""
+        return await self._transact(lambda session: _shared.bump_changes(session, f"{self._tenant_id}:{origin}"))
+
+    async def slot_changes(self) -> int:
+        """How many changes of the calendar have been counted (by every instance): one primary-key read."""
+        async with self._read() as session, session.begin():
+            value = await session.scalar(select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY))
+            return int(value) if value is not None else 0
+
+    @property
+    def pushes_changes(self) -> bool:
+        """Whether `follow_slot_changes` can push changes (PostgreSQL), so the counter need not be read."""
+        return self._engine.dialect.name == "postgresql"
+
+    async def follow_slot_changes(self, on_change: Callable[[str], None], on_live: Callable[[bool], None]) -> None:
+        """Until cancelled, hear every instance's slot changes for this tenant (PostgreSQL; returns at once
+        elsewhere). `on_change` gets the origin `slots_changed` was given."""
+        mine = f"{self._tenant_id}:"
+
+        def heard(payload: str) -> None:  # other tenants' changes are theirs alone
+            if payload.startswith(mine):
+                on_change(payload.removeprefix(mine))
+
+        await _shared.follow_changes(self._engine, heard, on_live)
+
+    async def claim_calcom_budget(self, key_id: str, want: int, *, limit: int, window: float) -> tuple[int, int, float]:
+        """Claim up to `want` Cal.com requests of the key's shared window: (granted, unclaimed, seconds left)."""
+        now = _shared.wall_clock()
+        return await self._transact(
+            lambda session: _shared.claim_budget(session, key_id, want, limit=limit, window=window, now=now)
+        )
 
     async def recently_cancelled(
         self, *, since: datetime, start_from: datetime, start_to: datetime

@@ -227,7 +227,9 @@ class _Endpoints:
         refusal = await self.checker.check_calcom(request.headers, body)
         if refusal is not None:
             return refusal
-        report = await Reconciler.of(self.server.service).apply_webhook(json_object(body))
+        service = self.server.service
+        service.slots_changed()  # Cal.com changed the calendar: warm slots are read again, on every instance
+        report = await Reconciler.of(service).apply_webhook(json_object(body))
         return JSONResponse({"received": True, "checked": report.checked, "repaired": len(report.repaired)})
 
     async def _body(self, request: Request) -> bytes:
