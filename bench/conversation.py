@@ -34,6 +34,7 @@ import httpx2
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from appt_tools.core import warm
 from bench.coldstart import _appt_tools
 from bench.common import PYTHON, ROOT, Row, child_env, p50, ratio, say
 from tests.helpers import next_weekday
@@ -59,6 +60,7 @@ class Run:
     """One conversation: its calls in order."""
 
     calls: list[Call] = field(default_factory=list)
+    background: int = 0  # Cal.com requests the server made between calls (refreshing its warm slots)
 
 
 class Sandbox:
@@ -66,8 +68,10 @@ class Sandbox:
 
     def __init__(self, base_url: str) -> None:
         self.http = httpx2.AsyncClient(base_url=base_url, timeout=10.0)
+        self.latency_s = 0.0
 
     async def arm_latency(self, ms: float) -> None:
+        self.latency_s = ms / 1000
         fault = {"kind": "latency", "endpoint": "*", "times": None, "seconds": ms / 1000}
         answer = await self.http.post("/_sandbox/faults", json=fault)
         answer.raise_for_status()
@@ -110,6 +114,11 @@ async def _conversation(client: Client, sandbox: Sandbox, trivial: Trivial, n: i
 
     async def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         nonlocal seen
+        # As between an LLM's turns: the warm slots' refresh after the last change (core/warm.py) is done,
+        # and its requests are the server's own, not this call's.
+        quiet = await _settled(sandbox, poll=max(0.3, 2 * sandbox.latency_s) + warm.SETTLE)
+        run.background += len(quiet) - seen
+        seen = len(quiet)
         await trivial.ping()
         started = time.perf_counter()
         result = await client.call_tool(tool, arguments)
@@ -168,12 +177,13 @@ async def _server(tmp: Path) -> AsyncIterator[tuple[Client, Sandbox, IO[str]]]:
                 await sandbox.http.aclose()
 
 
-async def _settled(sandbox: Sandbox, seconds: float = 30.0) -> list[str]:
-    """Wait until the server's start-up reads are done (no new Cal.com request for a while)."""
+async def _settled(sandbox: Sandbox, seconds: float = 30.0, poll: float = 0.5) -> list[str]:
+    """Wait until the server's own Cal.com reads (at start, or refreshing its warm slots) are done: no new
+    Cal.com request for `poll` seconds."""
     deadline = time.monotonic() + seconds
     before = await sandbox.requests()
     while time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(poll)
         now = await sandbox.requests()
         if now == before:
             return now
@@ -250,6 +260,7 @@ async def run(latency_ms: float, warm_rounds: int, commits: int) -> tuple[list[R
         "start_up_requests": start_up,
         "cold": [vars(c) for c in cold.calls],
         "warm": [[vars(c) for c in w.calls] for w in warm],
+        "background_requests": [cold.background, *(w.background for w in warm)],
         "tool_list_chars": sizes,
         "durable_commit_ms": commit_times,
     }
@@ -311,6 +322,24 @@ def _rows(cold: Run, warm: list[Run], floor_ms: float, latency_ms: float) -> lis
     judge("conversation: cold (a fresh serve --sandbox)", [cold])
     if warm:
         judge(f"conversation: warm (median of {len(warm)})", warm)
+    finds = [c for r in (cold, *warm) for c in r.calls if c.tool == "find_slots"]
+    if finds:
+        most = max(c.round_trips for c in finds)
+        wait = statistics.median(c.wait_ms for c in finds)
+        rows.append(
+            Row(
+                "conversation: warm slots",
+                "find_slots from the warm slots: Cal.com requests",
+                most,
+                "req",
+                target="0",
+                met=most == 0,
+                shown=f"{most} (wait p50 {wait:.2f} ms, trivial tool {floor_ms:.2f} ms)",
+                note="the next 14 days of the default event type are kept in memory (core/warm.py); "
+                f"refreshes between calls: {cold.background + sum(w.background for w in warm)} requests",
+                extra={"wait_p50_ms": wait, "round_trips": [c.round_trips for c in finds]},
+            )
+        )
     return rows
 
 

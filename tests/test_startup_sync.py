@@ -1,5 +1,5 @@
-"""The set-up reads (`/v2/me`, the event types) happen when the server starts, in the background, never
-on a caller's call: the first `find_slots` of a fresh server costs one Cal.com request; a call arriving
+"""The set-up reads (`/v2/me`, the event types, then the warm slots) happen when the server starts, in the
+background, never on a caller's call: the first `find_slots` of a fresh server costs no Cal.com request; a call arriving
 before they end waits for the same sync (never a second copy); a failure is logged, not fatal, and the
 next call retries."""
 
@@ -61,18 +61,21 @@ async def _serve(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[Clien
 
 
 @pytest.mark.e2e
-async def test_the_first_find_slots_of_a_fresh_server_costs_one_calcom_request(sandbox, tmp_path):
+async def test_the_first_find_slots_of_a_fresh_server_costs_no_calcom_request(sandbox, tmp_path):
     sandbox.state.faults.add(LOG_EVERY_REQUEST)
     async with _serve(sandbox, tmp_path) as client:
-        # Nobody has called a tool: the server reads whose account it is and the event types by itself.
-        await _until(lambda: TEAM_TYPES in _requests(sandbox))
-        assert _requests(sandbox) == SYNC
+        # Nobody has called a tool: the server reads whose account it is, the event types, and the default
+        # event type's free slots for the next 14 days (kept warm) by itself.
+        await _until(lambda: "GET /v2/slots" in _requests(sandbox))
+        await asyncio.sleep(1.0)  # as an LLM's first turn would: Cal.com's answer is read and kept
+        assert _requests(sandbox) == [*SYNC, "GET /v2/slots"]
         before = len(sandbox.state.fault_log)
         result = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
         assert not result.is_error, result.content
         assert result.structured_content is not None and result.structured_content["slots"]
-        # The caller's call cost its own request and nothing else.
-        assert _requests(sandbox, before) == ["GET /v2/slots"]
+        assert result.structured_content["fresh_as_of"].endswith("Z")
+        # The caller's call cost no request at all: answered from the warm slots.
+        assert _requests(sandbox, before) == []
         # The host's time zone was adopted by that start-up sync (none was configured).
         assert result.structured_content["timezone"] == sandbox.state.host.time_zone
 
@@ -85,7 +88,10 @@ async def test_a_call_during_the_start_up_sync_waits_for_it_and_sends_no_second_
         await _until(lambda: "GET /v2/me" in _requests(sandbox))  # the start-up sync is in flight
         result = await client.call_tool("find_slots", {"date": next_weekday().isoformat()})
         assert not result.is_error, result.content
-    assert sorted(_requests(sandbox)) == sorted([*SYNC, "GET /v2/slots"])
+    # The sync once; the slots read by the call, or by the warm-up it then found done (or both, in a race).
+    sent = _requests(sandbox)
+    assert [r for r in sent if r != "GET /v2/slots"] == SYNC
+    assert 1 <= sent.count("GET /v2/slots") <= 2
 
 
 async def test_concurrent_syncs_share_the_one_in_flight(sandbox, db_url):

@@ -41,9 +41,13 @@ DEFAULT_CALCOM_TIMEOUT = 10.0
 # A running server compares the store with Cal.com this often (0 turns it off); see core/reconcile.py.
 DEFAULT_RECONCILE_MINUTES = 15
 DEFAULT_HOLD_MINUTES = 5  # how long hold_slot holds a time (Cal.com's own reservation default)
-# Cal.com allows 120 requests a minute per API key; each server process paces itself to this. Several
-# instances sharing one key should split it (see docs/deployment.md).
+# Cal.com allows 120 requests a minute per API key; the server paces itself to this, and instances on one
+# database share it (a budget row per key in the database, see docs/deployment.md).
 DEFAULT_CALCOM_RATE_LIMIT = 120
+# Free slots kept warm in memory (core/warm.py): the next this many days of the default event type and of
+# those used recently (0 turns it off), read again from Cal.com when older than this many seconds.
+DEFAULT_SLOTS_WARM_DAYS = 14
+DEFAULT_SLOTS_FRESH_SECONDS = 60
 DEFAULT_MCP_SESSIONS_PER_KEY = 50
 DEFAULT_MCP_SESSION_IDLE_MINUTES = 10
 DEFAULT_HTTP_READ_TIMEOUT = 30.0
@@ -108,6 +112,8 @@ class Settings(BaseSettings):
     # One line per HTTP request on stderr (docs/security.md): text, json (JSON lines) or off.
     request_log: Literal["text", "json", "off"] = "text"
     hold_minutes: int = Field(DEFAULT_HOLD_MINUTES, ge=1, le=30)
+    slots_warm_days: int = Field(DEFAULT_SLOTS_WARM_DAYS, ge=0, le=30)
+    slots_fresh_seconds: int = Field(DEFAULT_SLOTS_FRESH_SECONDS, ge=10, le=3600)
     sources: dict[str, Source] = Field(default_factory=dict, exclude=True)
 
     @classmethod
@@ -339,6 +345,15 @@ def parse_setting(key: str, value: str) -> object:
         lo, hi = _bounds(key)
         if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
             raise InvalidArgument(key, f"{value!r} is not a whole number of minutes from {lo} to {hi}, e.g. 5.")
+        return int(value)
+    if key in ("slots_warm_days", "slots_fresh_seconds"):
+        lo, hi = _bounds(key)
+        if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+            unit = "days (0 turns it off)" if key == "slots_warm_days" else "seconds"
+            raise InvalidArgument(
+                key,
+                f"{value!r} is not a whole number of {unit} from {lo} to {hi}, e.g. {Settings.model_fields[key].default}.",
+            )
         return int(value)
     if key == "http_stateless":
         if value.lower() not in BOOLEAN_WORDS:

@@ -357,3 +357,4 @@ class SlotSearch:
     slots: tuple[Slot, ...]
     later: bool
     truncated: bool
+    fresh_as_of: datetime | None = None  # when Cal.com gave these slots (a warm or cached copy's read time)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import SecretStr
 
 from appt_tools import config
-from appt_tools.calcom import CalcomClient
+from appt_tools.calcom import BudgetLedger, CalcomClient, Grant
 from appt_tools.core.service import AppointmentService, Clock, utcnow
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.errors import AppError, NotFound, ServiceUnavailable
@@ -78,7 +78,8 @@ async def open_service(
             )
         clients = CalcomClients()
         key = settings.calcom_api_key
-        service = AppointmentService(store, clients.acquire(settings, key) if key else None, settings, clock=clock)
+        client = clients.acquire(settings, key, StoredBudget(store)) if key else None
+        service = AppointmentService(store, client, settings, clock=clock)
         runtime = Runtime.adopt(service, clients=clients, environ=environ, owns_clients=True)
         try:
             yield service
@@ -86,14 +87,28 @@ async def open_service(
             await runtime.aclose()
 
 
-def calcom_client(settings: config.Settings, key: SecretStr) -> CalcomClient:
-    """A Cal.com client with `key`, on the settings' base URL, time budget and rate limit."""
+def calcom_client(settings: config.Settings, key: SecretStr, budget: BudgetLedger | None = None) -> CalcomClient:
+    """A Cal.com client with `key`, on the settings' base URL, time budget and rate limit (shared, with a
+    `budget` ledger, by every instance claiming from it)."""
     return CalcomClient(
         key.get_secret_value(),
         settings.calcom_base_url,
         timeout=settings.calcom_timeout,
         rate_limit=settings.calcom_rate_limit,
+        budget=budget,
     )
+
+
+class StoredBudget:
+    """The Cal.com request budget of each key, shared through the store by every instance on the database
+    (`calcom/_budget.py`; the store knows a key only by its hash)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def claim(self, key_id: str, want: int, *, limit: int, window: float) -> Grant:
+        granted, left, resets_in = await self._store.claim_calcom_budget(key_id, want, limit=limit, window=window)
+        return Grant(granted, left, resets_in)
 
 
 class CalcomClients:
@@ -109,10 +124,11 @@ class CalcomClients:
         digest = hashlib.sha256(key.get_secret_value().encode()).digest()  # the key itself is kept by the client only
         return digest, settings.calcom_base_url, settings.calcom_timeout, settings.calcom_rate_limit
 
-    def acquire(self, settings: config.Settings, key: SecretStr) -> CalcomClient:
-        """The client for `key` on these settings' base URL, time budget and rate limit (made on first use)."""
+    def acquire(self, settings: config.Settings, key: SecretStr, budget: BudgetLedger | None = None) -> CalcomClient:
+        """The client for `key` on these settings' base URL, time budget and rate limit (made on first use,
+        with `budget`, the shared request budget of the store that first asked for it)."""
         identity = self._identity(settings, key)
-        client, users = self._clients.get(identity) or (calcom_client(settings, key), 0)
+        client, users = self._clients.get(identity) or (calcom_client(settings, key, budget), 0)
         self._clients[identity] = (client, users + 1)
         return client
 
@@ -198,7 +214,12 @@ class Runtime:
             self.service.reconfigure(settings)
             return
         old = self.service.calcom if self.service.calcom_configured else None
-        new = self.clients.acquire(settings, key) if self.clients is not None else calcom_client(settings, key)
+        budget = StoredBudget(self.service.store)
+        new = (
+            self.clients.acquire(settings, key, budget)
+            if self.clients is not None
+            else calcom_client(settings, key, budget)
+        )
         self.service.reconfigure(settings, new, new_client=True)
         if old is not None:
             task = asyncio.create_task(_close_later(old, self.clients))
@@ -220,10 +241,11 @@ class Runtime:
         return await self.service.store.setting_once(name, make)
 
     async def aclose(self) -> None:
-        """Close every other tenant's service, stop a sync still running, close the client in use and any
-        still waiting to be retired."""
+        """Close every other tenant's service, stop a sync still running and the warm slots' refresh, close
+        the client in use and any still waiting to be retired."""
         if self._tenants is not None:
             await self._tenants.aclose()
+        await self.service.warm.aclose()
         await self.service.catalog.aclose()
         for task in list(self._retiring):
             task.cancel()
@@ -372,7 +394,7 @@ class TenantServices:
             await store.get_settings(), self.environ, default=tenant_id == DEFAULT_TENANT_ID
         )
         key = settings.calcom_api_key
-        client = self.clients.acquire(settings, key) if key else None
+        client = self.clients.acquire(settings, key, StoredBudget(store)) if key else None
         service = AppointmentService(store, client, settings, clock=self.default.now)
         Runtime.adopt(service, clients=self.clients, environ=self.environ)
         background = AsyncExitStack()
@@ -380,6 +402,7 @@ class TenantServices:
             from appt_tools.core.reconcile import reconciling
 
             service.start_sync()
+            service.start_warm()  # its own warm slots (core/warm.py), stopped by its runtime's aclose
             await background.enter_async_context(reconciling(service, self._reconcile_minutes))
         opened = self._open[tenant_id] = _Open(service, background, last_used=self._monotonic())
         return opened

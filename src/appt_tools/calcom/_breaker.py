@@ -42,6 +42,17 @@ class CircuitBreaker:
         self._probing = True
         return 0.0
 
+    @property
+    def closed(self) -> bool:
+        """Whether requests flow normally (not open, not probing)."""
+        return self._open_until is None
+
+    def open_for(self) -> float:
+        """Seconds until the breaker lets a probe through (0 when closed or due); no side effect."""
+        if self._open_until is None:
+            return 0.0
+        return _PROBE_WAIT if self._probing else max(0.0, self._open_until - self._clock())
+
     def succeeded(self) -> None:
         self._failures = 0
         self._open_until = None

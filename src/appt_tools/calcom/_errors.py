@@ -163,6 +163,13 @@ def paced(wait: float) -> CalcomRateLimited:
     )
 
 
+def kept_for_callers() -> CalcomRateLimited:
+    """A background request was not sent: the rate limit's remaining requests are kept for callers."""
+    return CalcomRateLimited(
+        "Not sent: few calendar requests are left this minute and they are kept for callers.", status=None
+    )
+
+
 def malformed(detail: str, *, status: int, method: str) -> CalcomUnavailable:
     """A 2xx whose body is not what Cal.com documents. A write it answered was likely carried out."""
     what = f"Cal.com sent a response we could not read ({detail})"

@@ -5,9 +5,8 @@ over (NOTES §5). The `Pacer` keeps a sliding log of the requests this client se
 holds more than the limit, and it also obeys Cal.com's own count: once `X-RateLimit-Remaining` hits
 0, nothing more is sent until `X-RateLimit-Reset` seconds have passed.
 
-Pacing is per process (per client instance): several processes sharing one key each pace
-themselves and can still exceed the limit together. Cal.com's Remaining/Reset headers catch most of
-that, since every process reads them.
+The log is per process (per client instance); processes sharing one key also share a budget through
+their database (`_budget.SharedBudget`), and every process reads Cal.com's Remaining/Reset headers.
 """
 
 from __future__ import annotations
@@ -47,6 +46,16 @@ class Pacer:
         if self._server_remaining <= 0:
             waits.append(self._server_reset_at - now)
         return max(waits)
+
+    def headroom(self) -> int:
+        """Requests that could go now without waiting, by our log and by Cal.com's last count."""
+        now = self._clock()
+        while self._sent and self._sent[0] <= now - self._window:
+            self._sent.popleft()
+        room = self.limit - len(self._sent)
+        if now < self._server_reset_at:
+            room = min(room, self._server_remaining)
+        return room
 
     def sent(self) -> None:
         """Count a request that is going out now."""

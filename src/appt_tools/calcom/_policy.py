@@ -9,7 +9,12 @@ Retries never risk a duplicate:
   which Cal.com's throttler sends before any handler runs, so nothing was done;
 - a 429 waits out Cal.com's own `X-RateLimit-Reset` when that fits in the budget, else it is raised.
 Back-off is exponential with full jitter. All of it runs through the shared `Pacer` and
-`CircuitBreaker` of the client.
+`CircuitBreaker` of the client, and the key's budget shared between instances (`_budget`) if it has one.
+
+A background call (the warm slots' refresh, `core/warm.py`) yields to callers: it is tried once, never
+waits for the pacer, is refused at once while the breaker is not closed (the half-open probe is a
+caller's), and is not sent at all while a quarter or less of the minute's requests are left, so a caller
+never waits behind one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import httpx2
 
 from appt_tools.calcom import _errors, _wire
 from appt_tools.calcom._breaker import CircuitBreaker
+from appt_tools.calcom._budget import SharedBudget
 from appt_tools.calcom._pacing import Pacer
 
 _T = TypeVar("_T")
@@ -39,6 +45,8 @@ CONNECT_TIMEOUT = 2.5
 READ_SHARE = 0.6
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 2.0
+# A background call is sent only while more than this share of the rate limit is left for callers.
+CALLERS_SHARE = 0.25
 
 # Failures that say Cal.com is down, for the breaker. Others (a bad URL, an unsupported scheme) are ours.
 _DOWN = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
@@ -58,6 +66,7 @@ class CallPolicy:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         random: Callable[[], float],
+        budget: SharedBudget | None = None,
     ) -> None:
         if read_budget <= 0 or write_budget <= 0 or max_attempts < 1:
             raise ValueError(
@@ -70,13 +79,16 @@ class CallPolicy:
         self._clock = clock
         self._sleep = sleep
         self._random = random
+        self._budget = budget
 
-    async def call(self, method: str, send: Send, read: Read[_T]) -> _T:
-        """The value of the first usable answer; else the last failure, raised."""
+    async def call(self, method: str, send: Send, read: Read[_T], *, background: bool = False) -> _T:
+        """The value of the first usable answer; else the last failure, raised. `background`: see above."""
         safe = _errors.is_safe(method)
         deadline = self._clock() + self._budgets[0 if safe else 1]
         last: httpx2.Response | httpx2.TransportError | None = None
-        for attempt in range(self._max_attempts):
+        if background and self._spare() <= self._pacer.limit * CALLERS_SHARE:
+            raise _errors.kept_for_callers()
+        for attempt in range(1 if background else self._max_attempts):
             if last is not None:
                 throttled = isinstance(last, httpx2.Response) and last.status_code == 429
                 pause = 0.0 if throttled else self._backoff(attempt)
@@ -84,7 +96,7 @@ class CallPolicy:
                     break
                 if pause:
                     await self._sleep(pause)
-            if not await self._admit(deadline, retry=last is not None):
+            if not await self._admit(deadline, retry=last is not None, background=background):
                 break
             left = deadline - self._clock()
             final = attempt == self._max_attempts - 1 or not safe
@@ -129,15 +141,23 @@ class CallPolicy:
         """Full jitter: uniform in [0, min(cap, base * 2**(retry-1))) before the `retry`-th retry."""
         return self._random() * min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (retry - 1))
 
-    async def _admit(self, deadline: float, *, retry: bool) -> bool:
-        """Pass the breaker, then wait for the pacer. A first attempt they refuse raises; a retry gets False."""
+    def _spare(self) -> int:
+        """Requests that could go now, by this client's pacer and the key's shared budget."""
+        room = self._pacer.headroom()
+        return room if self._budget is None else min(room, self._budget.left)
+
+    async def _admit(self, deadline: float, *, retry: bool, background: bool = False) -> bool:
+        """Pass the breaker, then wait for the pacer. A first attempt they refuse raises; a retry gets False.
+        A background call waits for neither: it is refused at once."""
+        if background and not self._breaker.closed:  # the half-open probe is left to a caller
+            raise _errors.circuit_open(max(self._breaker.open_for(), MIN_ATTEMPT))
         refused_for = self._breaker.admit()
         if refused_for > 0:
             if retry:
                 return False
             raise _errors.circuit_open(refused_for)
         try:
-            too_long = await self._pace(deadline)
+            too_long = await self._pace(deadline, background=background)
         except BaseException:
             self._breaker.abandoned()  # cancelled while waiting: a half-open probe must not stay taken
             raise
@@ -148,10 +168,18 @@ class CallPolicy:
             raise _errors.paced(too_long)
         return True
 
-    async def _pace(self, deadline: float) -> float:
-        """Wait until the pacer lets a request go and count it: 0.0. A wait the budget cannot hold: that wait."""
-        while (wait := self._pacer.wait()) > 0:
-            if wait + MIN_ATTEMPT > deadline - self._clock():
+    async def _pace(self, deadline: float, *, background: bool = False) -> float:
+        """Wait until the pacer and the shared budget let a request go, and count it: 0.0. A wait the time
+        budget cannot hold (any wait, for a background call): that wait."""
+        while True:
+            while (wait := self._pacer.wait()) > 0:
+                if background or wait + MIN_ATTEMPT > deadline - self._clock():
+                    return wait
+                await self._sleep(wait)
+            wait = 0.0 if self._budget is None else await self._budget.take()
+            if wait <= 0:
+                break
+            if background or wait + MIN_ATTEMPT > deadline - self._clock():
                 return wait
             await self._sleep(wait)
         self._pacer.sent()

@@ -15,6 +15,7 @@ import httpx2
 
 from appt_tools.calcom import _errors, _wire
 from appt_tools.calcom._breaker import CircuitBreaker
+from appt_tools.calcom._budget import BudgetLedger, SharedBudget
 from appt_tools.calcom._pacing import Pacer
 from appt_tools.calcom._policy import CallPolicy
 from appt_tools.models import (
@@ -57,7 +58,8 @@ class CalcomClient:
     `timeout` seconds for a write and `read_timeout` (default 80% of it) for a read, pacing waits
     and retries included. Reads are retried up to `max_attempts` times; a write only when it
     certainly never reached Cal.com, so nothing is booked twice. Requests are paced to `rate_limit`
-    per `rate_window` seconds, per client instance (not across processes sharing a key). After
+    per `rate_window` seconds, per client instance and, given a `budget` ledger, across every client
+    (every process) claiming from it for the same key (`_budget`). After
     `breaker_threshold` failures in a row (timeouts, connection errors, 5xx) calls fail at once
     for `breaker_cooldown` seconds, then one probe is let through. `transport` is the innermost
     HTTP transport; `clock`, `sleep` and `random` are seams for tests.
@@ -79,12 +81,14 @@ class CalcomClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        budget: BudgetLedger | None = None,
     ) -> None:
         self._api_key = api_key
         # Every path below starts with /v2; the Platform docs give the API URL with /v2 included
         # (NOTES §1), so accept either form rather than request /v2/v2/….
         self._base_url = base_url.rstrip("/").removesuffix("/v2")
         self._pacer = Pacer(rate_limit, rate_window, clock=clock)
+        self._budget = None if budget is None else SharedBudget(budget, api_key, rate_limit, rate_window, clock=clock)
         self._policy = CallPolicy(
             read_budget=read_timeout if read_timeout is not None else 0.8 * timeout,
             write_budget=timeout,
@@ -94,6 +98,7 @@ class CalcomClient:
             clock=clock,
             sleep=sleep,
             random=random,
+            budget=self._budget,
         )
         # Each attempt sets its own timeouts from what is left of its call's budget.
         self._http = httpx2.AsyncClient(
@@ -127,6 +132,8 @@ class CalcomClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._budget is not None:
+            await self._budget.aclose()
         await self._http.aclose()
 
     # --- endpoints ------------------------------------------------------------------------------
@@ -156,8 +163,10 @@ class CalcomClient:
         time_zone: str | None = None,
         duration_minutes: int | None = None,
         booking_uid_to_reschedule: str | None = None,
+        background: bool = False,
     ) -> list[Slot]:
-        """Free slots of an event type starting in [start, end), in UTC, sorted by start."""
+        """Free slots of an event type starting in [start, end), in UTC, sorted by start. `background`: for
+        no caller (the warm slots' refresh): tried once, and not sent at all rather than wait (`_policy`)."""
         params = {
             "eventTypeId": str(event_type_id),
             "start": _utc(start, "start"),
@@ -172,7 +181,11 @@ class CalcomClient:
             params["bookingUidToReschedule"] = booking_uid_to_reschedule
         length = timedelta(minutes=duration_minutes) if duration_minutes is not None else None
         found = await self._call(
-            lambda body: _wire.slots(body, default_length=length), "GET", "/v2/slots", params=params
+            lambda body: _wire.slots(body, default_length=length),
+            "GET",
+            "/v2/slots",
+            params=params,
+            background=background,
         )
         # Cal.com widens a midnight `end` to 23:59:59 of that day and has returned slots outside
         # the range (NOTES §3.1, §9.3), so keep only what was asked for.
@@ -307,6 +320,7 @@ class CalcomClient:
         *,
         params: Mapping[str, str] | None = None,
         json: Mapping[str, Any] | None = None,
+        background: bool = False,
     ) -> _T:
         """Send one request under the retry policy and map its body; every failure becomes a `CalcomError`."""
         version = API_VERSIONS[path.split("/")[2]]
@@ -325,7 +339,7 @@ class CalcomClient:
             return mapper(body)
 
         try:
-            return await self._policy.call(method, send, read)
+            return await self._policy.call(method, send, read, background=background)
         except httpx2.HTTPError as exc:
             raise _errors.error_from_transport(exc, method=method, secret=self._api_key) from None
 

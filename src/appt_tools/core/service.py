@@ -31,6 +31,7 @@ from appt_tools.core.records import history_entry
 from appt_tools.core.requests import BookingDraft, Cancellation, Edit, HoldRequest, Move, SearchRequest, SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.slots import SlotFinder, local_day
+from appt_tools.core.warm import WarmSlots
 from appt_tools.errors import InvalidArgument, NotConfigured
 from appt_tools.models import (
     Appointment,
@@ -64,12 +65,14 @@ class AppointmentService:
         self.catalog = EventTypeCatalog(
             store, lambda: self._calcom, lambda: self._settings, clock, on_host=self._adopt_host_timezone
         )
+        self.warm = WarmSlots(store, lambda: self._calcom, self.catalog, lambda: self._settings, clock)
         self.slots = SlotFinder(
             self.catalog,
             lambda: self.calcom,
             clock,
             lambda: self.timezone,
             held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
+            warm=self.warm,
         )
         keys = IdempotentCalls(store, clock, load=self.get)
         parts = Parts(store, lambda: self.calcom, self.catalog, self.slots, keys, clock)
@@ -136,6 +139,11 @@ class AppointmentService:
         `EventTypeCatalog.start`). Without a Cal.com key there is nothing to read."""
         if self._calcom is not None:
             self.catalog.start(self._calcom)
+
+    def start_warm(self) -> None:
+        """At server start: keep the free slots of the event types in use warm, in the background
+        (core/warm.py), until the service closes. Waits for the start-up sync before its first read."""
+        self.warm.start()
 
     async def _adopt_host_timezone(self, me: HostProfile) -> None:
         """After each sync: with no time zone configured, the Cal.com host's becomes the business's."""

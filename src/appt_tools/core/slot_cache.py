@@ -40,9 +40,16 @@ class SlotCache:
 
     def get(self, event_type_id: int, duration: int | None, lo: datetime, hi: datetime) -> list[Slot] | None:
         """The free slots in [lo, hi) if a fresh entry covers that whole window."""
+        hit = self.lookup(event_type_id, duration, lo, hi)
+        return None if hit is None else hit[0]
+
+    def lookup(
+        self, event_type_id: int, duration: int | None, lo: datetime, hi: datetime
+    ) -> tuple[list[Slot], float] | None:
+        """`get`, with the entry's age in seconds."""
         for entry in self._fresh(event_type_id, duration):
             if entry.lo <= lo and hi <= entry.hi:
-                return [s for s in entry.slots if lo <= s.start < hi]
+                return [s for s in entry.slots if lo <= s.start < hi], self._clock() - entry.at
         return None
 
     def covering(self, event_type_id: int, duration: int | None, moment: datetime) -> list[Slot] | None:

@@ -1,8 +1,9 @@
 """Free slots: what find_slots answers, the check a hold makes, and the alternatives after a refusal.
 
 Cal.com decides availability. A booking or a move goes to Cal.com straight away (one round trip) and
-looks at the free slots only when Cal.com refuses, to offer the nearest free times. Cal.com's answers
-are cached briefly (`SlotCache`); a stale cache never refuses a caller.
+looks at the free slots only when Cal.com refuses, to offer the nearest free times. The next days of the
+event types in use are kept warm in memory (`WarmSlots`, core/warm.py) and other answers are cached
+briefly (`SlotCache`); a stale copy never refuses a caller.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.core.catalog import EventTypeCatalog
 from appt_tools.core.requests import SlotRequest
 from appt_tools.core.slot_cache import SlotCache
+from appt_tools.core.warm import WarmSlots
 from appt_tools.errors import CalcomError, CalcomTimeOutOfBounds, InvalidArgument, SlotUnavailable
 from appt_tools.models import EventType, Hold, Slot, SlotSearch
 from appt_tools.speech import spoken
@@ -33,6 +35,7 @@ class SlotFinder:
         clock: Callable[[], datetime],
         timezone: Callable[[], str],
         held: Callable[[datetime, datetime], Awaitable[Sequence[Hold]]] | None = None,
+        warm: WarmSlots | None = None,
     ) -> None:
         self._catalog = catalog
         self._calcom = calcom
@@ -40,6 +43,7 @@ class SlotFinder:
         self._timezone = timezone
         self._held = held  # live holds overlapping [lo, hi): times held for a call, offered to no one else
         self.cache = SlotCache()
+        self.warm = warm
 
     async def find(self, request: SlotRequest) -> SlotSearch:
         tz_name = request.timezone or self._timezone()
@@ -59,11 +63,12 @@ class SlotFinder:
             )
         event_type = await self._catalog.pick(request.event_type_id)
         length = self._catalog.duration(event_type, request.duration_minutes)
-        slots = await self.free(event_type, max(lo, now), hi, length)
+        slots, fresh_as_of = await self._free_as_of(event_type, max(lo, now), hi, length)
         later = False
         if not slots:
             later = True
-            slots = (await self.free(event_type, hi, hi + LOOKAHEAD, length))[:5]
+            slots, after_as_of = await self._free_as_of(event_type, hi, hi + LOOKAHEAD, length)
+            slots, fresh_as_of = slots[:5], min(fresh_as_of, after_as_of)
         return SlotSearch(
             event_type=event_type,
             duration_minutes=length,
@@ -73,6 +78,7 @@ class SlotFinder:
             slots=tuple(slots[:MAX_SLOTS]),
             later=later,
             truncated=len(slots) > MAX_SLOTS,
+            fresh_as_of=fresh_as_of,
         )
 
     async def free(
@@ -85,18 +91,35 @@ class SlotFinder:
         rescheduling: str | None = None,
         cached: bool = True,
     ) -> list[Slot]:
-        """Cal.com's free slots starting within [lo, hi) and not held; from the cache when it has them."""
+        """Cal.com's free slots starting within [lo, hi) and not held; from memory when it has them."""
+        return (await self._free_as_of(event_type, lo, hi, length, rescheduling=rescheduling, cached=cached))[0]
+
+    async def _free_as_of(
+        self,
+        event_type: EventType,
+        lo: datetime,
+        hi: datetime,
+        length: int,
+        *,
+        rescheduling: str | None = None,
+        cached: bool = True,
+    ) -> tuple[list[Slot], datetime]:
+        """`free`, and when Cal.com said so: from the warm copy, else the cache, else Cal.com now."""
         duration = length if event_type.length_options else None
         if cached and rescheduling is None:
-            hit = self.cache.get(event_type.id, duration, lo, hi)
+            warm = None if self.warm is None else await self.warm.get((event_type.id, duration), lo, hi)
+            if warm is not None:
+                return await self._unheld(warm[0]), warm[1]
+            hit = self.cache.lookup(event_type.id, duration, lo, hi)
             if hit is not None:
-                return await self._unheld(hit)
+                return await self._unheld(hit[0]), self._clock() - timedelta(seconds=hit[1])
+        asked = self._clock()
         slots = await self._calcom().slots(
             event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
         )
         if rescheduling is None:
             self.cache.put(event_type.id, duration, lo, hi, slots)
-        return await self._unheld(slots)
+        return await self._unheld(slots), asked
 
     async def _unheld(self, slots: Sequence[Slot]) -> list[Slot]:
         """`slots` without those overlapping a live hold (read fresh: another process may hold one)."""
@@ -144,8 +167,11 @@ class SlotFinder:
             raise await self.refused(event_type, start, length, taken=True)
 
     def changed(self) -> None:
-        """The calendar changed (a booking made, moved, cancelled or synced): cached slots are stale."""
+        """The calendar changed (a booking made, moved, cancelled or synced): cached slots are stale, and
+        the warm ones are read again at once (on every instance sharing the database)."""
         self.cache.clear()
+        if self.warm is not None:
+            self.warm.changed()
 
     async def refused(
         self,
@@ -167,7 +193,9 @@ class SlotFinder:
         if taken is None:
             duration = length if event_type.length_options else None
             seen = self.cache.covering(event_type.id, duration, start)
-            taken = seen is not None and any(s.start == start for s in seen)
+            taken = (seen is not None and any(s.start == start for s in seen)) or (
+                self.warm is not None and self.warm.saw_free((event_type.id, duration), start)
+            )
         self.changed()
         try:
             around = await self.near(event_type, start, length, rescheduling=rescheduling)

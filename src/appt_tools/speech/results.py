@@ -4,7 +4,7 @@ sentence a voice assistant can read aloud (no ids, no URLs, no ISO strings)."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
@@ -88,6 +88,7 @@ class SlotsResult(BaseModel):
         description="True when nothing was free in the requested day or range; `slots` then holds the next free times after it."
     )
     truncated: bool = Field(description="True when more slots were free than listed; ask for a narrower range.")
+    fresh_as_of: str = Field(description="When Cal.com gave these slots, ISO 8601 UTC; booking rechecks.")
     questions: list[QuestionView] = Field(description=QUESTIONS)
     now: NowView = Field(description=NOW)
     say: str = Field(description=SAY)
@@ -105,6 +106,7 @@ class SlotsResult(BaseModel):
             slots=slots,
             requested_window_empty=found.later,
             truncated=found.truncated,
+            fresh_as_of=_utc_iso(found.fresh_as_of or datetime.now(UTC)),
             questions=[QuestionView.of(q) for q in found.event_type.questions],
             now=now,
             say=say_text,
@@ -360,3 +362,8 @@ def _retry_after(error: AppError) -> int | None:
     if not isinstance(error, CalcomRateLimited):
         return None
     return max(1, math.ceil(error.retry_after)) if error.retry_after is not None else RATE_LIMIT_WAIT_SECONDS
+
+
+def _utc_iso(moment: datetime) -> str:
+    """'2026-12-04T23:15:02Z': a moment in UTC to the second."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

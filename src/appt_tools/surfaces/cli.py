@@ -397,6 +397,9 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
     # The Cal.com reads the first call would otherwise make (whose account, the event types) start now,
     # in the background: a call arriving first waits for them; a failure is logged and retried by a call.
     service.start_sync()
+    # The free slots of the event types in use are kept warm from then on (core/warm.py): find_slots in
+    # the next days answers from memory; stopped when the service closes.
+    service.start_warm()
     await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
     if args.transport == "http":
         # Every other tenant's service opens on its first call, with its own start-up sync and reconciliation,
@@ -561,6 +564,8 @@ _EXAMPLES = {
     "http_read_timeout": "30",
     "request_log": "json",
     "hold_minutes": "5",
+    "slots_warm_days": "14",
+    "slots_fresh_seconds": "60",
 }
 
 

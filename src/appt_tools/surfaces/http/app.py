@@ -283,6 +283,7 @@ class _Endpoints:
         ):
             return unauthorized(CALCOM)
         async with self.tenants.acting_for(found[0]) as service:
+            service.slots_changed()  # Cal.com changed the calendar: warm slots are read again, on every instance
             report = await Reconciler.of(service).apply_webhook(json_object(body))
         return JSONResponse({"received": True, "checked": report.checked, "repaired": len(report.repaired)})
 
