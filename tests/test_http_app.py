@@ -510,7 +510,9 @@ async def test_a_retried_retell_booking_returns_the_first_appointment_and_books_
         )
     assert retried["appointment"]["id"] == first["appointment"]["id"]
     assert len(sandbox.state.bookings) == 1
-    assert (await Raw(service).search(status=ALL_STATUSES)).total == 1
+    recorded = (await Raw(service).search(status=ALL_STATUSES)).items
+    # One booking; the refused attempt is kept as failed (Cal.com was asked, and said no).
+    assert sorted(a.status.value for a in recorded) == ["active", "failed"]
     # A domain error is a 200 whose body the model reads: the code, the alternatives and `say`.
     assert taken.status_code == 200
     assert taken.json()["error"]["code"] == "slot_unavailable" and taken.json()["error"]["alternatives"]

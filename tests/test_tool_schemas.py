@@ -137,10 +137,20 @@ def test_anthropic_form_follows_its_rules(name):
 
 
 @pytest.mark.parametrize("name", TOOL_NAMES)
-def test_mcp_form_is_strict_too_with_honest_annotations(name):
+def test_mcp_form_is_compact_closed_and_honest_about_what_is_required(name):
+    """The MCP tool list is what a model reads every turn: optional arguments are neither required nor
+    wrapped as nullable, objects are closed, and the strict forms are derived from it."""
     tool = _load(f"{name}.json")
     assert set(tool) >= {"name", "title", "description", "inputSchema", "outputSchema", "annotations"}
-    assert strict_problems(tool["inputSchema"]) == []
+    schema = tool["inputSchema"]
+    assert schema["additionalProperties"] is False
+    required = set(schema.get("required", ()))
+    strict = _load(f"openai/{name}.json")["function"]["parameters"]
+    assert set(strict["properties"]) == set(schema["properties"])
+    for prop, definition in schema["properties"].items():
+        assert {"type": "null"} not in definition.get("anyOf", []) and definition.get("type") != "null", prop
+        assert ({"type": "null"} in strict["properties"][prop].get("anyOf", [])) == (prop not in required), prop
+    assert not [n for n in _nodes(schema) if set(n) & {"title", "default", "minimum", "maximum", "maxLength"}]
     for node in _nodes(tool["outputSchema"]):
         if "properties" in node:
             assert node["additionalProperties"] is False
@@ -163,3 +173,16 @@ def test_the_strict_checker_catches_what_it_must():
     assert any("additionalProperties" in p for p in problems)
     assert any("every property" in p for p in problems)
     assert any("minimum" in p for p in problems)
+
+
+def test_the_five_core_tools_cost_a_model_under_8000_characters_a_turn():
+    """What a model reads for each tool on every turn (name, description, compact input schema) stays
+    small as arguments are added (issue 15; `python -m bench --only conversation` prints the same)."""
+    core = ("find_slots", "book_appointment", "search_appointments", "reschedule", "cancel")
+    size = 0
+    for name in core:
+        tool = _load(f"{name}.json")
+        size += (
+            len(tool["name"]) + len(tool["description"]) + len(json.dumps(tool["inputSchema"], separators=(",", ":")))
+        )
+    assert size < 8_000, f"{size} characters"

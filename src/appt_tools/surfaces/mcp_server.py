@@ -27,7 +27,7 @@ from appt_tools.speech.results import (
 from appt_tools.surfaces.arguments import LOCKED_FIELDS, field_problems
 from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.mcp_tools import Tools, register_tools
-from appt_tools.surfaces.schema_formats import strict_schema
+from appt_tools.surfaces.schema_formats import compact_schema, strict_schema
 
 INSTRUCTIONS = """\
 Books, moves and cancels appointments for this business in its Cal.com calendar.
@@ -106,11 +106,13 @@ class AppointmentServer(MCPServer):
         return self._schemas
 
     async def list_tools(self) -> list[MCPTool]:
-        """The SDK's tool list with strict input and output schemas (see `strict_schema`)."""
+        """The SDK's tool list with compact input schemas (`compact_schema`: what a model reads every
+        turn) and strict output schemas (`strict_schema`). The function-calling exports derive their
+        strict forms from the compact one."""
         return [
             tool.model_copy(
                 update={
-                    "input_schema": strict_schema(tool.input_schema),
+                    "input_schema": compact_schema(tool.input_schema),
                     "output_schema": strict_schema(tool.output_schema) if tool.output_schema else None,
                 }
             )

@@ -61,36 +61,29 @@ Date = Annotated[
 TimeZone = Annotated[
     str | None,
     Field(
-        description="IANA time zone to read `date` in and show times in, e.g. 'America/New_York'. "
-        "Default: the business's.",
+        description="IANA zone for `date` and the times shown, e.g. 'America/New_York'. Default: the business's.",
         examples=["America/New_York"],
     ),
 ]
-EventTypeId = Annotated[
-    int | None, Field(description="Cal.com event type id from list_event_types. Default: the configured one.")
-]
+EventTypeId = Annotated[int | None, Field(description="Event type id from list_event_types. Default: the business's.")]
 IdempotencyKey = Annotated[
     str | None,
     Field(
-        description="A unique id for this request, e.g. 'call-7f3a-book-1'. A repeat with the same key returns the "
-        "first result and never books twice; use a new key for each new request."
+        description="Unique per request, e.g. 'call-7f3a-book-1': a retry with the same key gets the first "
+        "result, never a second change."
     ),
 ]
 AppointmentId = Annotated[
     str,
-    Field(
-        description="The appointment id from book_appointment or search_appointments (e.g. 'apt_3kq9x2mz7w1b'); "
-        "a Cal.com booking uid also works."
-    ),
+    Field(description="The appointment id, e.g. 'apt_3kq9x2mz7w1b' (a Cal.com booking uid also works)."),
 ]
 
 
 Answers = Annotated[
     dict[str, str | bool | float | list[str]] | None,
     Field(
-        description="Answers to the event type's questions (listed in find_slots and list_event_types), by slug, "
-        "e.g. {'topic': 'Moving my pension', 'first-visit': true}. Every required question needs one; a choice "
-        "question takes one of its options (a list for checkbox and multiselect).",
+        description="Answers to the event type's `questions` (from find_slots), by slug, e.g. {'topic': "
+        "'Pension', 'first-visit': true}; every required one; a list for multiselect.",
         max_length=50,
     ),
 ]
@@ -101,9 +94,7 @@ StatusName = Literal["pending", "active", "rescheduled", "cancelled", "completed
 assert set(get_args(StatusName)) == {s.value for s in AppointmentStatus}
 MinutesLong = Annotated[
     int | None,
-    Field(
-        ge=5, le=1440, description="Length in minutes (5 to 1440), only for event types that offer several, e.g. 30."
-    ),
+    Field(ge=5, le=1440, description="Minutes (5 to 1440), for event types with several lengths, e.g. 30."),
 ]
 
 
@@ -168,8 +159,8 @@ class Tools:
             Field(description="Instead of date: range end, ISO 8601 (at most 31 days after start)."),
         ] = None,
     ) -> SlotsResult:
-        """Free appointment times on a day (or in a start/end range) from the business's Cal.com calendar.
-        Call this before booking. If the day has nothing free, the next free times after it are returned."""
+        """Free times on a day (or a start/end range) in the business's Cal.com calendar; call it before
+        booking. A day with nothing free returns the next free times after it."""
         request = arguments.slot_request(
             business_tz=self._tz(),
             now=self._now(),
@@ -190,7 +181,7 @@ class Tools:
         from_number: Annotated[str, Field(description="The number that called, E.164, e.g. '+14155550123'.")],
         call_type: Annotated[
             Literal["inbound", "outbound", "web"],
-            Field(description="'inbound' (caller phoned us), 'outbound' (we phoned them) or 'web' (chat/web call)."),
+            Field(description="inbound (they phoned us), outbound (we phoned them) or web (chat/web call)."),
         ],
         title: Annotated[
             str | None,
@@ -205,8 +196,8 @@ class Tools:
         timezone: Annotated[
             str | None,
             Field(
-                description="The caller's IANA time zone, e.g. 'America/Chicago': used for the invite and to read "
-                "`start` when it has no offset. Default for the invite: the business's."
+                description="The caller's IANA time zone, e.g. 'America/Chicago', for the invite and a `start` "
+                "without offset. Default: the business's."
             ),
         ] = None,
         duration_minutes: MinutesLong = None,
@@ -214,22 +205,22 @@ class Tools:
         start: Annotated[
             str | None,
             Field(
-                description="Start from a find_slots result, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
+                description="From find_slots, ISO 8601 with offset, e.g. '2026-11-24T15:00:00-05:00' "
                 "(or without offset plus `timezone`). Required unless hold_id is given."
             ),
         ] = None,
         attendee_email: Annotated[
             str | None,
             Field(
-                description="Where the invite goes, e.g. 'ana@example.com'. Optional on a phone call: the caller's "
-                "number is used instead, if the event type allows it (else the error asks for an e-mail)."
+                description="Where the invite goes, e.g. 'ana@example.com'. May be left out on a phone call if "
+                "the event type allows (the error says when it is needed)."
             ),
         ] = None,
         attendee_phone: Annotated[
             str | None,
             Field(
-                description="The caller's own number, E.164, e.g. '+14155550123', when it is not the number they "
-                "called from (a web call, a callback number). Default: the caller's side of the call."
+                description="The caller's own number, E.164, e.g. '+14155550123', if not the one they call from. "
+                "Default: the caller's side of the call."
             ),
         ] = None,
         hold_id: Annotated[
@@ -240,16 +231,14 @@ class Tools:
         language: Annotated[
             str | None,
             Field(
-                description="The caller's language for the invite and e-mails, e.g. 'es', 'fr', 'pt-BR'. "
-                "Default: the business's setting."
+                description="Language of the invite and e-mails, e.g. 'es', 'pt-BR'. Default: the business's setting."
             ),
         ] = None,
     ) -> AppointmentResult:
-        """Book a confirmed time in Cal.com (which sends the invite and makes the meeting link) and record it with
-        the call's numbers and type. Only book a slot the caller agreed to. If find_slots listed `questions`, ask the
-        caller the required ones first and pass `answers`. For a phone-call event type the host calls the caller
-        back at their number. On `slot_unavailable`, offer the returned alternatives. Booking the same time again for the same call with a corrected name, e-mail,
-        title, description or label corrects the booking instead of making a second one."""
+        """Book a time the caller agreed to in Cal.com (it sends the invite and makes the meeting link), recorded
+        with the call's numbers and type. Ask the required `questions` from find_slots first and pass `answers`.
+        On `slot_unavailable`, offer the returned alternatives. Booking the same time again in the same call with
+        a corrected name, e-mail, title, description or label corrects the booking; it never makes a second."""
         draft = arguments.booking_draft(
             start=start,
             attendee_name=attendee_name,
@@ -323,7 +312,7 @@ class Tools:
         reason: Annotated[str | None, Field(description="Why it moves, e.g. 'Caller is travelling'.")] = None,
         timezone: Annotated[
             str | None,
-            Field(description="IANA zone to read `new_start` in when it has no offset, e.g. 'America/New_York'."),
+            Field(description="IANA zone for a `new_start` without offset, e.g. 'America/New_York'."),
         ] = None,
         idempotency_key: IdempotencyKey = None,
         answers: Answers = None,
@@ -363,24 +352,19 @@ class Tools:
         self,
         query: Annotated[
             str | None,
-            Field(
-                description="Free text over title, attendee name and e-mail, business, label and phone numbers, e.g. 'ruiz'."
-            ),
+            Field(description="Free text over title, name, e-mail, business, label and numbers, e.g. 'ruiz'."),
         ] = None,
         status: Annotated[
             list[StatusName] | None,
             Field(
-                description="Only these statuses, e.g. ['active', 'rescheduled']. Default: every status but failed.",
+                description="Only these, e.g. ['active', 'rescheduled']. Default: all but failed.",
                 max_length=len(AppointmentStatus),
             ),
         ] = None,
         label: Annotated[str | None, Field(description="Exact label, e.g. 'new-client'.")] = None,
         host: Annotated[
             str | None,
-            Field(
-                description="Only appointments with this host (the team member Cal.com assigned): part of their name "
-                "or e-mail, any case, e.g. 'Lee' finds 'Dr. Lee'. Sort by host with sort_by 'host_name'."
-            ),
+            Field(description="Only this host (the team member assigned): part of the name or e-mail, e.g. 'Lee'."),
         ] = None,
         call_type: Annotated[
             Literal["inbound", "outbound", "web"] | None, Field(description="Only this call type.")
@@ -388,15 +372,15 @@ class Tools:
         phone: Annotated[
             str | None,
             Field(
-                description="Only appointments whose called or calling number is this one, in any common form, "
+                description="Only this called or calling number, in any common form, "
                 "e.g. '+14155550123' or '(415) 555-0123'."
             ),
         ] = None,
         mine: Annotated[
             bool | None,
             Field(
-                description="true on a phone call to find the caller's own appointments by the number they call "
-                "from (the call's number, not one typed by you). Default: false."
+                description="true on a phone call: the caller's own appointments, by the number they call from. "
+                "Default: false."
             ),
         ] = None,
         date_from: Annotated[
@@ -410,8 +394,8 @@ class Tools:
             Literal[10, 25, 50, 100] | None, Field(description="Results per page. Default: 10.")
         ] = None,
     ) -> SearchResult:
-        """Find recorded appointments by text and filters, sorted and paged, with the total count (exact up
-        to 1,000; beyond that total_exact is false). Failed bookings are left out unless status asks for them."""
+        """Find appointments by text and filters, sorted and paged, with the total (exact up to 1,000: see
+        total_exact). Failed bookings only when status asks for them."""
         if mine:
             call = call_facts.current()
             if call is None or call.caller_number is None:

@@ -1,5 +1,7 @@
 """One tool definition, three ecosystems: MCP, OpenAI function calling (strict mode) and Anthropic.
 
+`compact_schema` is the MCP tool list's form: what the model reads every turn, kept small.
+
 `strict_schema` turns the schema pydantic generates into the subset every platform accepts:
 every object closed (`additionalProperties: false`), every property listed in `required`, optional
 ones made nullable with `anyOf [..., {"type": "null"}]`, and no `title`, `default`, `examples` or
@@ -28,6 +30,50 @@ DROPPED_KEYWORDS = (
     "maxLength",
 )
 NULL = {"type": "null"}
+
+
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The MCP tool list's form, which a client puts before its model on every turn: closed objects
+    (`additionalProperties: false`), only the truly required arguments in `required`, optional ones
+    without a nullable wrapper, and none of the keywords `strict_schema` drops (descriptions state
+    defaults and ranges). A null optional argument is still accepted: it means "use the default"."""
+    result = copy.deepcopy(schema)
+    _compact(result)
+    return result
+
+
+def _compact(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _compact(item)
+        return
+    if not isinstance(node, dict):
+        return
+    for keyword in DROPPED_KEYWORDS:
+        node.pop(keyword, None)
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        required = set(node.get("required", ()))
+        for name, prop in properties.items():
+            if name not in required:
+                properties[name] = _without_null(prop)
+        node["additionalProperties"] = False
+        node.setdefault("type", "object")
+    for key, value in node.items():
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            for sub in value.values():  # a property may be named like a keyword ("title")
+                _compact(sub)
+        elif isinstance(value, (dict, list)):
+            _compact(value)
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    options = prop.get("anyOf")
+    if not isinstance(options, list) or NULL not in options:
+        return prop
+    real = [option for option in options if option != NULL]
+    rest = {key: value for key, value in prop.items() if key != "anyOf"}
+    return {**real[0], **rest} if len(real) == 1 else {"anyOf": real, **rest}
 
 
 def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:

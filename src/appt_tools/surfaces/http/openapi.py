@@ -11,6 +11,7 @@ from mcp.types import Tool as MCPTool
 
 from appt_tools import __version__
 from appt_tools.speech.results import ErrorView
+from appt_tools.surfaces.schema_formats import strict_schema
 
 ERROR_STATUSES = {
     "400": "The body is not a JSON object.",
@@ -51,7 +52,9 @@ def openapi_document(tools: Sequence[MCPTool]) -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": _arguments(_hoist(tool.input_schema, tool.name, schemas))}
+                        "application/json": {
+                            "schema": _arguments(_hoist(strict_schema(tool.input_schema), tool.name, schemas))
+                        }
                     },
                 },
                 "responses": {
