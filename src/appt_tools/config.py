@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -178,6 +179,98 @@ class StoredSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {key: self._stored[key] for key in SETTING_KEYS if self._stored.get(key) is not None}
+
+
+# What belongs to one business (tenant): a tenant other than the default one takes these from its stored
+# settings only; an APPT_TOOLS_<KEY> of one of them is the default tenant's. The rest is deployment-wide:
+# the environment applies to every tenant (and wins, as always).
+TENANT_KEYS = (
+    "calcom_api_key",
+    "calcom_base_url",
+    "event_type_id",
+    "timezone",
+    "duration_minutes",
+    "business_name",
+    "language",
+    "http_api_keys",
+    "vapi_secret",
+    "retell_api_key",
+    "calcom_webhook_secret",
+    "hold_minutes",
+)
+DEPLOYMENT_KEYS = tuple(key for key in SETTING_KEYS if key not in TENANT_KEYS)
+
+# Deployment-wide, in the environment only (docs/security.md, "Tenants and operator keys"): bearer keys that
+# act for any tenant (the tenant named by X-Tenant or by the number dialled), and the Vapi secret and Retell
+# API key of an operator whose one Vapi or Retell account serves several tenants.
+OPERATOR_KEYS_ENV = "APPT_TOOLS_OPERATOR_KEYS"
+OPERATOR_VAPI_SECRET_ENV = "APPT_TOOLS_OPERATOR_VAPI_SECRET"
+OPERATOR_RETELL_API_KEY_ENV = "APPT_TOOLS_OPERATOR_RETELL_API_KEY"
+# Minutes a tenant other than the default one may go without a call before its service (Cal.com client,
+# background work) is closed; it opens again on the next call.
+TENANT_IDLE_ENV = "APPT_TOOLS_TENANT_IDLE_MINUTES"
+DEFAULT_TENANT_IDLE_MINUTES = 15.0
+
+
+def deployment_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment as a tenant other than the default one sees it: without the business's own
+    variables (`TENANT_KEYS`), which are the default tenant's."""
+    env = os.environ if environ is None else environ
+    own = {ENV[key].lower() for key in TENANT_KEYS}
+    return {name: value for name, value in env.items() if name.lower() not in own}
+
+
+def resolve_for_tenant(stored: Mapping[str, str], environ: Mapping[str, str] | None, *, default: bool) -> Settings:
+    """A tenant's settings: the default tenant's as `resolve` (the environment wins over everything);
+    another tenant's from its stored values, with only the deployment-wide environment over them."""
+    return resolve(stored, environ if default else deployment_environ(environ))
+
+
+@dataclass(frozen=True)
+class OperatorCredentials:
+    """The operator's credentials, from the environment only (`OPERATOR_*_ENV`), parsed like the settings
+    they resemble (a key of at least 24 characters, printable secrets)."""
+
+    api_keys: tuple[SecretStr, ...] = ()
+    vapi_secret: SecretStr | None = None
+    retell_api_key: SecretStr | None = None
+
+    @classmethod
+    def of(cls, environ: Mapping[str, str] | None = None) -> OperatorCredentials:
+        env = os.environ if environ is None else environ
+        keys = _operator(env, OPERATOR_KEYS_ENV, "http_api_keys")
+        vapi = _operator(env, OPERATOR_VAPI_SECRET_ENV, "vapi_secret")
+        retell = _operator(env, OPERATOR_RETELL_API_KEY_ENV, "retell_api_key")
+        return cls(
+            keys if isinstance(keys, tuple) else (),
+            vapi if isinstance(vapi, SecretStr) else None,
+            retell if isinstance(retell, SecretStr) else None,
+        )
+
+
+def _operator(env: Mapping[str, str], variable: str, like: str) -> object:
+    value = env.get(variable, "").strip()
+    if not value:
+        return None
+    try:
+        return parse_setting(like, value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(variable, exc.errors[0]["message"]) from None
+
+
+def tenant_idle_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """`APPT_TOOLS_TENANT_IDLE_MINUTES` (0.1 to 1440, default 15) in seconds."""
+    env = os.environ if environ is None else environ
+    raw = env.get(TENANT_IDLE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TENANT_IDLE_MINUTES * 60
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = -1.0
+    if not 0.1 <= minutes <= 1440:
+        raise InvalidArgument(TENANT_IDLE_ENV, f"must be a number of minutes from 0.1 to 1440, e.g. 15, not {raw!r}.")
+    return minutes * 60
 
 
 def resolve(stored: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:

@@ -156,6 +156,19 @@ class TenantAdmin:
         owner = select(TenantNumberRow.tenant_id).where(TenantNumberRow.number == number).scalar_subquery()
         return await self._reading(lambda session: _found(session, TenantRow.id == owner, False))
 
+    async def stored_settings(self, keys: Sequence[str]) -> dict[int, dict[str, str]]:
+        """These stored settings of every tenant, in one read: {tenant id: {key: raw value}} (a tenant
+        with none of them is left out). The runtime's directory of keys and secrets is made from it."""
+
+        def work(session: Session) -> dict[int, dict[str, str]]:
+            found: dict[int, dict[str, str]] = {}
+            statement = select(SettingRow.tenant_id, SettingRow.key, SettingRow.value).where(SettingRow.key.in_(keys))
+            for tenant_id, key, value in session.execute(statement):
+                found.setdefault(tenant_id, {})[key] = value
+            return found
+
+        return await self._reading(work)
+
     async def set_name(self, slug: str, name: str) -> Tenant:
         name = parse_name(name)
 

@@ -161,9 +161,9 @@ class CredentialChecker:
         signature = headers.get("x-retell-signature")
         if not retell_signature_valid(body, signature, key, now_ms=now_ms):
             return unauthorized(RETELL)
-        return None if self._first_use(str(signature).strip(), now_ms) else unauthorized(RETELL)
+        return None if self.first_use(str(signature).strip(), now_ms) else unauthorized(RETELL)
 
-    def _first_use(self, signature: str, now_ms: int) -> bool:
+    def first_use(self, signature: str, now_ms: int) -> bool:
         """True the first time a (valid) Retell signature is seen; False for its replays within the window."""
         for seen in [s for s, expires in self._retell_seen.items() if expires < now_ms]:
             del self._retell_seen[seen]

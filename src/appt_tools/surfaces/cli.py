@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sandbox", action="store_true", help="use a local Cal.com sandbox and a temporary database (no account)"
     )
+    serve.add_argument(
+        "--tenant",
+        default=None,
+        metavar="SLUG",
+        help="stdio: the tenant (business) this server acts for (default: the default tenant); over HTTP every "
+        "tenant is served, chosen per request by its key, X-Tenant or the number dialled",
+    )
     _harness_options(serve, with_sandbox=True)
 
     sandbox = sub.add_parser("sandbox", help="run the Cal.com sandbox alone", description="Run the Cal.com sandbox.")
@@ -146,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--days-back", type=int, default=7, help="from this many days ago")
     reconcile.add_argument("--days-ahead", type=int, default=90, help="to this many days ahead")
     reconcile.add_argument(
+        "--tenant", default=None, metavar="SLUG", help="only this tenant (default: every tenant, one after another)"
+    )
+    reconcile.add_argument(
         "--grace-seconds",
         type=int,
         default=120,
@@ -169,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         "webhooks",
         help="the Cal.com webhook that keeps the store in step",
         description="Set up the Cal.com webhook that tells this server about bookings changed in Cal.com.",
+    )
+    webhooks.add_argument(
+        "--tenant",
+        default=None,
+        metavar="SLUG",
+        help="the tenant whose Cal.com account and secret to use (default: the default tenant); its route is "
+        "/webhooks/calcom/SLUG",
     )
     webhooks_sub = webhooks.add_subparsers(dest="action", required=True)
     register = webhooks_sub.add_parser(
@@ -280,6 +297,15 @@ async def _run(args: argparse.Namespace) -> int:
         if not args.sandbox and (args.clock is not None or args.rate_limit is not None):
             _say("error: --clock and --rate-limit set the sandbox's clock and limit; add --sandbox to use them.")
             return 2
+        if args.tenant is not None and (args.transport == "http" or args.sandbox):
+            why = (
+                "over HTTP every tenant is served, each request acting for the tenant of its key, its X-Tenant "
+                "header or the number dialled (docs/security.md)"
+                if args.transport == "http"
+                else "--sandbox starts a fresh database whose only tenant is the default one"
+            )
+            _say(f"error: --tenant is for MCP over stdio on a database with tenants: {why}. Leave --tenant out.")
+            return 2
         return await _serve(args)
     if args.command == "demo":
         from appt_tools.surfaces.demo import run_demo
@@ -359,7 +385,7 @@ async def _hold_open(args: argparse.Namespace, handle: ServiceHandle, stop: asyn
 async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> AppointmentService:
     """The service `serve` runs on (entered into `stack`), with periodic reconciliation."""
     from appt_tools.core.reconcile import reconciling
-    from appt_tools.runtime import open_sandbox_service, open_service
+    from appt_tools.runtime import Runtime, open_sandbox_service, open_service
 
     if args.sandbox:
         service, sandbox = await stack.enter_async_context(
@@ -370,15 +396,22 @@ async def _open_for_serving(stack: AsyncExitStack, args: argparse.Namespace) -> 
             "database; nothing reaches real Cal.com."
         )
     else:
-        service = await stack.enter_async_context(open_service())
+        service = await stack.enter_async_context(open_service(tenant=args.tenant))
         if service.settings.calcom_api_key is None:
-            _say(
-                f"warning: {config.ENV['calcom_api_key']} is not set; booking tools will say Cal.com is not configured."
+            where = (
+                config.ENV["calcom_api_key"]
+                if args.tenant is None
+                else f"tenant {args.tenant!r}'s calcom_api_key (appt-tools settings set calcom_api_key --tenant {args.tenant})"
             )
+            _say(f"warning: {where} is not set; booking tools will say Cal.com is not configured.")
     # The Cal.com reads the first call would otherwise make (whose account, the event types) start now,
     # in the background: a call arriving first waits for them; a failure is logged and retried by a call.
     service.start_sync()
     await stack.enter_async_context(reconciling(service, service.settings.reconcile_minutes))
+    if args.transport == "http":
+        # Every other tenant's service opens on its first call, with its own start-up sync and reconciliation,
+        # and closes when idle.
+        Runtime.of(service).tenants.serve(reconcile_minutes=service.settings.reconcile_minutes)
     return service
 
 
@@ -393,7 +426,10 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
 
     service = server.service
     credentials = Credentials.of(service.settings)
-    if not credentials.api_keys and not is_loopback(args.host):
+    operator = config.OperatorCredentials.of()
+    directory = await Runtime.of(service).tenants.directory()
+    keyed = bool(credentials.api_keys or operator.api_keys or any(t.http_api_keys for t in directory.tenants))
+    if not keyed and not is_loopback(args.host):
         _say(
             f"error: refusing to serve on {args.host} without an API key: anyone who can reach it could book and "
             f"cancel. Set one (at least {config.MIN_HTTP_KEY_LENGTH} characters), then start again:\n"
@@ -416,6 +452,7 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
         mcp_session_idle_seconds=service.settings.mcp_session_idle_minutes * 60.0,
         read_timeout=service.settings.http_read_timeout,
         request_log=service.settings.request_log,
+        operator=operator,
     )
     _request_log_to_stderr()
     port = sock.getsockname()[1]
@@ -436,7 +473,14 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
             f"auth: {count} API key{'s' if count != 1 else ''} (Authorization: Bearer)"
             if count
             else "auth: none (no API key configured; open on loopback only)"
+            if not keyed
+            else "auth: no key of the default tenant's; other tenants' and operator keys (Authorization: Bearer)"
         )
+        if len(directory.tenants) > 1 or operator.api_keys:
+            _say(
+                f"tenants: {len(directory.tenants)}; {len(operator.api_keys)} operator key(s) "
+                f"({config.OPERATOR_KEYS_ENV}): a call acts for its key's tenant, else X-Tenant or the number dialled"
+            )
         if settings.stateless:
             _say("mcp: stateless (no MCP sessions: any instance behind a load balancer can answer any request)")
     await serving
@@ -745,24 +789,37 @@ async def _event_types(args: argparse.Namespace) -> int:
 
 
 async def _reconcile(args: argparse.Namespace) -> int:
+    """Every tenant, one after another (or the one named): a single-business database prints as it always did."""
     from datetime import timedelta
 
     from appt_tools.core.reconcile import Reconciler
-    from appt_tools.runtime import open_service
+    from appt_tools.runtime import Runtime, open_service
 
-    async with open_service() as service:
-        now = service.now()
-        report = await Reconciler.of(service, grace=timedelta(seconds=args.grace_seconds)).reconcile(
-            now - timedelta(days=args.days_back), now + timedelta(days=args.days_ahead)
-        )
-    print(
-        f"checked {report.checked} appointment(s); repaired {len(report.repaired)}; unresolved {len(report.unresolved)}"
-    )
-    for line in report.repaired:
-        print(f"  repaired   {line}")
-    for line in report.unresolved:
-        print(f"  unresolved {line}")
-    return 1 if report.unresolved else 0
+    unresolved = False
+    async with open_service(tenant=args.tenant) as opened:
+        tenants = Runtime.of(opened).tenants
+        ids = [opened.store.tenant_id] if args.tenant else [t.id for t in await opened.store.tenants.list()]
+        slugs = {t.id: t.slug for t in await opened.store.tenants.list()} if len(ids) > 1 else {}
+        for tenant_id in ids:
+            async with tenants.acting_for(tenant_id) as service:
+                if not service.calcom_configured and len(ids) > 1:
+                    print(f"{slugs[tenant_id]}: skipped (no Cal.com key)")
+                    continue
+                now = service.now()
+                report = await Reconciler.of(service, grace=timedelta(seconds=args.grace_seconds)).reconcile(
+                    now - timedelta(days=args.days_back), now + timedelta(days=args.days_ahead)
+                )
+            prefix = f"{slugs[tenant_id]}: " if slugs else ""
+            print(
+                f"{prefix}checked {report.checked} appointment(s); repaired {len(report.repaired)}; "
+                f"unresolved {len(report.unresolved)}"
+            )
+            for line in report.repaired:
+                print(f"  repaired   {line}")
+            for line in report.unresolved:
+                print(f"  unresolved {line}")
+            unresolved = unresolved or bool(report.unresolved)
+    return 1 if unresolved else 0
 
 
 async def _appointments(args: argparse.Namespace) -> int:
@@ -786,14 +843,19 @@ async def _webhooks(args: argparse.Namespace) -> int:
     from appt_tools.core import webhook_setup
     from appt_tools.runtime import open_service
 
-    async with open_service() as service:
+    async with open_service(tenant=args.tenant) as service:
         if args.action == "register":
             done = await webhook_setup.register(service.calcom, service.store, args.url)
             hook = done.webhook
             print(f"{'created' if done.created else 'updated'} webhook {hook.id} → {hook.subscriber_url}")
             print(f"  triggers: {', '.join(hook.triggers)}")
             _say("stored a new calcom_webhook_secret; Cal.com signs every delivery with it")
-            if os.environ.get(config.ENV["calcom_webhook_secret"]):
+            if args.tenant is not None and not args.url.rstrip("/").endswith(f"/webhooks/calcom/{args.tenant}"):
+                _say(
+                    f"warning: tenant {args.tenant!r}'s deliveries are checked with its own secret at "
+                    f"/webhooks/calcom/{args.tenant}; {args.url} does not end so."
+                )
+            if args.tenant is None and os.environ.get(config.ENV["calcom_webhook_secret"]):
                 _say(
                     f"warning: {config.ENV['calcom_webhook_secret']} is set in the environment and wins over the "
                     "stored secret: unset it, or deliveries will be refused as badly signed."

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from appt_tools import validation
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import AppError, InvalidArgument, LockedField, NotFound
+from appt_tools.runtime import Runtime
 from appt_tools.runtime import ServiceHandle as ServiceHandle  # re-exported: the surfaces build servers on it
 from appt_tools.speech.results import (
     ErrorView,
@@ -28,6 +29,7 @@ from appt_tools.surfaces.arguments import LOCKED_FIELDS, field_problems
 from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.mcp_tools import Tools, register_tools
 from appt_tools.surfaces.schema_formats import compact_schema, strict_schema
+from appt_tools.surfaces.tenancy import TENANT_STATE
 
 INSTRUCTIONS = """\
 Books, moves and cancels appointments for this business in its Cal.com calendar.
@@ -71,7 +73,12 @@ class AppointmentServer(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
-            return await self._run(name, arguments, context)
+            tenant = _routed_tenant(context)
+            if tenant is None:
+                return await self._run(name, arguments, context)
+            # MCP over HTTP: the request was routed to a tenant (surfaces/tenancy.py); its tools act for it.
+            async with Runtime.of(await self.handle.get()).tenants.acting_for(tenant):
+                return await self._run(name, arguments, context)
         except AppError as exc:
             raise ToolError(self.render_error(exc).model_dump_json(exclude_none=True)) from exc
 
@@ -151,6 +158,17 @@ class AppointmentServer(MCPServer):
             if isinstance(cause, ValidationError):
                 raise _from_validation(cause) from cause
             raise
+
+
+def _routed_tenant(context: Any) -> int | None:
+    """The tenant the HTTP request carrying this MCP call was routed to (None over stdio or in memory)."""
+    try:
+        request = context.request_context.request
+    except (AttributeError, ValueError, LookupError):
+        return None
+    state = getattr(request, "scope", {}).get("state") or {}
+    tenant = state.get(TENANT_STATE)
+    return tenant if isinstance(tenant, int) else None
 
 
 def _position(order: list[str], field: str) -> int:

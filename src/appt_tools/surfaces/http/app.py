@@ -8,10 +8,13 @@
     POST /vapi/tool-calls              Vapi's tool-calls webhook                        X-Vapi-Secret, else bearer
     POST /retell/functions[/{name}]    Retell's custom function                         X-Retell-Signature, else bearer
     POST /elevenlabs/tools/{name}      ElevenLabs webhook (server) tool: body = arguments   bearer key (a secret header)
+    POST /webhooks/calcom[/{tenant}]   Cal.com's booking webhooks (the default tenant's, or {tenant}'s)   X-Cal-Signature-256
     GET  /, /calendar, /settings, /app/*   the owner's dashboard (appt_tools.surfaces.web)   sign-in with a key, CSRF
 
 Every surface runs a tool through `AppointmentServer.invoke`, so all of them accept and refuse
-exactly the same calls as MCP does. Who may call what is decided in `appt_tools.surfaces.auth`.
+exactly the same calls as MCP does. Who may call what is decided in `appt_tools.surfaces.auth`, and for
+which tenant in `appt_tools.surfaces.tenancy` (a tenant's key acts for it; an operator's key for the tenant
+named by X-Tenant or by the number dialled).
 
     app.py       the application: settings, routes, the endpoints
     body.py      reading a POST's body: size, content type, browser forgery, one JSON object
@@ -35,14 +38,18 @@ from starlette.types import ASGIApp
 
 from appt_tools import __version__, config
 from appt_tools.core.reconcile import Reconciler
+from appt_tools.runtime import Runtime, TenantServices
 from appt_tools.surfaces.auth import (
+    CALCOM,
     CredentialChecker,
     CredentialLoader,
     Credentials,
-    RequireBearer,
+    calcom_signature_valid,
     error_response,
     is_loopback,
+    unauthorized,
 )
+from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.http.body import HttpProblem, json_object, problem_response, read_body
 from appt_tools.surfaces.http.calls import run_tool
 from appt_tools.surfaces.http.guards import (
@@ -67,6 +74,7 @@ from appt_tools.surfaces.http.voice import (
     vapi_facts,
 )
 from appt_tools.surfaces.mcp_server import AppointmentServer
+from appt_tools.surfaces.tenancy import CALLER_STATE, TENANT_STATE, Caller, Refusal, RequireCaller, Router
 from appt_tools.surfaces.web import dashboard_routes
 
 
@@ -88,6 +96,8 @@ class HttpSettings:
     mcp_session_idle_seconds: float = config.DEFAULT_MCP_SESSION_IDLE_MINUTES * 60.0
     read_timeout: float = config.DEFAULT_HTTP_READ_TIMEOUT
     request_log: LogFormat = "text"
+    # Deployment-wide credentials that act for any tenant (APPT_TOOLS_OPERATOR_*; surfaces/tenancy.py).
+    operator: config.OperatorCredentials = field(default_factory=config.OperatorCredentials)
 
 
 class _GuardedApp(Starlette):
@@ -110,8 +120,16 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         reload=settings.reload_credentials,
         ttl=settings.credentials_ttl,
     )
-    endpoints = _Endpoints(server, settings, checker)
-    bearer = [Middleware(RequireBearer, checker=checker)]
+    tenants = Runtime.of(server.service).tenants
+    router = Router(
+        checker,
+        load=tenants.directory,
+        operator=settings.operator,
+        default_tenant=server.service.store.tenant_id,
+        ttl=settings.credentials_ttl,
+    )
+    endpoints = _Endpoints(server, settings, router, tenants)
+    bearer = [Middleware(RequireCaller, router=router, route=True)]
     quota = OpenSessions(per_key=settings.mcp_sessions_per_key, idle=settings.mcp_session_idle_seconds)
     # The SDK turns on its DNS-rebinding protection (Host/Origin checks) for /mcp on a loopback host.
     mcp = server.streamable_http_app(
@@ -127,8 +145,14 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         Route("/vapi/tool-calls", endpoints.vapi, methods=["POST"]),
         Route("/retell/functions", endpoints.retell, methods=["POST"]),
         Route("/retell/functions/{name}", endpoints.retell, methods=["POST"]),
-        Route("/elevenlabs/tools/{name}", endpoints.elevenlabs, methods=["POST"], middleware=bearer),
+        Route(
+            "/elevenlabs/tools/{name}",
+            endpoints.elevenlabs,
+            methods=["POST"],
+            middleware=[Middleware(RequireCaller, router=router, route=False)],
+        ),
         Route("/webhooks/calcom", endpoints.calcom_webhook, methods=["POST"]),
+        Route("/webhooks/calcom/{tenant}", endpoints.calcom_webhook, methods=["POST"]),
         # The owner's dashboard at / (pages, /app/*, /static/*): same service, same keys (web/session.py).
         *dashboard_routes(server.service, checker, sandbox=settings.sandbox),
     ]
@@ -154,10 +178,13 @@ def _guarded(routes: Sequence[BaseRoute], middleware: list[Middleware]) -> list[
 
 
 class _Endpoints:
-    def __init__(self, server: AppointmentServer, settings: HttpSettings, checker: CredentialChecker) -> None:
+    def __init__(
+        self, server: AppointmentServer, settings: HttpSettings, router: Router, tenants: TenantServices
+    ) -> None:
         self.server = server
         self.settings = settings
-        self.checker = checker
+        self.router = router
+        self.tenants = tenants
         self._openapi: dict[str, Any] | None = None
 
     async def healthz(self, request: Request) -> Response:
@@ -177,7 +204,8 @@ class _Endpoints:
 
     async def tool(self, request: Request) -> Response:
         arguments = json_object(await self._body(request))
-        outcome = await run_tool(self.server, request.path_params["name"], arguments)
+        async with self.tenants.acting_for(request.scope["state"][TENANT_STATE]):
+            outcome = await run_tool(self.server, request.path_params["name"], arguments)
         note(request, tool=request.path_params["name"][:60], appointment_id=appointment_of(outcome.result, arguments))
         if outcome.error is None:
             return JSONResponse(outcome.result)
@@ -185,26 +213,33 @@ class _Endpoints:
 
     async def vapi(self, request: Request) -> Response:
         body = await self._body(request)
-        refusal = await self.checker.check_vapi(request.headers)
-        if refusal is not None:
-            return refusal
-        message = json_object(body)
-        calls = vapi_calls(message)
-        facts = vapi_facts(message)
+        try:
+            caller = await self.router.vapi(request.headers)
+            message = json_object(body)
+            calls = vapi_calls(message)
+            facts = vapi_facts(message)
+            tenant = await self._tenant(caller, request, facts)
+        except Refusal as refused:
+            return refused.response
         names = [call.get("function", {}).get("name") for call in calls if isinstance(call.get("function"), dict)]
         note(request, tool=",".join(str(n)[:60] for n in names[:5]) or None)
         # One message's calls are the model's parallel calls, independent of each other: each is
         # answered, in order, whether or not an earlier one failed.
-        return JSONResponse({"results": [await vapi_answer(self.server, call, facts) for call in calls]})
+        async with self.tenants.acting_for(tenant):
+            return JSONResponse({"results": [await vapi_answer(self.server, call, facts) for call in calls]})
 
     async def retell(self, request: Request) -> Response:
         body = await self._body(request)
-        refusal = await self.checker.check_retell(request.headers, body)
-        if refusal is not None:
-            return refusal
-        data = json_object(body)
-        name, arguments = retell_call(request.path_params.get("name"), data)
-        outcome = await run_tool(self.server, name, arguments, retell_facts(data))
+        try:
+            caller = await self.router.retell(request.headers, body)
+            data = json_object(body)
+            name, arguments = retell_call(request.path_params.get("name"), data)
+            facts = retell_facts(data)
+            tenant = await self._tenant(caller, request, facts)
+        except Refusal as refused:
+            return refused.response
+        async with self.tenants.acting_for(tenant):
+            outcome = await run_tool(self.server, name, arguments, facts)
         note(request, tool=name[:60], appointment_id=appointment_of(outcome.result, arguments))
         if outcome.error is None:
             return JSONResponse(outcome.result)
@@ -214,20 +249,41 @@ class _Endpoints:
         """An ElevenLabs webhook tool: the body is the arguments plus the call's numbers; any JSON answer
         reaches the model, so a refused call is a 200 with `{"error": ...}` it can read (500 only for a fault)."""
         arguments, facts = elevenlabs_call(json_object(await self._body(request)))
-        outcome = await run_tool(self.server, request.path_params["name"], arguments, facts)
+        try:
+            tenant = await self._tenant(request.scope["state"][CALLER_STATE], request, facts)
+        except Refusal as refused:
+            return refused.response
+        async with self.tenants.acting_for(tenant):
+            outcome = await run_tool(self.server, request.path_params["name"], arguments, facts)
         note(request, tool=request.path_params["name"][:60], appointment_id=appointment_of(outcome.result, arguments))
         if outcome.error is None:
             return JSONResponse(outcome.result)
         return error_response(retell_status(outcome), outcome.error)
 
+    async def _tenant(self, caller: Caller, request: Request, facts: CallFacts | None) -> int:
+        """A voice call's tenant: X-Tenant, else the business's number in the call (inbound: the number
+        dialled; outbound: the number calling out), else the only tenant."""
+        number = None
+        if facts is not None:
+            number = facts.from_number if facts.call_type == "outbound" else facts.to_number
+        return await self.router.tenant(caller, request.headers, number)
+
     async def calcom_webhook(self, request: Request) -> Response:
         """A booking changed in Cal.com: re-read the appointment it names from Cal.com and repair the
-        store. Redelivered or out-of-order webhooks converge, since Cal.com's state decides (core/reconcile.py)."""
+        store. Redelivered or out-of-order webhooks converge, since Cal.com's state decides (core/reconcile.py).
+        `/webhooks/calcom/{tenant}` is that tenant's, checked with its secret; `/webhooks/calcom` the default
+        tenant's. An unknown tenant gets the same 401 as a bad signature (nothing to learn from guessing)."""
         body = await self._body(request)
-        refusal = await self.checker.check_calcom(request.headers, body)
-        if refusal is not None:
-            return refusal
-        report = await Reconciler.of(self.server.service).apply_webhook(json_object(body))
+        found = await self.router.webhook_secret(request.path_params.get("tenant"))
+        secret = found[1] if found is not None else None
+        if (
+            found is None
+            or secret is None
+            or not calcom_signature_valid(body, request.headers.get("x-cal-signature-256"), secret)
+        ):
+            return unauthorized(CALCOM)
+        async with self.tenants.acting_for(found[0]) as service:
+            report = await Reconciler.of(service).apply_webhook(json_object(body))
         return JSONResponse({"received": True, "checked": report.checked, "repaired": len(report.repaired)})
 
     async def _body(self, request: Request) -> bytes:
