@@ -80,14 +80,14 @@ def test_settings_are_per_tenant_and_the_default_tenant_is_unchanged(tmp_path):
     assert re.search(r"timezone\s+Europe/Madrid\s+\[stored\]", _ok(tmp_path, "settings", "show").stdout)
 
 
-def test_the_environment_applies_to_the_default_tenant_only(tmp_path):
+def test_a_business_setting_from_the_environment_is_the_default_tenants_a_deployment_one_everyones(tmp_path):
     _ok(tmp_path, "tenants", "add", "acme", "--name", "Acme Dental")
-    env = {"APPT_TOOLS_TIMEZONE": "America/Chicago"}
-    assert re.search(
-        r"timezone\s+America/Chicago\s+\[environment\]", _run(tmp_path, "settings", "show", env=env).stdout
-    )
+    env = {"APPT_TOOLS_TIMEZONE": "America/Chicago", "APPT_TOOLS_CALCOM_TIMEOUT": "7"}
+    default = _run(tmp_path, "settings", "show", env=env).stdout
+    assert re.search(r"timezone\s+America/Chicago\s+\[environment\]", default)
     acme = _run(tmp_path, "settings", "show", "--tenant", "acme", env=env).stdout
     assert re.search(r"timezone\s+\(not set\)\s+\[default\]", acme)
+    assert re.search(r"calcom_timeout\s+7(\.0)?\s+\[environment\]", acme)
 
 
 def test_a_secret_for_a_tenant_on_the_command_line_is_refused_naming_the_tenant_form(tmp_path):

@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
 from importlib import metadata
@@ -533,21 +533,19 @@ def _numbers(value: str) -> list[str]:
     return [number.strip() for number in value.split(",") if number.strip()]
 
 
-async def _tenant_store(root: Store, slug: str | None) -> tuple[Store, Mapping[str, str] | None]:
-    """The store of tenant `slug` (the default tenant's when None) and the environment its settings
-    resolve with: the process's for the default tenant (None), none for another ({})."""
-
+async def _tenant_store(root: Store, slug: str | None) -> tuple[Store, bool]:
+    """The store of tenant `slug` (the default tenant's when None), and whether it is the default tenant's
+    (whose settings the whole environment applies to; another's, only the deployment-wide part)."""
     if slug is None:
-        return root, None
+        return root, True
     tenant = await _tenant(root, slug)
-    return root.for_tenant(tenant.id), _environ(tenant.id)
+    return root.for_tenant(tenant.id), _is_default(tenant.id)
 
 
-def _environ(tenant_id: int) -> Mapping[str, str] | None:
-    """The environment a tenant's settings resolve with: the process's (None) for the default tenant only."""
+def _is_default(tenant_id: int) -> bool:
     from appt_tools.store import DEFAULT_TENANT_ID
 
-    return None if tenant_id == DEFAULT_TENANT_ID else {}
+    return tenant_id == DEFAULT_TENANT_ID
 
 
 async def _tenant(root: Store, slug: str) -> Tenant:
@@ -589,19 +587,20 @@ async def _tenants(args: argparse.Namespace) -> int:
         if args.action == "list":
             print(f"{'slug':<24} {'name':<32} {'calcom key':<10} numbers")
             for tenant in await admin.list():
-                settings = config.resolve(await root.for_tenant(tenant.id).get_settings(), _environ(tenant.id))
+                stored = await root.for_tenant(tenant.id).get_settings()
+                settings = config.resolve_for_tenant(stored, None, default=_is_default(tenant.id))
                 key = "set" if settings.calcom_api_key is not None else "not set"
                 numbers = ", ".join(tenant.numbers) or "-"
                 print(f"{tenant.slug:<24} {tenant.name:<32} {key:<10} {numbers}")
             return 0
         if args.action == "show":
             tenant = await _tenant(root, args.slug)
-            environ = _environ(tenant.id)
             print(f"tenant            {tenant.slug}")
             print(f"name              {tenant.name}")
             print(f"numbers           {', '.join(tenant.numbers) or '(none)'}")
             print(f"created_at        {tenant.created_at.isoformat(timespec='seconds')}")
-            _print_settings(config.resolve(await root.for_tenant(tenant.id).get_settings(), environ))
+            stored = await root.for_tenant(tenant.id).get_settings()
+            _print_settings(config.resolve_for_tenant(stored, None, default=_is_default(tenant.id)))
             return 0
         if args.action == "set":
             if args.name is None and args.numbers is None:
@@ -674,20 +673,21 @@ _SECRET_ON_COMMAND_LINE = (
 
 async def _settings(args: argparse.Namespace) -> int:
     """`show` prints every setting; `set` and `unset` print only what changed. `--tenant` names the
-    business (default: the default tenant); the environment applies to the default tenant only."""
+    business (default: the default tenant); a business's own settings come from the environment for the
+    default tenant only (`config.resolve_for_tenant`)."""
     from appt_tools.store import Store
 
     async with Store.from_url(config.database_url()) as root:
-        store, environ = await _tenant_store(root, args.tenant)
+        store, default = await _tenant_store(root, args.tenant)
         stored = await store.get_settings()
         if args.action == "show":
-            _print_settings(config.resolve(stored, environ))
+            _print_settings(config.resolve_for_tenant(stored, None, default=default))
             return 0
         if args.action == "set":
             value = args.value
             if value is not None and args.key in config.SECRET_KEYS:
                 message = _SECRET_ON_COMMAND_LINE.format(key=args.key, env=config.ENV[args.key])
-                if environ is not None:  # another tenant's: the environment is not an option, --tenant is needed
+                if not default:  # another tenant's: the environment is not an option, --tenant is needed
                     message = message.replace(
                         f"settings set {args.key}", f"settings set --tenant {args.tenant} {args.key}"
                     ).replace(f", or set {config.ENV[args.key]} in the environment", "")
@@ -722,7 +722,7 @@ async def _settings(args: argparse.Namespace) -> int:
         _say(f"{verb} {args.key}{whose}: {new} (masked; a new value may look the same)")
     else:
         _say(f"{verb} {args.key}{whose}: {new} (unchanged)")
-    if environ is None and os.environ.get(config.ENV[args.key]):
+    if os.environ.get(config.ENV[args.key]) and (default or args.key in config.DEPLOYMENT_KEYS):
         _say(f"note: {config.ENV[args.key]} is set in the environment and wins over the stored value.")
     return 0
 
