@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warm-rounds", type=int, default=None, help="conversation: warm conversations (default 3)")
     parser.add_argument("--tenants", type=int, default=None, help="tenants besides the default one (default 100)")
     parser.add_argument(
-        "--tenant-requests", type=int, default=None, help="tenants: calls per phase and round (default 400)"
+        "--tenant-requests", type=int, default=None, help="tenants: calls per phase and round (default 200)"
     )
     parser.add_argument("--tenant-rounds", type=int, default=None, help="tenants: rounds of each phase (default 2)")
     parser.add_argument("--commits", type=int, default=None, help="durable SQLite commits timed (default 200)")
@@ -105,7 +105,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "warm_rounds": pick(args.warm_rounds, 3, 1),
         "commits": pick(args.commits, 200, 30),
         "tenants": pick(args.tenants, tenants.DEFAULT_TENANTS, 4),
-        "tenant_requests": pick(args.tenant_requests, 400, 24),
+        "tenant_requests": pick(args.tenant_requests, 200, 24),
         "tenant_rounds": pick(args.tenant_rounds, 2, 1),
         "tenant_concurrency": pick(None, 20, 4),
     }

@@ -162,8 +162,10 @@ async def _phase(name: str, caller: Caller, slugs: Sequence[str], requests: int,
         for slug in queue:
             try:
                 latencies.append(await caller.mixed(slug, mine))
-            except Exception:
+            except Exception as exc:
                 failures += 1
+                if not isinstance(exc, RuntimeError):  # an answer that is not a 200 is recorded by `call`
+                    caller.errors.append(f"{slug}: {exc!r}")
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
