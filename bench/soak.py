@@ -14,7 +14,8 @@ judged against Cal.com's own state:
     doubled   Cal.com live bookings beyond one at the same start, or of the same caller's request twice
     untrue    told cancelled while Cal.com's booking lives on, or told X while the store says Y
     5xx       HTTP answers 500 and above, on any surface
-    memory    each server's resident memory: at start, each minute, peak, end
+    memory    each server's resident memory: at start, each minute, peak, end; and its trend over the second
+              half of the run, judged flat when it grows by less than FLAT_MIB (2 MiB) in that half
 
 Everything stays on 127.0.0.1; the temporary database is removed at the end. Bounded: at most 60 minutes.
 """
@@ -139,6 +140,9 @@ class Caller:
             ok, body, status = await getattr(self, f"_{self.surface}")(tool, args)
         except Exception as exc:  # our own client failing (a timeout, a body it cannot send): not an answer
             self.tally.answers[f"{tool}:client_{type(exc).__name__}"] += 1
+            known = self.tally.told.get(str(args.get("appointment_id")))
+            if known is not None:
+                known.status = "unknown"  # it hung up before the answer: it was told nothing about the change
             return False, {"code": "client_error"}
         self.tally.heard(self.surface, tool, args, ok, body, status)
         return ok, body
@@ -264,16 +268,24 @@ async def caller_loop(
     rng = random.Random(seed * 1000 + index)
     async with httpx2.AsyncClient(timeout=40) as http:
         caller = Caller(surface, base, http, tally)
-        async with contextlib.AsyncExitStack() as stack:
-            if surface == "mcp":
-                mcp_http = await stack.enter_async_context(httpx2.AsyncClient(headers=_headers(KEY), timeout=40))
-                caller.mcp = await stack.enter_async_context(
-                    Client(streamable_http_client(f"{base}/mcp", http_client=mcp_http))
-                )
-            number = index * 100_000
-            while time.monotonic() < deadline:
-                number += 1
-                await conversation(caller, rng, days, number)
+        number = index * 100_000
+        while time.monotonic() < deadline:
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    if surface == "mcp":
+                        mcp_http = await stack.enter_async_context(
+                            httpx2.AsyncClient(headers=_headers(KEY), timeout=40)
+                        )
+                        caller.mcp = await stack.enter_async_context(
+                            Client(streamable_http_client(f"{base}/mcp", http_client=mcp_http))
+                        )
+                    while time.monotonic() < deadline:
+                        number += 1
+                        await conversation(caller, rng, days, number)
+            except* httpx2.HTTPError as failed:
+                # The MCP client's own connection failed (e.g. no answer within its 40 s on a loaded machine),
+                # which ends its session: not an answer; the caller goes on in a new session.
+                tally.answers[f"mcp session:client_{type(failed.exceptions[0]).__name__}"] += 1
 
 
 async def stage_faults(state: SandboxState, deadline: float, seed: int, fired: Counter[str]) -> None:
@@ -294,6 +306,36 @@ def _rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+# The memory line is flat when, over the second half of the run (once imports, pools and caches have
+# warmed up), a server's resident memory grows by less than this (the least-squares trend of one sample a
+# second, so one noisy sample does not decide it).
+FLAT_MIB = 2.0
+
+
+@dataclass(frozen=True)
+class MemoryTrend:
+    growth_mib: float  # over the second half, from the trend line
+    per_minute_mib: float
+    flat: bool
+
+
+def memory_trend(points: list[tuple[float, float]]) -> MemoryTrend:
+    """The trend of (seconds, MiB) samples over the second half of their span, and whether it is flat."""
+    if len(points) < 2:
+        return MemoryTrend(0.0, 0.0, True)
+    middle = (points[0][0] + points[-1][0]) / 2
+    half = [(t, rss) for t, rss in points if t >= middle]
+    if len(half) < 2:
+        half = points[-2:]
+    n = len(half)
+    mean_t = sum(t for t, _ in half) / n
+    mean_rss = sum(rss for _, rss in half) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in half)
+    slope = sum((t - mean_t) * (rss - mean_rss) for t, rss in half) / spread if spread else 0.0  # MiB a second
+    growth = slope * (half[-1][0] - half[0][0])
+    return MemoryTrend(growth, slope * 60, growth < FLAT_MIB)
 
 
 async def sample_memory(pids: list[int], stop: asyncio.Event, samples: dict[int, list[tuple[float, float]]]) -> None:
@@ -499,6 +541,12 @@ def _report(
         peak = max(rss for _, rss in points)
         print(
             f"memory server {n}    start {points[0][1]:.0f} MiB, peak {peak:.0f} MiB, end {points[-1][1]:.0f} MiB; each minute: {line}"
+        )
+        trend = memory_trend(points)
+        judged = "flat" if trend.flat else "GROWING"
+        print(
+            f"memory trend {n}     second half {trend.growth_mib:+.1f} MiB ({trend.per_minute_mib:+.2f} MiB/min): "
+            f"{judged} (flat: under {FLAT_MIB:g} MiB over the second half)"
         )
     answers = ", ".join(f"{k} {v}" for k, v in sorted(tally.answers.items()))
     print(f"answers            {answers}")

@@ -132,6 +132,14 @@ class SlotHeld(AppError):
         self.holder_id = holder_id
 
 
+class StoreBusy(AppError):
+    """The database stayed locked by other writers past the wait (SQLite's busy timeout): nothing was
+    decided by this call's failed statement; a repeat is safe (keys and twin detection join it)."""
+
+    code = "store_busy"
+    retryable = True
+
+
 class NotConfigured(AppError):
     code = "calcom_not_configured"
 

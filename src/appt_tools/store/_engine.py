@@ -13,16 +13,23 @@ from typing import Any
 
 from sqlalchemy import NullPool, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from appt_tools.errors import StoreBusy
 from appt_tools.store import _scope
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # Pages each connection keeps (SQLite's default is 2 MiB): the upper levels of every index and the
 # hot leaves, so that index walks and row lookups at a million appointments rarely reach the OS.
 SQLITE_CACHE_KIB = 65536
+# ... but at most this much SQLite memory in the whole process, however many connections its pools keep
+# (the async reads' and the file writer's, 5 each plus overflow): without it every kept connection's cache
+# could grow with the database to SQLITE_CACHE_KIB, several hundred MiB in all on a large file read by
+# concurrent callers. Past the limit a connection reuses its own cache's pages instead of adding more.
+# It is SQLite's soft heap limit, one setting for the process (every connection sets the same value).
+SQLITE_HEAP_LIMIT_KIB = 2 * SQLITE_CACHE_KIB
 SEARCH_PATH = "search_path"
 
 # Execution option read by the SQLite "begin" hook: writers take the write lock up front
@@ -88,6 +95,19 @@ def _prepare_sqlite(sync_engine: Engine) -> None:
         event.listen(sync_engine, "connect", _on_sqlite_connect)
     if not event.contains(sync_engine, "begin", _on_sqlite_begin):
         event.listen(sync_engine, "begin", _on_sqlite_begin)
+    if not event.contains(sync_engine, "handle_error", _on_sqlite_error):
+        event.listen(sync_engine, "handle_error", _on_sqlite_error)
+
+
+def _on_sqlite_error(context: ExceptionContext) -> BaseException | None:
+    """ "database is locked" after the busy timeout (other writers held the file that long: heavy load,
+    several processes) is a retryable `StoreBusy` with words a caller can act on, not an internal error."""
+    if "database is locked" in str(context.original_exception):
+        return StoreBusy(
+            "The appointment records are busy right now, so this was not finished. Wait a few seconds and "
+            "try again: a repeat of the same request never books or changes anything twice."
+        )
+    return None
 
 
 class _HintedCompiler:
@@ -114,6 +134,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         _wal(cursor)
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_LIMIT_KIB * 1024}")
     finally:
         cursor.close()
 

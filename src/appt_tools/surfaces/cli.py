@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from appt_tools import config
 from appt_tools.errors import AppError
+from appt_tools.surfaces.malloc_arenas import limit_malloc_arenas
 
 if TYPE_CHECKING:
     from appt_tools.core.service import AppointmentService
@@ -231,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sandbox":
             return _sandbox(args)
+        if args.command == "serve":
+            limit_malloc_arenas()  # before any thread starts (malloc_arenas.py: a flat memory line)
         return asyncio.run(_run(args))
     except AppError as exc:
         _say(f"error ({exc.code}): {exc.message}")

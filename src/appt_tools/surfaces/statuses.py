@@ -13,6 +13,7 @@ from appt_tools.errors import (
     NotFound,
     SlotHeld,
     SlotUnavailable,
+    StoreBusy,
 )
 
 
@@ -25,7 +26,7 @@ def http_status(error: AppError) -> int:
         return 404
     if isinstance(error, Conflict | SlotUnavailable | SlotHeld):  # already_cancelled, slot_unavailable, slot_held…
         return 409
-    if isinstance(error, NotConfigured):
+    if isinstance(error, NotConfigured | StoreBusy):
         return 503
     if isinstance(error, CalcomRateLimited):
         return 429

@@ -65,13 +65,19 @@ class SessionLedger(Protocol):
 
 
 class LocalLedger:
-    """Ended sessions kept in this process only: for a `Sessions` without a database (tests)."""
+    """Ended sessions kept in this process only: for a `Sessions` without a database (tests). Like the
+    store's, a record is dropped once its cookie has expired anyway, so sign-outs do not pile up."""
 
     def __init__(self) -> None:
-        self._ended: set[str] = set()
+        self._ended: dict[str, datetime] = {}  # session id -> when its cookie expires
+
+    def __len__(self) -> int:
+        return len(self._ended)
 
     async def end_session(self, session_id: str, *, until: datetime, now: datetime) -> None:
-        self._ended.add(session_id)
+        for expired in [sid for sid, ends in self._ended.items() if ends < now]:
+            del self._ended[expired]
+        self._ended.setdefault(session_id, until)
 
     async def session_ended(self, session_id: str) -> bool:
         return session_id in self._ended
