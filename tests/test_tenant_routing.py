@@ -16,16 +16,19 @@ import hashlib
 import hmac
 import json
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import httpx2
 import pytest
 from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
@@ -478,3 +481,59 @@ async def test_tenants_sharing_a_calcom_key_share_one_client_and_an_idle_tenant_
         reopened = await tenants.service(ids[0])
         assert reopened is not acme and reopened.settings.business_name == ACME.name
         assert await reopened.list_event_types()  # a working client again
+
+
+# --- the commands: serve --tenant over stdio, reconcile every tenant ---------------------------------
+
+
+async def _two_tenants_on_file(url: str, sandbox_a: RunningSandbox, sandbox_b: RunningSandbox) -> None:
+    async with open_service(database_url=url, environ={}) as service:
+        for business, sandbox in ((ACME, sandbox_a), (BOLT, sandbox_b)):
+            tenant = await service.store.tenants.add(business.slug, business.name, numbers=[business.number], now=NOW)
+            await _configure(service.store.for_tenant(tenant.id), business, sandbox)
+
+
+async def test_serve_tenant_over_stdio_acts_for_that_tenant_and_reconcile_goes_through_every_tenant(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tenants.db'}"
+    env = {"APPT_TOOLS_DATABASE_URL": url, "APPT_TOOLS_RECONCILE_MINUTES": "0", "PYTHONUNBUFFERED": "1"}
+    async with (
+        run_sandbox(SandboxState(host_time_zone=HOST_TZ)) as sandbox_a,
+        run_sandbox(SandboxState(host_time_zone=HOST_TZ)) as sandbox_b,
+    ):
+        await _two_tenants_on_file(url, sandbox_a, sandbox_b)
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "appt_tools", "serve", "--tenant", "bolt"], env=env
+        )
+        async with Client(params) as mcp:
+            found = await mcp.call_tool("find_slots", {"date": next_weekday(3).isoformat()})
+            assert not found.is_error, found.content
+            start = (found.structured_content or {})["slots"][0]["start"]
+            booked = await mcp.call_tool(
+                "book_appointment",
+                {**_booking(start), "to_number": BOLT.number, "from_number": CALLER, "call_type": "inbound"},
+            )
+            assert not booked.is_error, booked.content
+            assert (booked.structured_content or {})["appointment"]["business_name"] == BOLT.name
+        assert len(sandbox_b.state.bookings) == 1 and sandbox_a.state.bookings == {}
+
+        async def command(*args: str) -> tuple[int, str, str]:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "appt_tools", *args, env=env, stdout=PIPE, stderr=PIPE
+            )
+            out, err = await process.communicate()
+            return process.returncode or 0, out.decode(), err.decode()
+
+        code, out, err = await command("reconcile")
+        assert code == 0, err
+        lines = out.splitlines()
+        assert "acme: checked 0 appointment(s); repaired 0; unresolved 0" in lines
+        assert "bolt: checked 1 appointment(s); repaired 0; unresolved 0" in lines
+        assert "default: skipped (no Cal.com key)" in lines
+        code, out, err = await command("reconcile", "--tenant", "bolt")
+        assert (code, out.strip()) == (0, "checked 1 appointment(s); repaired 0; unresolved 0"), err
+        code, out, err = await command("reconcile", "--tenant", "nope")
+        assert code == 2 and "There is no tenant 'nope'" in err and "tenants list" in err
+        code, out, err = await command("serve", "--transport", "http", "--tenant", "bolt")
+        assert code == 2 and "--tenant is for MCP over stdio" in err
