@@ -119,6 +119,16 @@ def test_an_unknown_slug_is_refused_with_the_slugs_there_are(tmp_path):
         assert "Traceback" not in refused.stderr
 
 
+def test_event_types_and_appointments_take_tenant(tmp_path):
+    _ok(tmp_path, "tenants", "add", "acme", "--name", "Acme Dental")
+    listed = _ok(tmp_path, "event-types", "list", "--tenant", "acme")
+    assert "no event types synced yet" in listed.stderr
+    unknown = _run(tmp_path, "event-types", "list", "--tenant", "acmee")
+    assert unknown.returncode == 2 and "acmee" in unknown.stderr and "Traceback" not in unknown.stderr
+    missing = _run(tmp_path, "appointments", "confirm", "apt_000000000000", "--tenant", "acme")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
 def test_a_number_already_taken_names_its_tenant_and_nothing_changes(tmp_path):
     _ok(tmp_path, "tenants", "add", "acme", "--name", "Acme Dental", "--numbers", "+14155550100")
     clash = _run(tmp_path, "tenants", "add", "bolt", "--name", "Bolt Garage", "--numbers", "+14155550100")

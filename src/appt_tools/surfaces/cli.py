@@ -143,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     events = sub.add_parser("event-types", help="Cal.com event types", description="Cal.com event types.")
     events_sub = events.add_subparsers(dest="action", required=True)
-    events_sub.add_parser("refresh", help="sync from Cal.com")
-    events_sub.add_parser("list", help="show the synced list")
+    for action in (
+        events_sub.add_parser("refresh", help="sync from Cal.com"),
+        events_sub.add_parser("list", help="show the synced list"),
+    ):
+        _tenant_option(action)
 
     reconcile = sub.add_parser(
         "reconcile",
@@ -175,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     decline = appointments_sub.add_parser("decline", help="turn down a pending booking")
     decline.add_argument("appointment_id", metavar="ID", help="appointment id (apt_…) or Cal.com booking uid")
     decline.add_argument("--reason", default=None, help="told to the attendee, e.g. 'Fully booked that week'")
+    for action in (confirm, decline):
+        _tenant_option(action)
 
     webhooks = sub.add_parser(
         "webhooks",
@@ -532,6 +537,12 @@ def _tenants_parser(sub: Any) -> None:
     )
 
 
+def _tenant_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tenant", default=None, metavar="SLUG", help="the business to act for (default: the default tenant)"
+    )
+
+
 def _numbers(value: str) -> list[str]:
     return [number.strip() for number in value.split(",") if number.strip()]
 
@@ -776,7 +787,7 @@ def _unknown_event_type(event_type_id: object, synced: Sequence[EventType]) -> s
 async def _event_types(args: argparse.Namespace) -> int:
     from appt_tools.runtime import open_service
 
-    async with open_service() as service:
+    async with open_service(tenant=args.tenant) as service:
         if args.action == "refresh":
             await service.refresh_event_types()
         types = await service.catalog.synced()
@@ -830,7 +841,7 @@ async def _appointments(args: argparse.Namespace) -> int:
 
     from appt_tools.runtime import open_service
 
-    async with open_service() as service:
+    async with open_service(tenant=args.tenant) as service:
         if args.action == "confirm":
             done = await service.confirm(args.appointment_id)
             verb = "confirmed"
