@@ -459,14 +459,10 @@ async def test_tenants_sharing_a_calcom_key_share_one_client_and_an_idle_tenant_
             tenant = await service.store.tenants.add(business.slug, business.name, numbers=[business.number], now=NOW)
             await _configure(service.store.for_tenant(tenant.id), business, sandbox)  # one Cal.com key for both
             ids.append(tenant.id)
-        runtime = Runtime.of(service)
-        tenants = runtime._tenants = TenantServices(  # a clock the test moves
-            service,
-            clients=runtime.clients or pytest.fail("no clients"),
-            environ={},
-            idle_seconds=60,
-            monotonic=lambda: clock[0],
-        )
+        clients = Runtime.of(service).clients
+        assert clients is not None
+        # the runtime's own, but with a clock the test moves
+        tenants = TenantServices(service, clients=clients, environ={}, idle_seconds=60, monotonic=lambda: clock[0])
         acme, bolt = [await tenants.service(i) for i in ids]
         assert acme.calcom is bolt.calcom and len(tenants.clients) == 1
         assert (acme.settings.business_name, bolt.settings.business_name) == (ACME.name, BOLT.name)
