@@ -170,7 +170,7 @@ async def run(settings: dict[str, Any]) -> tuple[dict[str, list[Row]], dict[str,
         )
     if "latency" in sections:
         rows["latency"], details["latency"] = await latency.run(
-            settings["transports"], settings["iterations"], settings["cold_rounds"]
+            settings["transports"], settings["iterations"], settings["cold_rounds"], settings["commits"]
         )
     if "throughput" in sections:
         rows["throughput"], details["throughput"] = await throughput.run(

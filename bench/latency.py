@@ -35,13 +35,23 @@ from bench.common import (
     scratch_database,
     summary,
 )
+from bench.conversation import durable_commit_ms
 from bench.harness import CalcomRecorder, bench_server, bench_service
 from tests.helpers import free_port, next_weekday
 
 TRANSPORTS = ("memory", "stdio", "http")
 TOOLS = ("find_slots", "book_appointment", "reschedule", "cancel", "search_appointments")
-OVERHEAD_TARGET = 2.0  # median overhead at most 2× the floor
-WARM_TARGET = 2.0  # warm find_slots within 2× the floor
+# Median overhead at most this many times the floor (issue 15: a booking's two durable commits included).
+OVERHEAD_TARGETS = {
+    "find_slots": 2.0,
+    "book_appointment": 7.0,
+    "reschedule": 5.0,
+    "cancel": 5.0,
+    "search_appointments": 5.0,
+}
+WARM_TARGET = 1.5  # warm find_slots within 1.5× the floor
+# Durable (fsync'd) commits each call makes in the store, to read its overhead against one commit's cost.
+COMMITS = {"book_appointment": 2, "reschedule": 3, "cancel": 3}
 
 # (tool, path) -> (the fewest Cal.com requests the API allows, the target, what it is). None: no target.
 REQUEST_TARGETS: dict[tuple[str, str], tuple[int, tuple[int, int] | None, str]] = {
@@ -216,13 +226,33 @@ async def connect(transport: str) -> AsyncIterator[Client]:
             yield client
 
 
-async def run(transports: Iterable[str], iterations: int, cold_rounds: int) -> tuple[list[Row], dict[str, Any]]:
+async def run(
+    transports: Iterable[str], iterations: int, cold_rounds: int, commits: int = 200
+) -> tuple[list[Row], dict[str, Any]]:
     results: dict[str, Measured] = {}
     for transport in transports:
         say(f"latency: {transport} ({iterations} conversations)")
         async with connect(transport) as client:
             results[transport] = await exercise(client, iterations, cold_rounds)
-    return _rows(results), _details(results)
+    # What one durable commit costs on this machine, in the same run: the writes' overhead includes them.
+    commit_ms = durable_commit_ms(commits)
+    details = _details(results)
+    details["durable_commit_ms"] = summary(commit_ms)
+    return [_commit_row(commit_ms), *_rows(results)], details
+
+
+def _commit_row(commit_ms: list[float]) -> Row:
+    return Row(
+        "floor",
+        "durable SQLite commit p50 (WAL, synchronous=FULL)",
+        p50(commit_ms),
+        "ms",
+        target="info",
+        note="one fsync'd commit of a small row on this machine, measured after the calls; a booking makes 2, "
+        "a reschedule or cancel 3 (the change's lease taken and released, the outcome)",
+        shown=f"{p50(commit_ms):.2f} ms (p95 {p95(commit_ms):.2f})",
+        extra={"p95": p95(commit_ms), "n": len(commit_ms)},
+    )
 
 
 def _rows(results: dict[str, Measured]) -> list[Row]:
@@ -247,6 +277,7 @@ def _rows(results: dict[str, Measured]) -> list[Row]:
             over = m.overhead(tool)
             value = p50(over)
             r = ratio(value, floor)
+            target = OVERHEAD_TARGETS[tool]
             rows.append(
                 Row(
                     "overhead (latency − Cal.com time)",
@@ -256,8 +287,9 @@ def _rows(results: dict[str, Measured]) -> list[Row]:
                     reference=floor,
                     reference_label="floor",
                     ratio=r,
-                    target=f"≤{OVERHEAD_TARGET:g}× floor",
-                    met=r is not None and r <= OVERHEAD_TARGET,
+                    target=f"≤{target:g}× floor",
+                    met=r is not None and r <= target,
+                    note=f"{COMMITS[tool]} durable commits" if tool in COMMITS and transport == "memory" else "",
                     shown=f"{value:.2f} ms (p95 {p95(over):.2f})",
                     extra={
                         "p95": p95(over),

@@ -40,6 +40,9 @@ from tests.helpers import free_port, next_weekday
 PROTOCOL = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
 TARGET = 0.60  # at least 60% of the trivial tool's calls per second
+# Issue 15: a search at least half the trivial tool's calls per second (it reads a database; the trivial
+# tool does nothing).
+TARGETS = {"search_appointments": 0.50}
 TOOLS = ("bench_ping", "find_slots", "search_appointments")
 
 
@@ -220,6 +223,7 @@ def _level_rows(concurrency: int, runs: dict[str, list[dict[str, Any]]]) -> list
     for tool in ("find_slots", "search_appointments"):
         run = _median_run(runs[tool])
         share = _share(runs[tool], runs["bench_ping"])
+        target = TARGETS.get(tool, TARGET)
         rows.append(
             Row(
                 "throughput (streamable HTTP)",
@@ -229,8 +233,8 @@ def _level_rows(concurrency: int, runs: dict[str, list[dict[str, Any]]]) -> list
                 reference=trivial["calls_per_s"],
                 reference_label="trivial",
                 ratio=share,
-                target=f"≥{TARGET:.0%} of trivial",
-                met=share is not None and share >= TARGET,
+                target=f"≥{target:.0%} of trivial",
+                met=share is not None and share >= target,
                 shown=f"{run['calls_per_s']:.0f}/s (p99 {run['p99_ms']:.1f} ms)",
                 extra=run,
             )

@@ -822,7 +822,8 @@ async def test_an_appointment_and_its_booking_uids_are_read_in_one_statement_and
         if statement.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
             sent.append(statement)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    for engine in store.statement_engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         counted = []
         for read in (
@@ -834,7 +835,8 @@ async def test_an_appointment_and_its_booking_uids_are_read_in_one_statement_and
             found = await read()
             counted.append((found, len(sent)))
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+        for engine in store.statement_engines:
+            event.remove(engine, "before_cursor_execute", record)
 
     assert counted == [(booked[0], 1), (booked[0], 2), (sorted(booked, key=lambda a: a.id), 2)]
     assert booked[0].previous_booking_uids == ("uid-0-a", "uid-0-b")

@@ -49,3 +49,24 @@ async def test_a_write_locked_out_past_the_busy_timeout_is_store_busy_and_writes
         assert http_status(busy.value) == 503
         assert await store.live_at(_new().start) == []  # nothing half-written
         assert (await store.add_appointment(_new(), now=datetime.now(UTC))).id  # free again: it goes through
+
+
+async def test_a_booking_cal_com_made_is_still_linked_when_the_database_was_busy_a_moment(
+    service, sandbox, monkeypatch
+):
+    from helpers import Raw, booking_args, next_weekday
+
+    start = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[0].start.isoformat()
+    real = service.store.update_appointment
+    busy = {"left": 2}
+
+    async def update(appointment_id, changes, **kwargs):  # type: ignore[no-untyped-def]
+        if "booking_uid" in changes and busy["left"]:
+            busy["left"] -= 1
+            raise StoreBusy("locked")
+        return await real(appointment_id, changes, **kwargs)
+
+    monkeypatch.setattr(service.store, "update_appointment", update)
+    booked = await Raw(service).book(**booking_args(start))
+    assert busy["left"] == 0 and booked.booking_uid in {b.uid for b in sandbox.state.bookings.values()}
+    assert (await service.store.get_appointment(booked.id)).booking_uid == booked.booking_uid  # type: ignore[union-attr]

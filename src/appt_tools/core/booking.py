@@ -51,6 +51,7 @@ from appt_tools.errors import (
     Conflict,
     InvalidArgument,
     SlotHeld,
+    StoreBusy,
 )
 from appt_tools.models import (
     Appointment,
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
 
 # The stored statuses of a booking Cal.com holds (or is making): what a repeat joins and what makes a slot taken.
 _BOOKED = (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
+# Writes of a booking Cal.com has made, while the database stays busy, before the caller hears store_busy.
+_RECORD_ATTEMPTS = 4
 
 
 class Booker(UseCase):
@@ -289,18 +292,27 @@ class Booker(UseCase):
             await self._fail(appointment, f"Same request as {owner.id}, which holds Cal.com booking {booking.uid}.")
             return owner
         self._slots.changed()
-        return await self._store.update_appointment(
-            appointment.id,
-            booking_fields(booking),
-            now=self._clock(),
-            history=history_entry(
-                self._clock(),
-                "booked",
-                f"Booked in Cal.com (status {booking.status}).",
-                to_start=booking.start,
-                to_uid=booking.uid,
-            ),
-        )
+        for attempt in range(_RECORD_ATTEMPTS):
+            try:
+                return await self._store.update_appointment(
+                    appointment.id,
+                    booking_fields(booking),
+                    now=self._clock(),
+                    history=history_entry(
+                        self._clock(),
+                        "booked",
+                        f"Booked in Cal.com (status {booking.status}).",
+                        to_start=booking.start,
+                        to_uid=booking.uid,
+                    ),
+                )
+            except StoreBusy:
+                # Cal.com has booked it: the link to its uid must not be lost to a busy database (the record
+                # would stay pending and unlinked until reconciliation found it). Wait, then write again.
+                if attempt == _RECORD_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def _wait_settled(self, appointment_id: str) -> Appointment | None:
         """Wait (bounded) while another call books `appointment_id`; its state when settled or on time-out."""

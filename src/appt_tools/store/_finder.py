@@ -29,13 +29,25 @@ gather the matches and sort them.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, Select, String, func, literal, literal_column, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session
 
 from appt_tools.models import SearchQuery
 from appt_tools.store import _search
@@ -70,6 +82,7 @@ _PG_WALK_DONE = text(
     "set_config('enable_sort', 'on', true)"
 )
 _ROWID: ColumnElement[int] = literal_column("appointments.rowid")
+_FTS_QUERY = bindparam("fts_query", type_=String)
 # SQLite would otherwise seek each listed rowid in the index it walks: `+` keeps the rowid a value.
 _ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")
 
@@ -128,6 +141,11 @@ class _Search:
         return self.candidates is not None and self.candidates.listed is None
 
     def like(self) -> ColumnElement[bool]:
+        return self._like
+
+    @functools.cached_property
+    def _like(self) -> ColumnElement[bool]:
+        # Built once per search (its count and its page both use it): seven LIKEs cost more to build than to run.
         return _search.text_condition(self.text, "like")
 
     def text_terms(self, *, walk: bool, member: bool = False) -> list[ColumnElement[bool]]:
@@ -153,16 +171,16 @@ class _Search:
         return [self.selection.condition(self.now)] if self.selection is not None else []
 
 
-async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts: bool) -> Found:
+def find(session: Session, query: SearchQuery, now: datetime, *, fts: bool) -> Found:
     """The number of matches (exact up to a bound) and the rows of the query's page, in its order."""
     search = _Search.of(query, now, session.get_bind().dialect.name, fts)
     if not search.sqlite:
         # For this transaction: no parallel workers (a search's statements are small, starting them
         # costs more), and plans made for the values at hand (a generic plan cannot tell a rare text
         # or label from a common one).
-        await session.execute(_PG_SETTINGS)
+        session.execute(_PG_SETTINGS)
     if search.mode == "fts":
-        search = replace(search, candidates=await _find_candidates(session, search.text))
+        search = replace(search, candidates=_find_candidates(session, search.text))
     offset = (query.page - 1) * query.page_size
     reach = offset + query.page_size
     bound = max(TOTAL_CAP, reach)
@@ -171,9 +189,9 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
     rows: int | None = None
     known = bound
     if search.others and search.candidates is None:
-        rows = await _rows(session, search)
+        rows = _rows(session, search)
         known = max(bound, min(math.isqrt(reach * rows), DECIDE_MAX))
-    counted = await _count(session, search, known + 1)
+    counted = _count(session, search, known + 1)
     total, exact = (counted, True) if counted <= bound else (bound, False)
     member = False
     if counted <= known:  # the number of matches is known
@@ -183,7 +201,7 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         reverse = offset + limit > counted - offset
         if reverse:  # the same rows, counted from the other end
             offset = counted - offset - limit
-        walk = _search.walkable(query) and await _walk_is_cheaper(session, search, counted, offset + limit, rows)
+        walk = _search.walkable(query) and _walk_is_cheaper(session, search, counted, offset + limit, rows)
     else:  # more than `known`: the page is full, and walking reaches it soon unless k is known small
         limit, reverse = query.page_size, False
         walk, member = _search.walkable(query), False
@@ -212,37 +230,44 @@ async def find(session: AsyncSession, query: SearchQuery, now: datetime, *, fts:
         # guess) and may scan and sort every row instead: made to walk, for that statement only; and
         # the page's rows then read by their ids (in one statement, it may walk the whole table to
         # avoid sorting the page).
-        await session.execute(_PG_WALK)
-        chosen = list(await session.scalars(ids))
-        await session.execute(_PG_WALK_DONE)
+        session.execute(_PG_WALK)
+        chosen = list(session.scalars(ids))
+        session.execute(_PG_WALK_DONE)
         page = select(A).where(A.id.in_(chosen)).order_by(*_search.order_by(query, now))
-    return Found(total, exact, list(await session.scalars(page)))
+    return Found(total, exact, list(session.scalars(page)))
 
 
-async def _find_candidates(session: AsyncSession, text_: str) -> _Candidates:
+def _find_candidates(session: Session, text_: str) -> _Candidates:
     """FTS5's candidates for `text_`: the phrase itself, or for a long text its rarest trigrams."""
     query, exact = _search.fts_phrase_query(text_), True
     tokens = _search.trigrams(text_)
     if len(tokens) > PROBED:
         probe = _search.fts_probe(len(tokens), PROBE_DEPTH)
         params = {f"t{i}": _search.fts_quote(token) for i, token in enumerate(tokens)}
-        heads = (await session.execute(probe, params)).one()
+        heads = (session.execute(probe, params)).one()
         # A token with fewer than PROBE_DEPTH rows is the rarest there is; otherwise, the further
         # its PROBE_DEPTH-th row, the rarer.
         rarity = {token: (head is None, head or 0) for token, head in zip(tokens, heads, strict=True)}
         rarest = sorted(tokens, key=lambda token: rarity[token], reverse=True)[:RAREST]
         query, exact = _search.fts_all_of(sorted(rarest, key=tokens.index)), False
-    first = _search.fts_candidates(query).limit(LISTED + 1).subquery()
-    rows = select(func.max(literal_column("rowid"))).select_from(A).scalar_subquery()
-    statement = select(func.count(), func.json_group_array(first.c.rowid), func.max(first.c.rowid), rows)
-    count, listed, last, highest = (await session.execute(statement.select_from(first))).one()
+    count, listed, last, highest = session.execute(_candidates_statement(), {_FTS_QUERY.key: query}).one()
     highest = int(highest or 0)
     if count <= LISTED:
         return _Candidates(query, exact, int(count), str(listed), count / max(highest, 1), highest)
     return _Candidates(query, exact, None, None, count / max(int(last), 1), highest)
 
 
-async def _count(session: AsyncSession, search: _Search, cap: int) -> int:
+@functools.cache
+def _candidates_statement() -> Select[Any]:
+    """The first LISTED + 1 of FTS5's candidates for the query bound as `_FTS_QUERY` (count, JSON array, last
+    rowid) and the appointments' highest rowid: made once, as it is on every text's path."""
+    first = _search.fts_candidates(_FTS_QUERY).limit(LISTED + 1).subquery()
+    rows = select(func.max(literal_column("rowid"))).select_from(A).scalar_subquery()
+    statement = select(func.count(), func.json_group_array(first.c.rowid), func.max(first.c.rowid), rows)
+    return statement.select_from(first)
+
+
+def _count(session: Session, search: _Search, cap: int) -> int:
     """The number of matches, or `cap` when there are at least that many."""
     found = search.candidates
     if found is not None:
@@ -260,13 +285,13 @@ async def _count(session: AsyncSession, search: _Search, cap: int) -> int:
                 .select_from(fts.join(A, fts.c.rowid == _ROWID))
                 .where(*([] if found.exact else [search.like()]), *search.others, *search.status())
             )
-        return await _capped(session, matching, cap)
+        return _capped(session, matching, cap)
     text_terms = search.text_terms(walk=False)
     if search.selection is None or not search.sqlite or text_terms:
         # One statement, planned as a whole: PostgreSQL's planner combines indexes itself, and text
         # without trigrams is read row by row whatever the plan.
         matching = select(literal(1)).select_from(A).where(*search.others, *text_terms, *search.status())
-        return await _capped(session, matching, cap)
+        return _capped(session, matching, cap)
     # SQLite, statuses (and maybe other filters): each status cell counted on its own index range.
     counts = [_capped_cell(search, cell, cap) for cell in search.selection.cells(search.now)]
     if not counts:
@@ -274,7 +299,7 @@ async def _count(session: AsyncSession, search: _Search, cap: int) -> int:
     total = counts[0]
     for count in counts[1:]:
         total = total + count
-    return min(await _scalar(session, select(total)), cap)
+    return min(_scalar(session, select(total)), cap)
 
 
 def _capped_cell(search: _Search, cell: Cell, cap: int) -> ColumnElement[int]:
@@ -286,21 +311,19 @@ def _capped_cell(search: _Search, cell: Cell, cap: int) -> ColumnElement[int]:
     return select(func.count()).select_from(matching.limit(cap).subquery()).scalar_subquery()
 
 
-async def _capped(session: AsyncSession, matching: Select[Any], cap: int) -> int:
-    return await _scalar(session, select(func.count()).select_from(matching.limit(cap).subquery()))
+def _capped(session: Session, matching: Select[Any], cap: int) -> int:
+    return _scalar(session, select(func.count()).select_from(matching.limit(cap).subquery()))
 
 
-async def _walk_is_cheaper(
-    session: AsyncSession, search: _Search, matches: int, reach: int, rows: int | None = None
-) -> bool:
+def _walk_is_cheaper(session: Session, search: _Search, matches: int, reach: int, rows: int | None = None) -> bool:
     """Whether walking the sort order's index to row `reach` reads fewer rows than the `matches`."""
     if rows is None:
-        rows = search.candidates.rows if search.candidates is not None else await _rows(session, search)
+        rows = search.candidates.rows if search.candidates is not None else _rows(session, search)
     rows = max(rows, matches)
     return reach * rows <= matches * matches
 
 
-async def _rows(session: AsyncSession, search: _Search) -> int:
+def _rows(session: Session, search: _Search) -> int:
     """An estimate of the appointments. SQLite: max(rowid), one b-tree descent (the row count as long
     as no appointment was deleted, and the store deletes none). PostgreSQL: its own statistics."""
     estimate: Executable
@@ -309,8 +332,8 @@ async def _rows(session: AsyncSession, search: _Search) -> int:
     else:
         # -1 until the table is first analyzed
         estimate = text("SELECT reltuples FROM pg_class WHERE oid = 'appointments'::regclass")
-    return max(await _scalar(session, estimate), 0)
+    return max(_scalar(session, estimate), 0)
 
 
-async def _scalar(session: AsyncSession, statement: Executable) -> int:
-    return int((await session.scalar(statement)) or 0)
+def _scalar(session: Session, statement: Executable) -> int:
+    return int((session.scalar(statement)) or 0)

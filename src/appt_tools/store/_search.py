@@ -35,7 +35,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    literal_column,
     or_,
     select,
     table,
@@ -47,8 +46,8 @@ from sqlalchemy.sql.elements import TextClause
 from appt_tools.models import AppointmentStatus, SearchQuery, SortField
 from appt_tools.store.tables import (
     SEARCH_COLUMNS,
+    SEARCH_DOCUMENT,
     STORED_STATUSES,
-    TEXT_DOCUMENT,
     TEXT_SEPARATOR,
     UNBOOKED_INDEX,
 )
@@ -74,7 +73,7 @@ _FTS = table(FTS_TABLE, column("rowid"), column(FTS_TABLE))
 TRIGRAM = 3  # the shortest text a trigram index can look up
 _LIVE = (AppointmentStatus.PENDING.value, AppointmentStatus.ACTIVE.value, AppointmentStatus.RESCHEDULED.value)
 _ESCAPE = "/"
-_DOCUMENT: ColumnElement[str] = literal_column(TEXT_DOCUMENT, String)
+_DOCUMENT: ColumnElement[str] = SEARCH_DOCUMENT
 _ALNUM_RUN = re.compile(r"[a-z0-9]+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -212,9 +211,10 @@ def fts_all_of(tokens: Sequence[str]) -> str:
     return " AND ".join(fts_quote(token) for token in tokens)
 
 
-def fts_candidates(fts_query: str) -> Select[Any]:
-    """The rowids FTS5 gives for `fts_query` (an FTS5 query string), in rowid order."""
-    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(literal(fts_query, String)))
+def fts_candidates(fts_query: str | ColumnElement[str]) -> Select[Any]:
+    """The rowids FTS5 gives for `fts_query` (an FTS5 query string, or a parameter bound to one), in rowid order."""
+    query = literal(fts_query, String) if isinstance(fts_query, str) else fts_query
+    return select(_FTS.c.rowid).where(_FTS.c[FTS_TABLE].op("MATCH")(query))
 
 
 @functools.cache

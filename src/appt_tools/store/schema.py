@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from appt_tools.store.tables import POSTGRESQL_ONLY_INDEXES, Base
+from appt_tools.store.tables import POSTGRESQL_ONLY_COLUMNS, POSTGRESQL_ONLY_INDEXES, Base
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SCRIPT_LOCATION = "appt_tools:migrations"
 # The newest revision in `appt_tools/migrations/versions`: bump it with every new revision (a test
 # compares it with the scripts' head, so it cannot drift).
-HEAD = "0006_tenants"
+HEAD = "0006_search_document"
 # Alembic's default version table (we never configure another).
 VERSION_TABLE = "alembic_version"
 # Objects the migrations make that the metadata cannot describe: the SQLite FTS5 table and the
@@ -88,10 +88,11 @@ def include_name(name: str | None, type_: str, _parents: Mapping[str, str | None
 
 
 def include_object_for(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
-    """For autogenerate: leave out the metadata's indexes that exist on other backends only."""
+    """For autogenerate: leave out the metadata's indexes and columns that exist on other backends only."""
+    elsewhere = {"index": POSTGRESQL_ONLY_INDEXES, "column": POSTGRESQL_ONLY_COLUMNS}
 
     def include_object(_obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
-        return not (type_ == "index" and name in POSTGRESQL_ONLY_INDEXES and dialect != "postgresql")
+        return dialect == "postgresql" or name not in elsewhere.get(type_, ())
 
     return include_object
 

@@ -363,4 +363,5 @@ def _batches(rows: Iterator[tuple[dict[str, Any], str | None]], sqlite: bool, te
 
 
 _TIMES = ("start_at", "end_at", "created_at", "updated_at")
-_APPOINTMENT_COLUMNS = tuple(column.name for column in AppointmentRow.__table__.columns)
+# PostgreSQL computes `search_document` itself (it is not on SQLite at all).
+_APPOINTMENT_COLUMNS = tuple(column.name for column in AppointmentRow.__table__.columns if column.computed is None)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from appt_tools.errors import SlotHeld
@@ -109,6 +109,13 @@ class Store:
                 file_writer.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE, _scope.TENANT: tenant_id}), tenant_id
             )
         )
+        # Reads likewise (`_query`): aiosqlite hops threads several times per statement (cursor, execute,
+        # fetch, close), the stdlib driver in one worker thread not at all.
+        self._read_file = (
+            None
+            if file_writer is None
+            else _scope.sync_sessions(file_writer.execution_options(**{_scope.TENANT: tenant_id}), tenant_id)
+        )
         # A search counts, then reads a page: on PostgreSQL both must see one snapshot (SQLite's
         # read transactions always do).
         postgresql = engine.dialect.name == "postgresql"
@@ -124,6 +131,13 @@ class Store:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def statement_engines(self) -> tuple[Engine, ...]:
+        """Every engine statements run on (the async engine's own, and on a SQLite file the stdlib one that
+        `_transact` and `_query` use): for listeners that watch or count statements."""
+        own, file_writer = self._engine.sync_engine, self._pool.file_writer
+        return (own,) if file_writer is None else (own, file_writer)
 
     @property
     def tenant_id(self) -> int:
@@ -176,6 +190,15 @@ class Store:
         if self._write_file is not None:
             return await asyncio.to_thread(self._transact_in_thread, self._write_file, work)
         async with self._write() as session, session.begin():
+            return await session.run_sync(work)
+
+    async def _query(self, work: Callable[[Session], T], *, snapshot: bool = False) -> T:
+        """`work` in one read transaction. On a SQLite file it runs whole in a worker thread (one thread hop
+        per read, as `_transact`); elsewhere on the async driver. `snapshot`: on PostgreSQL, every statement
+        sees one snapshot (REPEATABLE READ; SQLite's read transactions always do)."""
+        if self._read_file is not None:
+            return await asyncio.to_thread(self._transact_in_thread, self._read_file, work)
+        async with (self._snapshot if snapshot else self._read)() as session, session.begin():
             return await session.run_sync(work)
 
     @staticmethod
@@ -248,13 +271,14 @@ class Store:
             AppointmentRow.status == AppointmentStatus.PENDING,
             AppointmentRow.booking_uid.is_(None),
         )
-        async with self._read() as session, session.begin():
-            return await session.scalar(statement)
+        return await self._query(lambda session: session.scalar(statement))
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
-        async with self._read() as session, session.begin():
-            loaded = await session.run_sync(_load, appointment_id)
-        return None if loaded is None else _appointment(*loaded)
+        def work(session: Session) -> Appointment | None:
+            loaded = _load(session, appointment_id)
+            return None if loaded is None else _appointment(*loaded)
+
+        return await self._query(work)
 
     async def live_at(self, start: datetime) -> list[Appointment]:
         """Appointments starting at `start` that are booked or being booked (stored status pending, active
@@ -265,21 +289,14 @@ class Store:
                 (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
             ),
         )
-        async with self._read() as session, session.begin():
-            rows = list(await session.scalars(statement))
-            uids = await _uids_by_appointment(session, [row.id for row in rows])
-            return [_appointment(row, uids.get(row.id, ())) for row in rows]
+        return await self._query(lambda session: _appointments(session, session.scalars(statement)))
 
     async def get_by_booking_uid(self, uid: str) -> Appointment | None:
         """The appointment whose current, or any earlier, booking uid is `uid`."""
         earlier = select(BookingUidRow.appointment_id).where(BookingUidRow.uid == uid)
         statement = select(AppointmentRow).where(or_(AppointmentRow.booking_uid == uid, AppointmentRow.id.in_(earlier)))
-        async with self._read() as session, session.begin():
-            row = (await session.scalars(statement.limit(1))).first()
-            if row is None:
-                return None
-            uids = await _uids_by_appointment(session, [row.id])
-            return _appointment(row, uids.get(row.id, ()))
+        found = await self._query(lambda session: _appointments(session, session.scalars(statement.limit(1))))
+        return found[0] if found else None
 
     async def update_appointment(
         self,
@@ -369,14 +386,18 @@ class Store:
             )
             .order_by(HoldRow.start_at)
         )
-        async with self._read() as session, session.begin():
-            return [Hold.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+        return await self._query(
+            lambda session: [Hold.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
+        )
 
     async def get_hold(self, hold_id: str) -> Hold | None:
         """The hold, live or expired (None once released, used or swept away)."""
-        async with self._read() as session, session.begin():
-            row = await session.get(HoldRow, hold_id)
+
+        def work(session: Session) -> Hold | None:
+            row = session.get(HoldRow, hold_id)
             return None if row is None else Hold.model_validate(row, from_attributes=True)
+
+        return await self._query(work)
 
     async def delete_hold(self, hold_id: str) -> Hold | None:
         """End a hold; the hold it was, or None if there was none."""
@@ -396,8 +417,11 @@ class Store:
         statement = (
             select(HistoryRow).where(HistoryRow.appointment_id == appointment_id).order_by(HistoryRow.at, HistoryRow.id)
         )
-        async with self._read() as session, session.begin():
-            return [HistoryEntry.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+        return await self._query(
+            lambda session: [
+                HistoryEntry.model_validate(row, from_attributes=True) for row in session.scalars(statement)
+            ]
+        )
 
     async def search(self, query: SearchQuery, *, now: datetime) -> SearchPage:
         """One page of appointments matching `query`; `total` counts the whole filter, exactly up to
@@ -414,12 +438,14 @@ class Store:
         utc_or_none(query.start_from, "start_from")
         utc_or_none(query.start_to, "start_to")
         fts = await self._has_fts()
-        async with self._snapshot() as session, session.begin():
-            found = await _finder.find(session, query, now, fts=fts)
-            uids = await _uids_by_appointment(session, [row.id for row in found.rows])
-            items = tuple(_appointment(row, uids.get(row.id, ())) for row in found.rows)
+
+        def work(session: Session) -> tuple[_finder.Found, list[Appointment]]:
+            found = _finder.find(session, query, now, fts=fts)
+            return found, _appointments(session, found.rows)
+
+        found, items = await self._query(work, snapshot=True)
         return SearchPage(
-            items=items,
+            items=tuple(items),
             total=found.total,
             total_exact=found.total_exact,
             page=query.page,
@@ -645,10 +671,8 @@ class Store:
             AppointmentRow.start_at >= utc(start_from, "start_from"),
             AppointmentRow.start_at < utc(start_to, "start_to"),
         )
-        async with self._read() as session, session.begin():
-            rows = list(await session.scalars(statement.order_by(AppointmentRow.start_at, AppointmentRow.id)))
-            uids = await _uids_by_appointment(session, [row.id for row in rows])
-            return [_appointment(row, uids.get(row.id, ())) for row in rows]
+        ordered = statement.order_by(AppointmentRow.start_at, AppointmentRow.id)
+        return await self._query(lambda session: _appointments(session, session.scalars(ordered)))
 
 
 def _upgrade_on(engine: Engine) -> None:
@@ -713,7 +737,14 @@ def _load(
     return found[0][0], [uid for _, uid in found if uid is not None]
 
 
-async def _uids_by_appointment(session: AsyncSession, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
+def _appointments(session: Session, rows: Iterable[AppointmentRow]) -> list[Appointment]:
+    """The appointments of `rows`, with their booking uids read in one statement."""
+    found = list(rows)
+    uids = _uids_by_appointment(session, [row.id for row in found])
+    return [_appointment(row, uids.get(row.id, ())) for row in found]
+
+
+def _uids_by_appointment(session: Session, appointment_ids: Iterable[str]) -> dict[str, list[str]]:
     """Every booking uid of each appointment, oldest first."""
     ids = list(appointment_ids)
     if not ids:
@@ -724,6 +755,6 @@ async def _uids_by_appointment(session: AsyncSession, appointment_ids: Iterable[
         .order_by(BookingUidRow.created_at, BookingUidRow.id)
     )
     result: dict[str, list[str]] = {}
-    for appointment_id, uid in await session.execute(statement):
+    for appointment_id, uid in session.execute(statement):
         result.setdefault(appointment_id, []).append(uid)
     return result

@@ -10,7 +10,8 @@ written out.
 
 Search objects outside this metadata, created by migration 0002: on SQLite the FTS5 table
 `appointments_search` (trigram, over `SEARCH_COLUMNS`) and the triggers that keep it in sync; on
-PostgreSQL the `pg_trgm` extension used by `ix_appointments_search_trgm`.
+PostgreSQL the `pg_trgm` extension used by `ix_appointments_search_document_trgm`. PostgreSQL only
+(migration 0006_search_document): the column `search_document` and its trigram index (`SEARCH_DOCUMENT`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Column,
+    Computed,
     DateTime,
     Enum,
     ForeignKey,
@@ -30,7 +33,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    literal_column,
     text,
     true,
 )
@@ -65,8 +67,9 @@ SORT_COLUMNS = (
 )
 LABEL_INDEX = "ix_appointments_label_filter"
 UNBOOKED_INDEX = "ix_appointments_unbooked_status_end_at"
-TRIGRAM_INDEX = "ix_appointments_text_trgm"
+TRIGRAM_INDEX = "ix_appointments_search_document_trgm"
 POSTGRESQL_ONLY_INDEXES = frozenset({TRIGRAM_INDEX})
+POSTGRESQL_ONLY_COLUMNS = frozenset({"search_document"})
 # PostgreSQL's free text: one document per row, the searched columns joined by a character no search
 # text holds (a text with it is looked for column by column), lower-cased as collation "C" does
 # (ASCII letters only). Queries must spell it exactly so, for the planner to match the index.
@@ -250,9 +253,11 @@ class AppointmentRow(TenantScoped, Base):
         ),
         # Every index of the store's queries starts with the tenant: one tenant's rows are one range of
         # it (their names are those from before tenants, which the search's index hints use).
-        # Sort keys (see SORT_COLUMNS), and `status` with `id` for sorting by status.
+        # Sort keys (see SORT_COLUMNS). Sorting by status sorts by the status shown, which no index holds.
         *(Index(f"ix_appointments_{column}_id_status", "tenant_id", column, "id", "status") for column in SORT_COLUMNS),
-        Index("ix_appointments_status_id", "tenant_id", "status", "id"),
+        # The phone filter: the called or the calling number, each looked up on its own index.
+        Index("ix_appointments_to_number", "tenant_id", "to_number"),
+        Index("ix_appointments_from_number", "tenant_id", "from_number"),
         # The narrowest index: counting a whole status, or the whole table, reads the fewest pages.
         Index("ix_appointments_status", "tenant_id", "status"),
         # Effective status: `completed` and the open statuses are ranges of (status, end_at) once
@@ -284,14 +289,19 @@ class AppointmentRow(TenantScoped, Base):
             "id",
             "label",
         ),
-        # PostgreSQL's free-text search: LIKE '%…%' on TEXT_DOCUMENT through trigrams (pg_trgm).
-        Index(
-            TRIGRAM_INDEX,
-            literal_column(TEXT_DOCUMENT).label("document"),
-            postgresql_using="gin",
-            postgresql_ops={"document": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
     )
+
+
+# PostgreSQL's free-text search: LIKE '%…%' on the stored TEXT_DOCUMENT through trigrams (pg_trgm). A
+# generated column, so that checking a candidate row reads the document instead of computing it (and the
+# planner, knowing a LIKE on it is cheap, reads rows in order and stops at the bound a count needs rather
+# than gathering every match of a common word from the index). Not mapped: the ORM never reads or writes
+# it, and SQLite, whose FTS5 table holds the same text, does not have it.
+SEARCH_DOCUMENT = Column("search_document", Text, Computed(TEXT_DOCUMENT, persisted=True))
+Base.metadata.tables[AppointmentRow.__tablename__].append_column(SEARCH_DOCUMENT)
+Index(
+    TRIGRAM_INDEX, SEARCH_DOCUMENT, postgresql_using="gin", postgresql_ops={"search_document": "gin_trgm_ops"}
+).ddl_if(dialect="postgresql")
 
 
 class BookingUidRow(TenantScoped, Base):
