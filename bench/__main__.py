@@ -17,10 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, conversation, latency, search, throughput
+from bench import coldstart, conversation, latency, search, tenants, throughput
 from bench.common import ROOT, Row, render_table, say
 
-SECTIONS = ("conversation", "latency", "search", "throughput", "cold_start")
+SECTIONS = ("conversation", "latency", "search", "throughput", "cold_start", "tenants")
 FULL_SIZES = "10000,100000,1000000"
 
 
@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="conversation: Cal.com latency injected per request, ms",
     )
     parser.add_argument("--warm-rounds", type=int, default=None, help="conversation: warm conversations (default 3)")
+    parser.add_argument("--tenants", type=int, default=None, help="tenants besides the default one (default 100)")
+    parser.add_argument(
+        "--tenant-requests", type=int, default=None, help="tenants: calls per phase and round (default 200)"
+    )
+    parser.add_argument("--tenant-rounds", type=int, default=None, help="tenants: rounds of each phase (default 2)")
     parser.add_argument("--commits", type=int, default=None, help="durable SQLite commits timed (default 200)")
     return parser
 
@@ -99,6 +104,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "calcom_latency_ms": args.calcom_latency,
         "warm_rounds": pick(args.warm_rounds, 3, 1),
         "commits": pick(args.commits, 200, 30),
+        "tenants": pick(args.tenants, tenants.DEFAULT_TENANTS, 4),
+        "tenant_requests": pick(args.tenant_requests, 200, 24),
+        "tenant_rounds": pick(args.tenant_rounds, 2, 1),
+        "tenant_concurrency": pick(None, 20, 4),
     }
 
 
@@ -176,6 +185,14 @@ async def run(settings: dict[str, Any]) -> tuple[dict[str, list[Row]], dict[str,
             settings["search_repeat"],
             settings["search_budget"],
             settings["pg_url"],
+        )
+    if "tenants" in sections:
+        rows["tenants"], details["tenants"] = await tenants.run(
+            tenants=settings["tenants"],
+            requests=settings["tenant_requests"],
+            concurrency=settings["tenant_concurrency"],
+            rounds=settings["tenant_rounds"],
+            pg_url=settings["pg_url"],
         )
     return rows, details
 

@@ -52,3 +52,8 @@ def test_the_quick_bench_runs_every_section_and_writes_the_table_as_json(tmp_pat
         assert any(m.startswith(f"{tool} p50 [") for m in metrics), tool
     for row in document["rows"]:
         assert set(row) >= {"metric", "value", "reference", "ratio", "target", "met"}
+    tenants = document["details"]["tenants"]
+    if "skipped" not in tenants:  # PostgreSQL reachable: several tenants on two servers ran
+        assert tenants["failures"] == 0, tenants["errors"]
+        assert any(s.startswith("tenants:") for s in sections)
+        assert {"calls/s spread over 4 tenants", "memory per idle tenant"} <= metrics

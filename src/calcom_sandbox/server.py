@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx2
 import uvicorn
@@ -32,6 +33,7 @@ class RunningSandbox:
 
     base_url: str
     state: SandboxState
+    accounts: tuple[SandboxState, ...] = ()  # more Cal.com accounts on the same port, told apart by API key
 
     @property
     def api_key(self) -> str:
@@ -40,14 +42,21 @@ class RunningSandbox:
 
 @asynccontextmanager
 async def run_sandbox(
-    state: SandboxState | None = None, host: str = "127.0.0.1", port: int = 0
+    state: SandboxState | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    accounts: Sequence[SandboxState] = (),
 ) -> AsyncIterator[RunningSandbox]:
     """Serve `state` (a fresh one by default) on host:port as a task of the current loop.
 
     Port 0 picks a free port; `base_url` carries the real one. Returns once the server accepts
-    connections and shuts it down cleanly on exit.
+    connections and shuts it down cleanly on exit. `accounts`: more Cal.com accounts (each its own world:
+    host, event types, bookings, rate limit) served on the same port; a request goes to the account whose
+    API key it carries, and anything else (no key, an unknown one, `/_sandbox/*`) to `state`'s.
     """
     world = state if state is not None else SandboxState()
+    worlds = (world, *accounts)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP,
     # and without it every keep-alive request waits ~40 ms on delayed ACKs.
@@ -59,7 +68,8 @@ async def run_sandbox(
         sock.close()
         raise
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(world), log_level="warning", access_log=False, lifespan="off")
+    app = create_app(world) if not accounts else _by_key(worlds)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
@@ -73,22 +83,47 @@ async def run_sandbox(
         sock.close()
         raise
     ticker = asyncio.create_task(server.main_loop(), name=f"appt-tools sandbox :{bound_port}")
-    world.faults.open()
-    world.faults.connection_closer = _closer(server)
-    world.webhooks.start(lambda: _webhook_client(world.webhook_timeout))
+    for each in worlds:
+        each.faults.open()
+        each.faults.connection_closer = _closer(server)
+        each.webhooks.start(_client_for(each))
     try:
         shown_host = f"[{host}]" if family == socket.AF_INET6 else host
-        yield RunningSandbox(f"http://{shown_host}:{bound_port}", world)
+        yield RunningSandbox(f"http://{shown_host}:{bound_port}", world, tuple(accounts))
     finally:
-        world.faults.close()  # held (timeout) answers end now, so the shutdown below is quick
+        for each in worlds:
+            each.faults.close()  # held (timeout) answers end now, so the shutdown below is quick
         server.should_exit = True
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         await _stop(server)
-        world.faults.connection_closer = None
-        await world.webhooks.stop()  # and closes its client
+        for each in worlds:
+            each.faults.connection_closer = None
+            await each.webhooks.stop()  # and closes its client
         sock.close()
+
+
+def _by_key(worlds: Sequence[SandboxState]) -> Callable[[Any, Any, Any], Any]:
+    """One ASGI app serving several accounts: the account is the one whose API key the request's bearer
+    token is (the first account's app answers anything else, e.g. an unknown key with Cal.com's 401)."""
+    apps = {each.api_key: create_app(each) for each in worlds}
+    first = apps[worlds[0].api_key]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        target = first
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    target = apps.get(value.decode("latin-1").partition(" ")[2].strip(), first)
+                    break
+        await target(scope, receive, send)
+
+    return app
+
+
+def _client_for(state: SandboxState) -> Callable[[], httpx2.AsyncClient]:
+    return lambda: _webhook_client(state.webhook_timeout)
 
 
 def _webhook_client(timeout: float) -> httpx2.AsyncClient:

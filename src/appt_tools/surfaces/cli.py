@@ -1,4 +1,4 @@
-"""`appt-tools`: serve, sandbox, demo, settings, event-types, appointments, webhooks, reconcile, db, schemas.
+"""`appt-tools`: serve, sandbox, demo, tenants, settings, event-types, appointments, webhooks, reconcile, db, schemas.
 
 Everything a person reads goes to stderr while an MCP server speaks on stdout (stdio transport).
 """
@@ -27,7 +27,8 @@ from appt_tools.surfaces.malloc_arenas import limit_malloc_arenas
 
 if TYPE_CHECKING:
     from appt_tools.core.service import AppointmentService
-    from appt_tools.models import EventType
+    from appt_tools.models import EventType, Tenant
+    from appt_tools.store import Store
     from appt_tools.surfaces.mcp_server import AppointmentServer, ServiceHandle
 
 
@@ -119,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Book, search, reschedule and cancel through a real MCP session on the sandbox.",
     )
 
+    _tenants_parser(sub)
+
     settings = sub.add_parser("settings", help="show or change settings", description="Show or change settings.")
     settings_sub = settings.add_subparsers(dest="action", required=True)
-    settings_sub.add_parser("show", help="every setting, where it comes from; secrets masked")
+    shower = settings_sub.add_parser("show", help="every setting, where it comes from; secrets masked")
     setter = settings_sub.add_parser(
         "set", help="store a setting (the environment still wins)", description="Store a setting."
     )
@@ -129,11 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     setter.add_argument("value", nargs="?", help="omit for secrets (API keys): they are asked for without echo")
     unset = settings_sub.add_parser("unset", help="remove a stored setting", description="Remove a stored setting.")
     unset.add_argument("key", choices=config.SETTING_KEYS, help="the setting")
+    for action in (shower, setter, unset):
+        action.add_argument(
+            "--tenant",
+            default=None,
+            metavar="SLUG",
+            help="the business whose settings these are (default: the default tenant, the only one of a "
+            "single-business deployment)",
+        )
 
     events = sub.add_parser("event-types", help="Cal.com event types", description="Cal.com event types.")
     events_sub = events.add_subparsers(dest="action", required=True)
-    events_sub.add_parser("refresh", help="sync from Cal.com")
-    events_sub.add_parser("list", help="show the synced list")
+    for action in (
+        events_sub.add_parser("refresh", help="sync from Cal.com"),
+        events_sub.add_parser("list", help="show the synced list"),
+    ):
+        _tenant_option(action)
 
     reconcile = sub.add_parser(
         "reconcile",
@@ -164,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     decline = appointments_sub.add_parser("decline", help="turn down a pending booking")
     decline.add_argument("appointment_id", metavar="ID", help="appointment id (apt_…) or Cal.com booking uid")
     decline.add_argument("--reason", default=None, help="told to the attendee, e.g. 'Fully booked that week'")
+    for action in (confirm, decline):
+        _tenant_option(action)
 
     webhooks = sub.add_parser(
         "webhooks",
@@ -303,6 +319,8 @@ async def _run(args: argparse.Namespace) -> int:
         from appt_tools.surfaces.demo import run_demo
 
         return await run_demo()
+    if args.command == "tenants":
+        return await _tenants(args)
     if args.command == "settings":
         return await _settings(args)
     if args.command == "event-types":
@@ -480,6 +498,189 @@ async def _serve_http(server: AppointmentServer, args: argparse.Namespace, sock:
     return 0
 
 
+def _tenants_parser(sub: Any) -> None:
+    tenants = sub.add_parser(
+        "tenants",
+        help="the businesses this deployment serves",
+        description="The businesses (tenants) this deployment serves, each with its own Cal.com key, settings, "
+        "appointments and phone numbers. A single business needs none of this: it is the default tenant.",
+    )
+    tenants_sub = tenants.add_subparsers(dest="action", required=True)
+    numbers_help = "the E.164 numbers its calls are dialled to, comma-separated, e.g. +14155550100,+14155550101"
+    add = tenants_sub.add_parser(
+        "add",
+        help="add a business",
+        description="Add a business. Then store its Cal.com key (asked for without echo): "
+        "appt-tools settings set --tenant SLUG calcom_api_key",
+    )
+    add.add_argument("slug", metavar="SLUG", help="lower-case letters, digits and '-', e.g. acme-dental")
+    add.add_argument("--name", required=True, help="its display name, e.g. 'Acme Dental'")
+    add.add_argument("--numbers", default="", help=numbers_help)
+    tenants_sub.add_parser("list", help="every business: slug, name, numbers, whether its Cal.com key is set")
+    show = tenants_sub.add_parser("show", help="one business and its settings (secrets masked)")
+    show.add_argument("slug", metavar="SLUG")
+    change = tenants_sub.add_parser(
+        "set", help="rename a business or change its numbers", description="Rename a business or change its numbers."
+    )
+    change.add_argument("slug", metavar="SLUG")
+    change.add_argument("--name", default=None, help="its new display name")
+    change.add_argument(
+        "--numbers", default=None, help=numbers_help + "; exactly these replace the old ones ('' for none)"
+    )
+    remove = tenants_sub.add_parser(
+        "remove",
+        help="stop serving a business (its data is kept unless --purge)",
+        description="Stop serving a business: it is no longer listed and its numbers are freed, but its "
+        "appointments and settings stay in the database. With --purge, delete all of it for good: you are "
+        "asked to type the slug to confirm (piped: printf %%s SLUG | appt-tools tenants remove SLUG --purge).",
+    )
+    remove.add_argument("slug", metavar="SLUG")
+    remove.add_argument(
+        "--purge", action="store_true", help="also delete its appointments, history and settings (asks to confirm)"
+    )
+
+
+def _tenant_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tenant", default=None, metavar="SLUG", help="the business to act for (default: the default tenant)"
+    )
+
+
+def _numbers(value: str) -> list[str]:
+    return [number.strip() for number in value.split(",") if number.strip()]
+
+
+async def _tenant_store(root: Store, slug: str | None) -> tuple[Store, bool]:
+    """The store of tenant `slug` (the default tenant's when None), and whether it is the default tenant's
+    (whose settings the whole environment applies to; another's, only the deployment-wide part)."""
+    if slug is None:
+        return root, True
+    tenant = await _tenant(root, slug)
+    return root.for_tenant(tenant.id), _is_default(tenant.id)
+
+
+def _is_default(tenant_id: int) -> bool:
+    from appt_tools.store import DEFAULT_TENANT_ID
+
+    return tenant_id == DEFAULT_TENANT_ID
+
+
+async def _tenant(root: Store, slug: str) -> Tenant:
+    """The tenant `slug`; NotFound naming the tenants there are."""
+    from appt_tools.errors import NotFound
+
+    tenant = await root.tenants.get(slug)
+    if tenant is None:
+        slugs = ", ".join(t.slug for t in await root.tenants.list())
+        removed = await root.tenants.get(slug, include_removed=True)
+        why = " (it was removed; its data is kept)" if removed is not None else ""
+        raise NotFound(
+            f"There is no tenant {slug!r}{why}. The tenants are: {slugs}. "
+            "Add one with: appt-tools tenants add SLUG --name 'Business Name'"
+        )
+    return tenant
+
+
+def _print_settings(settings: config.Settings) -> None:
+    print(f"database_url      {config.database_url()}")
+    for key in config.SETTING_KEYS:
+        print(f"{key:<17} {settings.shown(key)}  [{settings.sources.get(key, 'default')}]")
+
+
+async def _tenants(args: argparse.Namespace) -> int:
+    """Add, list, show, change and remove businesses; a Cal.com key is never printed, only whether it is set."""
+    from appt_tools.store import Store
+
+    async with Store.from_url(config.database_url()) as root:
+        admin = root.tenants
+        if args.action == "add":
+            tenant = await admin.add(args.slug, args.name, numbers=_numbers(args.numbers), now=_now())
+            _say(f"added tenant {tenant.slug!r} ({tenant.name}){_on(tenant.numbers)}.")
+            _say(
+                f"next: store its Cal.com key (asked for without echo): "
+                f"appt-tools settings set --tenant {tenant.slug} calcom_api_key"
+            )
+            return 0
+        if args.action == "list":
+            print(f"{'slug':<24} {'name':<32} {'calcom key':<10} numbers")
+            for tenant in await admin.list():
+                stored = await root.for_tenant(tenant.id).get_settings()
+                settings = config.resolve_for_tenant(stored, None, default=_is_default(tenant.id))
+                key = "set" if settings.calcom_api_key is not None else "not set"
+                numbers = ", ".join(tenant.numbers) or "-"
+                print(f"{tenant.slug:<24} {tenant.name:<32} {key:<10} {numbers}")
+            return 0
+        if args.action == "show":
+            tenant = await _tenant(root, args.slug)
+            print(f"tenant            {tenant.slug}")
+            print(f"name              {tenant.name}")
+            print(f"numbers           {', '.join(tenant.numbers) or '(none)'}")
+            print(f"created_at        {tenant.created_at.isoformat(timespec='seconds')}")
+            stored = await root.for_tenant(tenant.id).get_settings()
+            _print_settings(config.resolve_for_tenant(stored, None, default=_is_default(tenant.id)))
+            return 0
+        if args.action == "set":
+            if args.name is None and args.numbers is None:
+                _say(
+                    f"error: say what to change, e.g. appt-tools tenants set {args.slug} --name 'Acme Dental' "
+                    "or --numbers +14155550100,+14155550101"
+                )
+                return 2
+            before = await _tenant(root, args.slug)
+            after = before
+            if args.name is not None:
+                after = await admin.set_name(args.slug, args.name)
+            if args.numbers is not None:
+                after = await admin.set_numbers(args.slug, _numbers(args.numbers))
+            if after.name != before.name:
+                _say(f"tenant {after.slug!r}: name {before.name!r} → {after.name!r}")
+            if after.numbers != before.numbers:
+                _say(
+                    f"tenant {after.slug!r}: numbers {', '.join(before.numbers) or '(none)'} → "
+                    f"{', '.join(after.numbers) or '(none)'}"
+                )
+            if after == before:
+                _say(f"tenant {after.slug!r}: unchanged")
+            return 0
+        return await _remove_tenant(root, args)
+
+
+async def _remove_tenant(root: Store, args: argparse.Namespace) -> int:
+    """Remove (data kept), or with --purge delete everything once the slug is typed again."""
+    tenant = await root.tenants.get(args.slug, include_removed=args.purge)
+    if tenant is None:
+        await _tenant(root, args.slug)  # raises, naming the tenants there are
+    if not args.purge:
+        await root.tenants.remove(args.slug, now=_now())
+        _say(
+            f"removed tenant {args.slug!r}: it no longer answers calls and its numbers are free; its appointments "
+            f"and settings are kept. To delete them for good: appt-tools tenants remove {args.slug} --purge"
+        )
+        return 0
+    prompt = f"This deletes every appointment, history entry and setting of {args.slug!r} for good. Type its slug to confirm: "
+    if sys.stdin.isatty():
+        typed = await asyncio.to_thread(input, prompt)
+    else:
+        _say(prompt)
+        typed = sys.stdin.readline()
+    if typed.strip() != args.slug:
+        _say(f"error: the slug was not typed back, so nothing was deleted (type {args.slug!r} exactly).")
+        return 2
+    await root.tenants.remove(args.slug, now=_now(), purge=True)
+    _say(f"purged tenant {args.slug!r}: it and all of its data are deleted.")
+    return 0
+
+
+def _on(numbers: Sequence[str]) -> str:
+    return f", answering on {', '.join(numbers)}" if numbers else ", with no numbers yet (tenants set SLUG --numbers …)"
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
 _SECRET_ON_COMMAND_LINE = (
     "error: {key} is a secret, so it is not taken from the command line (shell history and the process "
     "list would keep it); nothing was stored. Run 'appt-tools settings set {key}' and paste it when asked, "
@@ -488,21 +689,26 @@ _SECRET_ON_COMMAND_LINE = (
 
 
 async def _settings(args: argparse.Namespace) -> int:
-    """`show` prints every setting; `set` and `unset` print only what changed."""
+    """`show` prints every setting; `set` and `unset` print only what changed. `--tenant` names the
+    business (default: the default tenant); a business's own settings come from the environment for the
+    default tenant only (`config.resolve_for_tenant`)."""
     from appt_tools.store import Store
 
-    async with Store.from_url(config.database_url()) as store:
+    async with Store.from_url(config.database_url()) as root:
+        store, default = await _tenant_store(root, args.tenant)
         stored = await store.get_settings()
         if args.action == "show":
-            settings = config.resolve(stored)
-            print(f"database_url      {config.database_url()}")
-            for key in config.SETTING_KEYS:
-                print(f"{key:<17} {settings.shown(key)}  [{settings.sources.get(key, 'default')}]")
+            _print_settings(config.resolve_for_tenant(stored, None, default=default))
             return 0
         if args.action == "set":
             value = args.value
             if value is not None and args.key in config.SECRET_KEYS:
-                _say(_SECRET_ON_COMMAND_LINE.format(key=args.key, env=config.ENV[args.key]))
+                message = _SECRET_ON_COMMAND_LINE.format(key=args.key, env=config.ENV[args.key])
+                if not default:  # another tenant's: the environment is not an option, --tenant is needed
+                    message = message.replace(
+                        f"settings set {args.key}", f"settings set --tenant {args.tenant} {args.key}"
+                    ).replace(f", or set {config.ENV[args.key]} in the environment", "")
+                _say(message)
                 return 2
             if value is None and args.key in config.SECRET_KEYS and not sys.stdin.isatty():
                 value = sys.stdin.readline().rstrip("\r\n")  # piped: printf %s "$KEY" | appt-tools settings set …
@@ -526,13 +732,14 @@ async def _settings(args: argparse.Namespace) -> int:
         old = config.resolve(stored, environ={}).shown(args.key)
         new = config.resolve(await store.get_settings(), environ={}).shown(args.key)
     verb = "stored" if args.action == "set" else "removed stored"
+    whose = "" if args.tenant is None else f" for tenant {args.tenant!r}"
     if old != new:
-        _say(f"{verb} {args.key}: {old} → {new}")
+        _say(f"{verb} {args.key}{whose}: {old} → {new}")
     elif args.key in config.SECRET_KEYS and args.action == "set":
-        _say(f"{verb} {args.key}: {new} (masked; a new value may look the same)")
+        _say(f"{verb} {args.key}{whose}: {new} (masked; a new value may look the same)")
     else:
-        _say(f"{verb} {args.key}: {new} (unchanged)")
-    if os.environ.get(config.ENV[args.key]):
+        _say(f"{verb} {args.key}{whose}: {new} (unchanged)")
+    if os.environ.get(config.ENV[args.key]) and (default or args.key in config.DEPLOYMENT_KEYS):
         _say(f"note: {config.ENV[args.key]} is set in the environment and wins over the stored value.")
     return 0
 
@@ -585,7 +792,7 @@ def _unknown_event_type(event_type_id: object, synced: Sequence[EventType]) -> s
 async def _event_types(args: argparse.Namespace) -> int:
     from appt_tools.runtime import open_service
 
-    async with open_service() as service:
+    async with open_service(tenant=args.tenant) as service:
         if args.action == "refresh":
             await service.refresh_event_types()
         types = await service.catalog.synced()
@@ -639,7 +846,7 @@ async def _appointments(args: argparse.Namespace) -> int:
 
     from appt_tools.runtime import open_service
 
-    async with open_service() as service:
+    async with open_service(tenant=args.tenant) as service:
         if args.action == "confirm":
             done = await service.confirm(args.appointment_id)
             verb = "confirmed"

@@ -25,7 +25,7 @@ named by X-Tenant or by the number dialled).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,7 @@ from appt_tools.surfaces.http.voice import (
 )
 from appt_tools.surfaces.mcp_server import AppointmentServer
 from appt_tools.surfaces.tenancy import CALLER_STATE, TENANT_STATE, Caller, Refusal, RequireCaller, Router
-from appt_tools.surfaces.web import dashboard_routes
+from appt_tools.surfaces.web import Keyring, dashboard_routes
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         Route("/webhooks/calcom", endpoints.calcom_webhook, methods=["POST"]),
         Route("/webhooks/calcom/{tenant}", endpoints.calcom_webhook, methods=["POST"]),
         # The owner's dashboard at / (pages, /app/*, /static/*): same service, same keys (web/session.py).
-        *dashboard_routes(server.service, checker, sandbox=settings.sandbox),
+        *dashboard_routes(server.service, checker, sandbox=settings.sandbox, keyring=_keyring(router, server)),
     ]
     # The SDK app's lifespan runs the MCP session manager; without it /mcp cannot serve.
     return _GuardedApp(
@@ -163,6 +163,16 @@ def build_http_app(server: AppointmentServer, *, settings: HttpSettings) -> Star
         exception_handlers={HttpProblem: problem_response, ClientDisconnect: client_gone},
         settings=settings,
     )
+
+
+def _keyring(router: Router, server: AppointmentServer) -> Callable[[], Awaitable[Keyring]]:
+    """The dashboard's sign-in keys: the operator's and every tenant's, from the router's directory."""
+    default = server.service.store.tenant_id
+
+    async def keyring() -> Keyring:
+        return Keyring.of_directory(await router.directory(), router.operator.api_keys, default)
+
+    return keyring
 
 
 def _guarded(routes: Sequence[BaseRoute], middleware: list[Middleware]) -> list[BaseRoute]:

@@ -39,6 +39,7 @@ from appt_tools.surfaces.web.present import (
     slot_choice,
 )
 from appt_tools.surfaces.web.session import Session
+from appt_tools.surfaces.web.tenancy import Acting
 
 # (column, header, what it sorts by); the numbers and the link are not sortable in the store.
 COLUMNS = (
@@ -193,8 +194,13 @@ def _int(raw: str | None) -> int | None:
 
 
 class Appointments:
-    def __init__(self, service: AppointmentService) -> None:
-        self.service = service
+    def __init__(self, acting: Acting) -> None:
+        self._acting = acting
+
+    @property
+    def service(self) -> AppointmentService:
+        """The service of the tenant this request acts for (web/tenancy.py)."""
+        return self._acting.service
 
     @property
     def region(self) -> str | None:

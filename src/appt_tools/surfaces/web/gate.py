@@ -16,6 +16,7 @@ from appt_tools import validation
 from appt_tools.errors import AppError
 from appt_tools.surfaces.web import owner_messages, render
 from appt_tools.surfaces.web.session import CSRF_HEADER, Session, Sessions, csrf_ok, foreign_host, foreign_origin
+from appt_tools.surfaces.web.tenancy import Acting
 
 logger = logging.getLogger("appt_tools.surfaces.web")
 
@@ -52,9 +53,10 @@ BAD_CSRF = "This page is out of date (its security token does not match). Reload
 
 
 class Gate:
-    def __init__(self, sessions: Sessions, timezone: Callable[[], str]) -> None:
+    def __init__(self, sessions: Sessions, timezone: Callable[[], str], acting: Acting | None = None) -> None:
         self.sessions = sessions
         self.timezone = timezone
+        self.acting = acting  # runs each handler for the session's tenant (web/tenancy.py)
 
     async def _host_refused(self, request: Request) -> bool:
         return await self.sessions.is_open() and foreign_host(request)
@@ -117,7 +119,10 @@ class Gate:
         """The handler's answer; the service's errors in plain words (see `plain`); nothing of an
         unexpected failure but a 500 (the traceback goes to the log, never the request's cookies)."""
         try:
-            return await handler(request, session)
+            if self.acting is None:
+                return await handler(request, session)
+            async with self.acting.using(await self.sessions.acting_for(session)):
+                return await handler(request, session)
         except BadRequest as exc:
             return failure(exc.status, "invalid_request", exc.message)
         except AppError as exc:

@@ -5,6 +5,7 @@ GET  /calendar               the month calendar (?month=YYYY-MM)
 GET  /settings               Cal.com key, default event type, time zone, duration, business name
 GET  /login, POST /login     sign in with an HTTP API key (only when the server has keys)
 POST /logout
+POST /app/tenant             an operator's session switches business (form: tenant=<slug>, next=<path>)
 GET  /app/table              the table, as a fragment (?q, status, sort, order, page, page_size)
 GET  /app/calendar           the month grid, as a fragment (?month)
 GET  /app/slots              free times on a day for the drawer (?date, event_type_id)
@@ -20,6 +21,7 @@ GET  /static/…               the dashboard's own CSS and script
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,19 +40,38 @@ from appt_tools.surfaces.web.appointments import Appointments
 from appt_tools.surfaces.web.gate import BadRequest, Gate, failure, form_body
 from appt_tools.surfaces.web.session import Session, Sessions, csrf_ok, foreign_origin
 from appt_tools.surfaces.web.settings import SettingsPage
+from appt_tools.surfaces.web.tenancy import Acting, KeyringSource
 
 VIEW_COOKIE = "appt_view"  # "table" or "calendar": the last view, for this browser session
 FAILED_SIGN_IN_DELAY = 0.25  # seconds; keys are long and random, this only slows a script down further
 
 
 class Dashboard:
-    def __init__(self, service: AppointmentService, checker: CredentialChecker, *, sandbox: bool) -> None:
-        self.service = service
-        self.sessions = Sessions(checker, secret=lambda: _session_secret(service), ledger=service.store)
-        self.gate = Gate(self.sessions, lambda: service.timezone)
-        self.appointments = Appointments(service)
-        self.settings = SettingsPage(service, sandbox=sandbox)
+    def __init__(
+        self,
+        service: AppointmentService,
+        checker: CredentialChecker,
+        *,
+        sandbox: bool,
+        keyring: KeyringSource | None = None,
+    ) -> None:
+        self.acting = Acting(service)
+        self.sessions = Sessions(
+            checker,
+            secret=lambda: _session_secret(service),
+            ledger=service.store,
+            keyring=keyring,
+            default_tenant=service.store.tenant_id,
+        )
+        self.gate = Gate(self.sessions, lambda: self.acting.service.timezone, self.acting)
+        self.appointments = Appointments(self.acting)
+        self.settings = SettingsPage(self.acting, sandbox=sandbox)
         self.sandbox = sandbox
+
+    @property
+    def service(self) -> AppointmentService:
+        """The service of the tenant this request acts for (web/tenancy.py)."""
+        return self.acting.service
 
     def routes(self) -> list[BaseRoute]:
         page, read, change, a = self.gate.page, self.gate.read, self.gate.change, self.appointments
@@ -61,6 +82,7 @@ class Dashboard:
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", change(self.logout, form=True), methods=["POST"]),
+            Route("/app/tenant", change(self.switch_tenant, form=True), methods=["POST"]),
             Route("/app/table", read(a.table_fragment), methods=["GET"]),
             Route("/app/calendar", read(a.calendar_fragment), methods=["GET"]),
             Route("/app/slots", read(a.slots), methods=["GET"]),
@@ -79,7 +101,12 @@ class Dashboard:
     async def _common(self, session: Session, view: str) -> dict[str, Any]:
         types = await self.appointments.event_types()
         default = self.service.settings.event_type_id or next((t.id for t in types if not t.hidden), None)
+        ring = await self.sessions.keyring()
+        acting = ring.business(self.service.store.tenant_id)
         return {
+            # The business shown, and (an operator's session, with several) the ones it may switch to.
+            "business": acting if len(ring.businesses) > 1 else None,
+            "businesses": ring.businesses if session.tenant is None and len(ring.businesses) > 1 else (),
             "view": view,
             "csrf": session.csrf,
             "open": await self.sessions.is_open(),
@@ -112,6 +139,26 @@ class Dashboard:
     async def settings_page(self, request: Request, session: Session) -> Response:
         context = {**await self._common(session, "settings"), **await self.settings.context()}
         return render.html("settings.html", **context)
+
+    async def switch_tenant(self, request: Request, session: Session) -> Response:
+        """An operator's session chooses the business it shows and acts for (kept in the session)."""
+        form = await form_body(request)
+        if session.tenant is not None:
+            return failure(
+                403,
+                "forbidden",
+                "This key belongs to one business and shows only that one. Sign in with an operator key "
+                "(APPT_TOOLS_OPERATOR_KEYS) to switch between businesses.",
+            )
+        ring = await self.sessions.keyring()
+        slug = form.get("tenant", "").strip()
+        chosen = ring.by_slug(slug)
+        if chosen is None:
+            known = ", ".join(b.slug for b in ring.businesses) or "(none)"
+            return failure(404, "not_found", f"There is no business {slug[:63]!r} here; choose one of: {known}.")
+        response = RedirectResponse(_next(form.get("next")), 303)
+        self.sessions.store(response, request, dataclasses.replace(session, acting=chosen.id))
+        return response
 
     # --- signing in and out -------------------------------------------------------------------
 

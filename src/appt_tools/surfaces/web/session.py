@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from appt_tools.surfaces.auth import CredentialChecker, asks_for_loopback, key_matches
+from appt_tools.surfaces.web.tenancy import Keyring, KeyringSource
 
 COOKIE = "appt_session"
 LIFETIME_SECONDS = 12 * 60 * 60
@@ -51,6 +52,8 @@ class Session:
     csrf: str
     key_tag: str | None  # HMAC of the API key signed in with; None before sign-in (or while open)
     id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    tenant: int | None = None  # the tenant whose key it is; None: an operator's key (or open, or signed out)
+    acting: int | None = None  # an operator's choice of tenant (the switcher); None: the default tenant
 
 
 class SessionLedger(Protocol):
@@ -99,10 +102,15 @@ class Sessions:
         secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
         ledger: SessionLedger | None = None,
         clock: Callable[[], float] = time.time,
+        keyring: KeyringSource | None = None,
+        default_tenant: int = 0,
     ) -> None:
         """`secret`: the signing key, or how to get it (awaited once, by `ready`); None: a random one.
-        `ledger`: where sign-outs are recorded; None: this process only."""
+        `ledger`: where sign-outs are recorded; None: this process only. `keyring`: every key that may
+        sign in and whose it is (web/tenancy.py); None: the checker's keys, all `default_tenant`'s."""
         self.checker = checker
+        self._keyring = keyring
+        self.default_tenant = default_tenant
         self.ledger = ledger or LocalLedger()
         self._load = secret if callable(secret) else None
         self._key = None if callable(secret) else (secret or secrets.token_bytes(32))
@@ -133,11 +141,16 @@ class Sessions:
 
     # --- the cookie ---------------------------------------------------------------------------
 
-    def new(self, key: str | None = None) -> Session:
-        return Session(csrf=secrets.token_urlsafe(32), key_tag=self._tag(key) if key else None)
+    def new(self, key: str | None = None, tenant: int | None = None) -> Session:
+        return Session(csrf=secrets.token_urlsafe(32), key_tag=self._tag(key) if key else None, tenant=tenant)
 
     def encode(self, session: Session) -> str:
-        return self._serializer.dumps({"c": session.csrf, "k": session.key_tag, "i": session.id})
+        data: dict[str, object] = {"c": session.csrf, "k": session.key_tag, "i": session.id}
+        if session.tenant is not None:
+            data["t"] = session.tenant
+        if session.acting is not None:
+            data["a"] = session.acting
+        return self._serializer.dumps(data)
 
     def decode(self, raw: str | None) -> Session | None:
         """The session a cookie carries, or None when it is missing, tampered with, signed with another
@@ -150,8 +163,14 @@ class Sessions:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str) or not isinstance(data.get("i"), str):
             return None
-        key_tag = data.get("k")
-        return Session(csrf=data["c"], key_tag=key_tag if isinstance(key_tag, str) else None, id=data["i"])
+        key_tag, tenant, acting = data.get("k"), data.get("t"), data.get("a")
+        return Session(
+            csrf=data["c"],
+            key_tag=key_tag if isinstance(key_tag, str) else None,
+            id=data["i"],
+            tenant=tenant if isinstance(tenant, int) and not isinstance(tenant, bool) else None,
+            acting=acting if isinstance(acting, int) and not isinstance(acting, bool) else None,
+        )
 
     async def read(self, request: Request) -> Session | None:
         """The request's session; None when its cookie is unusable or the session was signed out."""
@@ -181,32 +200,53 @@ class Sessions:
 
     # --- who is signed in ---------------------------------------------------------------------
 
+    async def keyring(self) -> Keyring:
+        if self._keyring is not None:
+            return await self._keyring()
+        keys = (await self.checker.credentials()).api_keys
+        return Keyring((), ((self.default_tenant, keys),), (), self.default_tenant)
+
     async def keys(self) -> tuple[SecretStr, ...]:
-        return (await self.checker.credentials()).api_keys
+        """Every key that may sign in: the operator's and every tenant's."""
+        ring = await self.keyring()
+        return ring.operator + tuple(key for _, keys in ring.tenants for key in keys)
 
     async def is_open(self) -> bool:
         """No sign-in needed: loopback and no key, as for /tools and /mcp."""
-        return self.checker.loopback and not await self.keys()
+        return self.checker.loopback and not (await self.keyring()).any
 
     async def signed_in(self, session: Session | None) -> bool:
-        keys = await self.keys()
-        if not keys:
+        ring = await self.keyring()
+        if not ring.any:
             return self.checker.loopback  # fails closed if the keys are removed from a public server
         if session is None or session.key_tag is None:
             return False
+        # The key must still be one of the keys of whoever signed in with it (operator, or that tenant).
+        keys = ring.operator if session.tenant is None else ring.of(session.tenant)
         matched = False
         for key in keys:  # every key compared, no early exit
             matched |= hmac.compare_digest(session.key_tag, self._tag(key.get_secret_value()))
         return matched
 
     async def sign_in(self, given: str) -> Session | None:
-        """A fresh session (new CSRF token) for a key that is one of the configured keys."""
+        """A fresh session (new CSRF token) for a key that is an operator's or a tenant's key."""
         await self.ready()
         given = given.strip()
-        keys = await self.keys()
-        if not keys or not key_matches(given, keys):
-            return None
-        return self.new(given)
+        ring = await self.keyring()
+        if key_matches(given, ring.operator):
+            return self.new(given)
+        owners = [tenant for tenant, keys in ring.tenants if keys and key_matches(given, keys)]
+        return self.new(given, tenant=owners[0]) if owners else None
+
+    async def acting_for(self, session: Session) -> int:
+        """The tenant a signed-in session acts for: its key's tenant, or the operator's choice while that
+        tenant is still served (else the default tenant)."""
+        ring = await self.keyring()
+        if session.tenant is not None:
+            return session.tenant
+        if session.acting is not None and ring.business(session.acting) is not None:
+            return session.acting
+        return ring.default
 
 
 def csrf_ok(session: Session | None, offered: str | None) -> bool:

@@ -28,6 +28,7 @@ from appt_tools.runtime import Runtime
 from appt_tools.surfaces.web import render
 from appt_tools.surfaces.web.gate import json_body
 from appt_tools.surfaces.web.session import Session
+from appt_tools.surfaces.web.tenancy import Acting
 
 # What the page edits, in order, with what a person calls it.
 FIELDS = {
@@ -41,9 +42,14 @@ FIELDS = {
 
 
 class SettingsPage:
-    def __init__(self, service: AppointmentService, *, sandbox: bool) -> None:
-        self.service = service
+    def __init__(self, acting: Acting, *, sandbox: bool) -> None:
+        self._acting = acting
         self.sandbox = sandbox
+
+    @property
+    def service(self) -> AppointmentService:
+        """The service of the tenant this request acts for (web/tenancy.py)."""
+        return self._acting.service
 
     async def context(self) -> dict[str, Any]:
         settings = self.service.settings
