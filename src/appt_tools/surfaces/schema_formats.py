@@ -14,6 +14,7 @@ optional argument means the same thing to our tools: use the default the descrip
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 DROPPED_KEYWORDS = (
@@ -37,34 +38,59 @@ def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
     (`additionalProperties: false`), only the truly required arguments in `required`, optional ones
     without a nullable wrapper, and none of the keywords `strict_schema` drops (descriptions state
     defaults and ranges). A null optional argument is still accepted: it means "use the default"."""
+    return _closed(schema, _optional_plain)
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return _closed(schema, _optional_nullable)
+
+
+def _optional_plain(properties: dict[str, Any], required: set[str]) -> list[str] | None:
+    for name, prop in properties.items():
+        if name not in required:
+            properties[name] = _without_null(prop)
+    return [name for name in properties if name in required] or None
+
+
+def _optional_nullable(properties: dict[str, Any], required: set[str]) -> list[str] | None:
+    for name, prop in properties.items():
+        if name not in required and not _nullable(prop):
+            properties[name] = _make_nullable(prop)
+    return list(properties)
+
+
+def _closed(schema: dict[str, Any], optional: Callable[[dict[str, Any], set[str]], list[str] | None]) -> dict[str, Any]:
+    """A copy of `schema` with every object closed, the dropped keywords gone, and each object's optional
+    properties shaped by `optional`, which answers the object's new `required` list (None: none)."""
     result = copy.deepcopy(schema)
-    _compact(result)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for keyword in DROPPED_KEYWORDS:
+            node.pop(keyword, None)
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            required = optional(properties, set(node.get("required", ())))
+            if required is None:
+                node.pop("required", None)
+            else:
+                node["required"] = required
+            node["additionalProperties"] = False
+            node.setdefault("type", "object")
+        for key, value in node.items():
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                for sub in value.values():  # a property may be named like a keyword ("title")
+                    walk(sub)
+            elif isinstance(value, (dict, list)):
+                walk(value)
+
+    walk(result)
     return result
-
-
-def _compact(node: Any) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _compact(item)
-        return
-    if not isinstance(node, dict):
-        return
-    for keyword in DROPPED_KEYWORDS:
-        node.pop(keyword, None)
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        required = set(node.get("required", ()))
-        for name, prop in properties.items():
-            if name not in required:
-                properties[name] = _without_null(prop)
-        node["additionalProperties"] = False
-        node.setdefault("type", "object")
-    for key, value in node.items():
-        if key in ("properties", "$defs") and isinstance(value, dict):
-            for sub in value.values():  # a property may be named like a keyword ("title")
-                _compact(sub)
-        elif isinstance(value, (dict, list)):
-            _compact(value)
 
 
 def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
@@ -74,42 +100,6 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     real = [option for option in options if option != NULL]
     rest = {key: value for key, value in prop.items() if key != "anyOf"}
     return {**real[0], **rest} if len(real) == 1 else {"anyOf": real, **rest}
-
-
-def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    result = copy.deepcopy(schema)
-    _strict(result)
-    return result
-
-
-def _strict(node: Any) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _strict(item)
-        return
-    if not isinstance(node, dict):
-        return
-    for keyword in DROPPED_KEYWORDS:
-        node.pop(keyword, None)
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        required = set(node.get("required", ()))
-        for name, prop in properties.items():
-            if name not in required and not _nullable(prop):
-                properties[name] = _make_nullable(prop)
-        node["required"] = list(properties)
-        node["additionalProperties"] = False
-        if "type" not in node:
-            node["type"] = "object"
-    for key, value in node.items():
-        if key == "properties" and isinstance(value, dict):
-            for prop in value.values():
-                _strict(prop)
-        elif key == "$defs" and isinstance(value, dict):
-            for definition in value.values():
-                _strict(definition)
-        elif isinstance(value, (dict, list)):
-            _strict(value)
 
 
 def _nullable(prop: dict[str, Any]) -> bool:
