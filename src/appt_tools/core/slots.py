@@ -196,7 +196,8 @@ class SlotFinder:
             taken = (seen is not None and any(s.start == start for s in seen)) or (
                 self.warm is not None and self.warm.saw_free((event_type.id, duration), start)
             )
-        self.changed()
+        if cause is not None:  # Cal.com knew better than our copies: they are stale (a hold changes nothing)
+            self.changed()
         try:
             around = await self.near(event_type, start, length, rescheduling=rescheduling)
         except CalcomError:
