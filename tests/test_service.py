@@ -94,7 +94,7 @@ async def test_booking_a_taken_slot_offers_the_nearest_free_slots_and_books_noth
     page = await service.store.search(SearchQuery(page_size=100), now=datetime.now(UTC))
     attempt = next(a for a in page.items if a.attendee_email == "bob@example.com")
     assert attempt.status is AppointmentStatus.FAILED and attempt.booking_uid is None
-    assert "taken" in (attempt.last_error or "")
+    assert "Cal.com refused the time" in (attempt.last_error or "")
     assert page.total == live + 1
 
 

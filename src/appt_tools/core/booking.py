@@ -251,7 +251,7 @@ class Booker(UseCase):
                 if twin is not None:  # the same request, booked a moment ago by a concurrent call
                     await self._fail(appointment, f"Same request as {twin.id}, which was booked first.")
                     return twin
-                await self._fail(appointment, f"Cal.com refused: the slot was taken ({exc.message})")
+                await self._fail(appointment, f"Cal.com refused the time: {exc.message}")
                 raise await self._slots.refused(event_type, appointment.start, length, cause=exc) from exc
             except CalcomUnavailable as exc:
                 if not exc.outcome_unknown:
