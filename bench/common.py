@@ -19,6 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
+async def stop_all(processes: Sequence[asyncio.subprocess.Process]) -> None:
+    """Terminate the server processes a bench started, together; kill any that outlives 15 s."""
+    for process in processes:
+        if process.returncode is None:
+            process.terminate()
+    for process in processes:
+        try:
+            async with asyncio.timeout(15):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100), linear between closest ranks; NaN for no values."""
     if not values:

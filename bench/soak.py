@@ -43,7 +43,7 @@ import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from bench.common import PYTHON, ROOT, child_env, say
+from bench.common import PYTHON, ROOT, child_env, say, stop_all
 from calcom_sandbox import Fault, SandboxState, run_sandbox
 from tests.helpers import free_port, wait_for_port
 
@@ -366,16 +366,7 @@ async def servers(env: dict[str, str], count: int, logs: Path) -> AsyncIterator[
             bases.append((f"http://127.0.0.1:{port}", process.pid))
         yield bases
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.terminate()
-        for process in processes:
-            try:
-                async with asyncio.timeout(15):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_all(processes)
 
 
 async def judge(database: str, state: SandboxState, tally: Tally) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx2
 
-from bench.common import PYTHON, ROOT, Row, child_env, p50, p95, ratio, say
+from bench.common import PYTHON, ROOT, Row, child_env, p50, p95, ratio, say, stop_all
 from tests.helpers import free_port, wait_for_port
 
 OPERATOR_KEY = "bench-operator-key-0123456789abcdef"
@@ -87,16 +87,7 @@ async def _servers(env: dict[str, str], count: int) -> AsyncIterator[list[tuple[
             bases.append((f"http://127.0.0.1:{port}", process.pid))
         yield bases
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.terminate()
-        for process in processes:
-            try:
-                async with asyncio.timeout(15):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_all(processes)
 
 
 async def _populate(url: str, base_url: str, accounts: Sequence[Any]) -> list[str]:
