@@ -635,6 +635,24 @@ NEST_LIST = httpx2.Response(
             id="409 race",
         ),
         pytest.param(
+            envelope_error(422, "UnprocessableEntityException", "Can't reserve a slot if the event is already booked."),
+            CalcomSlotTaken,
+            422,
+            "already booked",
+            id="422 reservation over a booking",
+        ),
+        pytest.param(
+            envelope_error(
+                422,
+                "UnprocessableEntityException",
+                "This time slot is already reserved by another user. Please choose a different time.",
+            ),
+            CalcomSlotTaken,
+            422,
+            "already reserved",
+            id="422 reservation over a reservation",
+        ),
+        pytest.param(
             plain_error(400, "Cancellation reason is required when you are the host"),
             CalcomRejected,
             400,

@@ -19,6 +19,7 @@ from calcom_sandbox import SandboxState
 from calcom_sandbox.records import BookingField
 from test_sandbox import (
     BOOKINGS,
+    CONSULTATION,
     EVENT_TYPES,
     INTRO,
     NOW,
@@ -352,3 +353,33 @@ async def test_the_minimum_reschedule_notice_does_not_apply_outside_its_window()
                 f"/v2/bookings/{booking['uid']}/reschedule", json={"start": TUE_1000}, headers=BOOKINGS
             )
         assert success(moved, "POST", RESCHEDULE, 201)["status"] == "accepted"
+
+
+# --- §12.14 slot reservations ----------------------------------------------------------------------
+
+RESERVATIONS = "/v2/slots/reservations"
+
+
+async def _reserve(client: httpx2.AsyncClient, start: str) -> httpx2.Response:
+    body = {"eventTypeId": CONSULTATION, "slotStart": start}
+    return await client.post(RESERVATIONS, json=body, headers={"cal-api-version": "2024-09-04"})
+
+
+async def test_a_reservation_is_refused_only_over_a_live_booking_or_another_reservation() -> None:
+    """§12.14, slots-2024-09-04 slots.service.ts `reserveSlot`: a 422 when an active booking of the event
+    type overlaps the time, or (`checkSlotOverlap`) another reservation does; working hours, notice and
+    the slot grid are not checked there (a hold must know the time is free: core/holds.py)."""
+    async with opened() as (_, client):
+        await book(client, TUE_0900)
+        booked = await _reserve(client, TUE_0900)
+        assert refused(booked, 422, "UnprocessableEntityException") == (
+            "Can't reserve a slot if the event is already booked."
+        )
+        first = await _reserve(client, TUE_1000)
+        assert success(first, "POST", RESERVATIONS, 201)["slotStart"].startswith("2030-10-29T14:00:00")
+        again = await _reserve(client, TUE_1000)
+        assert refused(again, 422, "UnprocessableEntityException").startswith(
+            "This time slot is already reserved by another user."
+        )
+        sunday_night = await _reserve(client, "2030-11-03T06:00:00Z")  # 01:00 in New York: no working hours
+        assert sunday_night.status_code == 201, sunday_night.text

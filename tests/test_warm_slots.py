@@ -391,3 +391,37 @@ async def test_many_changes_at_once_are_counted_in_a_few_writes_and_the_last_is_
         service.slots_changed()
         await _until(lambda: service.warm.covers(_key(sandbox)))
         assert await service.store.slot_changes() == before + counted + 1
+
+
+async def test_a_hold_of_a_warm_free_time_costs_one_calcom_request(sandbox, db_url):
+    """The warm copy saw the time free: the hold only asks Cal.com to reserve it (issue 15: one round trip)."""
+    async with _warm(sandbox, db_url) as service:
+        first = (await service.find_slots(SlotRequest(day=next_weekday()))).slots[0].start
+        sandbox.state.faults.add(LOG_EVERY_REQUEST)
+        hold = await service.hold(arguments.hold_request(start=first.isoformat()))
+        assert _slot_requests(sandbox) == ["POST /v2/slots/reservations"]
+        assert hold.reservation_uid in sandbox.state.reservations
+
+
+async def test_a_hold_of_a_time_booked_since_the_warm_copy_is_refused_with_fresh_alternatives(sandbox, db_url):
+    """Cal.com's reservation refuses a time booked since the copy was read (422): the caller hears it was
+    just taken, with times free now; no hold is left in the store."""
+    async with _warm(sandbox, db_url) as service:
+        day = next_weekday()
+        first = (await service.find_slots(SlotRequest(day=day))).slots[0].start
+        async with CalcomClient(sandbox.api_key, sandbox.base_url) as other:  # booked in Cal.com, no webhook
+            await other.create_booking(
+                BookingRequest(
+                    event_type_id=sandbox.state.default_event_type_id,
+                    start=first,
+                    attendee_name="Walk In",
+                    attendee_email="walk.in@example.com",
+                    attendee_time_zone="America/New_York",
+                )
+            )
+        with pytest.raises(SlotUnavailable) as refused:
+            await service.hold(arguments.hold_request(start=first.isoformat()))
+        assert refused.value.taken and refused.value.alternatives
+        assert first not in [s.start for s in refused.value.alternatives]
+        assert await service.store.live_holds(first, first + timedelta(minutes=30), now=datetime.now(UTC)) == []
+        assert sandbox.state.reservations == {}

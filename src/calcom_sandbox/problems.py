@@ -25,6 +25,9 @@ MSG_OUT_OF_BOUNDS: Final = (
     'with "start" time equal to one of the available slots: https://cal.com/docs/api-reference/v2/slots'
 )
 MSG_CONFLICT: Final = "booking_conflict_error"
+# slots-2024-09-04 SlotsService.reserveSlot and checkSlotOverlap (422).
+MSG_RESERVE_BOOKED: Final = "Can't reserve a slot if the event is already booked."
+MSG_RESERVE_RESERVED: Final = "This time slot is already reserved by another user. Please choose a different time."
 # The old plain text of handleCancelBooking.ts; since PR #22128 the v2 input service answers first (§12.1).
 MSG_ALREADY_CANCELLED: Final = "This booking has already been cancelled."
 # 403s that are not about the key (NOTES §12.7): checkIfBookerEmailIsBlocked.ts, validateRescheduleRestrictions.ts,
@@ -113,6 +116,10 @@ def throttled() -> Problem:
 
 def bad_request(message: str) -> Problem:
     return Problem(400, message)
+
+
+def unprocessable(message: str) -> Problem:
+    return Problem(422, message)
 
 
 def not_found(message: str) -> Problem:

@@ -39,13 +39,16 @@ from appt_tools.errors import (
 )
 
 # What Cal.com says when the time is no longer free (NOTES §4, §6): the availability check (400),
-# the idempotency-key race (409), and a full seated slot (409).
+# the idempotency-key race (409), a full seated slot (409), and a reservation of a time already booked or
+# reserved (422, slots-2024-09-04 `SlotsService.reserveSlot` and `checkSlotOverlap`).
 _SLOT_TAKEN_MARKERS = (
     "already has booking",
     "not available",
     "booking_conflict_error",
     "booking_seats_full_error",
     "no more seats left",
+    "event is already booked",
+    "already reserved by another user",
 )
 # Cal.com's two wordings of "already cancelled": handleCancelBooking.ts (plain) and, since PR #22128,
 # the v2 input service (envelope): "Can't cancel booking with uid=… because it has been cancelled already…".
@@ -83,7 +86,7 @@ def error_from_response(response: httpx2.Response, *, method: str, secret: str) 
         )
     if status == 400 and _says(said, _OUT_OF_BOUNDS_MARKERS):
         return CalcomTimeOutOfBounds(f"Cal.com does not take bookings at that time: {said}", status=status)
-    if status in (400, 409) and _says(said, _SLOT_TAKEN_MARKERS):
+    if status in (400, 409, 422) and _says(said, _SLOT_TAKEN_MARKERS):
         return CalcomSlotTaken(f"That time is no longer available on Cal.com: {said}", status=status)
     if 400 <= status < 500:
         return CalcomRejected(f"Cal.com rejected the request ({status}): {said}", status=status)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from appt_tools import validation
 from appt_tools.core.parts import Parts, UseCase
 from appt_tools.core.requests import HoldRequest
-from appt_tools.errors import CalcomError, InvalidArgument
+from appt_tools.errors import CalcomError, CalcomSlotTaken, InvalidArgument
 from appt_tools.models import Hold
 
 HOLD_ID_PREFIX = "hold_"
@@ -37,8 +37,13 @@ class Holds(UseCase):
         event_type = await self._catalog.pick(request.event_type_id)
         length = self._catalog.duration(event_type, request.duration_minutes)
         start = request.start.astimezone(UTC)
-        around = await self._slots.check_free(event_type, start, length)
-        reservation = await self._reserve(event_type.id, start, length if event_type.length_options else None, minutes)
+        await self._slots.check_free(event_type, start, length)
+        try:
+            reservation = await self._reserve(
+                event_type.id, start, length if event_type.length_options else None, minutes
+            )
+        except CalcomSlotTaken as exc:  # booked or reserved in Cal.com since our copy was read
+            raise await self._slots.refused(event_type, start, length, cause=exc) from None
         hold = Hold(
             id=HOLD_ID_PREFIX + secrets.token_urlsafe(9),
             event_type_id=event_type.id,
@@ -51,7 +56,7 @@ class Holds(UseCase):
         )
         if await self._store.add_hold(hold, now=now) is None:  # another call held it a moment ago
             await self._unreserve(reservation)
-            raise self._slots.unavailable(start, around, taken=True)
+            raise await self._slots.refused(event_type, start, length, taken=True)
         return hold
 
     async def release(self, hold_id: str) -> Hold:
@@ -80,8 +85,11 @@ class Holds(UseCase):
         await self._store.delete_hold(hold.id)
 
     async def _reserve(self, event_type_id: int, start: datetime, length: int | None, minutes: int) -> str | None:
+        """Cal.com's reservation uid; `CalcomSlotTaken` when Cal.com says the time is booked or reserved."""
         try:
             return await self._calcom().reserve_slot(event_type_id, start, length_minutes=length, minutes=minutes)
+        except CalcomSlotTaken:
+            raise
         except CalcomError:
             return None  # our hold stands; only Cal.com's own booking page will not hide the time
 

@@ -11,6 +11,7 @@ Its settings and Cal.com client are read-only to everyone but the runtime that o
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from appt_tools import validation
 from appt_tools.calcom import CalcomClient
 from appt_tools.config import Settings
 from appt_tools.core.booking import Booker
@@ -62,6 +64,7 @@ class AppointmentService:
         self._calcom = calcom
         self._settings = settings
         self._clock = clock
+        self._rehearsal: asyncio.Future[None] | None = None  # `start_sync`'s warm-up of the first booking
         self.catalog = EventTypeCatalog(
             store, lambda: self._calcom, lambda: self._settings, clock, on_host=self._adopt_host_timezone
         )
@@ -139,6 +142,8 @@ class AppointmentService:
         `EventTypeCatalog.start`). Without a Cal.com key there is nothing to read."""
         if self._calcom is not None:
             self.catalog.start(self._calcom)
+        # The first booking's imports too, in a worker thread (`validation.rehearse`).
+        self._rehearsal = asyncio.get_running_loop().run_in_executor(None, validation.rehearse)
 
     def start_warm(self) -> None:
         """At server start: keep the free slots of the event types in use warm, in the background

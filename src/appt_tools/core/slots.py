@@ -138,22 +138,23 @@ class SlotFinder:
             event_type, lo, start + timedelta(days=7), length, rescheduling=rescheduling, cached=False
         )
 
-    async def check_free(
-        self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
-    ) -> list[Slot]:
-        """The free slots around `start`; SlotUnavailable (with the nearest ones) unless `start` is one.
-        A slot the cache saw free a moment ago passes without a round trip. Only a hold checks first (it
-        reserves the time in Cal.com); a booking or a move asks Cal.com straight away (`refused` after)."""
+    async def check_free(self, event_type: EventType, start: datetime, length: int) -> None:
+        """SlotUnavailable (with the nearest free times) unless `start` is free and not held. Only a hold
+        checks first (Cal.com's reservation does not check working hours); a booking or a move asks Cal.com
+        straight away (`refused` after). A time the warm copy or the cache saw free passes without a round
+        trip: Cal.com's reservation still refuses a time booked or reserved since (`Holds.hold`)."""
         duration = length if event_type.length_options else None
         seen = self.cache.covering(event_type.id, duration, start)
+        if seen is None and self.warm is not None:
+            warm = await self.warm.get((event_type.id, duration), start, start + timedelta(minutes=1))
+            seen = None if warm is None else warm[0]
         if seen is not None and any(s.start == start for s in seen):
-            seen = await self._unheld(seen)
-            if any(s.start == start for s in seen):
-                return seen
-        around = await self.near(event_type, start, length, rescheduling=rescheduling)
+            if any(s.start == start for s in await self._unheld(seen)):
+                return
+            raise await self.refused(event_type, start, length, taken=True)  # another call holds it
+        around = await self.near(event_type, start, length)
         if not any(s.start == start for s in around):
             raise self.unavailable(start, around, taken=False)
-        return around
 
     async def ensure_not_held(
         self, event_type: EventType, start: datetime, length: int, *, hold_id: str | None = None

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appt_tools.config import Settings
 from appt_tools.speech.results import ErrorView
+from appt_tools.surfaces.replay import SeenSignatures
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Retell signs `v=<unix ms>,d=<hex HMAC-SHA256(api key, body + str(unix ms))>` and its SDK refuses a
@@ -130,7 +131,7 @@ class CredentialChecker:
         self._lock = asyncio.Lock()
         # Retell signatures already accepted, until their timestamp leaves the window: a captured request
         # replayed within the window is refused (per process; see docs/security.md).
-        self._retell_seen: dict[str, int] = {}
+        self._retell_seen = SeenSignatures(RETELL_WINDOW_MS)
 
     async def credentials(self) -> Credentials:
         if self._reload is None or self._clock() - self._loaded_at < self._ttl:
@@ -165,13 +166,8 @@ class CredentialChecker:
 
     def first_use(self, signature: str, now_ms: int) -> bool:
         """True the first time a (valid) Retell signature is seen; False for its replays within the window."""
-        for seen in [s for s, expires in self._retell_seen.items() if expires < now_ms]:
-            del self._retell_seen[seen]
-        if signature in self._retell_seen:
-            return False
-        stamp = int(signature.split(",", 1)[0][2:])
-        self._retell_seen[signature] = stamp + RETELL_WINDOW_MS
-        return True
+        match = RETELL_SIGNATURE.fullmatch(signature, 0, 100)
+        return match is not None and self._retell_seen.first_use(int(match[1]), match[2], now_ms)
 
     async def check_calcom(self, headers: Mapping[str, str], body: bytes) -> JSONResponse | None:
         """Webhooks are refused unless a secret is configured and the body is signed with it."""
