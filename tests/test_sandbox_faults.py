@@ -411,6 +411,20 @@ async def test_faults_armed_over_http_fire_are_listed_with_the_log_and_are_clear
         assert (await create(client)).status_code == 201
 
 
+async def test_every_api_request_is_timed_with_its_injected_latency_and_control_requests_are_not() -> None:
+    """GET /_sandbox/served: Cal.com's own time for each API request (the conversation bench's floor)."""
+    async with opened() as (_, client):
+        await client.post("/_sandbox/faults", json={"kind": "latency", "endpoint": "GET /v2/me", "seconds": 0.05})
+        assert (await client.get("/v2/me")).status_code == 200
+        assert (await create(client)).status_code == 201
+        served = (await client.get("/_sandbox/served")).json()["data"]
+        assert [(s["method"], s["path"], s["status"]) for s in served] == [
+            ("GET", "/v2/me", 200),
+            ("POST", "/v2/bookings", 201),
+        ]
+        assert served[0]["ms"] >= 50 and 0 < served[1]["ms"] < served[0]["ms"]
+
+
 async def test_a_fault_needs_a_kind_and_a_json_body() -> None:
     async with opened() as (_, client):
         for body in (b"", b"not json", b'{"endpoint": "*"}', b"[1]"):

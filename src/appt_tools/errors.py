@@ -132,6 +132,14 @@ class SlotHeld(AppError):
         self.holder_id = holder_id
 
 
+class BookingUidOwned(ValueError):
+    """The store's refusal to give a Cal.com booking uid to a second appointment: `owner_id` holds it."""
+
+    def __init__(self, uid: str, owner_id: str) -> None:
+        super().__init__(f"booking_uid: {uid!r} already belongs to appointment {owner_id}")
+        self.owner_id = owner_id
+
+
 class StoreBusy(AppError):
     """The database stayed locked by other writers past the wait (SQLite's busy timeout): nothing was
     decided by this call's failed statement; a repeat is safe (keys and twin detection join it)."""

@@ -12,6 +12,7 @@ what was carried out. The `X-Sandbox-Fault` header asks for one fault on this re
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -36,6 +37,7 @@ from calcom_sandbox.problems import (
     throttled,
 )
 from calcom_sandbox.ratelimit import RateDecision
+from calcom_sandbox.records import Served
 from calcom_sandbox.slots import iso_z
 from calcom_sandbox.state import SandboxState
 
@@ -67,6 +69,13 @@ def _guarded(
     state: SandboxState, handler: Handler, version: str | None, auth: Auth
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _faulted(request)
+        ms = (time.perf_counter() - started) * 1000
+        state.served.append(Served(request.method, request.url.path, response.status_code, ms))
+        return response
+
+    async def _faulted(request: Request) -> Response:
         if version is not None and request.headers.get("cal-api-version", "").strip() != version:
             raise HTTPException(404)
         try:

@@ -5,6 +5,7 @@
     GET    /_sandbox/faults                        armed faults and the log of those that fired
     POST   /_sandbox/faults                        arm faults: a JSON fault object or a list of them
     DELETE /_sandbox/faults                        disarm them all (the log stays)
+    GET    /_sandbox/served                        the last 10,000 API requests: method, path, status, ms
     GET    /_sandbox/webhooks/deliveries[?trigger=…]   every webhook delivery and how it went
     POST   /_sandbox/webhooks/redeliver            {"deliveryId": …}: the same bytes and signature again
     POST   /_sandbox/webhooks/hold                 {"hold": true|false}: keep new deliveries back or not
@@ -19,6 +20,7 @@ Success is `{"status":"success","data":…}`; a bad request is 400 and an unknow
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 
@@ -61,6 +63,7 @@ def control_routes(state: SandboxState) -> list[Route]:
         route("/_sandbox/faults", "GET", _faults),
         route("/_sandbox/faults", "POST", _arm_faults),
         route("/_sandbox/faults", "DELETE", _clear_faults),
+        route("/_sandbox/served", "GET", _served),
         route("/_sandbox/webhooks/deliveries", "GET", _deliveries),
         route("/_sandbox/webhooks/redeliver", "POST", _redeliver),
         route("/_sandbox/webhooks/hold", "POST", _hold),
@@ -108,6 +111,10 @@ async def _faults(request: Request, state: SandboxState) -> tuple[int, object]:
         "faults": [armed_json(armed) for armed in state.faults.armed],
         "log": [fault_event_json(event) for event in state.fault_log],
     }
+
+
+async def _served(request: Request, state: SandboxState) -> tuple[int, object]:
+    return 200, [dataclasses.asdict(served) for served in state.served]
 
 
 async def _arm_faults(request: Request, state: SandboxState) -> tuple[int, object]:

@@ -335,6 +335,19 @@ class OutboxMessage:
     at: datetime
 
 
+SERVED_KEPT: Final = 10_000  # API requests whose timing the sandbox keeps (GET /_sandbox/served)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One API request answered: Cal.com's own time for it, from arrival to the answer."""
+
+    method: str
+    path: str
+    status: int
+    ms: float
+
+
 @dataclass(frozen=True)
 class BookingQuery:
     statuses: tuple[str, ...] = ()

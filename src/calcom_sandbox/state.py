@@ -17,6 +17,7 @@ import asyncio
 import random
 import secrets
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, Literal
@@ -48,6 +49,7 @@ from calcom_sandbox.problems import (
 from calcom_sandbox.ratelimit import DEFAULT_BLOCK, RateLimiter
 from calcom_sandbox.records import (
     LIVE,
+    SERVED_KEPT,
     Attendee,
     BookingQuery,
     BookingRecord,
@@ -60,6 +62,7 @@ from calcom_sandbox.records import (
     OutboxKind,
     OutboxMessage,
     Reservation,
+    Served,
     Team,
     default_event_types,
     default_team_members,
@@ -132,6 +135,9 @@ class SandboxState:
         # Slot reservations (POST /v2/slots/reservations, NOTES §12.14) by uid: hidden from GET /v2/slots
         # until they lapse; a booking through the API is not stopped by them.
         self.reservations: dict[str, Reservation] = {}
+        # The API requests answered, newest last (method, path, status, ms from arrival to the answer,
+        # injected latency included): Cal.com's own time for each, as a harness measures a call against it.
+        self.served: deque[Served] = deque(maxlen=SERVED_KEPT)
         self._next_booking_id = 1
         self._random = random.Random()
 
@@ -148,6 +154,7 @@ class SandboxState:
         self.bookings.clear()
         self.outbox.clear()
         self.reservations.clear()
+        self.served.clear()
         self.blocked_emails.clear()
         self.rate_limiter = RateLimiter(self.rate_limiter.limit, block=self._rate_limit_block)
         self.faults = FaultBook(self.now)

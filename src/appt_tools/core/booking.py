@@ -45,6 +45,7 @@ from appt_tools.core.parts import Parts, UseCase
 from appt_tools.core.records import booking_fields, history_entry
 from appt_tools.core.requests import BookingDraft
 from appt_tools.errors import (
+    BookingUidOwned,
     CalcomError,
     CalcomSlotTaken,
     CalcomUnavailable,
@@ -284,14 +285,25 @@ class Booker(UseCase):
                 lost = CalcomUnavailable("the call ended before Cal.com answered", outcome_unknown=True)
                 await asyncio.shield(self._unknown(appointment, lost))
                 raise
-        owner = await self._store.get_by_booking_uid(booking.uid)
-        if owner is not None and owner.id != appointment.id:
+        try:
+            linked = await self._link(appointment, booking)
+        except BookingUidOwned as owned:
             # Cal.com answered with a booking another of our appointments already holds (an identical
             # pending repeat returns the existing booking, NOTES §12.3; a look-up after a lost answer
             # finds the twin's): this one is that request again, not a second booking.
-            await self._fail(appointment, f"Same request as {owner.id}, which holds Cal.com booking {booking.uid}.")
+            await self._fail(
+                appointment, f"Same request as {owned.owner_id}, which holds Cal.com booking {booking.uid}."
+            )
+            owner = await self._store.get_appointment(owned.owner_id)
+            if owner is None:  # deleted since: nothing else would have it
+                raise
             return owner
+        # After our own write, so that telling the other instances (a write too) does not delay it.
         self._slots.changed()
+        return linked
+
+    async def _link(self, appointment: Appointment, booking: Booking) -> Appointment:
+        """Record the booking Cal.com made for `appointment` (BookingUidOwned: another appointment has it)."""
         for attempt in range(_RECORD_ATTEMPTS):
             try:
                 return await self._store.update_appointment(

@@ -160,30 +160,34 @@ class Changes(UseCase):
 
     async def _record_cancelled_in_calcom(self, appointment: Appointment, uid: str) -> None:
         reason = "Cancelled in Cal.com; found when rescheduling."
-        self._slots.changed()
-        await self._store.update_appointment(
-            appointment.id,
-            {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason, "last_error": None},
-            now=self._clock(),
-            history=history_entry(self._clock(), "cancelled", reason, from_uid=uid),
-        )
+        try:
+            await self._store.update_appointment(
+                appointment.id,
+                {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason, "last_error": None},
+                now=self._clock(),
+                history=history_entry(self._clock(), "cancelled", reason, from_uid=uid),
+            )
+        finally:
+            self._slots.changed()  # after our write: telling the other instances is a write too
 
     async def _record_moved(self, appointment: Appointment, booking: Booking, why: str | None) -> Appointment:
-        self._slots.changed()
-        return await self._store.update_appointment(
-            appointment.id,
-            booking_fields(booking, moved=True),
-            now=self._clock(),
-            history=history_entry(
-                self._clock(),
-                "rescheduled",
-                why or "Rescheduled.",
-                from_start=appointment.start,
-                to_start=booking.start,
-                from_uid=appointment.booking_uid,
-                to_uid=booking.uid,
-            ),
-        )
+        try:
+            return await self._store.update_appointment(
+                appointment.id,
+                booking_fields(booking, moved=True),
+                now=self._clock(),
+                history=history_entry(
+                    self._clock(),
+                    "rescheduled",
+                    why or "Rescheduled.",
+                    from_start=appointment.start,
+                    to_start=booking.start,
+                    from_uid=appointment.booking_uid,
+                    to_uid=booking.uid,
+                ),
+            )
+        finally:
+            self._slots.changed()  # after our write: telling the other instances is a write too
 
     async def _moved_to(self, uid: str) -> Booking | None:
         """The booking a cancelled `uid` was moved to in Cal.com, or None if it was simply cancelled.
@@ -247,13 +251,15 @@ class Changes(UseCase):
                 f"Cal.com moved this booking more than {_MAX_MOVES_FOLLOWED} times, so it was not cancelled here. "
                 f"Cancel booking {uid} in Cal.com itself; the appointment follows on the next sync."
             )
-        self._slots.changed()
-        return await self._store.update_appointment(
-            appointment.id,
-            {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},
-            now=self._clock(),
-            history=history_entry(self._clock(), "cancelled", detail, from_uid=uid),
-        )
+        try:
+            return await self._store.update_appointment(
+                appointment.id,
+                {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},
+                now=self._clock(),
+                history=history_entry(self._clock(), "cancelled", detail, from_uid=uid),
+            )
+        finally:
+            self._slots.changed()  # after our write: telling the other instances is a write too
 
     # --- our own fields ---------------------------------------------------------------------
 

@@ -119,4 +119,6 @@ async def changing(
     try:
         yield
     finally:
-        await asyncio.shield(store.release_lease(name, holder))
+        # Given back once the answer is on its way (the caller does not wait for the commit); a change
+        # waiting for it sees it free within a poll. Should it be lost, it lapses after CHANGE_LEASE_TTL.
+        store.after_answer(store.release_lease(name, holder), f"giving back the lease on {appointment_id}")

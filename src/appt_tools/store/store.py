@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TypeVar
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from appt_tools.errors import SlotHeld
+from appt_tools.errors import BookingUidOwned, SlotHeld
 from appt_tools.models import (
     Appointment,
     AppointmentStatus,
@@ -63,6 +64,8 @@ _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 IN_FLIGHT_RETRIES = 2
 # The fields `update_appointment` may change: all but the identity, the uid history and the timestamps.
+logger = logging.getLogger(__name__)
+
 CHANGEABLE_FIELDS = frozenset(Appointment.model_fields) - {"id", "previous_booking_uids", "created_at", "updated_at"}
 
 
@@ -75,6 +78,7 @@ class _Pool:
     fts: bool | None = None  # whether SQLite's FTS5 table exists, once known
     stores: dict[int, Store] = dataclasses.field(default_factory=dict)
     admin: TenantAdmin | None = None
+    pending: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)  # `after_answer`'s writes
 
 
 def new_appointment_id() -> str:
@@ -177,8 +181,26 @@ class Store:
         async with self._engine.connect() as connection:
             return await connection.run_sync(schema.current)
 
+    def after_answer(self, write: Awaitable[object], what: str) -> None:
+        """Run `write` in the background: a write the caller need not wait for (a lease given back, a used
+        hold removed), so its commit is not part of the answer's wait. It runs to the end even if the
+        caller hangs up; a failure is logged with `what`; `aclose` waits for those still running. A crash
+        loses it, which each caller allows for (a lease and a hold lapse on their own)."""
+
+        async def logged() -> None:
+            try:
+                await write
+            except Exception as exc:
+                logger.warning("store: %s failed (%s); it lapses on its own", what, exc)
+
+        task = asyncio.get_running_loop().create_task(logged())
+        self._pool.pending.add(task)
+        task.add_done_callback(self._pool.pending.discard)
+
     async def aclose(self) -> None:
-        """Close the engine and pool, for every tenant's store on them."""
+        """Close the engine and pool, for every tenant's store on them (after `after_answer`'s writes)."""
+        if self._pool.pending:
+            await asyncio.gather(*self._pool.pending, return_exceptions=True)
         await self._engine.dispose()
         if self._pool.file_writer is not None:
             self._pool.file_writer.dispose()
@@ -308,9 +330,9 @@ class Store:
     ) -> Appointment:
         """Apply `changes` (Appointment field names) and append `history`, in one transaction.
 
-        ValueError: unknown or unchangeable field, invalid value, naive datetime, status
-        `completed` (derived, never stored), or a booking uid that belongs to another
-        appointment. KeyError: no appointment `appointment_id`.
+        ValueError: unknown or unchangeable field, invalid value, naive datetime, or status
+        `completed` (derived, never stored); its subclass BookingUidOwned: a booking uid that belongs to
+        another appointment. KeyError: no appointment `appointment_id`.
         `updated_at` becomes `now` when `changes` is not empty.
         """
         now = utc(now, "now")
@@ -341,7 +363,7 @@ class Store:
                 _locks.hold(session, f"booking_uid:{new_uid}")
                 owner = session.scalar(select(BookingUidRow.appointment_id).where(BookingUidRow.uid == new_uid))
                 if owner is not None:
-                    raise ValueError(f"booking_uid: {new_uid!r} already belongs to appointment {owner}")
+                    raise BookingUidOwned(new_uid, owner)
                 session.add(BookingUidRow(appointment_id=row.id, uid=new_uid, created_at=now))
                 uids.append(new_uid)
 
@@ -487,9 +509,11 @@ class Store:
         return await self._transact(work)
 
     async def get_key(self, key: str) -> IdempotencyRecord | None:
-        async with self._read() as session, session.begin():
-            row = await session.run_sync(_key_row, key)
+        def work(session: Session) -> IdempotencyRecord | None:
+            row = _key_row(session, key)
             return None if row is None else _key_from_row(row)
+
+        return await self._query(work)
 
     async def release_key(self, key: str) -> None:
         """Leave `key` unfinished but claimable at once: the outcome is unknown and a repeat must resume."""
@@ -557,21 +581,23 @@ class Store:
     async def list_event_types(self) -> list[EventType]:
         """All synced event types, by title (then id)."""
         statement = select(EventTypeRow).order_by(EventTypeRow.title, EventTypeRow.id)
-        async with self._read() as session, session.begin():
-            return [EventType.model_validate(row, from_attributes=True) for row in await session.scalars(statement)]
+        return await self._query(
+            lambda session: [EventType.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
+        )
 
     async def get_event_type(self, event_type_id: int) -> EventType | None:
-        async with self._read() as session, session.begin():
-            row = await session.scalar(select(EventTypeRow).where(EventTypeRow.id == event_type_id))
+        def work(session: Session) -> EventType | None:
+            row = session.scalar(select(EventTypeRow).where(EventTypeRow.id == event_type_id))
             return None if row is None else EventType.model_validate(row, from_attributes=True)
+
+        return await self._query(work)
 
     # --- settings ---------------------------------------------------------------------------
 
     async def get_settings(self) -> dict[str, str]:
         """The stored settings (not the server's own internal rows)."""
         statement = select(SettingRow).where(SettingRow.key.not_like(f"{INTERNAL_PREFIX}%"))
-        async with self._read() as session, session.begin():
-            return {row.key: row.value for row in await session.scalars(statement)}
+        return await self._query(lambda session: {row.key: row.value for row in session.scalars(statement)})
 
     async def set_setting(self, key: str, value: str | None) -> None:
         """Set `key` to `value`; `None` deletes it."""
@@ -622,8 +648,8 @@ class Store:
 
     async def session_ended(self, session_id: str) -> bool:
         """Whether `end_session` was called for `session_id` (by any process sharing the database)."""
-        async with self._read() as session, session.begin():
-            return await session.run_sync(_setting_row, f"{ENDED_SESSION_PREFIX}{session_id}") is not None
+        key = f"{ENDED_SESSION_PREFIX}{session_id}"
+        return await self._query(lambda session: _setting_row(session, key) is not None)
 
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
@@ -667,9 +693,9 @@ class Store:
 
     async def slot_changes(self) -> int:
         """How many changes of the calendar have been counted (by every instance): one primary-key read."""
-        async with self._read() as session, session.begin():
-            value = await session.scalar(select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY))
-            return int(value) if value is not None else 0
+        statement = select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY)
+        value = await self._query(lambda session: session.scalar(statement))
+        return int(value) if value is not None else 0
 
     @property
     def pushes_changes(self) -> bool:
