@@ -245,8 +245,7 @@ class Runtime:
         the client in use and any still waiting to be retired."""
         if self._tenants is not None:
             await self._tenants.aclose()
-        await self.service.warm.aclose()
-        await self.service.catalog.aclose()
+        await self.service.stop()
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)

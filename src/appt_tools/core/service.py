@@ -163,6 +163,14 @@ class AppointmentService:
         except Exception as exc:
             logger.debug("start-up rehearsal: %s", exc)
 
+    async def stop(self) -> None:
+        """Stop what `start_sync` and `start_warm` began (the server is closing). The rehearsal is let
+        finish (a few reads): cancelled, its worker thread would still open the database file."""
+        if self._rehearsal is not None:
+            await asyncio.gather(self._rehearsal, return_exceptions=True)
+        await self.warm.aclose()
+        await self.catalog.aclose()
+
     def start_warm(self) -> None:
         """At server start: keep the free slots of the event types in use warm, in the background
         (core/warm.py), until the service closes. Waits for the start-up sync before its first read."""
