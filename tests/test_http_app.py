@@ -385,6 +385,10 @@ async def test_the_openapi_document_is_valid_and_describes_every_tool(service):
     assert document["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     assert document["paths"]["/healthz"]["get"]["security"] == []
     assert "$defs" not in json.dumps(document)
+    # A deployment serving several businesses: an operator key names the business by X-Tenant.
+    assert book["parameters"] == [{"$ref": "#/components/parameters/XTenant"}]
+    x_tenant = document["components"]["parameters"]["XTenant"]
+    assert (x_tenant["name"], x_tenant["in"], x_tenant["required"]) == ("X-Tenant", "header", False)
 
 
 # --- results and errors --------------------------------------------------------------------------

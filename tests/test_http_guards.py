@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from appt_tools.surfaces.auth import Credentials
@@ -166,6 +168,29 @@ async def test_open_mcp_sessions_are_capped_per_key_until_one_closes_or_idles_ou
             },
         )
         assert gone.status_code == 404  # the idle session was really ended by the SDK, not just uncounted
+
+
+async def test_the_request_log_names_the_tool_and_appointment_of_each_mcp_call(service, caplog):
+    """/mcp is one path for every tool: the server notes which tool ran, and on what, for its log line."""
+    caplog.set_level(logging.INFO, logger="appt_tools.requests")
+    start = (await Raw(service).find_slots(day=next_weekday().isoformat())).slots[0].start.isoformat()
+    async with (
+        served(service, _keyed(request_log="json")) as base,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=20) as http,
+        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as mcp,
+    ):
+        booked = await mcp.call_tool("book_appointment", booking_args(start))
+        appointment_id = (booked.structured_content or {})["appointment"]["id"]
+        await mcp.call_tool("get_appointment", {"appointment_id": appointment_id})
+        await mcp.call_tool("cancel", {"appointment_id": "apt_nosuchthing"})
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "appt_tools.requests"]
+    calls = [(r["tool"], r["appointment_id"]) for r in records if r["tool"]]
+    assert calls == [
+        ("book_appointment", appointment_id),
+        ("get_appointment", appointment_id),
+        ("cancel", "apt_nosuchthing"),  # refused: still the tool and the id it was asked about
+    ]
+    assert all(r["surface"] == "mcp" and r["path"] == "/mcp" for r in records)
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])

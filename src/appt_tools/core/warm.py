@@ -57,6 +57,7 @@ MIN_GAP = 0.25  # seconds between two reads of one event type, however many chan
 # booking releases its hold's reservation after it is made: one more Cal.com round trip), and the changes
 # of one call (a reschedule makes several) are read once. The copy is stale, never served, meanwhile.
 SETTLE = 0.5
+ANNOUNCE_AFTER = 0.02  # seconds: the changing call's answer goes out first (as `Store.after_answer`'s writes)
 SLOW = 3.0  # seconds: a read slower than this backs off as a failure does (the copy is kept)
 BACKOFF_FIRST = 2.0
 BACKOFF_CAP = 300.0
@@ -171,7 +172,9 @@ class WarmSlots:
         self._wake.set()
 
     async def _announce(self) -> None:
-        """Count the changes in the database, one write at a time (a reconciliation may report hundreds)."""
+        """Count the changes in the database, one write at a time (a reconciliation may report hundreds),
+        once the changing call's answer has gone out (`Store.after_answer`'s reason)."""
+        await asyncio.sleep(ANNOUNCE_AFTER)
         while self._unannounced:
             self._unannounced = False
             try:

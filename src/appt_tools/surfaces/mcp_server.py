@@ -28,6 +28,7 @@ from appt_tools.speech.results import (
 from appt_tools.surfaces.arguments import LOCKED_FIELDS, field_problems
 from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.mcp_tools import Tools, register_tools
+from appt_tools.surfaces.request_notes import appointment_of, note
 from appt_tools.surfaces.schema_formats import compact_schema, strict_schema
 from appt_tools.surfaces.tenancy import TENANT_STATE
 
@@ -72,15 +73,23 @@ class AppointmentServer(MCPServer):
         return self.handle.service
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        scope = _http_scope(context)
+        result: Any = None
         try:
-            tenant = _routed_tenant(context)
-            if tenant is None:
-                return await self._run(name, arguments, context)
+            tenant = (scope.get("state") or {}).get(TENANT_STATE) if scope is not None else None
+            if not isinstance(tenant, int):
+                result = await self._run(name, arguments, context)
+                return result
             # MCP over HTTP: the request was routed to a tenant (surfaces/tenancy.py); its tools act for it.
             async with Runtime.of(await self.handle.get()).tenants.acting_for(tenant):
-                return await self._run(name, arguments, context)
+                result = await self._run(name, arguments, context)
+                return result
         except AppError as exc:
             raise ToolError(self.render_error(exc).model_dump_json(exclude_none=True)) from exc
+        finally:
+            if scope is not None:  # over HTTP: the request log's line for /mcp names the tool and appointment
+                found = appointment_of(getattr(result, "structured_content", None), arguments)
+                note(scope, tool=str(name), appointment_id=found)
 
     async def invoke(self, name: str, arguments: dict[str, Any], call: CallFacts | None = None) -> dict[str, Any]:
         """A tool's structured result (its `say` included). Raises AppError for anything the caller can fix.
@@ -160,15 +169,14 @@ class AppointmentServer(MCPServer):
             raise
 
 
-def _routed_tenant(context: Any) -> int | None:
-    """The tenant the HTTP request carrying this MCP call was routed to (None over stdio or in memory)."""
+def _http_scope(context: Any) -> dict[str, Any] | None:
+    """The ASGI scope of the HTTP request carrying this MCP call (None over stdio or in memory)."""
     try:
         request = context.request_context.request
     except (AttributeError, ValueError, LookupError):
         return None
-    state = getattr(request, "scope", {}).get("state") or {}
-    tenant = state.get(TENANT_STATE)
-    return tenant if isinstance(tenant, int) else None
+    scope = getattr(request, "scope", None)
+    return scope if isinstance(scope, dict) else None
 
 
 def _position(order: list[str], field: str) -> int:

@@ -59,7 +59,6 @@ from appt_tools.surfaces.http.guards import (
     RequestLog,
     SecurityHeaders,
     SessionQuota,
-    appointment_of,
     client_gone,
     note,
 )
@@ -74,6 +73,7 @@ from appt_tools.surfaces.http.voice import (
     vapi_facts,
 )
 from appt_tools.surfaces.mcp_server import AppointmentServer
+from appt_tools.surfaces.request_notes import appointment_of
 from appt_tools.surfaces.tenancy import CALLER_STATE, TENANT_STATE, Caller, Refusal, RequireCaller, Router
 from appt_tools.surfaces.web import Keyring, dashboard_routes
 

@@ -29,15 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appt_tools.surfaces import request_notes
 from appt_tools.surfaces.auth import bearer_token
+from appt_tools.surfaces.request_notes import LOG_APPOINTMENT, LOG_TOOL
 
 request_logger = logging.getLogger("appt_tools.requests")
 logger = logging.getLogger("appt_tools.http")
 
 LogFormat = Literal["text", "json", "off"]
-# Where a route notes, for the request log, the tool it ran and the appointment it touched (scope["state"]).
-LOG_TOOL = "appt_tools.log_tool"
-LOG_APPOINTMENT = "appt_tools.log_appointment"
 SLOW = "appt_tools.slow_client"
 MAX_LOGGED_PATH = 120
 
@@ -76,22 +75,7 @@ def surface(path: str) -> str:
 
 def note(request: Request, *, tool: str | None = None, appointment_id: str | None = None) -> None:
     """Tell the request log which tool ran and which appointment it concerned."""
-    state = request.scope.setdefault("state", {})
-    if tool is not None:
-        state[LOG_TOOL] = tool
-    if appointment_id is not None:
-        state[LOG_APPOINTMENT] = appointment_id
-
-
-def appointment_of(result: Any, arguments: Any = None) -> str | None:
-    """The appointment a tool's result (or else its arguments) names, if any."""
-    if isinstance(result, dict) and isinstance(result.get("appointment"), dict):
-        found = result["appointment"].get("id")
-        if isinstance(found, str):
-            return found
-    if isinstance(arguments, dict) and isinstance(arguments.get("appointment_id"), str):
-        return str(arguments["appointment_id"])[:40]
-    return None
+    request_notes.note(request.scope, tool=tool, appointment_id=appointment_id)
 
 
 class RequestLog:

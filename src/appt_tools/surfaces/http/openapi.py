@@ -14,10 +14,10 @@ from appt_tools.speech.results import ErrorView
 from appt_tools.surfaces.schema_formats import strict_schema
 
 ERROR_STATUSES = {
-    "400": "The body is not a JSON object.",
+    "400": "The body is not a JSON object, or an operator key names no tenant (send X-Tenant).",
     "401": "Missing or invalid API key.",
-    "403": "A browser request to a loopback server (refused).",
-    "404": "No such appointment, event type or tool.",
+    "403": "A browser request to a loopback server (refused), or X-Tenant names a tenant this key does not act for.",
+    "404": "No such appointment, event type, tool or tenant (X-Tenant).",
     "409": "The slot is taken (see `alternatives`), or the appointment cannot change any more.",
     "413": "The body is too large.",
     "415": "The body is not sent as application/json.",
@@ -26,6 +26,21 @@ ERROR_STATUSES = {
     "500": "Unexpected failure (nothing about it is shared).",
     "502": "Cal.com refused us, or did not confirm a booking (do not retry it blindly).",
     "503": "Cal.com is not configured or not answering; retry later.",
+}
+
+
+# Serving several businesses (docs/deployment.md): an operator key names the business it acts for.
+X_TENANT = {
+    "name": "X-Tenant",
+    "in": "header",
+    "required": False,
+    "description": "The business (tenant slug) this call acts for, e.g. 'dr-lee-dental'. Only an operator key "
+    "needs it, when the deployment serves several businesses; a business's own key acts for that business.",
+    "schema": {
+        "type": "string",
+        "maxLength": 63,
+        "pattern": "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    },  # store.tenants.SLUG
 }
 
 
@@ -49,6 +64,7 @@ def openapi_document(tools: Sequence[MCPTool]) -> dict[str, Any]:
                 "operationId": tool.name,
                 "summary": tool.title or tool.name,
                 "description": tool.description or "",
+                "parameters": [{"$ref": "#/components/parameters/XTenant"}],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -77,6 +93,7 @@ def openapi_document(tools: Sequence[MCPTool]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "parameters": {"XTenant": X_TENANT},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearerAuth": []}],
