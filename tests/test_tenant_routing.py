@@ -277,6 +277,9 @@ async def test_an_unknown_number_or_slug_and_a_missing_tenant_are_refused_with_w
     no_such = await client.post("/tools/list_event_types", json={}, headers=_bearer(OPERATOR, "nope"))
     assert no_such.status_code == 404 and no_such.json()["error"]["code"] == "unknown_tenant"
     assert "'nope'" in no_such.json()["error"]["message"] and "tenants list" in no_such.json()["error"]["message"]
+    empty = await client.post("/tools/list_event_types", json={}, headers={**_bearer(OPERATOR), "X-Tenant": ""})
+    assert empty.status_code == 400 and empty.json()["error"]["field"] == "x-tenant"
+    assert "leave the header out" in empty.json()["error"]["message"]
     unnamed = await client.post("/tools/list_event_types", json={}, headers=_bearer(OPERATOR))
     assert unnamed.status_code == 400
     error = unnamed.json()["error"]

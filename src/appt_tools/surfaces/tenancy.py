@@ -191,7 +191,15 @@ class Router:
         """The id of the tenant the request acts for. `number`: on a voice route, the business's number in
         the call (inbound: the number dialled; outbound: the number calling out)."""
         directory = await self.directory()
-        slug = (headers.get(TENANT_HEADER) or "").strip()
+        given = headers.get(TENANT_HEADER)
+        slug = (given or "").strip()
+        if given is not None and not slug:
+            raise refusal(
+                400,
+                "invalid_argument",
+                "X-Tenant is empty: send a tenant's slug (e.g. 'dr-lee-dental'), or leave the header out.",
+                TENANT_HEADER,
+            )
         if caller.tenant is not None:
             if slug and slug != caller.tenant.slug:
                 raise refusal(
