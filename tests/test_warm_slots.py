@@ -425,3 +425,25 @@ async def test_a_hold_of_a_time_booked_since_the_warm_copy_is_refused_with_fresh
         assert first not in [s.start for s in refused.value.alternatives]
         assert await service.store.live_holds(first, first + timedelta(minutes=30), now=datetime.now(UTC)) == []
         assert sandbox.state.reservations == {}
+
+
+async def test_a_time_whose_booking_is_unconfirmed_is_not_offered_until_it_settles(sandbox, db_url):
+    """A booking whose outcome Cal.com has not confirmed (pending, no uid: a lost answer, or one being made
+    right now) may hold the time: offering it would only end in "another booking is still waiting"."""
+    from test_store import new_appointment
+
+    async with _warm(sandbox, db_url) as service:
+        day = next_weekday()
+        first = (await service.find_slots(SlotRequest(day=day))).slots[0]
+        unsure = await service.store.add_appointment(
+            new_appointment(start=first.start, end=first.end, event_type_id=sandbox.state.default_event_type_id),
+            now=datetime.now(UTC),
+        )
+        sandbox.state.faults.add(LOG_EVERY_REQUEST)
+        hidden = await service.find_slots(SlotRequest(day=day))
+        assert _slot_requests(sandbox) == []  # still from the warm copy
+        assert hidden.slots and first.start not in [s.start for s in hidden.slots]
+        with pytest.raises(SlotUnavailable):  # nor can it be held
+            await service.hold(arguments.hold_request(start=first.start.isoformat()))
+        await service.store.update_appointment(unsure.id, {"status": "failed"}, now=datetime.now(UTC))
+        assert first.start in [s.start for s in (await service.find_slots(SlotRequest(day=day))).slots]

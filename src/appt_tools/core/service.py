@@ -79,6 +79,7 @@ class AppointmentService:
             lambda: self.timezone,
             held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
             warm=self.warm,
+            busy=lambda lo, hi: store.busy(lo, hi, now=clock()),
         )
         keys = IdempotentCalls(store, clock, load=self.get)
         parts = Parts(store, lambda: self.calcom, self.catalog, self.slots, keys, clock)
@@ -156,7 +157,7 @@ class AppointmentService:
             await asyncio.to_thread(validation.rehearse)
             now = self._clock()
             await self.store.slot_changes()
-            await self.store.live_holds(now, now + timedelta(hours=1), now=now)
+            await self.store.busy(now, now + timedelta(hours=1), now=now)
             await self.store.live_at(now)
             await self.store.get_appointment("apt_rehearsal")
             await self.search(SearchRequest(text="rehearsal@example.com"))

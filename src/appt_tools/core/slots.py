@@ -36,12 +36,16 @@ class SlotFinder:
         timezone: Callable[[], str],
         held: Callable[[datetime, datetime], Awaitable[Sequence[Hold]]] | None = None,
         warm: WarmSlots | None = None,
+        busy: Callable[[datetime, datetime], Awaitable[Sequence[tuple[datetime, datetime]]]] | None = None,
     ) -> None:
         self._catalog = catalog
         self._calcom = calcom
         self._clock = clock
         self._timezone = timezone
         self._held = held  # live holds overlapping [lo, hi): times held for a call, offered to no one else
+        # Those and the times of bookings still being made (or whose outcome Cal.com has not confirmed): the
+        # times find_slots and the alternatives leave out, as (start, end).
+        self._busy = busy
         self.cache = SlotCache()
         self.warm = warm
 
@@ -122,11 +126,12 @@ class SlotFinder:
         return await self._unheld(slots), asked
 
     async def _unheld(self, slots: Sequence[Slot]) -> list[Slot]:
-        """`slots` without those overlapping a live hold (read fresh: another process may hold one)."""
-        if self._held is None or not slots:
+        """`slots` without those overlapping a live hold or a booking still being made (read fresh: another
+        process may have one): offered now, such a time would only be refused."""
+        if self._busy is None or not slots:
             return list(slots)
-        holds = await self._held(min(s.start for s in slots), max(s.end for s in slots))
-        return [s for s in slots if not any(h.start < s.end and s.start < h.end for h in holds)]
+        busy = await self._busy(min(s.start for s in slots), max(s.end for s in slots))
+        return [s for s in slots if not any(start < s.end and s.start < end for start, end in busy)]
 
     async def near(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None

@@ -63,6 +63,7 @@ ENDED_SESSION_PREFIX = INTERNAL_PREFIX + "session_ended."
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 IN_FLIGHT_RETRIES = 2
+MAX_MEETING = timedelta(days=1)  # no appointment is longer (validation.window bounds a slot search more tightly)
 # The fields `update_appointment` may change: all but the identity, the uid history and the timestamps.
 logger = logging.getLogger(__name__)
 
@@ -417,6 +418,28 @@ class Store:
         return await self._query(
             lambda session: [Hold.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
         )
+
+    async def busy(self, lo: datetime, hi: datetime, *, now: datetime) -> list[tuple[datetime, datetime]]:
+        """The times within [lo, hi) no caller should be offered, as (start, end) by start: live holds, and
+        bookings being made right now or whose outcome Cal.com has not confirmed yet (pending, no booking
+        uid: once settled, the time is Cal.com's to show). One read transaction, two indexed statements."""
+        lo, hi = utc(lo, "lo"), utc(hi, "hi")
+        holds = select(HoldRow.start_at, HoldRow.end_at).where(
+            HoldRow.expires_at > utc(now, "now"), HoldRow.start_at < hi, HoldRow.end_at > lo
+        )
+        in_flight = select(AppointmentRow.start_at, AppointmentRow.end_at).where(
+            AppointmentRow.status == AppointmentStatus.PENDING,
+            AppointmentRow.booking_uid.is_(None),
+            AppointmentRow.start_at < hi,
+            AppointmentRow.start_at >= lo - MAX_MEETING,  # bounded, for the in-flight index
+            AppointmentRow.end_at > lo,
+        )
+
+        def work(session: Session) -> list[tuple[datetime, datetime]]:
+            rows = [*session.execute(holds), *session.execute(in_flight)]
+            return sorted((start, end) for start, end in rows)
+
+        return await self._query(work)
 
     async def get_hold(self, hold_id: str) -> Hold | None:
         """The hold, live or expired (None once released, used or swept away)."""
