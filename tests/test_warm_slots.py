@@ -447,3 +447,33 @@ async def test_a_time_whose_booking_is_unconfirmed_is_not_offered_until_it_settl
             await service.hold(arguments.hold_request(start=first.start.isoformat()))
         await service.store.update_appointment(unsure.id, {"status": "failed"}, now=datetime.now(UTC))
         assert first.start in [s.start for s in (await service.find_slots(SlotRequest(day=day))).slots]
+
+
+async def test_every_tenant_follows_its_changes_through_one_listening_connection(postgres_url):
+    """A deployment may serve hundreds of tenants: a LISTEN connection each would hold the whole pool (15
+    by default) and stall every request. One connection serves them all; each hears its own changes."""
+    async with Store.from_url(postgres_url) as store:
+        now = datetime.now(UTC)
+        tenants = [await store.tenants.add(f"shop-{n}", f"Shop {n}", now=now) for n in range(40)]
+        heard: dict[int, list[str]] = {t.id: [] for t in tenants}
+        live: set[int] = set()
+
+        def follower(tenant_id: int) -> asyncio.Task[None]:
+            return asyncio.create_task(
+                store.for_tenant(tenant_id).follow_slot_changes(
+                    heard[tenant_id].append, lambda up, t=tenant_id: live.add(t) if up else live.discard(t)
+                )
+            )
+
+        followers = [follower(t.id) for t in tenants]
+        await _until(lambda: len(live) == len(tenants))
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        await store.for_tenant(tenants[7].id).slots_changed("instance-a")
+        await _until(lambda: heard[tenants[7].id] == ["instance-a"])
+        await asyncio.sleep(0.2)
+        assert all(not got for tenant_id, got in heard.items() if tenant_id != tenants[7].id)
+        assert await store.for_tenant(tenants[8].id).slot_changes() == 0  # and the store still answers
+        for task in followers:
+            task.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        await _until(lambda: store.engine.pool.checkedout() == 0)  # type: ignore[attr-defined]

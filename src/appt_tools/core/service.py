@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 from zoneinfo import ZoneInfo
 
 from appt_tools import validation
@@ -62,6 +62,8 @@ def utcnow() -> datetime:
 
 
 class AppointmentService:
+    _rehearsed: ClassVar[bool] = False  # `start_sync`'s rehearsal has run in this process
+
     def __init__(self, store: Store, calcom: CalcomClient | None, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.store = store
         self._calcom = calcom
@@ -146,7 +148,9 @@ class AppointmentService:
         `EventTypeCatalog.start`). Without a Cal.com key there is nothing to read."""
         if self._calcom is not None:
             self.catalog.start(self._calcom)
-        self._rehearsal = asyncio.get_running_loop().create_task(self._rehearse())
+        if not AppointmentService._rehearsed:  # what it loads serves the whole process (every tenant)
+            AppointmentService._rehearsed = True
+            self._rehearsal = asyncio.get_running_loop().create_task(self._rehearse())
 
     async def _rehearse(self) -> None:
         """At server start, what the first calls would otherwise pay for (about 30 ms in all, measured with

@@ -103,11 +103,18 @@ def _on_sqlite_error(context: ExceptionContext) -> BaseException | None:
     """ "database is locked" after the busy timeout (other writers held the file that long: heavy load,
     several processes) is a retryable `StoreBusy` with words a caller can act on, not an internal error."""
     if "database is locked" in str(context.original_exception):
-        return StoreBusy(
-            "The appointment records are busy right now, so this was not finished. Wait a few seconds and "
-            "try again: a repeat of the same request never books or changes anything twice."
-        )
+        return store_busy()
     return None
+
+
+def store_busy() -> StoreBusy:
+    """The database could not be had in time: SQLite locked by other writers past its busy timeout, or no
+    connection free in the pool within its timeout (every one busy under load). Retryable, in words a
+    caller can act on, never an internal error."""
+    return StoreBusy(
+        "The appointment records are busy right now, so this was not finished. Wait a few seconds and "
+        "try again: a repeat of the same request never books or changes anything twice."
+    )
 
 
 class _HintedCompiler:

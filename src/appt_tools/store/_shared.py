@@ -130,6 +130,48 @@ async def _listen(engine: AsyncEngine, on_change: Callable[[str], None], on_live
     raise ConnectionError("the listening connection was closed")
 
 
+class ChangeFeed:
+    """One LISTEN connection per engine, whatever the number of tenants following it: each tenant's warm
+    slots follow their changes, and a connection each would hold the pool (15 by default) for as many
+    tenants as are open. Each follower gets every payload (`Store.follow_slot_changes` keeps its own
+    tenant's) and every change of the connection's state; the connection closes with the last follower."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._followers: dict[int, tuple[Callable[[str], None], Callable[[bool], None]]] = {}
+        self._next = 0
+        self._live = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def follow(self, on_change: Callable[[str], None], on_live: Callable[[bool], None]) -> None:
+        """`follow_changes` for one follower, until cancelled (returns at once where nothing is pushed)."""
+        if self._engine.dialect.name != "postgresql":
+            return
+        token, self._next = self._next, self._next + 1
+        self._followers[token] = (on_change, on_live)
+        if self._live:
+            on_live(True)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(follow_changes(self._engine, self._heard, self._state))
+        try:
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            del self._followers[token]
+            if not self._followers and self._task is not None:
+                task, self._task, self._live = self._task, None, False
+                task.cancel()
+                await asyncio.shield(asyncio.gather(task, return_exceptions=True))
+
+    def _heard(self, payload: str) -> None:
+        for on_change, _ in list(self._followers.values()):
+            on_change(payload)
+
+    def _state(self, live: bool) -> None:
+        self._live = live
+        for _, on_live in list(self._followers.values()):
+            on_live(live)
+
+
 def wall_clock() -> float:
     """Seconds since the epoch: budget windows are shared between machines, so not a monotonic clock."""
     return time.time()

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +42,14 @@ from appt_tools.models import (
     SearchQuery,
 )
 from appt_tools.store import _finder, _locks, _scope, _search, _shared, schema
-from appt_tools.store._engine import BEGIN_MODE_OPTION, IMMEDIATE, create_engine, prepare_engine, sqlite_file_engine
+from appt_tools.store._engine import (
+    BEGIN_MODE_OPTION,
+    IMMEDIATE,
+    create_engine,
+    prepare_engine,
+    sqlite_file_engine,
+    store_busy,
+)
 from appt_tools.store.tables import (
     DEFAULT_TENANT_ID,
     AppointmentRow,
@@ -85,6 +93,7 @@ class _Pool:
     stores: dict[int, Store] = dataclasses.field(default_factory=dict)
     admin: TenantAdmin | None = None
     pending: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)  # `after_answer`'s writes
+    feed: _shared.ChangeFeed | None = None  # one LISTEN connection for every tenant (PostgreSQL)
 
 
 def new_appointment_id() -> str:
@@ -218,8 +227,11 @@ class Store:
         statement on the async driver."""
         if self._write_file is not None:
             return await asyncio.to_thread(self._transact_in_thread, self._write_file, work)
-        async with self._write() as session, session.begin():
-            return await session.run_sync(work)
+        try:
+            async with self._write() as session, session.begin():
+                return await session.run_sync(work)
+        except PoolTimeout as exc:
+            raise store_busy() from exc
 
     async def _query(self, work: Callable[[Session], T], *, snapshot: bool = False) -> T:
         """`work` in one read transaction. On a SQLite file it runs whole in a worker thread (one thread hop
@@ -227,8 +239,11 @@ class Store:
         sees one snapshot (REPEATABLE READ; SQLite's read transactions always do)."""
         if self._read_file is not None:
             return await asyncio.to_thread(self._transact_in_thread, self._read_file, work)
-        async with (self._snapshot if snapshot else self._read)() as session, session.begin():
-            return await session.run_sync(work)
+        try:
+            async with (self._snapshot if snapshot else self._read)() as session, session.begin():
+                return await session.run_sync(work)
+        except PoolTimeout as exc:
+            raise store_busy() from exc
 
     @staticmethod
     def _transact_in_thread(make_session: sessionmaker[Session], work: Callable[[Session], T]) -> T:
@@ -740,7 +755,9 @@ class Store:
             if payload.startswith(mine):
                 on_change(payload.removeprefix(mine))
 
-        await _shared.follow_changes(self._engine, heard, on_live)
+        if self._pool.feed is None:
+            self._pool.feed = _shared.ChangeFeed(self._engine)
+        await self._pool.feed.follow(heard, on_live)
 
     async def claim_calcom_budget(self, key_id: str, want: int, *, limit: int, window: float) -> tuple[int, int, float]:
         """Claim up to `want` Cal.com requests of the key's shared window: (granted, unclaimed, seconds left)."""
