@@ -355,20 +355,25 @@ def test_the_warm_settings_have_friendly_bounds():
     assert (settings.slots_warm_days, settings.slots_fresh_seconds) == (7, 60)
 
 
+async def _walk_in(sandbox: RunningSandbox, start: datetime) -> None:
+    """A booking made in Cal.com directly, with no webhook: our warm copy does not hear of it."""
+    async with CalcomClient(sandbox.api_key, sandbox.base_url) as other:
+        await other.create_booking(
+            BookingRequest(
+                event_type_id=sandbox.state.default_event_type_id,
+                start=start,
+                attendee_name="Walk In",
+                attendee_email="walk.in@example.com",
+                attendee_time_zone="America/New_York",
+            )
+        )
+
+
 async def test_a_stale_warm_offer_costs_one_refused_booking_with_fresh_alternatives(sandbox, db_url):
     async with _warm(sandbox, db_url) as service:
         day = next_weekday()
         first = (await service.find_slots(SlotRequest(day=day))).slots[0].start
-        async with CalcomClient(sandbox.api_key, sandbox.base_url) as other:  # booked in Cal.com, no webhook
-            await other.create_booking(
-                BookingRequest(
-                    event_type_id=sandbox.state.default_event_type_id,
-                    start=first,
-                    attendee_name="Walk In",
-                    attendee_email="walk.in@example.com",
-                    attendee_time_zone="America/New_York",
-                )
-            )
+        await _walk_in(sandbox, first)
         assert first in (await _find(service, day.isoformat()))[0]  # stale, within the freshness bound
         with pytest.raises(SlotUnavailable) as refused:
             await Raw(service).book(**booking_args(first.isoformat()))
@@ -409,16 +414,7 @@ async def test_a_hold_of_a_time_booked_since_the_warm_copy_is_refused_with_fresh
     async with _warm(sandbox, db_url) as service:
         day = next_weekday()
         first = (await service.find_slots(SlotRequest(day=day))).slots[0].start
-        async with CalcomClient(sandbox.api_key, sandbox.base_url) as other:  # booked in Cal.com, no webhook
-            await other.create_booking(
-                BookingRequest(
-                    event_type_id=sandbox.state.default_event_type_id,
-                    start=first,
-                    attendee_name="Walk In",
-                    attendee_email="walk.in@example.com",
-                    attendee_time_zone="America/New_York",
-                )
-            )
+        await _walk_in(sandbox, first)
         with pytest.raises(SlotUnavailable) as refused:
             await service.hold(arguments.hold_request(start=first.isoformat()))
         assert refused.value.taken and refused.value.alternatives

@@ -160,12 +160,16 @@ class Changes(UseCase):
 
     async def _record_cancelled_in_calcom(self, appointment: Appointment, uid: str) -> None:
         reason = "Cancelled in Cal.com; found when rescheduling."
+        await self._record_cancelled(appointment, uid, reason, reason)
+
+    async def _record_cancelled(self, appointment: Appointment, uid: str, reason: str, detail: str) -> Appointment:
+        """Cal.com's booking `uid` is cancelled: so is the appointment, `reason` kept, `detail` in its history."""
         try:
-            await self._store.update_appointment(
+            return await self._store.update_appointment(
                 appointment.id,
                 {"status": AppointmentStatus.CANCELLED, "cancellation_reason": reason, "last_error": None},
                 now=self._clock(),
-                history=history_entry(self._clock(), "cancelled", reason, from_uid=uid),
+                history=history_entry(self._clock(), "cancelled", detail, from_uid=uid),
             )
         finally:
             self._slots.changed()  # after our write: telling the other instances is a write too
@@ -251,15 +255,7 @@ class Changes(UseCase):
                 f"Cal.com moved this booking more than {_MAX_MOVES_FOLLOWED} times, so it was not cancelled here. "
                 f"Cancel booking {uid} in Cal.com itself; the appointment follows on the next sync."
             )
-        try:
-            return await self._store.update_appointment(
-                appointment.id,
-                {"status": AppointmentStatus.CANCELLED, "cancellation_reason": why, "last_error": None},
-                now=self._clock(),
-                history=history_entry(self._clock(), "cancelled", detail, from_uid=uid),
-            )
-        finally:
-            self._slots.changed()  # after our write: telling the other instances is a write too
+        return await self._record_cancelled(appointment, uid, why, detail)
 
     # --- our own fields ---------------------------------------------------------------------
 
