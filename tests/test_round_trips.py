@@ -87,3 +87,24 @@ async def test_a_start_cal_com_will_not_take_at_all_is_not_free_never_just_taken
             await Raw(cold).book(**booking_args(start.isoformat()))
         assert calls.seen == ["POST /v2/bookings", "GET /v2/slots"]
     assert not refused.value.taken and refused.value.alternatives
+
+
+async def test_a_change_right_after_another_takes_the_lease_at_once(service, sandbox):
+    """The lease a change gives back after answering (`Store.after_answer`) is handed straight to the next
+    change of this process, which does not poll for it (a caller chaining a move and a cancel)."""
+    first, second = (await _free_starts(service))[1:3]
+    booked = await Raw(service).book(**booking_args(first))
+    refused: list[str] = []
+    take_lease = service.store.take_lease
+
+    async def counted(name: str, holder: str, **kwargs: Any) -> bool:
+        taken = await take_lease(name, holder, **kwargs)
+        if not taken:
+            refused.append(name)
+        return taken
+
+    service.store.take_lease = counted  # type: ignore[method-assign]
+    await Raw(service).reschedule(appointment_id=booked.id, new_start=second)
+    cancelled = await Raw(service).cancel(appointment_id=booked.id)
+    assert cancelled.status is AppointmentStatus.CANCELLED
+    assert refused == []

@@ -107,6 +107,7 @@ async def changing(
     `wait` seconds for it, then hear Conflict `change_in_progress` (retryable)."""
     name, holder = f"change:{appointment_id}", secrets.token_hex(8)
     deadline = monotonic() + wait
+    await store.written(name)  # a change of this process that just answered gives the lease back now
     while not await store.take_lease(name, holder, now=clock(), ttl=CHANGE_LEASE_TTL):
         if monotonic() >= deadline:
             raise Conflict(
@@ -121,4 +122,4 @@ async def changing(
     finally:
         # Given back once the answer is on its way (the caller does not wait for the commit); a change
         # waiting for it sees it free within a poll. Should it be lost, it lapses after CHANGE_LEASE_TTL.
-        store.after_answer(store.release_lease(name, holder), f"giving back the lease on {appointment_id}")
+        store.after_answer(store.release_lease(name, holder), f"giving back the lease on {appointment_id}", key=name)

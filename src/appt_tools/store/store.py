@@ -12,6 +12,7 @@ costs about 10 µs more (a page of 100 booked appointments loaded in 3.2 ms inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -92,7 +93,8 @@ class _Pool:
     fts: bool | None = None  # whether SQLite's FTS5 table exists, once known
     stores: dict[int, Store] = dataclasses.field(default_factory=dict)
     admin: TenantAdmin | None = None
-    pending: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)  # `after_answer`'s writes
+    # `after_answer`'s writes still to do: each with its key and the event that starts it at once.
+    pending: dict[asyncio.Task[None], tuple[str, asyncio.Event]] = dataclasses.field(default_factory=dict)
     feed: _shared.ChangeFeed | None = None  # one LISTEN connection for every tenant (PostgreSQL)
 
 
@@ -196,27 +198,40 @@ class Store:
         async with self._engine.connect() as connection:
             return await connection.run_sync(schema.current)
 
-    def after_answer(self, write: Awaitable[object], what: str) -> None:
+    def after_answer(self, write: Awaitable[object], what: str, *, key: str) -> None:
         """Run `write` in the background: a write the caller need not wait for (a lease given back, a used
         hold removed), so its commit is not part of the answer's wait. It runs to the end even if the
         caller hangs up; a failure is logged with `what`; `aclose` waits for those still running. A crash
-        loses it, which each caller allows for (a lease and a hold lapse on their own)."""
+        loses it, which each caller allows for (a lease and a hold lapse on their own). `key` names what
+        it writes, for `written`."""
+        hurry = asyncio.Event()
 
         async def logged() -> None:
             try:
-                await asyncio.sleep(AFTER_ANSWER_SECONDS)  # the answer leaves first (it would share the GIL)
+                # The answer leaves first (the write's thread would share the interpreter with it), unless
+                # a call of this process waits for this very write (`written`).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hurry.wait(), AFTER_ANSWER_SECONDS)
                 await write
             except Exception as exc:
                 logger.warning("store: %s failed (%s); it lapses on its own", what, exc)
 
         task = asyncio.get_running_loop().create_task(logged())
-        self._pool.pending.add(task)
-        task.add_done_callback(self._pool.pending.discard)
+        self._pool.pending[task] = (key, hurry)
+        task.add_done_callback(lambda done: self._pool.pending.pop(done, None))
+
+    async def written(self, key: str) -> None:
+        """Once `after_answer`'s writes of `key` in this process are done (at once when there are none)."""
+        waiting = [(task, hurry) for task, (of, hurry) in list(self._pool.pending.items()) if of == key]
+        for _, hurry in waiting:
+            hurry.set()
+        if waiting:
+            await asyncio.gather(*(task for task, _ in waiting), return_exceptions=True)
 
     async def aclose(self) -> None:
         """Close the engine and pool, for every tenant's store on them (after `after_answer`'s writes)."""
         if self._pool.pending:
-            await asyncio.gather(*self._pool.pending, return_exceptions=True)
+            await asyncio.gather(*list(self._pool.pending), return_exceptions=True)
         await self._engine.dispose()
         if self._pool.file_writer is not None:
             self._pool.file_writer.dispose()
