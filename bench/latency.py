@@ -60,12 +60,11 @@ REQUEST_TARGETS: dict[tuple[str, str], tuple[int, tuple[int, int] | None, str]] 
     ("book_appointment", "warm"): (1, (1, 1), "POST /v2/bookings; find_slots saw the time free a moment ago"),
     ("book_appointment", "cold"): (
         1,
-        None,
-        "GET /v2/slots around the time, then POST: the check makes a taken time come back with alternatives "
-        "and nothing written; Cal.com's POST alone would be the API's minimum",
+        (1, 1),
+        "POST /v2/bookings alone: free times are looked up only when Cal.com refuses the time (core/slots.py)",
     ),
-    ("reschedule", "warm"): (1, (1, 2), "POST /v2/bookings/{uid}/reschedule; the new time seen free by find_slots"),
-    ("reschedule", "cold"): (1, (1, 2), "GET /v2/slots (bookingUidToReschedule) + POST …/reschedule"),
+    ("reschedule", "warm"): (1, (1, 1), "POST /v2/bookings/{uid}/reschedule"),
+    ("reschedule", "cold"): (1, (1, 1), "POST …/reschedule alone, as for a booking"),
     ("cancel", "any"): (1, (1, 1), "POST /v2/bookings/{uid}/cancel"),
     ("search_appointments", "any"): (0, (0, 0), "the local store only"),
 }
