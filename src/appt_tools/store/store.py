@@ -73,14 +73,12 @@ _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 IN_FLIGHT_RETRIES = 2
 MAX_MEETING = timedelta(days=1)  # no appointment is longer (validation.window bounds a slot search more tightly)
-# The fields `update_appointment` may change: all but the identity, the uid history and the timestamps.
-logger = logging.getLogger(__name__)
-
 # How long `after_answer` lets a caller's answer go out before its write: run at once, the write's thread
 # competes with the answer's serialising and sending for the interpreter, and the caller waits about 2 ms
 # more (bench --only conversation).
 AFTER_ANSWER_SECONDS = 0.02
-
+logger = logging.getLogger(__name__)
+# The fields `update_appointment` may change: all but the identity, the uid history and the timestamps.
 CHANGEABLE_FIELDS = frozenset(Appointment.model_fields) - {"id", "previous_booking_uids", "created_at", "updated_at"}
 
 
@@ -199,10 +197,10 @@ class Store:
             return await connection.run_sync(schema.current)
 
     def after_answer(self, write: Awaitable[object], what: str, *, key: str) -> None:
-        """Run `write` in the background: a write the caller need not wait for (a lease given back, a used
-        hold removed), so its commit is not part of the answer's wait. It runs to the end even if the
+        """Run `write` in the background: a write the caller need not wait for (a change's lease given
+        back), so its commit is not part of the answer's wait. It runs to the end even if the
         caller hangs up; a failure is logged with `what`; `aclose` waits for those still running. A crash
-        loses it, which each caller allows for (a lease and a hold lapse on their own). `key` names what
+        loses it, which each caller allows for (a lease lapses on its own). `key` names what
         it writes, for `written`."""
         hurry = asyncio.Event()
 
