@@ -120,6 +120,7 @@ async def changing(
     try:
         yield
     finally:
-        # Given back once the answer is on its way (the caller does not wait for the commit); a change
-        # waiting for it sees it free within a poll. Should it be lost, it lapses after CHANGE_LEASE_TTL.
+        # Given back once the answer is on its way (the caller does not wait for the commit): the next change
+        # of this process is handed it (`Store.written`), one elsewhere sees it free within a poll. Should it
+        # be lost, it lapses after CHANGE_LEASE_TTL.
         store.after_answer(store.release_lease(name, holder), f"giving back the lease on {appointment_id}", key=name)
