@@ -24,7 +24,7 @@ from appt_tools.calcom import CalcomClient
 from appt_tools.core.requests import SlotRequest
 from appt_tools.core.service import AppointmentService
 from appt_tools.errors import CalcomRateLimited, CalcomUnavailable, InvalidArgument, SlotUnavailable
-from appt_tools.models import BookingRequest
+from appt_tools.models import Booking, BookingRequest
 from appt_tools.runtime import CalcomTarget, StoredBudget, open_service
 from appt_tools.store import Store
 from appt_tools.surfaces import arguments
@@ -132,17 +132,7 @@ async def test_a_calcom_webhook_refreshes_the_warm_copy(sandbox, db_url):
         day = next_weekday()
         first = (await service.find_slots(SlotRequest(day=day))).slots[0].start
         # Booked in Cal.com itself (its booking page, another app): our warm copy does not know.
-        other = CalcomClient(sandbox.api_key, sandbox.base_url)
-        async with other:
-            booked = await other.create_booking(
-                BookingRequest(
-                    event_type_id=sandbox.state.default_event_type_id,
-                    start=first,
-                    attendee_name="Walk In",
-                    attendee_email="walk.in@example.com",
-                    attendee_time_zone="America/New_York",
-                )
-            )
+        booked = await _walk_in(sandbox, first)
         assert first in (await _find(service, day.isoformat()))[0]  # still offered: Cal.com would refuse it
         refreshes = service.warm.refreshes
         body = json.dumps(
@@ -355,10 +345,10 @@ def test_the_warm_settings_have_friendly_bounds():
     assert (settings.slots_warm_days, settings.slots_fresh_seconds) == (7, 60)
 
 
-async def _walk_in(sandbox: RunningSandbox, start: datetime) -> None:
+async def _walk_in(sandbox: RunningSandbox, start: datetime) -> Booking:
     """A booking made in Cal.com directly, with no webhook: our warm copy does not hear of it."""
     async with CalcomClient(sandbox.api_key, sandbox.base_url) as other:
-        await other.create_booking(
+        return await other.create_booking(
             BookingRequest(
                 event_type_id=sandbox.state.default_event_type_id,
                 start=start,
