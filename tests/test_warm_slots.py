@@ -463,3 +463,31 @@ async def test_every_tenant_follows_its_changes_through_one_listening_connection
             task.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
         await _until(lambda: store.engine.pool.checkedout() == 0)  # type: ignore[attr-defined]
+
+
+async def test_a_warm_find_slots_is_one_read_transaction_on_sqlite(sandbox, db_url):
+    """The change counter (SQLite: other instances' changes are not pushed) and the busy times are read
+    together: one transaction, one worker-thread hop, for the call voice assistants make most."""
+    from sqlalchemy import event
+
+    async with _warm(sandbox, db_url) as service:
+        day = next_weekday()
+        await service.find_slots(SlotRequest(day=day))  # once, so nothing is first-time below
+        if service._rehearsal is not None:  # the process's start-up reads (the first service's): not this call's
+            await service._rehearsal
+        begun: list[str] = []
+
+        def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if statement.split()[0].upper() == "BEGIN":
+                begun.append(statement)
+
+        for engine in service.store.statement_engines:
+            event.listen(engine, "before_cursor_execute", record)
+        try:
+            sandbox.state.faults.add(LOG_EVERY_REQUEST)
+            found = await service.find_slots(SlotRequest(day=day))
+        finally:
+            for engine in service.store.statement_engines:
+                event.remove(engine, "before_cursor_execute", record)
+        assert found.slots and _slot_requests(sandbox) == []
+        assert len(begun) == 1

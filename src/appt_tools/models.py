@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -268,6 +268,14 @@ class Hold(_Frozen):
     timezone: str
     reservation_uid: str | None = None
     created_at: datetime
+
+
+class BusyTimes(NamedTuple):
+    """What no caller should be offered in a window (live holds, bookings still being made), as (start,
+    end) by start; with `changes`, the calendar's change counter read in the same transaction."""
+
+    times: tuple[tuple[datetime, datetime], ...]
+    changes: int | None = None
 
 
 class Tenant(_Frozen):

@@ -81,7 +81,7 @@ class AppointmentService:
             lambda: self.timezone,
             held=lambda lo, hi: store.live_holds(lo, hi, now=clock()),
             warm=self.warm,
-            busy=lambda lo, hi: store.busy(lo, hi, now=clock()),
+            busy=lambda lo, hi, changes: store.busy(lo, hi, now=clock(), changes=changes),
         )
         keys = IdempotentCalls(store, clock, load=self.get)
         parts = Parts(store, lambda: self.calcom, self.catalog, self.slots, keys, clock)

@@ -19,7 +19,7 @@ from appt_tools.core.requests import SlotRequest
 from appt_tools.core.slot_cache import SlotCache
 from appt_tools.core.warm import WarmSlots
 from appt_tools.errors import CalcomError, CalcomTimeOutOfBounds, InvalidArgument, SlotUnavailable
-from appt_tools.models import EventType, Hold, Slot, SlotSearch
+from appt_tools.models import BusyTimes, EventType, Hold, Slot, SlotSearch
 from appt_tools.speech import spoken
 
 ALTERNATIVES = 3
@@ -36,7 +36,7 @@ class SlotFinder:
         timezone: Callable[[], str],
         held: Callable[[datetime, datetime], Awaitable[Sequence[Hold]]] | None = None,
         warm: WarmSlots | None = None,
-        busy: Callable[[datetime, datetime], Awaitable[Sequence[tuple[datetime, datetime]]]] | None = None,
+        busy: Callable[[datetime, datetime, bool], Awaitable[BusyTimes]] | None = None,
     ) -> None:
         self._catalog = catalog
         self._calcom = calcom
@@ -44,7 +44,7 @@ class SlotFinder:
         self._timezone = timezone
         self._held = held  # live holds overlapping [lo, hi): times held for a call, offered to no one else
         # Those and the times of bookings still being made (or whose outcome Cal.com has not confirmed): the
-        # times find_slots and the alternatives leave out, as (start, end).
+        # times find_slots and the alternatives leave out; with True, the change counter in the same read.
         self._busy = busy
         self.cache = SlotCache()
         self.warm = warm
@@ -111,12 +111,18 @@ class SlotFinder:
         """`free`, and when Cal.com said so: from the warm copy, else the cache, else Cal.com now."""
         duration = length if event_type.length_options else None
         if cached and rescheduling is None:
-            warm = None if self.warm is None else await self.warm.get((event_type.id, duration), lo, hi)
+            # One read for what is busy in the window and, where it is needed, the change counter the warm
+            # copy is checked against (`WarmSlots.get`).
+            busy = await self._busy_in(lo, hi + timedelta(minutes=length))
+            changes = None if busy is None else busy.changes
+            warm = (
+                None if self.warm is None else await self.warm.get((event_type.id, duration), lo, hi, changes=changes)
+            )
             if warm is not None:
-                return await self._unheld(warm[0]), warm[1]
+                return await self._unheld(warm[0], busy), warm[1]
             hit = self.cache.lookup(event_type.id, duration, lo, hi)
             if hit is not None:
-                return await self._unheld(hit[0]), self._clock() - timedelta(seconds=hit[1])
+                return await self._unheld(hit[0], busy), self._clock() - timedelta(seconds=hit[1])
         asked = self._clock()
         slots = await self._calcom().slots(
             event_type.id, lo, hi, duration_minutes=duration, booking_uid_to_reschedule=rescheduling
@@ -125,13 +131,21 @@ class SlotFinder:
             self.cache.put(event_type.id, duration, lo, hi, slots)
         return await self._unheld(slots), asked
 
-    async def _unheld(self, slots: Sequence[Slot]) -> list[Slot]:
-        """`slots` without those overlapping a live hold or a booking still being made (read fresh: another
-        process may have one): offered now, such a time would only be refused."""
+    async def _busy_in(self, lo: datetime, hi: datetime) -> BusyTimes | None:
+        """What is busy in [lo, hi), with the change counter when the warm copy needs it (None: no store)."""
+        if self._busy is None:
+            return None
+        return await self._busy(lo, hi, self.warm is not None and self.warm.reads_counter)
+
+    async def _unheld(self, slots: Sequence[Slot], busy: BusyTimes | None = None) -> list[Slot]:
+        """`slots` without those overlapping a live hold or a booking still being made (read fresh unless
+        `busy` was read just now for a window covering them: another process may have one): offered now,
+        such a time would only be refused."""
         if self._busy is None or not slots:
             return list(slots)
-        busy = await self._busy(min(s.start for s in slots), max(s.end for s in slots))
-        return [s for s in slots if not any(start < s.end and s.start < end for start, end in busy)]
+        if busy is None:
+            busy = await self._busy(min(s.start for s in slots), max(s.end for s in slots), False)
+        return [s for s in slots if not any(start < s.end and s.start < end for start, end in busy.times)]
 
     async def near(
         self, event_type: EventType, start: datetime, length: int, *, rescheduling: str | None = None
@@ -149,12 +163,14 @@ class SlotFinder:
         straight away (`refused` after). A time the warm copy or the cache saw free passes without a round
         trip: Cal.com's reservation still refuses a time booked or reserved since (`Holds.hold`)."""
         duration = length if event_type.length_options else None
+        busy = await self._busy_in(start, start + timedelta(minutes=length))
         seen = self.cache.covering(event_type.id, duration, start)
         if seen is None and self.warm is not None:
-            warm = await self.warm.get((event_type.id, duration), start, start + timedelta(minutes=1))
+            changes = None if busy is None else busy.changes
+            warm = await self.warm.get((event_type.id, duration), start, start + timedelta(minutes=1), changes=changes)
             seen = None if warm is None else warm[0]
         if seen is not None and any(s.start == start for s in seen):
-            if any(s.start == start for s in await self._unheld(seen)):
+            if any(s.start == start for s in await self._unheld([s for s in seen if s.start == start], busy)):
                 return
             raise await self.refused(event_type, start, length, taken=True)  # another call holds it
         around = await self.near(event_type, start, length)

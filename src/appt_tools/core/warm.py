@@ -110,9 +110,12 @@ class WarmSlots:
 
     # --- answering ----------------------------------------------------------------------------
 
-    async def get(self, key: Key, lo: datetime, hi: datetime) -> tuple[list[Slot], datetime] | None:
+    async def get(
+        self, key: Key, lo: datetime, hi: datetime, *, changes: int | None = None
+    ) -> tuple[list[Slot], datetime] | None:
         """The free slots starting in [lo, hi) and when they were read, if a copy still fresh and read
-        after every known change covers that window; else None (the caller asks Cal.com)."""
+        after every known change covers that window; else None (the caller asks Cal.com). `changes`: the
+        database's change counter, when the caller has just read it (`reads_counter`); else read here."""
         self._used[key] = self._clock()
         copy = self._copies.get(key)
         if copy is None:
@@ -124,7 +127,7 @@ class WarmSlots:
             return None
         if not self._live:  # changes are not pushed to us: the database's counter says if there were any
             try:
-                counter = await self._store.slot_changes()
+                counter = changes if changes is not None else await self._store.slot_changes()
             except Exception as exc:
                 logger.warning("warm slots: could not read the change counter (%s); asking Cal.com", exc)
                 return None
@@ -138,6 +141,11 @@ class WarmSlots:
         it was just taken."""
         copy = self._copies.get(key)
         return copy is not None and any(s.start == start for s in copy.slots)
+
+    @property
+    def reads_counter(self) -> bool:
+        """Whether `get` needs the database's change counter (changes are not pushed to this instance)."""
+        return not self._live
 
     @property
     def listening(self) -> bool:

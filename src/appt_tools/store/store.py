@@ -33,6 +33,7 @@ from appt_tools.errors import BookingUidOwned, SlotHeld
 from appt_tools.models import (
     Appointment,
     AppointmentStatus,
+    BusyTimes,
     Claim,
     EventType,
     HistoryEntry,
@@ -447,10 +448,11 @@ class Store:
             lambda session: [Hold.model_validate(row, from_attributes=True) for row in session.scalars(statement)]
         )
 
-    async def busy(self, lo: datetime, hi: datetime, *, now: datetime) -> list[tuple[datetime, datetime]]:
+    async def busy(self, lo: datetime, hi: datetime, *, now: datetime, changes: bool = False) -> BusyTimes:
         """The times within [lo, hi) no caller should be offered, as (start, end) by start: live holds, and
         bookings being made right now or whose outcome Cal.com has not confirmed yet (pending, no booking
-        uid: once settled, the time is Cal.com's to show). One read transaction, two indexed statements."""
+        uid: once settled, the time is Cal.com's to show). With `changes`, also `slot_changes` in the same
+        transaction (a warm answer needs both: one read instead of two). Two or three indexed statements."""
         lo, hi = utc(lo, "lo"), utc(hi, "hi")
         holds = select(HoldRow.start_at, HoldRow.end_at).where(
             HoldRow.expires_at > utc(now, "now"), HoldRow.start_at < hi, HoldRow.end_at > lo
@@ -463,9 +465,10 @@ class Store:
             AppointmentRow.end_at > lo,
         )
 
-        def work(session: Session) -> list[tuple[datetime, datetime]]:
+        def work(session: Session) -> BusyTimes:
             rows = [*session.execute(holds), *session.execute(in_flight)]
-            return sorted((start, end) for start, end in rows)
+            times = tuple(sorted((start, end) for start, end in rows))
+            return BusyTimes(times, _changes(session) if changes else None)
 
         return await self._query(work)
 
@@ -750,9 +753,7 @@ class Store:
 
     async def slot_changes(self) -> int:
         """How many changes of the calendar have been counted (by every instance): one primary-key read."""
-        statement = select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY)
-        value = await self._query(lambda session: session.scalar(statement))
-        return int(value) if value is not None else 0
+        return await self._query(_changes)
 
     @property
     def pushes_changes(self) -> bool:
@@ -816,6 +817,12 @@ def _appointment(row: AppointmentRow, uids: Sequence[str]) -> Appointment:
     appointment = Appointment.model_validate(row, from_attributes=True)
     previous = tuple(uid for uid in uids if uid != row.booking_uid)
     return appointment.model_copy(update={"previous_booking_uids": previous}) if previous else appointment
+
+
+def _changes(session: Session) -> int:
+    """The calendar's change counter (`_shared.bump_changes`), 0 before the first change."""
+    value = session.scalar(select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY))
+    return int(value) if value is not None else 0
 
 
 def _key_row(session: Session, key: str, *, for_update: bool = False) -> IdempotencyRow | None:
