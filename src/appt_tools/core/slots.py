@@ -111,13 +111,14 @@ class SlotFinder:
         """`free`, and when Cal.com said so: from the warm copy, else the cache, else Cal.com now."""
         duration = length if event_type.length_options else None
         if cached and rescheduling is None:
-            # One read for what is busy in the window and, where it is needed, the change counter the warm
-            # copy is checked against (`WarmSlots.get`).
-            busy = await self._busy_in(lo, hi + timedelta(minutes=length))
+            key = (event_type.id, duration)
+            # When the warm copy may answer and needs the change counter, one read for both that and what
+            # is busy in the window (which the answer needs anyway).
+            busy = None
+            if self.warm is not None and self._busy is not None and self.warm.needs_counter(key, lo, hi):
+                busy = await self._busy(lo, hi + timedelta(minutes=length), True)
             changes = None if busy is None else busy.changes
-            warm = (
-                None if self.warm is None else await self.warm.get((event_type.id, duration), lo, hi, changes=changes)
-            )
+            warm = None if self.warm is None else await self.warm.get(key, lo, hi, changes=changes)
             if warm is not None:
                 return await self._unheld(warm[0], busy), warm[1]
             hit = self.cache.lookup(event_type.id, duration, lo, hi)
@@ -130,12 +131,6 @@ class SlotFinder:
         if rescheduling is None:
             self.cache.put(event_type.id, duration, lo, hi, slots)
         return await self._unheld(slots), asked
-
-    async def _busy_in(self, lo: datetime, hi: datetime) -> BusyTimes | None:
-        """What is busy in [lo, hi), with the change counter when the warm copy needs it (None: no store)."""
-        if self._busy is None:
-            return None
-        return await self._busy(lo, hi, self.warm is not None and self.warm.reads_counter)
 
     async def _unheld(self, slots: Sequence[Slot], busy: BusyTimes | None = None) -> list[Slot]:
         """`slots` without those overlapping a live hold or a booking still being made (read fresh unless
@@ -163,11 +158,13 @@ class SlotFinder:
         straight away (`refused` after). A time the warm copy or the cache saw free passes without a round
         trip: Cal.com's reservation still refuses a time booked or reserved since (`Holds.hold`)."""
         duration = length if event_type.length_options else None
-        busy = await self._busy_in(start, start + timedelta(minutes=length))
+        key, end = (event_type.id, duration), start + timedelta(minutes=1)
+        busy = None  # read with the change counter when the warm copy may answer (as in `_free_as_of`)
+        if self.warm is not None and self._busy is not None and self.warm.needs_counter(key, start, end):
+            busy = await self._busy(start, start + timedelta(minutes=length), True)
         seen = self.cache.covering(event_type.id, duration, start)
         if seen is None and self.warm is not None:
-            changes = None if busy is None else busy.changes
-            warm = await self.warm.get((event_type.id, duration), start, start + timedelta(minutes=1), changes=changes)
+            warm = await self.warm.get(key, start, end, changes=None if busy is None else busy.changes)
             seen = None if warm is None else warm[0]
         if seen is not None and any(s.start == start for s in seen):
             if any(s.start == start for s in await self._unheld([s for s in seen if s.start == start], busy)):

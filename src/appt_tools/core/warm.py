@@ -121,9 +121,7 @@ class WarmSlots:
         if copy is None:
             self._wake.set()  # an event type not kept yet: warm it from now on
             return None
-        if self._loop is None or copy.generation != self._generation:
-            return None
-        if not (copy.lo <= lo and hi <= copy.hi) or self._clock() - copy.read_at >= self._fresh():
+        if not self._may_serve(copy, lo, hi):
             return None
         if not self._live:  # changes are not pushed to us: the database's counter says if there were any
             try:
@@ -142,10 +140,22 @@ class WarmSlots:
         copy = self._copies.get(key)
         return copy is not None and any(s.start == start for s in copy.slots)
 
-    @property
-    def reads_counter(self) -> bool:
-        """Whether `get` needs the database's change counter (changes are not pushed to this instance)."""
-        return not self._live
+    def needs_counter(self, key: Key, lo: datetime, hi: datetime) -> bool:
+        """Whether `get(key, lo, hi)` would read the database's change counter: a copy that may answer is
+        kept and other instances' changes are not pushed to this one. Then the caller reads it along with
+        what it reads anyway, and passes it as `changes`."""
+        copy = self._copies.get(key)
+        return not self._live and copy is not None and self._may_serve(copy, lo, hi)
+
+    def _may_serve(self, copy: _Copy, lo: datetime, hi: datetime) -> bool:
+        """Everything but the change counter says `copy` may answer for [lo, hi)."""
+        return (
+            self._loop is not None
+            and copy.generation == self._generation
+            and copy.lo <= lo
+            and hi <= copy.hi
+            and self._clock() - copy.read_at < self._fresh()
+        )
 
     @property
     def listening(self) -> bool:
