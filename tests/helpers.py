@@ -5,11 +5,13 @@ imports this module as `helpers` (tests/ is on its path), `python -m bench` from
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import httpx2
@@ -17,6 +19,9 @@ import httpx2
 from appt_tools.core.service import AppointmentService
 from appt_tools.models import Appointment, SearchPage, SlotSearch
 from appt_tools.surfaces import arguments
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 HOST_TZ = "America/New_York"
 BUSINESS_ENV = {"APPT_TOOLS_TIMEZONE": HOST_TZ, "APPT_TOOLS_BUSINESS_NAME": "Acme Dental"}
@@ -166,3 +171,24 @@ class Raw:
 
     async def update(self, appointment_id: str, changes: Mapping[str, str | None]) -> Appointment:
         return await self.service.update(appointment_id, arguments.edit(changes))
+
+
+@asynccontextmanager
+async def ordinary_role(engine: AsyncEngine) -> AsyncIterator[str]:
+    """On PostgreSQL, a login role that is neither superuser nor BYPASSRLS, allowed to use the tables of
+    `engine`'s database: its connection URL (row-level security applies to it). Dropped afterwards."""
+    role = f"appt_rls_{secrets.token_hex(4)}"
+    try:
+        async with engine.begin() as connection:
+            for statement in (
+                f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS",
+                f"GRANT USAGE ON SCHEMA public, extensions TO {role}",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+            ):
+                await connection.exec_driver_sql(statement)
+        yield engine.url.set(username=role).render_as_string(hide_password=False)
+    finally:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(f"DROP OWNED BY {role}")
+            await connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")

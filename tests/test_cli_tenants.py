@@ -3,30 +3,14 @@ database file, with its own environment."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-KEY = "cal_live_0123456789abcdefSECRET"
+from test_cli import KEY, _run
+
 OTHER_KEY = "cal_live_fedcba9876543210OTHERK"
-
-
-def _run(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("APPT_TOOLS_")}
-    base["APPT_TOOLS_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    return subprocess.run(
-        [sys.executable, "-m", "appt_tools", *args],
-        env={**base, **(env or {})},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _ok(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

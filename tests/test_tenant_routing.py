@@ -39,7 +39,7 @@ from appt_tools.store import Store
 from appt_tools.surfaces.http.app import HttpSettings
 from calcom_sandbox import Fault, RunningSandbox, SandboxState, run_sandbox
 from dashboard_support import served
-from helpers import HOST_TZ, next_weekday
+from helpers import HOST_TZ, next_weekday, ordinary_role
 
 OPERATOR = "k_operator_0123456789abcdefghijOP"
 OPERATOR_VAPI = "operator-vapi-secret-0123456789"
@@ -119,21 +119,10 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def ordinary_role_url(postgres_url: str) -> AsyncIterator[str]:
     owner = Store.from_url(postgres_url)
-    role = f"appt_rls_{secrets.token_hex(4)}"
     try:
-        async with owner.engine.begin() as connection:
-            for statement in (
-                f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS",
-                f"GRANT USAGE ON SCHEMA public, extensions TO {role}",
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
-            ):
-                await connection.exec_driver_sql(statement)
-        yield owner.engine.url.set(username=role).render_as_string(hide_password=False)
+        async with ordinary_role(owner.engine) as url:
+            yield url
     finally:
-        async with owner.engine.begin() as connection:
-            await connection.exec_driver_sql(f"DROP OWNED BY {role}")
-            await connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
         await owner.aclose()
 
 

@@ -4,7 +4,6 @@ moving a populated single-business database into the default tenant and back."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from appt_tools.errors import Conflict, InvalidArgument, NotFound
 from appt_tools.models import AppointmentStatus, Hold, SearchQuery
 from appt_tools.store import Store, _scope, schema
 from appt_tools.store.tables import DEFAULT_TENANT_ID, Base, TenantScoped
+from helpers import ordinary_role
 
 NOW, add, new_appointment, event_type = (
     test_store.NOW,
@@ -239,27 +239,13 @@ async def test_what_is_unique_is_unique_per_tenant(two: tuple[Store, Store]) -> 
 
 
 @pytest.fixture
-async def ordinary_role(store: Store) -> AsyncIterator[str]:
+async def ordinary_role_url(store: Store) -> AsyncIterator[str]:
     """A login role that is neither superuser nor BYPASSRLS, allowed to use the store's tables: its
     connection URL. Row-level security applies to it."""
     if store.engine.dialect.name != "postgresql":
         pytest.skip("row-level security is PostgreSQL's")
-    role = f"appt_rls_{secrets.token_hex(4)}"
-    async with store.engine.begin() as connection:
-        for statement in (
-            f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS",
-            f"GRANT USAGE ON SCHEMA public, extensions TO {role}",
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
-        ):
-            await connection.exec_driver_sql(statement)
-    url = store.engine.url.set(username=role)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        async with store.engine.begin() as connection:
-            await connection.exec_driver_sql(f"DROP OWNED BY {role}")
-            await connection.exec_driver_sql(f"DROP ROLE {role}")
+    async with ordinary_role(store.engine) as url:
+        yield url
 
 
 async def test_every_scoped_table_forces_row_level_security(store: Store) -> None:
@@ -276,12 +262,12 @@ async def test_every_scoped_table_forces_row_level_security(store: Store) -> Non
 
 
 async def test_a_raw_query_in_a_transaction_of_tenant_a_sees_none_of_tenant_bs_rows(
-    two: tuple[Store, Store], ordinary_role: str
+    two: tuple[Store, Store], ordinary_role_url: str
 ) -> None:
     a, b = two
     await populate(a, "A")
     await populate(b, "B")
-    ordinary = Store.from_url(ordinary_role)
+    ordinary = Store.from_url(ordinary_role_url)
     try:
         engine = ordinary.engine
         # A new connection that names no tenant sees nothing.
@@ -313,11 +299,11 @@ async def test_a_raw_query_in_a_transaction_of_tenant_a_sees_none_of_tenant_bs_r
 
 
 async def test_the_store_works_under_row_level_security_as_an_ordinary_role(
-    two: tuple[Store, Store], ordinary_role: str
+    two: tuple[Store, Store], ordinary_role_url: str
 ) -> None:
     a, b = two
     made = await populate(a, "A")
-    ordinary = Store.from_url(ordinary_role)
+    ordinary = Store.from_url(ordinary_role_url)
     try:
         beta = await ordinary.tenants.get("beta")
         assert beta is not None and beta.id == b.tenant_id
