@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import wait_for_port
+from tests.helpers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -31,6 +31,31 @@ async def stop_all(processes: Sequence[asyncio.subprocess.Process]) -> None:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def serve_http(
+    env: dict[str, str], count: int, *, logs: Path | None = None, seconds: float = 60
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """`count` `appt-tools serve --transport http` processes with `env`, each once it accepts connections
+    (within `seconds`): their base URLs and pids. Each writes its output to `logs`/server<n>.log, or
+    nowhere; all are stopped together on the way out."""
+    processes: list[asyncio.subprocess.Process] = []
+    bases: list[tuple[str, int]] = []
+    try:
+        for n in range(count):
+            port = free_port()
+            log: Any = (logs / f"server{n}.log").open("wb") if logs is not None else asyncio.subprocess.DEVNULL
+            process = await asyncio.create_subprocess_exec(
+                PYTHON, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port),
+                cwd=ROOT, env=env, stdout=log, stderr=log,
+            )  # fmt: skip
+            processes.append(process)
+            await wait_for_port(port, process, seconds=seconds)
+            bases.append((f"http://127.0.0.1:{port}", process.pid))
+        yield bases
+    finally:
+        await stop_all(processes)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,9 +43,8 @@ import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from bench.common import PYTHON, ROOT, child_env, say, stop_all
+from bench.common import PYTHON, ROOT, child_env, say, serve_http
 from calcom_sandbox import Fault, SandboxState, run_sandbox
-from tests.helpers import free_port, wait_for_port
 
 KEY = "k_soak_0123456789abcdefghijklmnop"
 VAPI_SECRET = "vapi-soak-0123456789abcdef"
@@ -349,26 +348,6 @@ async def sample_memory(pids: list[int], stop: asyncio.Event, samples: dict[int,
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-@contextlib.asynccontextmanager
-async def servers(env: dict[str, str], count: int, logs: Path) -> AsyncIterator[list[tuple[str, int]]]:
-    processes: list[asyncio.subprocess.Process] = []
-    bases: list[tuple[str, int]] = []
-    try:
-        for n in range(count):
-            port = free_port()
-            log = (logs / f"server{n}.log").open("wb")
-            process = await asyncio.create_subprocess_exec(
-                PYTHON, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port),
-                cwd=ROOT, env=env, stdout=log, stderr=log,
-            )  # fmt: skip
-            processes.append(process)
-            await wait_for_port(port, process, seconds=60)
-            bases.append((f"http://127.0.0.1:{port}", process.pid))
-        yield bases
-    finally:
-        await stop_all(processes)
-
-
 async def judge(database: str, state: SandboxState, tally: Tally) -> dict[str, Any]:
     from appt_tools.models import AppointmentStatus, SearchQuery
     from appt_tools.store import Store
@@ -450,7 +429,7 @@ async def soak(minutes: float, callers: int, seed: int, keep_logs: Path | None =
                 APPT_TOOLS_RECONCILE_MINUTES="1",
                 APPT_TOOLS_REQUEST_LOG="json",
             )
-            async with servers(env, 2, Path(tmp)) as bases:
+            async with serve_http(env, 2, logs=Path(tmp)) as bases:
                 pids = [pid for _, pid in bases]
                 samples: dict[int, list[tuple[float, float]]] = {pid: [] for pid in pids}
                 stop = asyncio.Event()

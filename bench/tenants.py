@@ -25,10 +25,9 @@ cost (docs/architecture.md, "Row-level security") is not in these figures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,8 +35,7 @@ from typing import Any
 
 import httpx2
 
-from bench.common import PYTHON, ROOT, Row, child_env, p50, p95, ratio, say, stop_all
-from tests.helpers import free_port, wait_for_port
+from bench.common import Row, child_env, p50, p95, ratio, say, serve_http
 
 OPERATOR_KEY = "bench-operator-key-0123456789abcdef"
 DEFAULT_TENANTS = 100
@@ -69,25 +67,6 @@ def _weekdays(count: int) -> list[date]:
             found.append(day)
         day += timedelta(days=1)
     return found
-
-
-@contextlib.asynccontextmanager
-async def _servers(env: dict[str, str], count: int) -> AsyncIterator[list[tuple[str, int]]]:
-    processes: list[asyncio.subprocess.Process] = []
-    bases: list[tuple[str, int]] = []
-    try:
-        for _ in range(count):
-            port = free_port()
-            process = await asyncio.create_subprocess_exec(
-                PYTHON, "-m", "appt_tools", "serve", "--transport", "http", "--port", str(port),
-                cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            processes.append(process)
-            await wait_for_port(port, process, seconds=120)
-            bases.append((f"http://127.0.0.1:{port}", process.pid))
-        yield bases
-    finally:
-        await stop_all(processes)
 
 
 async def _populate(url: str, base_url: str, accounts: Sequence[Any]) -> list[str]:
@@ -188,7 +167,7 @@ async def run(
                 APPT_TOOLS_TENANT_IDLE_MINUTES="1440",
             )
             async with (
-                _servers(env, 2) as servers,
+                serve_http(env, 2, seconds=120) as servers,
                 httpx2.AsyncClient(timeout=60, limits=httpx2.Limits(max_connections=concurrency * 2)) as http,
             ):
                 bases = [base for base, _ in servers]
