@@ -43,7 +43,7 @@ from appt_tools.models import (
     SearchPage,
     SearchQuery,
 )
-from appt_tools.store import _finder, _locks, _scope, _search, _shared, schema
+from appt_tools.store import _finder, _glance, _locks, _scope, _search, _shared, schema
 from appt_tools.store._engine import (
     BEGIN_MODE_OPTION,
     IMMEDIATE,
@@ -95,6 +95,7 @@ class _Pool:
     # `after_answer`'s writes still to do: each with its key and the event that starts it at once.
     pending: dict[asyncio.Task[None], tuple[str, asyncio.Event]] = dataclasses.field(default_factory=dict)
     feed: _shared.ChangeFeed | None = None  # one LISTEN connection for every tenant (PostgreSQL)
+    glance: _glance.Glance | None = None  # the event loop's own reads of a SQLite file (`busy`, `slot_changes`)
 
 
 def new_appointment_id() -> str:
@@ -112,7 +113,9 @@ class Store:
             prepare_engine(engine)
             # On a SQLite file a write transaction runs whole in a worker thread on the stdlib driver: one
             # thread hop per transaction instead of one per statement (see `_transact`).
-            _pool = _Pool(engine, sqlite_file_engine(engine, pooled=True))
+            file_writer = sqlite_file_engine(engine, pooled=True)
+            glance = None if file_writer is None else _glance.Glance(file_writer.url.database or "")
+            _pool = _Pool(engine, file_writer, glance=glance)
         _scope.tenant(tenant_id)
         self._pool = _pool
         self._tenant_id = tenant_id
@@ -234,6 +237,8 @@ class Store:
         await self._engine.dispose()
         if self._pool.file_writer is not None:
             self._pool.file_writer.dispose()
+        if self._pool.glance is not None:
+            self._pool.glance.close()
 
     async def _transact(self, work: Callable[[Session], T]) -> T:
         """`work` in one write transaction (BEGIN IMMEDIATE on SQLite), committed if it returns, rolled
@@ -452,10 +457,16 @@ class Store:
         """The times within [lo, hi) no caller should be offered, as (start, end) by start: live holds, and
         bookings being made right now or whose outcome Cal.com has not confirmed yet (pending, no booking
         uid: once settled, the time is Cal.com's to show). With `changes`, also `slot_changes` in the same
-        transaction (a warm answer needs both: one read instead of two). Two or three indexed statements."""
-        lo, hi = utc(lo, "lo"), utc(hi, "hi")
+        transaction (a warm answer needs both: one read instead of two). Two or three indexed statements,
+        on a SQLite file read from the event loop's own thread (`_glance`: no worker-thread hop)."""
+        lo, hi, now = utc(lo, "lo"), utc(hi, "hi"), utc(now, "now")
+        glance = self._pool.glance
+        if glance is not None:
+            glanced = glance.busy(self._tenant_id, lo, hi, now=now, longest=MAX_MEETING, changes=changes)
+            if glanced is not None:
+                return glanced
         holds = select(HoldRow.start_at, HoldRow.end_at).where(
-            HoldRow.expires_at > utc(now, "now"), HoldRow.start_at < hi, HoldRow.end_at > lo
+            HoldRow.expires_at > now, HoldRow.start_at < hi, HoldRow.end_at > lo
         )
         in_flight = select(AppointmentRow.start_at, AppointmentRow.end_at).where(
             AppointmentRow.status == AppointmentStatus.PENDING,
@@ -752,8 +763,10 @@ class Store:
         return await self._transact(lambda session: _shared.bump_changes(session, f"{self._tenant_id}:{origin}"))
 
     async def slot_changes(self) -> int:
-        """How many changes of the calendar have been counted (by every instance): one primary-key read."""
-        return await self._query(_changes)
+        """How many changes of the calendar have been counted (by every instance): one primary-key read
+        (on a SQLite file from the event loop's own thread, as `busy`)."""
+        glanced = None if self._pool.glance is None else self._pool.glance.changes(self._tenant_id)
+        return glanced if glanced is not None else await self._query(_changes)
 
     @property
     def pushes_changes(self) -> bool:

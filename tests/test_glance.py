@@ -1,0 +1,100 @@
+"""The event loop's own reads of a SQLite file (`store/_glance.py`) answer exactly as the store's
+SQLAlchemy path does, never wait, and step aside when they cannot answer at once."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from appt_tools.models import Hold
+from appt_tools.store import Store, _glance
+from tests.test_store import NOW, add
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'glance.db'}") as opened:
+        yield opened
+
+
+def _hold(n: int, start: datetime, minutes: int, expires_at: datetime) -> Hold:
+    return Hold(
+        id=f"hold-{n}",
+        event_type_id=7,
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        expires_at=expires_at,
+        timezone="UTC",
+        created_at=NOW,
+    )
+
+
+async def _fill(store: Store, rng: random.Random) -> None:
+    """Holds live and expired, bookings in flight, settled and cancelled, odd microseconds, and the same
+    kinds of rows for another tenant, whose rows a glance must never see."""
+    other = store.for_tenant((await store.tenants.add("other", "Other Dental", now=NOW)).id)
+    for n, owner in enumerate([store] * 30 + [other] * 10):
+        start = NOW + timedelta(minutes=rng.randrange(0, 3 * 24 * 60), microseconds=rng.randrange(1_000_000))
+        minutes = rng.choice([15, 30, 60, 90])
+        if n % 3 == 0:
+            expires = NOW + timedelta(seconds=rng.choice([-30, 30, 300]))
+            await owner.add_hold(_hold(n, start, minutes, expires), now=NOW - timedelta(minutes=5))
+        else:
+            changes = [None, {"booking_uid": f"uid-{n}", "status": "active"}, {"status": "cancelled"}][n % 3]
+            await add(owner, changes, start=start, end=start + timedelta(minutes=minutes))
+    await store.slots_changed("test")
+    await other.slots_changed("test")
+    await other.slots_changed("test")
+
+
+async def test_a_glance_reads_what_the_sqlalchemy_path_reads(store: Store) -> None:
+    rng = random.Random(15)
+    await _fill(store, rng)
+    glance = store._pool.glance
+    assert glance is not None
+    for _ in range(60):
+        lo = NOW + timedelta(minutes=rng.randrange(-60, 3 * 24 * 60))
+        hi = lo + timedelta(minutes=rng.choice([1, 30, 24 * 60]))
+        now = NOW + timedelta(seconds=rng.choice([0, 60, 600]))
+        glanced = await store.busy(lo, hi, now=now, changes=True)
+        store._pool.glance = None  # the worker thread's SQLAlchemy path
+        try:
+            read = await store.busy(lo, hi, now=now, changes=True)
+            counted = await store.slot_changes()
+        finally:
+            store._pool.glance = glance
+        assert glanced == read
+        assert glanced.changes == counted == await store.slot_changes() == 1
+        assert all(t.tzinfo is UTC for pair in glanced.times for t in pair)
+    assert any((await store.busy(NOW, NOW + timedelta(days=4), now=NOW)).times)  # the rows were seen at all
+
+
+async def test_a_glance_steps_aside_when_it_cannot_answer_at_once(store: Store, tmp_path: Path) -> None:
+    await store.slots_changed("test")
+    glance = store._pool.glance
+    assert glance is not None
+    assert glance.changes(store.tenant_id) == 1
+    # In use by another thread: the store reads through its worker thread instead of waiting.
+    with glance._lock:
+        assert glance.changes(store.tenant_id) is None
+        assert await store.slot_changes() == 1
+        assert (await store.busy(NOW, NOW + timedelta(hours=1), now=NOW, changes=True)).changes == 1
+    # SQLite refuses the read (here: not a database at all): None, and the next glance starts afresh.
+    (tmp_path / "garbage.db").write_bytes(b"not a database" * 100)
+    broken = _glance.Glance(str(tmp_path / "garbage.db"))
+    assert broken.changes(store.tenant_id) is None
+    assert broken.busy(store.tenant_id, NOW, NOW, now=NOW, longest=timedelta(days=1), changes=True) is None
+    broken.close()
+    assert glance.changes(store.tenant_id) == 1
+
+
+async def test_no_glance_off_a_file(tmp_path: Path) -> None:
+    async with Store.from_url("sqlite+aiosqlite:///:memory:") as memory:
+        assert memory._pool.glance is None
+        assert await memory.slot_changes() == 0
