@@ -62,17 +62,23 @@ async def test_a_glance_reads_what_the_sqlalchemy_path_reads(store: Store) -> No
         lo = NOW + timedelta(minutes=rng.randrange(-60, 3 * 24 * 60))
         hi = lo + timedelta(minutes=rng.choice([1, 30, 24 * 60]))
         now = NOW + timedelta(seconds=rng.choice([0, 60, 600]))
+        hold_id = f"hold-{rng.randrange(0, 42)}"  # some made, some not (every third row is a hold)
         glanced = await store.busy(lo, hi, now=now, changes=True)
+        glanced_holds = (await store.live_holds(lo, hi, now=now), await store.get_hold(hold_id))
         store._pool.glance = None  # the worker thread's SQLAlchemy path
         try:
             read = await store.busy(lo, hi, now=now, changes=True)
+            read_holds = (await store.live_holds(lo, hi, now=now), await store.get_hold(hold_id))
             counted = await store.slot_changes()
         finally:
             store._pool.glance = glance
         assert glanced == read
+        assert glanced_holds == read_holds
         assert glanced.changes == counted == await store.slot_changes() == 1
         assert all(t.tzinfo is UTC for pair in glanced.times for t in pair)
     assert any((await store.busy(NOW, NOW + timedelta(days=4), now=NOW)).times)  # the rows were seen at all
+    assert await store.live_holds(NOW, NOW + timedelta(days=4), now=NOW)
+    assert await store.get_hold("hold-3") is not None
 
 
 async def test_a_glance_steps_aside_when_it_cannot_answer_at_once(store: Store, tmp_path: Path) -> None:
@@ -83,7 +89,9 @@ async def test_a_glance_steps_aside_when_it_cannot_answer_at_once(store: Store, 
     # In use by another thread: the store reads through its worker thread instead of waiting.
     with glance._lock:
         assert glance.changes(store.tenant_id) is None
+        assert glance.hold(store.tenant_id, "hold-1") is _glance.MISSING
         assert await store.slot_changes() == 1
+        assert await store.get_hold("hold-1") is None
         assert (await store.busy(NOW, NOW + timedelta(hours=1), now=NOW, changes=True)).changes == 1
     # SQLite refuses the read (here: not a database at all): None, and the next glance starts afresh.
     (tmp_path / "garbage.db").write_bytes(b"not a database" * 100)

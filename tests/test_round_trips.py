@@ -95,15 +95,15 @@ async def test_a_change_right_after_another_takes_the_lease_at_once(service, san
     first, second = (await _free_starts(service))[1:3]
     booked = await Raw(service).book(**booking_args(first))
     refused: list[str] = []
-    take_lease = service.store.take_lease
+    lease_appointment = service.store.lease_appointment
 
-    async def counted(name: str, holder: str, **kwargs: Any) -> bool:
-        taken = await take_lease(name, holder, **kwargs)
+    async def counted(name: str, holder: str, appointment_id: str, **kwargs: Any) -> tuple[bool, Any]:
+        taken, current = await lease_appointment(name, holder, appointment_id, **kwargs)
         if not taken:
             refused.append(name)
-        return taken
+        return taken, current
 
-    service.store.take_lease = counted  # type: ignore[method-assign]
+    service.store.lease_appointment = counted  # type: ignore[method-assign]
     await Raw(service).reschedule(appointment_id=booked.id, new_start=second)
     cancelled = await Raw(service).cancel(appointment_id=booked.id)
     assert cancelled.status is AppointmentStatus.CANCELLED

@@ -145,7 +145,7 @@ class Booker(UseCase):
             resume=lambda appointment: self.settle(appointment, event_type, length),
         )
         if hold is not None and appointment.booking_uid is not None:
-            await self._holds.used(hold)
+            self._holds.used(hold)
         return appointment, tuple(corrected)
 
     async def _book(
@@ -354,8 +354,7 @@ class Booker(UseCase):
                 return same
             if same is not None and same.status is AppointmentStatus.PENDING:
                 # Its answer was lost: resume it, one repeat at a time (each would ask Cal.com otherwise).
-                async with changing(self._store, same.id, self._clock):
-                    current = await self._store.get_appointment(same.id)
+                async with changing(self._store, same.id, self._clock) as current:
                     if current is not None and current.status is not AppointmentStatus.FAILED:
                         return await self.settle(current, event_type, length)
             # The one waited for failed (perhaps as the twin of an identical booking made first): look again.

@@ -73,9 +73,9 @@ class Changes(UseCase):
         answers = questions.check(event_type, move.answers, kept=appointment.answers)
 
         async def work(scoped: object) -> Appointment:
-            async with changing(self._store, appointment.id, self._clock):
+            async with changing(self._store, appointment.id, self._clock) as current:
                 # Another change may have finished while this one waited: act on what it left.
-                moved = await self._reschedule(await self.get(appointment.id), when, move.reason)
+                moved = await self._reschedule(current or await self.get(appointment.id), when, move.reason)
                 return await self._record_answers(moved, answers)
 
         payload = {
@@ -215,9 +215,9 @@ class Changes(UseCase):
         why = cancellation.reason or DEFAULT_CANCEL_REASON
 
         async def work(scoped: object) -> Appointment:
-            async with changing(self._store, appointment.id, self._clock):
+            async with changing(self._store, appointment.id, self._clock) as current:
                 # Another change may have finished while this one waited: act on what it left.
-                return await self._cancel(await self.get(appointment.id), why)
+                return await self._cancel(current or await self.get(appointment.id), why)
 
         payload = {"appointment_id": appointment.id, "reason": why}
         return await self._keys.run("cancel", cancellation.idempotency_key, payload, work=work, resume=work)

@@ -61,6 +61,7 @@ class Holds(UseCase):
 
     async def release(self, hold_id: str) -> Hold:
         """End a hold early; InvalidArgument when there is none by that id."""
+        await self._store.written(_used(hold_id))  # a booking of this process that just used it: it is gone
         ended = await self._store.delete_hold(hold_id)
         if ended is None:
             raise _unknown(hold_id)
@@ -70,6 +71,7 @@ class Holds(UseCase):
 
     async def for_booking(self, hold_id: str) -> Hold:
         """The hold a booking names, live or expired (an expired one is booked like any other time)."""
+        await self._store.written(_used(hold_id))
         found = await self._store.get_hold(hold_id)
         if found is None:
             raise _unknown(hold_id)
@@ -78,11 +80,13 @@ class Holds(UseCase):
     def live(self, hold: Hold) -> bool:
         return hold.expires_at > self._clock()
 
-    async def used(self, hold: Hold) -> None:
-        """The held time is booked: the hold ends. Cal.com's reservation is left to lapse on its own within
-        minutes (it hides a time that is booked now anyway): releasing it would cost the caller a second
-        Cal.com round trip for the booking."""
-        await self._store.delete_hold(hold.id)
+    def used(self, hold: Hold) -> None:
+        """The held time is booked: the hold ends, once the booking's answer is on its way (the caller does
+        not wait for that write: `Store.after_answer`; a crash before it leaves a hold on a booked time,
+        which lapses at `expires_at`). Cal.com's reservation is left to lapse on its own within minutes (it
+        hides a time that is booked now anyway): releasing it would cost the caller a second Cal.com round
+        trip for the booking."""
+        self._store.after_answer(self._store.delete_hold(hold.id), f"ending hold {hold.id}", key=_used(hold.id))
 
     async def _reserve(self, event_type_id: int, start: datetime, length: int | None, minutes: int) -> str | None:
         """Cal.com's reservation uid; `CalcomSlotTaken` when Cal.com says the time is booked or reserved."""
@@ -98,6 +102,11 @@ class Holds(UseCase):
             return
         with contextlib.suppress(CalcomError):  # it lapses on its own within minutes
             await self._calcom().release_reservation(uid)
+
+
+def _used(hold_id: str) -> str:
+    """`Store.after_answer`'s key for ending a hold a booking used."""
+    return f"hold-used:{hold_id}"
 
 
 def _unknown(hold_id: str) -> InvalidArgument:

@@ -102,13 +102,17 @@ CHANGE_LEASE_TTL = timedelta(minutes=2)
 @asynccontextmanager
 async def changing(
     store: Store, appointment_id: str, clock: Callable[[], datetime], *, wait: float = PEER_WAIT_SECONDS
-) -> AsyncIterator[None]:
+) -> AsyncIterator[Appointment | None]:
     """Hold appointment `appointment_id` for one change: other changes to it (any process) wait up to
-    `wait` seconds for it, then hear Conflict `change_in_progress` (retryable)."""
+    `wait` seconds for it, then hear Conflict `change_in_progress` (retryable). Yields the appointment as
+    it is once held (None if it is gone), read with the lease in one transaction."""
     name, holder = f"change:{appointment_id}", secrets.token_hex(8)
     deadline = monotonic() + wait
     await store.written(name)  # a change of this process that just answered gives the lease back now
-    while not await store.take_lease(name, holder, now=clock(), ttl=CHANGE_LEASE_TTL):
+    while True:
+        taken, current = await store.lease_appointment(name, holder, appointment_id, now=clock(), ttl=CHANGE_LEASE_TTL)
+        if taken:
+            break
         if monotonic() >= deadline:
             raise Conflict(
                 "Another change to this appointment is being made right now; try again in a moment, then check "
@@ -118,7 +122,7 @@ async def changing(
             )
         await asyncio.sleep(POLL_SECONDS)
     try:
-        yield
+        yield current
     finally:
         # Given back once the answer is on its way (the caller does not wait for the commit): the next change
         # of this process is handed it (`Store.written`), one elsewhere sees it free within a poll. Should it

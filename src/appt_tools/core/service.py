@@ -214,14 +214,14 @@ class AppointmentService:
     async def confirm(self, appointment_id: str) -> Appointment:
         """The host accepts a pending booking in Cal.com (the attendee is told)."""
         appointment = await self.get(appointment_id)
-        async with changing(self.store, appointment.id, self._clock):  # one change at a time (core/changes.py)
-            return await self._decisions.confirm(await self.get(appointment.id))
+        async with changing(self.store, appointment.id, self._clock) as current:  # one at a time (core/changes.py)
+            return await self._decisions.confirm(current or await self.get(appointment.id))
 
     async def decline(self, appointment_id: str, reason: str | None = None) -> Appointment:
         """The host turns down a pending booking in Cal.com (the attendee is told); it ends cancelled."""
         appointment = await self.get(appointment_id)
-        async with changing(self.store, appointment.id, self._clock):
-            return await self._decisions.decline(await self.get(appointment.id), reason)
+        async with changing(self.store, appointment.id, self._clock) as current:
+            return await self._decisions.decline(current or await self.get(appointment.id), reason)
 
     async def hold(self, request: HoldRequest) -> Hold:
         return await self.holds.hold(request)

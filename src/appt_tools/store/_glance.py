@@ -1,5 +1,5 @@
-"""A glance at a SQLite file from the event loop's own thread: the two small reads a warm answer makes
-(the busy times of a window, and the calendar's change counter), in plain SQL on a stdlib connection of
+"""A glance at a SQLite file from the event loop's own thread: the small reads on a caller's path that
+return plain rows (the busy times of a window, the calendar's change counter, holds), in plain SQL on a stdlib connection of
 its own, with no worker-thread hop.
 
 Written by hand, not through SQLAlchemy, because of what it costs on the hot path: building the three
@@ -7,7 +7,7 @@ statements, looking them up in the compiled cache, a session and its result rows
 interpreter time, and the worker-thread hop that keeps them off the event loop about 1 ms more under load;
 the same indexed statements on the driver take about 20 µs in all, less than the hop alone (bench:
 `find_slots` warm). Only short reads bounded by an index belong here: anything that may scan stays in
-`Store._query`'s worker thread. The statements are `Store.busy`'s and `_changes`'s, tenant filter
+`Store._query`'s worker thread. The statements are those of `Store.busy`, `_changes`, `get_hold` and `live_holds`, tenant filter
 included (they are not ORM statements, which `_scope` filters); tests/test_glance.py checks the two paths
 agree on the same rows.
 
@@ -18,6 +18,7 @@ caller then reads through `Store._query` as before.
 
 from __future__ import annotations
 
+import enum
 import logging
 import sqlite3
 import threading
@@ -27,12 +28,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from appt_tools.models import BusyTimes
+from appt_tools.models import BusyTimes, Hold
 from appt_tools.store import _shared
 from appt_tools.store.tables import IN_FLIGHT, UTCDateTime
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Missing(enum.Enum):
+    """A glance that could not be had, where None is an answer (no such row)."""
+
+    MISSING = enum.auto()
+
+
+MISSING = Missing.MISSING
 
 _DIALECT = SQLiteDialect_pysqlite()
 # SQLAlchemy's own conversions for the columns' type, so a glance binds and reads times exactly as the ORM does.
@@ -49,6 +59,13 @@ SELECT start_at, end_at FROM appointments
  WHERE tenant_id = :tenant AND {IN_FLIGHT} AND start_at < :hi AND start_at >= :since AND end_at > :lo
 """
 _CHANGES = "SELECT value FROM settings WHERE tenant_id = :tenant AND key = :key"
+_HOLD_COLUMNS = "id, event_type_id, start_at, end_at, expires_at, timezone, reservation_uid, created_at"
+_HOLD = f"SELECT {_HOLD_COLUMNS} FROM holds WHERE tenant_id = :tenant AND id = :id"
+_LIVE_HOLDS = f"""
+SELECT {_HOLD_COLUMNS} FROM holds
+ WHERE tenant_id = :tenant AND expires_at > :now AND start_at < :hi AND end_at > :lo
+ ORDER BY start_at
+"""
 
 
 class Glance:
@@ -77,6 +94,17 @@ class Glance:
     def changes(self, tenant_id: int) -> int | None:
         """`Store.slot_changes`'s answer, or None when it cannot be had at once."""
         return self._read(lambda connection: _counter(connection, tenant_id))
+
+    def hold(self, tenant_id: int, hold_id: str) -> Hold | Missing | None:
+        """`Store.get_hold`'s answer, or MISSING when it cannot be had at once."""
+        params = {"tenant": tenant_id, "id": hold_id}
+        found = self._read(lambda connection: [_hold(row) for row in connection.execute(_HOLD, params)])
+        return MISSING if found is None else (found[0] if found else None)
+
+    def live_holds(self, tenant_id: int, lo: datetime, hi: datetime, *, now: datetime) -> list[Hold] | None:
+        """`Store.live_holds`'s answer (its arguments already UTC), or None when it cannot be had at once."""
+        params = {"tenant": tenant_id, "now": _TO_DB(now), "hi": _TO_DB(hi), "lo": _TO_DB(lo)}
+        return self._read(lambda connection: [_hold(row) for row in connection.execute(_LIVE_HOLDS, params)])
 
     def close(self) -> None:
         with self._lock:
@@ -113,6 +141,20 @@ class Glance:
             connection.execute("PRAGMA query_only=1")
             self._connection = connection
         return self._connection
+
+
+def _hold(row: tuple[Any, ...]) -> Hold:
+    hold_id, event_type_id, start, end, expires_at, timezone, reservation_uid, created_at = row
+    return Hold(
+        id=hold_id,
+        event_type_id=event_type_id,
+        start=_FROM_DB(start),
+        end=_FROM_DB(end),
+        expires_at=_FROM_DB(expires_at),
+        timezone=timezone,
+        reservation_uid=reservation_uid,
+        created_at=_FROM_DB(created_at),
+    )
 
 
 def _counter(connection: sqlite3.Connection, tenant_id: int) -> int:

@@ -441,12 +441,14 @@ class Store:
         return await self._transact(work)
 
     async def live_holds(self, lo: datetime, hi: datetime, *, now: datetime) -> list[Hold]:
-        """Holds not expired at `now` whose time overlaps [lo, hi), by start."""
+        """Holds not expired at `now` whose time overlaps [lo, hi), by start (glanced on a SQLite file)."""
+        lo, hi, now = utc(lo, "lo"), utc(hi, "hi"), utc(now, "now")
+        glanced = None if self._pool.glance is None else self._pool.glance.live_holds(self._tenant_id, lo, hi, now=now)
+        if glanced is not None:
+            return glanced
         statement = (
             select(HoldRow)
-            .where(
-                HoldRow.expires_at > utc(now, "now"), HoldRow.start_at < utc(hi, "hi"), HoldRow.end_at > utc(lo, "lo")
-            )
+            .where(HoldRow.expires_at > now, HoldRow.start_at < hi, HoldRow.end_at > lo)
             .order_by(HoldRow.start_at)
         )
         return await self._query(
@@ -484,7 +486,10 @@ class Store:
         return await self._query(work)
 
     async def get_hold(self, hold_id: str) -> Hold | None:
-        """The hold, live or expired (None once released, used or swept away)."""
+        """The hold, live or expired (None once released, used or swept away); glanced on a SQLite file."""
+        glanced = _glance.MISSING if self._pool.glance is None else self._pool.glance.hold(self._tenant_id, hold_id)
+        if glanced is not _glance.MISSING:
+            return glanced
 
         def work(session: Session) -> Hold | None:
             row = session.get(HoldRow, hold_id)
@@ -725,22 +730,21 @@ class Store:
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
         another holder's is current. Several processes on one database use it to let one of them run a job."""
-        now = utc(now, "now")
-        key = f"{LEASE_PREFIX}{name}"
+        now, key = utc(now, "now"), f"{LEASE_PREFIX}{name}"
+        return await self._transact(lambda session: _take_lease(session, key, holder, now + ttl, now=now))
 
-        def work(session: Session) -> bool:
-            _locks.hold(session, f"setting:{key}")
-            row = _setting_row(session, key)
-            if row is not None:
-                owner, _, until = row.value.partition(" ")
-                if owner != holder and datetime.fromisoformat(until) > now:
-                    return False
-            value = f"{holder} {(now + ttl).isoformat()}"
-            if row is None:
-                session.add(SettingRow(key=key, value=value))
-            else:
-                row.value = value
-            return True
+    async def lease_appointment(
+        self, name: str, holder: str, appointment_id: str, *, now: datetime, ttl: timedelta
+    ) -> tuple[bool, Appointment | None]:
+        """`take_lease`, and once taken, appointment `appointment_id` as it is under the lease, read in the
+        same transaction: a change's lease and its fresh look at the appointment in one round."""
+        now, key = utc(now, "now"), f"{LEASE_PREFIX}{name}"
+
+        def work(session: Session) -> tuple[bool, Appointment | None]:
+            if not _take_lease(session, key, holder, now + ttl, now=now):
+                return False, None
+            loaded = _load(session, appointment_id)
+            return True, None if loaded is None else _appointment(*loaded)
 
         return await self._transact(work)
 
@@ -836,6 +840,22 @@ def _changes(session: Session) -> int:
     """The calendar's change counter (`_shared.bump_changes`), 0 before the first change."""
     value = session.scalar(select(SettingRow.value).where(SettingRow.key == _shared.CHANGES_KEY))
     return int(value) if value is not None else 0
+
+
+def _take_lease(session: Session, key: str, holder: str, until: datetime, *, now: datetime) -> bool:
+    """`Store.take_lease`'s work: the lease row `key` is `holder`'s until `until`, unless another's is current."""
+    _locks.hold(session, f"setting:{key}")
+    row = _setting_row(session, key)
+    if row is not None:
+        owner, _, current_until = row.value.partition(" ")
+        if owner != holder and datetime.fromisoformat(current_until) > now:
+            return False
+    value = f"{holder} {until.isoformat()}"
+    if row is None:
+        session.add(SettingRow(key=key, value=value))
+    else:
+        row.value = value
+    return True
 
 
 def _key_row(session: Session, key: str, *, for_update: bool = False) -> IdempotencyRow | None:
