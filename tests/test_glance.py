@@ -35,6 +35,9 @@ def _hold(n: int, start: datetime, minutes: int, expires_at: datetime) -> Hold:
     )
 
 
+owner_ids: dict[int, list[str]] = {}
+
+
 async def _fill(store: Store, rng: random.Random) -> None:
     """Holds live and expired, bookings in flight, settled and cancelled, odd microseconds, and the same
     kinds of rows for another tenant, whose rows a glance must never see."""
@@ -47,7 +50,20 @@ async def _fill(store: Store, rng: random.Random) -> None:
             await owner.add_hold(_hold(n, start, minutes, expires), now=NOW - timedelta(minutes=5))
         else:
             changes = [None, {"booking_uid": f"uid-{n}", "status": "active"}, {"status": "cancelled"}][n % 3]
-            await add(owner, changes, start=start, end=start + timedelta(minutes=minutes))
+            answers = {"topic": "Crown", "urgent": True, "teeth": ["12", "13"]} if n % 4 == 0 else {}
+            added = await add(
+                owner,
+                changes,
+                start=start,
+                end=start + timedelta(minutes=minutes),
+                attendee_email=None if n % 5 == 0 else f"caller{n}@example.com",
+                attendee_phone="+14155550123" if n % 5 == 0 else None,
+                answers=answers,
+            )
+            if n % 7 == 1:  # moved twice: earlier booking uids
+                for later in ("b", "c"):
+                    await owner.update_appointment(added.id, {"booking_uid": f"uid-{n}-{later}"}, now=NOW)
+            owner_ids.setdefault(owner.tenant_id, []).append(added.id)
     await store.slots_changed("test")
     await other.slots_changed("test")
     await other.slots_changed("test")
@@ -81,6 +97,29 @@ async def test_a_glance_reads_what_the_sqlalchemy_path_reads(store: Store) -> No
     assert await store.get_hold("hold-3") is not None
 
 
+async def test_an_appointment_glanced_is_the_one_sqlalchemy_reads(store: Store) -> None:
+    owner_ids.clear()
+    await _fill(store, random.Random(16))
+    glance = store._pool.glance
+    ids = [i for ids in owner_ids.values() for i in ids]
+    assert len(ids) > 20
+    glanced = [await store.get_appointment(i) for i in [*ids, "apt_none"]]
+    starts = [a.start for a in glanced if a is not None]
+    live = [await store.live_at(start) for start in starts]
+    store._pool.glance = None
+    try:
+        assert glanced == [await store.get_appointment(i) for i in [*ids, "apt_none"]]
+        assert [sorted(found, key=lambda a: a.id) for found in live] == [
+            sorted(await store.live_at(start), key=lambda a: a.id) for start in starts
+        ]
+    finally:
+        store._pool.glance = glance
+    mine = [a for a in glanced if a is not None]
+    assert len(mine) == len(owner_ids[store.tenant_id])  # another tenant's appointment is not found
+    assert any(a.previous_booking_uids for a in mine) and any(a.answers for a in mine)
+    assert any(a.attendee_email is None for a in mine) and any(live)
+
+
 async def test_a_glance_steps_aside_when_it_cannot_answer_at_once(store: Store, tmp_path: Path) -> None:
     await store.slots_changed("test")
     glance = store._pool.glance
@@ -106,3 +145,26 @@ async def test_no_glance_off_a_file(tmp_path: Path) -> None:
     async with Store.from_url("sqlite+aiosqlite:///:memory:") as memory:
         assert memory._pool.glance is None
         assert await memory.slot_changes() == 0
+
+
+async def test_a_glance_reads_an_appointment_and_its_uids_in_two_statements(store: Store) -> None:
+    start = NOW + timedelta(days=5)
+    booked = []
+    for n in range(3):
+        appointment = await add(store, {"booking_uid": f"uid-{n}-a", "status": "active"}, start=start)
+        booked.append(await store.update_appointment(appointment.id, {"booking_uid": f"uid-{n}-b"}, now=NOW))
+    glance = store._pool.glance
+    assert glance is not None
+    sent: list[str] = []
+    connection = glance._connect()
+    assert connection is not None
+    connection.set_trace_callback(sent.append)
+    try:
+        assert await store.get_appointment(booked[0].id) == booked[0]
+        assert [s.split()[0] for s in sent] == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+        sent.clear()
+        assert sorted(await store.live_at(start), key=lambda a: a.id) == sorted(booked, key=lambda a: a.id)
+        assert [s.split()[0] for s in sent] == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    finally:
+        connection.set_trace_callback(None)
+    assert booked[0].previous_booking_uids == ("uid-0-a",)

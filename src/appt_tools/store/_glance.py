@@ -22,15 +22,16 @@ import enum
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import inspect
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from appt_tools.models import BusyTimes, Hold
+from appt_tools.models import Appointment, AppointmentStatus, BusyTimes, Hold
 from appt_tools.store import _shared
-from appt_tools.store.tables import IN_FLIGHT, UTCDateTime
+from appt_tools.store.tables import IN_FLIGHT, POSTGRESQL_ONLY_COLUMNS, AppointmentRow, UTCDateTime
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +60,29 @@ SELECT start_at, end_at FROM appointments
  WHERE tenant_id = :tenant AND {IN_FLIGHT} AND start_at < :hi AND start_at >= :since AND end_at > :lo
 """
 _CHANGES = "SELECT value FROM settings WHERE tenant_id = :tenant AND key = :key"
+# An appointment's columns, each read through SQLAlchemy's own result conversion for its type (times,
+# the status enum, JSON answers, '' kept for None), and the model field each one fills (`Appointment`'s
+# fields are the row's attribute names, or synonyms of them: `start` is `start_at`).
+_APPOINTMENT_COLUMNS = [c for c in AppointmentRow.__table__.columns if c.name not in POSTGRESQL_ONLY_COLUMNS]
+_APPOINTMENT_READ = [
+    (c.name, c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)) for c in _APPOINTMENT_COLUMNS
+]
+_MAPPER = inspect(AppointmentRow)
+_FIELD_COLUMNS = {
+    **{attr.key: attr.columns[0].name for attr in _MAPPER.column_attrs},
+    **{syn.key: _MAPPER.column_attrs[syn.name].columns[0].name for syn in _MAPPER.synonyms},
+}
+_FIELDS = [(field, _FIELD_COLUMNS[field]) for field in Appointment.model_fields if field in _FIELD_COLUMNS]
+_APPOINTMENT_SELECT = "SELECT " + ", ".join(c.name for c in _APPOINTMENT_COLUMNS) + " FROM appointments"
+_APPOINTMENT = f"{_APPOINTMENT_SELECT} WHERE tenant_id = :tenant AND id = :id"
+_LIVE_STATUSES = ", ".join(
+    f"'{s.value}'" for s in (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
+)
+_LIVE_AT = f"{_APPOINTMENT_SELECT} WHERE tenant_id = :tenant AND start_at = :start AND status IN ({_LIVE_STATUSES})"
+_UIDS = """
+SELECT appointment_id, uid FROM booking_uids WHERE tenant_id = ? AND appointment_id IN ({marks})
+ ORDER BY created_at, id
+"""
 _HOLD_COLUMNS = "id, event_type_id, start_at, end_at, expires_at, timezone, reservation_uid, created_at"
 _HOLD = f"SELECT {_HOLD_COLUMNS} FROM holds WHERE tenant_id = :tenant AND id = :id"
 _LIVE_HOLDS = f"""
@@ -94,6 +118,19 @@ class Glance:
     def changes(self, tenant_id: int) -> int | None:
         """`Store.slot_changes`'s answer, or None when it cannot be had at once."""
         return self._read(lambda connection: _counter(connection, tenant_id))
+
+    def appointment(self, tenant_id: int, appointment_id: str) -> Appointment | Missing | None:
+        """`Store.get_appointment`'s answer, or MISSING when it cannot be had at once."""
+        params = {"tenant": tenant_id, "id": appointment_id}
+        found = self._read(
+            lambda connection: _appointments(connection, tenant_id, connection.execute(_APPOINTMENT, params))
+        )
+        return MISSING if found is None else (found[0] if found else None)
+
+    def live_at(self, tenant_id: int, start: datetime) -> list[Appointment] | None:
+        """`Store.live_at`'s answer (`start` already UTC), or None when it cannot be had at once."""
+        params = {"tenant": tenant_id, "start": _TO_DB(start)}
+        return self._read(lambda connection: _appointments(connection, tenant_id, connection.execute(_LIVE_AT, params)))
 
     def hold(self, tenant_id: int, hold_id: str) -> Hold | Missing | None:
         """`Store.get_hold`'s answer, or MISSING when it cannot be had at once."""
@@ -141,6 +178,31 @@ class Glance:
             connection.execute("PRAGMA query_only=1")
             self._connection = connection
         return self._connection
+
+
+def _appointments(connection: sqlite3.Connection, tenant_id: int, rows: Iterable[tuple[Any, ...]]) -> list[Appointment]:
+    """Appointments of raw `rows` (`_APPOINTMENT_SELECT`'s columns), each with its earlier booking uids
+    read in one more statement for them all (as `store._appointments` makes them)."""
+    found = []
+    for row in rows:
+        values = {
+            name: value if convert is None else convert(value)
+            for (name, convert), value in zip(_APPOINTMENT_READ, row, strict=True)
+        }
+        found.append(Appointment.model_validate({field: values[column] for field, column in _FIELDS}))
+    if not found:
+        return found
+    marks = ", ".join("?" * len(found))
+    uids: dict[str, list[str]] = {}
+    statement = _UIDS.format(marks=marks)
+    for appointment_id, uid in connection.execute(statement, (tenant_id, *(a.id for a in found))):
+        uids.setdefault(appointment_id, []).append(uid)
+    return [_with_previous(a, uids.get(a.id, ())) for a in found]
+
+
+def _with_previous(appointment: Appointment, uids: Iterable[str]) -> Appointment:
+    previous = tuple(uid for uid in uids if uid != appointment.booking_uid)
+    return appointment.model_copy(update={"previous_booking_uids": previous}) if previous else appointment
 
 
 def _hold(row: tuple[Any, ...]) -> Hold:

@@ -337,6 +337,12 @@ class Store:
         return await self._query(lambda session: session.scalar(statement))
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
+        """The appointment (None: no such id); glanced on a SQLite file."""
+        glance = self._pool.glance
+        glanced = _glance.MISSING if glance is None else glance.appointment(self._tenant_id, appointment_id)
+        if glanced is not _glance.MISSING:
+            return glanced
+
         def work(session: Session) -> Appointment | None:
             loaded = _load(session, appointment_id)
             return None if loaded is None else _appointment(*loaded)
@@ -345,9 +351,13 @@ class Store:
 
     async def live_at(self, start: datetime) -> list[Appointment]:
         """Appointments starting at `start` that are booked or being booked (stored status pending, active
-        or rescheduled): one lookup on the start index, however large the store."""
+        or rescheduled): one lookup on the start index, however large the store (glanced on a SQLite file)."""
+        start = utc(start, "start")
+        glanced = None if self._pool.glance is None else self._pool.glance.live_at(self._tenant_id, start)
+        if glanced is not None:
+            return glanced
         statement = select(AppointmentRow).where(
-            AppointmentRow.start_at == utc(start, "start"),
+            AppointmentRow.start_at == start,
             AppointmentRow.status.in_(
                 (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
             ),
