@@ -543,3 +543,42 @@ async def test_a_read_whose_tries_open_the_breaker_stops_and_reports_cal_coms_fa
             await client.me()
     assert len(recorder.requests) == 2
     assert caught.value.status == 503
+
+
+# --- the shared budget (calcom/_budget.py) ------------------------------------------------------
+
+
+class _SlowLedger:
+    """A ledger whose claims take `delay` seconds (a busy database); it grants what is asked within a
+    fixed window of `limit`."""
+
+    def __init__(self, limit: int, delay: float) -> None:
+        self.limit, self.delay, self.claimed, self.claims = limit, delay, 0, 0
+
+    async def claim(self, key_id: str, want: int, *, limit: int, window: float) -> Any:
+        from appt_tools.calcom._budget import Grant
+
+        self.claims += 1
+        await asyncio.sleep(self.delay)
+        granted = min(want, self.limit - self.claimed)
+        self.claimed += granted
+        return Grant(granted, self.limit - self.claimed, 60.0)
+
+
+async def test_the_next_batch_is_claimed_before_it_is_needed_so_callers_wait_once_a_window() -> None:
+    from appt_tools.calcom._budget import SharedBudget
+
+    ledger = _SlowLedger(limit=120, delay=0.05)
+    loop = asyncio.get_running_loop()
+    budget = SharedBudget(ledger, "key", limit=120, window=60.0, clock=loop.time)
+    waited = []
+    for _ in range(40):  # eight batches of five, one request at a time as callers send them
+        started = loop.time()
+        assert await budget.take() == 0.0
+        waited.append(loop.time() - started)
+        await asyncio.sleep(0.06)  # between calls: a refill claimed in the background lands meanwhile
+    assert waited[0] >= 0.05  # the first request of the window waits for the first claim
+    assert max(waited[1:]) < 0.04  # no other does
+    assert ledger.claimed <= 40 + 2 * 5  # never more than a batch claimed ahead of what was spent
+    assert ledger.claims >= 8
+    await budget.aclose()

@@ -5,8 +5,9 @@ minute would together send several times that. The shared budget is a ledger (`B
 runtime supplies, backed by the database the instances already share (this package does not know
 which): one row per key, named by a hash of the key (never the key), holding the current window's
 start and how many of its requests were claimed. A client claims its requests from it in small
-batches (`SharedBudget`), so only one request in a batch costs a write; a batch not used before its
-window ends is lost, which wastes at most a batch per instance a window.
+batches (`SharedBudget`), the next one in the background while the last requests of the current one are
+spent, so a caller waits for the ledger only on the first request of a window; a batch not used before
+its window ends is lost, which wastes at most a batch per instance a window.
 
 The ledger's window is fixed (it starts at the first claim after the last one ended) and a margin
 longer than Cal.com's, whose window starts when it receives the first request. Every client also
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 # Requests claimed per write: a twenty-fourth of the limit (5 of Cal.com's 120), at least one.
 BATCH_SHARE = 24
+# When a client has this many claimed requests left or fewer, it claims the next batch in the background,
+# so that a caller rarely waits for the ledger's write: only the first request of a window does.
+REFILL_AT = 1
 # A caller waits at most this long for a claim: then its request goes (paced by the client alone) and is
 # counted against the claim when it lands.
 CLAIM_WAIT = 0.5
@@ -94,6 +98,8 @@ class SharedBudget:
             now = self._clock()
             if self._tokens > 0 and now < self._until:
                 self._tokens -= 1
+                if self._tokens <= REFILL_AT and self._left > 0 and (self._claim is None or self._claim.done()):
+                    self._claim = asyncio.create_task(self._claim_batch())  # the next batch, before it is needed
                 return 0.0
             if now < self._spent_until:
                 return self._spent_until - now
@@ -122,9 +128,13 @@ class SharedBudget:
             )
             return False
         now = self._clock()
-        self._until = now + grant.resets_in
+        until = now + grant.resets_in
+        # Requests still unspent are kept when the grant is of the same window (a refill claimed ahead of
+        # need); a new window's grant replaces them.
+        kept = max(0, self._tokens) if now < self._until and abs(until - self._until) < MARGIN else 0
+        self._until = until
         self._left = grant.left
-        self._tokens = grant.granted - self._owed
+        self._tokens = kept + grant.granted - self._owed
         self._owed = max(0, -self._tokens)
         if grant.granted <= 0:
             self._spent_until = self._until
