@@ -45,10 +45,10 @@ class Missing(enum.Enum):
 
 MISSING = Missing.MISSING
 
-_DIALECT = SQLiteDialect_pysqlite()
+DIALECT = SQLiteDialect_pysqlite()
 # SQLAlchemy's own conversions for the columns' type, so a glance binds and reads times exactly as the ORM does.
-_TO_DB: Callable[[Any], Any] = UTCDateTime().dialect_impl(_DIALECT).bind_processor(_DIALECT) or (lambda value: value)
-_FROM_DB: Callable[[Any], Any] = UTCDateTime().dialect_impl(_DIALECT).result_processor(_DIALECT, None) or (
+_TO_DB: Callable[[Any], Any] = UTCDateTime().dialect_impl(DIALECT).bind_processor(DIALECT) or (lambda value: value)
+_FROM_DB: Callable[[Any], Any] = UTCDateTime().dialect_impl(DIALECT).result_processor(DIALECT, None) or (
     lambda value: value
 )
 
@@ -65,20 +65,19 @@ _CHANGES = "SELECT value FROM settings WHERE tenant_id = :tenant AND key = :key"
 # fields are the row's attribute names, or synonyms of them: `start` is `start_at`).
 _APPOINTMENT_COLUMNS = [c for c in AppointmentRow.__table__.columns if c.name not in POSTGRESQL_ONLY_COLUMNS]
 _APPOINTMENT_READ = [
-    (c.name, c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)) for c in _APPOINTMENT_COLUMNS
+    (c.name, c.type.dialect_impl(DIALECT).result_processor(DIALECT, None)) for c in _APPOINTMENT_COLUMNS
 ]
 _MAPPER = inspect(AppointmentRow)
-_FIELD_COLUMNS = {
+FIELD_COLUMNS = {
     **{attr.key: attr.columns[0].name for attr in _MAPPER.column_attrs},
     **{syn.key: _MAPPER.column_attrs[syn.name].columns[0].name for syn in _MAPPER.synonyms},
 }
-_FIELDS = [(field, _FIELD_COLUMNS[field]) for field in Appointment.model_fields if field in _FIELD_COLUMNS]
+_FIELDS = [(field, FIELD_COLUMNS[field]) for field in Appointment.model_fields if field in FIELD_COLUMNS]
 _APPOINTMENT_SELECT = "SELECT " + ", ".join(c.name for c in _APPOINTMENT_COLUMNS) + " FROM appointments"
-_APPOINTMENT = f"{_APPOINTMENT_SELECT} WHERE tenant_id = :tenant AND id = :id"
 _LIVE_STATUSES = ", ".join(
     f"'{s.value}'" for s in (AppointmentStatus.PENDING, AppointmentStatus.ACTIVE, AppointmentStatus.RESCHEDULED)
 )
-_LIVE_AT = f"{_APPOINTMENT_SELECT} WHERE tenant_id = :tenant AND start_at = :start AND status IN ({_LIVE_STATUSES})"
+_LIVE_AT = f"start_at = ? AND status IN ({_LIVE_STATUSES})"
 _UIDS = """
 SELECT appointment_id, uid FROM booking_uids WHERE tenant_id = ? AND appointment_id IN ({marks})
  ORDER BY created_at, id
@@ -121,16 +120,12 @@ class Glance:
 
     def appointment(self, tenant_id: int, appointment_id: str) -> Appointment | Missing | None:
         """`Store.get_appointment`'s answer, or MISSING when it cannot be had at once."""
-        params = {"tenant": tenant_id, "id": appointment_id}
-        found = self._read(
-            lambda connection: _appointments(connection, tenant_id, connection.execute(_APPOINTMENT, params))
-        )
+        found = self._read(lambda connection: read_appointments(connection, tenant_id, "id = ?", (appointment_id,)))
         return MISSING if found is None else (found[0] if found else None)
 
     def live_at(self, tenant_id: int, start: datetime) -> list[Appointment] | None:
         """`Store.live_at`'s answer (`start` already UTC), or None when it cannot be had at once."""
-        params = {"tenant": tenant_id, "start": _TO_DB(start)}
-        return self._read(lambda connection: _appointments(connection, tenant_id, connection.execute(_LIVE_AT, params)))
+        return self._read(lambda connection: read_appointments(connection, tenant_id, _LIVE_AT, (_TO_DB(start),)))
 
     def hold(self, tenant_id: int, hold_id: str) -> Hold | Missing | None:
         """`Store.get_hold`'s answer, or MISSING when it cannot be had at once."""
@@ -180,11 +175,15 @@ class Glance:
         return self._connection
 
 
-def _appointments(connection: sqlite3.Connection, tenant_id: int, rows: Iterable[tuple[Any, ...]]) -> list[Appointment]:
-    """Appointments of raw `rows` (`_APPOINTMENT_SELECT`'s columns), each with its earlier booking uids
-    read in one more statement for them all (as `store._appointments` makes them)."""
+def read_appointments(
+    connection: sqlite3.Connection, tenant_id: int, where: str, params: tuple[Any, ...]
+) -> list[Appointment]:
+    """The tenant's appointments matching `where` (SQL on the appointments table, `?` for `params`), each
+    with its earlier booking uids read in one more statement for them all (as `store._appointments`
+    makes them)."""
+    rows = connection.execute(f"{_APPOINTMENT_SELECT} WHERE tenant_id = ? AND {where}", (tenant_id, *params))
     found = []
-    for row in rows:
+    for row in rows.fetchall():
         values = {
             name: value if convert is None else convert(value)
             for (name, convert), value in zip(_APPOINTMENT_READ, row, strict=True)

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -43,7 +44,7 @@ from appt_tools.models import (
     SearchPage,
     SearchQuery,
 )
-from appt_tools.store import _finder, _glance, _locks, _scope, _search, _shared, schema
+from appt_tools.store import _direct, _finder, _glance, _locks, _scope, _search, _shared, schema
 from appt_tools.store._engine import (
     BEGIN_MODE_OPTION,
     IMMEDIATE,
@@ -52,6 +53,7 @@ from appt_tools.store._engine import (
     sqlite_file_engine,
     store_busy,
 )
+from appt_tools.store._times import utc, utc_or_none
 from appt_tools.store.tables import (
     DEFAULT_TENANT_ID,
     AppointmentRow,
@@ -95,7 +97,8 @@ class _Pool:
     # `after_answer`'s writes still to do: each with its key and the event that starts it at once.
     pending: dict[asyncio.Task[None], tuple[str, asyncio.Event]] = dataclasses.field(default_factory=dict)
     feed: _shared.ChangeFeed | None = None  # one LISTEN connection for every tenant (PostgreSQL)
-    glance: _glance.Glance | None = None  # the event loop's own reads of a SQLite file (`busy`, `slot_changes`)
+    glance: _glance.Glance | None = None  # the event loop's own reads of a SQLite file (`_glance`)
+    direct: _direct.Direct | None = None  # the caller's-path writes to a SQLite file in plain SQL (`_direct`)
 
 
 def new_appointment_id() -> str:
@@ -115,7 +118,8 @@ class Store:
             # thread hop per transaction instead of one per statement (see `_transact`).
             file_writer = sqlite_file_engine(engine, pooled=True)
             glance = None if file_writer is None else _glance.Glance(file_writer.url.database or "")
-            _pool = _Pool(engine, file_writer, glance=glance)
+            direct = None if file_writer is None else _direct.Direct(file_writer)
+            _pool = _Pool(engine, file_writer, glance=glance, direct=direct)
         _scope.tenant(tenant_id)
         self._pool = _pool
         self._tenant_id = tenant_id
@@ -264,6 +268,12 @@ class Store:
         except PoolTimeout as exc:
             raise store_busy() from exc
 
+    async def _write_directly(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one write transaction on a SQLite file's own connection, in a worker thread (`_direct`)."""
+        direct = self._pool.direct
+        assert direct is not None
+        return await asyncio.to_thread(direct.transact, work)
+
     @staticmethod
     def _transact_in_thread(make_session: sessionmaker[Session], work: Callable[[Session], T]) -> T:
         with make_session() as session, session.begin():
@@ -314,10 +324,32 @@ class Store:
                     claimed.updated_at = now
             return row
 
+        async def record() -> Appointment:
+            if self._pool.direct is None:
+                return _appointment(await self._transact(work), ())
+            added = Appointment.model_validate(
+                {
+                    **new.model_dump(),
+                    "id": appointment_id,
+                    "start": start,
+                    "end": end,
+                    "status": AppointmentStatus.PENDING,
+                    "booking_uid": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            created = HistoryEntry(at=now, action="created", to_start=start)
+            tenant = self._tenant_id
+            await self._write_directly(
+                lambda connection: _direct.add_appointment(connection, tenant, added, created, idempotency_key)
+            )
+            return added
+
         retries = IN_FLIGHT_RETRIES
         while True:
             try:
-                return _appointment(await self._transact(work), ())
+                return await record()
             except IntegrityError:
                 holder = await self._in_flight_at(start)
                 if holder is not None:
@@ -397,6 +429,13 @@ class Store:
         if changes.get("status") in (AppointmentStatus.COMPLETED, AppointmentStatus.COMPLETED.value):
             raise ValueError("status: 'completed' is derived, never stored")
         entry_row = None if history is None else _history_row(appointment_id, history)
+        if self._pool.direct is not None:
+            tenant = self._tenant_id
+            return await self._write_directly(
+                lambda connection: _direct.update_appointment(
+                    connection, tenant, appointment_id, changes, now=now, history=history
+                )
+            )
 
         def work(session: Session) -> Appointment:
             loaded = _load(session, appointment_id, for_update=True)
@@ -436,6 +475,9 @@ class Store:
         """Record `hold` unless a live hold (one not expired at `now`) overlaps its time; then None (the
         overlapping one wins). Expired holds are deleted on the way. Atomic across processes."""
         now = utc(now, "now")
+        if self._pool.direct is not None:
+            tenant = self._tenant_id
+            return await self._write_directly(lambda connection: _direct.add_hold(connection, tenant, hold, now))
 
         def work(session: Session) -> Hold | None:
             _locks.hold(session, "holds")
@@ -740,7 +782,11 @@ class Store:
     async def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
         """Hold the lease `name` until `now + ttl` if it is free, expired or already `holder`'s; False while
         another holder's is current. Several processes on one database use it to let one of them run a job."""
-        now, key = utc(now, "now"), f"{LEASE_PREFIX}{name}"
+        now, key, tenant = utc(now, "now"), f"{LEASE_PREFIX}{name}", self._tenant_id
+        if self._pool.direct is not None:
+            return await self._write_directly(
+                lambda connection: _direct.take_lease(connection, tenant, key, holder, now + ttl, now)
+            )
         return await self._transact(lambda session: _take_lease(session, key, holder, now + ttl, now=now))
 
     async def lease_appointment(
@@ -748,7 +794,15 @@ class Store:
     ) -> tuple[bool, Appointment | None]:
         """`take_lease`, and once taken, appointment `appointment_id` as it is under the lease, read in the
         same transaction: a change's lease and its fresh look at the appointment in one round."""
-        now, key = utc(now, "now"), f"{LEASE_PREFIX}{name}"
+        now, key, tenant = utc(now, "now"), f"{LEASE_PREFIX}{name}", self._tenant_id
+        if self._pool.direct is not None:
+
+            def directly(connection: sqlite3.Connection) -> tuple[bool, Appointment | None]:
+                if not _direct.take_lease(connection, tenant, key, holder, now + ttl, now):
+                    return False, None
+                return True, _direct.get_appointment(connection, tenant, appointment_id)
+
+            return await self._write_directly(directly)
 
         def work(session: Session) -> tuple[bool, Appointment | None]:
             if not _take_lease(session, key, holder, now + ttl, now=now):
@@ -826,17 +880,6 @@ class Store:
 def _upgrade_on(engine: Engine) -> None:
     with engine.execution_options(**{BEGIN_MODE_OPTION: IMMEDIATE}).begin() as connection:
         schema.upgrade(connection)
-
-
-def utc(value: datetime, name: str) -> datetime:
-    """`value` in UTC; ValueError if it is naive."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name}: naive datetime {value.isoformat()} (a timezone is required)")
-    return value.astimezone(UTC)
-
-
-def utc_or_none(value: datetime | None, name: str) -> datetime | None:
-    return None if value is None else utc(value, name)
 
 
 def _appointment(row: AppointmentRow, uids: Sequence[str]) -> Appointment:
