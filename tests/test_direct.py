@@ -17,7 +17,7 @@ from appt_tools.errors import BookingUidOwned
 from appt_tools.models import AppointmentStatus, HistoryEntry, Hold
 from appt_tools.store import Store
 from appt_tools.store import store as store_module
-from tests.test_store import NOW, new_appointment
+from test_store import NOW, new_appointment
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 TABLES = ("appointments", "appointment_history", "booking_uids", "holds", "settings", "idempotency_keys")

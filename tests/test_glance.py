@@ -12,7 +12,7 @@ import pytest
 
 from appt_tools.models import Hold
 from appt_tools.store import Store, _glance
-from tests.test_store import NOW, add
+from test_store import NOW, add
 
 pytestmark = pytest.mark.anyio
 

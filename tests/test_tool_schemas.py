@@ -186,3 +186,62 @@ def test_the_five_core_tools_cost_a_model_under_8000_characters_a_turn():
             len(tool["name"]) + len(tool["description"]) + len(json.dumps(tool["inputSchema"], separators=(",", ":")))
         )
     assert size < 8_000, f"{size} characters"
+
+
+def test_an_output_schema_is_written_out_in_place_and_accepts_exactly_what_the_strict_one_does():
+    from enum import Enum
+
+    from pydantic import BaseModel
+
+    from appt_tools.surfaces.schema_formats import output_schema, strict_schema
+
+    class Colour(Enum):
+        RED = "red"
+        BLUE = "blue"
+
+    class Part(BaseModel):
+        name: str
+        size: int | None = None
+        colour: Colour
+
+    class Whole(BaseModel):
+        parts: list[Part]
+        main: Part | None
+        note: str | None = None
+        tags: list[str] | None = None
+
+    raw = Whole.model_json_schema()
+    strict, lean = strict_schema(raw), output_schema(raw)
+    assert "$defs" in strict and "$ref" not in json.dumps(lean) and "$defs" not in lean
+    assert lean["properties"]["note"]["type"] == ["string", "null"]
+    part = {"name": "a", "size": None, "colour": "red"}
+    instances: list[Any] = [
+        {"parts": [part], "main": part, "note": None, "tags": None},
+        {"parts": [], "main": None, "note": "n", "tags": ["x"]},
+        {"parts": [{**part, "colour": "green"}], "main": None, "note": None, "tags": None},
+        {"parts": [{**part, "extra": 1}], "main": None, "note": None, "tags": None},
+        {"parts": [], "main": None, "note": 3, "tags": None},
+        {"parts": [], "main": {"name": "b"}, "note": None, "tags": None},
+        {"parts": [], "main": None, "note": None},
+        {"parts": [], "main": None, "note": None, "tags": [1]},
+    ]
+    Draft202012Validator.check_schema(lean)
+    verdicts = [(Draft202012Validator(strict).is_valid(i), Draft202012Validator(lean).is_valid(i)) for i in instances]
+    assert (
+        [s for s, _ in verdicts]
+        == [lean_ok for _, lean_ok in verdicts]
+        == [True, True, False, False, False, False, False, False]
+    )
+
+
+def test_a_recursive_output_model_keeps_its_references():
+    from pydantic import BaseModel
+
+    from appt_tools.surfaces.schema_formats import output_schema, strict_schema
+
+    class Node(BaseModel):
+        name: str
+        children: list[Node]
+
+    raw = Node.model_json_schema()
+    assert output_schema(raw) == strict_schema(raw)

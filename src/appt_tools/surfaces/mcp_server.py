@@ -29,7 +29,7 @@ from appt_tools.surfaces.arguments import LOCKED_FIELDS, field_problems
 from appt_tools.surfaces.call_facts import CallFacts
 from appt_tools.surfaces.mcp_tools import Tools, register_tools
 from appt_tools.surfaces.request_notes import appointment_of, note
-from appt_tools.surfaces.schema_formats import compact_schema, strict_schema
+from appt_tools.surfaces.schema_formats import compact_schema, output_schema
 from appt_tools.surfaces.tenancy import TENANT_STATE
 
 INSTRUCTIONS = """\
@@ -123,13 +123,13 @@ class AppointmentServer(MCPServer):
 
     async def list_tools(self) -> list[MCPTool]:
         """The SDK's tool list with compact input schemas (`compact_schema`: what a model reads every
-        turn) and strict output schemas (`strict_schema`). The function-calling exports derive their
+        turn) and strict output schemas with nothing to look up (`output_schema`). The function-calling exports derive their
         strict forms from the compact one."""
         return [
             tool.model_copy(
                 update={
                     "input_schema": compact_schema(tool.input_schema),
-                    "output_schema": strict_schema(tool.output_schema) if tool.output_schema else None,
+                    "output_schema": output_schema(tool.output_schema) if tool.output_schema else None,
                 }
             )
             for tool in await super().list_tools()

@@ -45,6 +45,54 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return _closed(schema, _optional_nullable)
 
 
+def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The MCP form of a tool's output schema: `strict_schema`'s, with every `$ref` to `$defs` written out
+    in place and each nullable scalar as a type list (`{"type": ["string", "null"]}` instead of an `anyOf`
+    of two schemas). The same instances are valid; what changes is what a client pays to use it. An MCP
+    client checks the schema against the JSON Schema 2020-12 metaschema on a tool's first call and
+    validates every result against it: fewer subschemas and no references make both cheaper (the mcp
+    Python SDK's client: the first-call check of book_appointment's schema 45 → 30 ms, find_slots' results
+    1.5 → 1.0 ms each; bench/conversation.py prints both)."""
+    strict = strict_schema(schema)
+    definitions = strict.pop("$defs", {})
+
+    def lean(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [lean(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            name = reference.removeprefix("#/$defs/")
+            if name in seen:  # a recursive model: nothing to write out in place, keep `$defs` then
+                raise _Recursive
+            rest = {key: value for key, value in node.items() if key != "$ref"}
+            return lean({**definitions[name], **rest}, (*seen, name))
+        result = {key: lean(value, seen) if key != "properties" else _each(value, seen) for key, value in node.items()}
+        options = result.get("anyOf")
+        if isinstance(options, list) and len(options) == 2 and NULL in options:
+            (other,) = [option for option in options if option != NULL]
+            if set(other) == {"type"} and isinstance(other["type"], str):
+                result.pop("anyOf")
+                result["type"] = [other["type"], "null"]
+        return result
+
+    def _each(properties: Any, seen: tuple[str, ...]) -> Any:
+        if not isinstance(properties, dict):
+            return lean(properties, seen)
+        return {name: lean(value, seen) for name, value in properties.items()}
+
+    try:
+        leaned: dict[str, Any] = lean(strict, ())
+    except _Recursive:
+        return strict_schema(schema)
+    return leaned
+
+
+class _Recursive(Exception):
+    """An output model that refers to itself: its schema keeps `$defs` and `$ref`."""
+
+
 def _optional_plain(properties: dict[str, Any], required: set[str]) -> list[str] | None:
     for name, prop in properties.items():
         if name not in required:
