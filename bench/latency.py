@@ -50,8 +50,10 @@ OVERHEAD_TARGETS = {
     "search_appointments": 5.0,
 }
 WARM_TARGET = 1.5  # warm find_slots within 1.5× the floor
-# Durable (fsync'd) commits each call makes in the store, to read its overhead against one commit's cost.
-COMMITS = {"book_appointment": 2, "reschedule": 3, "cancel": 3}
+# Durable (fsync'd) commits a caller waits for in each call, to read its overhead against one commit's cost:
+# a booking's intent and outcome; a change's lease (with its fresh read) and outcome. The lease's release
+# and the slot-change notice are written after the answer.
+COMMITS = {"book_appointment": 2, "reschedule": 2, "cancel": 2}
 
 # (tool, path) -> (the fewest Cal.com requests the API allows, the target, what it is). None: no target.
 REQUEST_TARGETS: dict[tuple[str, str], tuple[int, tuple[int, int] | None, str]] = {
