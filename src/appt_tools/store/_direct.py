@@ -136,10 +136,7 @@ def update_appointment(
     if current is None:
         raise KeyError(appointment_id)
     uids = _uids(connection, tenant_id, appointment_id)
-    try:
-        merged = Appointment.model_validate({**current.model_dump(), **changes})
-    except ValidationError as error:
-        raise ValueError(f"invalid appointment change: {error}") from error
+    merged = merge(current, changes)
     new_uid = merged.booking_uid
     if "booking_uid" in changes and new_uid is not None and new_uid not in uids:
         owner = connection.execute(
@@ -166,6 +163,14 @@ def update_appointment(
         _add_history(connection, tenant_id, appointment_id, history)
     previous = tuple(uid for uid in uids if uid != merged.booking_uid)
     return merged.model_copy(update={**updated, "previous_booking_uids": previous})
+
+
+def merge(current: Appointment, changes: Mapping[str, object]) -> Appointment:
+    """`current` with `changes` applied and checked as a whole (ValueError naming what is wrong)."""
+    try:
+        return Appointment.model_validate({**current.model_dump(), **changes})
+    except ValidationError as error:
+        raise ValueError(f"invalid appointment change: {error}") from error
 
 
 def get_appointment(connection: sqlite3.Connection, tenant_id: int, appointment_id: str) -> Appointment | None:
