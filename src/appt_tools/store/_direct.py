@@ -3,10 +3,10 @@ an appointment's change, a change's lease and its fresh read) in plain SQL, on a
 file writer, in the worker thread `Store._transact` would use.
 
 Written by hand, not through SQLAlchemy's ORM, for what the unit of work costs on this path: loading the
-row as an object, flushing its changes and the history row, and the tenant hooks cost 2–2.5 ms of
-interpreter time a transaction on the machines we measure (3.5–4 ms when the process has been idle a
-moment, as between a caller's turns), against a durable commit of about 0.25 ms; the same statements on
-the driver cost well under a millisecond with the commit (bench: the conversation's warm writes). Each
+row as an object, flushing its changes and the history row, and the tenant hooks made a booking's intent
+2.5 ms in its worker thread (3.8 ms when the process had been idle a moment, as between a caller's
+turns), against a durable commit of 0.25–0.4 ms; by hand it is about 1 ms with the commit (1.4 ms after
+an idle moment). Bench: the conversation's warm writes. Each
 function does exactly what the `Store` method of the same name does on PostgreSQL, tenant filter and
 `tenant_id` written out (these are not ORM statements, which `_scope` filters and stamps); SQLAlchemy's
 own conversion of each column's type is used both ways (`_glance`), and tests/test_direct.py runs the same

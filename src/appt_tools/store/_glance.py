@@ -1,19 +1,20 @@
-"""A glance at a SQLite file from the event loop's own thread: the small reads on a caller's path that
-return plain rows (the busy times of a window, the calendar's change counter, holds), in plain SQL on a stdlib connection of
-its own, with no worker-thread hop.
+"""A glance at a SQLite file from the event loop's own thread: the small reads a caller waits for (the
+busy times of a window, the calendar's change counter, holds, an appointment by id and those live at a
+start), in plain SQL on a stdlib connection of its own, with no worker-thread hop.
 
-Written by hand, not through SQLAlchemy, because of what it costs on the hot path: building the three
-statements, looking them up in the compiled cache, a session and its result rows cost about 470 µs of
-interpreter time, and the worker-thread hop that keeps them off the event loop about 1 ms more under load;
-the same indexed statements on the driver take about 20 µs in all, less than the hop alone (bench:
-`find_slots` warm). Only short reads bounded by an index belong here: anything that may scan stays in
-`Store._query`'s worker thread. The statements are those of `Store.busy`, `_changes`, `get_hold` and `live_holds`, tenant filter
-included (they are not ORM statements, which `_scope` filters); tests/test_glance.py checks the two paths
-agree on the same rows.
+Written by hand, not through SQLAlchemy, because of what it costs on the hot path: building the busy
+times' three statements, looking them up in the compiled cache, a session and its result rows cost about
+470 µs of interpreter time, and the worker-thread hop that keeps them off the event loop about 1 ms more
+under load; the same indexed statements on the driver take about 20 µs in all, less than the hop alone
+(bench: `find_slots` warm). Only short reads bounded by an index belong here: anything that may scan
+stays in `Store._query`'s worker thread. The statements are those of `Store.busy`, `slot_changes`,
+`get_hold`, `live_holds`, `get_appointment` and `live_at`, tenant filter included (they are not ORM
+statements, which `_scope` filters); every column is read through SQLAlchemy's own conversion for its
+type; tests/test_glance.py checks that both paths read the same rows.
 
 A glance never waits: the connection's busy timeout is 0, and a read SQLite cannot give at once (a WAL
-recovery, a lock held by a checkpoint), or a connection in use by another thread, yields None: the
-caller then reads through `Store._query` as before.
+recovery, a lock held by a checkpoint), or a connection in use by another thread, yields None (MISSING
+where None is an answer): the caller then reads through `Store._query` as before.
 """
 
 from __future__ import annotations
