@@ -91,7 +91,8 @@ _ROWID_AS_VALUE: ColumnElement[int] = literal_column("+appointments.rowid")
 class Found:
     total: int
     total_exact: bool
-    rows: list[A]
+    rows: list[A]  # the page's rows in its order (PostgreSQL)
+    ids: list[str] | None = None  # or, asked for, the page's ids in its order (the caller reads the rows)
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,9 @@ class _Search:
         return [self.selection.condition(self.now)] if self.selection is not None else []
 
 
-def find(session: Session, query: SearchQuery, now: datetime, *, fts: bool) -> Found:
-    """The number of matches (exact up to a bound) and the rows of the query's page, in its order."""
+def find(session: Session, query: SearchQuery, now: datetime, *, fts: bool, ids_only: bool = False) -> Found:
+    """The number of matches (exact up to a bound) and the rows of the query's page, in its order; with
+    `ids_only` (a SQLite file, whose store reads the rows by hand), their ids instead."""
     search = _Search.of(query, now, session.get_bind().dialect.name, fts)
     if not search.sqlite:
         # For this transaction: no parallel workers (a search's statements are small, starting them
@@ -234,6 +236,11 @@ def find(session: Session, query: SearchQuery, now: datetime, *, fts: bool) -> F
         chosen = list(session.scalars(ids))
         session.execute(_PG_WALK_DONE)
         page = select(A).where(A.id.in_(chosen)).order_by(*_search.order_by(query, now))
+    if ids_only and search.sqlite:
+        # The store reads the rows on the transaction's own driver connection (`_glance`), without
+        # loading each as an ORM object (about 0.6 ms of a search's 6 here).
+        page_ids = select(A.id).where(A.id.in_(ids.scalar_subquery())).order_by(*_search.order_by(query, now))
+        return Found(total, exact, [], list(session.scalars(page_ids)))
     return Found(total, exact, list(session.scalars(page)))
 
 
