@@ -35,12 +35,10 @@ def _hold(n: int, start: datetime, minutes: int, expires_at: datetime) -> Hold:
     )
 
 
-owner_ids: dict[int, list[str]] = {}
-
-
-async def _fill(store: Store, rng: random.Random) -> None:
+async def _fill(store: Store, rng: random.Random) -> dict[int, list[str]]:
     """Holds live and expired, bookings in flight, settled and cancelled, odd microseconds, and the same
-    kinds of rows for another tenant, whose rows a glance must never see."""
+    kinds of rows for another tenant, whose rows a glance must never see: each tenant's appointment ids."""
+    owner_ids: dict[int, list[str]] = {}
     other = store.for_tenant((await store.tenants.add("other", "Other Dental", now=NOW)).id)
     for n, owner in enumerate([store] * 30 + [other] * 10):
         start = NOW + timedelta(minutes=rng.randrange(0, 3 * 24 * 60), microseconds=rng.randrange(1_000_000))
@@ -67,6 +65,7 @@ async def _fill(store: Store, rng: random.Random) -> None:
     await store.slots_changed("test")
     await other.slots_changed("test")
     await other.slots_changed("test")
+    return owner_ids
 
 
 async def test_a_glance_reads_what_the_sqlalchemy_path_reads(store: Store) -> None:
@@ -98,8 +97,7 @@ async def test_a_glance_reads_what_the_sqlalchemy_path_reads(store: Store) -> No
 
 
 async def test_an_appointment_glanced_is_the_one_sqlalchemy_reads(store: Store) -> None:
-    owner_ids.clear()
-    await _fill(store, random.Random(16))
+    owner_ids = await _fill(store, random.Random(16))
     glance = store._pool.glance
     ids = [i for ids in owner_ids.values() for i in ids]
     assert len(ids) > 20
