@@ -23,7 +23,7 @@ import enum
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -198,6 +198,15 @@ def read_appointments(
     for appointment_id, uid in connection.execute(statement, (tenant_id, *(a.id for a in found))):
         uids.setdefault(appointment_id, []).append(uid)
     return [_with_previous(a, uids.get(a.id, ())) for a in found]
+
+
+def appointments_in_order(connection: sqlite3.Connection, tenant_id: int, ids: Sequence[str]) -> list[Appointment]:
+    """The tenant's appointments `ids`, in that order (a search's page, picked by its planner)."""
+    if not ids:
+        return []
+    found = read_appointments(connection, tenant_id, f"id IN ({', '.join('?' * len(ids))})", tuple(ids))
+    by_id = {appointment.id: appointment for appointment in found}
+    return [by_id[appointment_id] for appointment_id in ids]
 
 
 def _with_previous(appointment: Appointment, uids: Iterable[str]) -> Appointment:

@@ -592,15 +592,10 @@ class Store:
             found = _finder.find(session, query, now, fts=fts, ids_only=self._pool.glance is not None)
             if found.ids is None:
                 return found, _appointments(session, found.rows)
-            if not found.ids:
-                return found, []
             # The same transaction, on its own driver connection: plain SQL, no ORM objects (`_glance`).
             driver = session.connection().connection.driver_connection
             assert isinstance(driver, sqlite3.Connection)
-            marks = ", ".join("?" * len(found.ids))
-            read = _glance.read_appointments(driver, self._tenant_id, f"id IN ({marks})", tuple(found.ids))
-            by_id = {appointment.id: appointment for appointment in read}
-            return found, [by_id[i] for i in found.ids]
+            return found, _glance.appointments_in_order(driver, self._tenant_id, found.ids)
 
         found, items = await self._query(work, snapshot=True)
         return SearchPage(

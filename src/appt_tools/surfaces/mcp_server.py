@@ -123,8 +123,8 @@ class AppointmentServer(MCPServer):
 
     async def list_tools(self) -> list[MCPTool]:
         """The SDK's tool list with compact input schemas (`compact_schema`: what a model reads every
-        turn) and strict output schemas with nothing to look up (`output_schema`). The function-calling exports derive their
-        strict forms from the compact one."""
+        turn) and strict output schemas with nothing to look up (`output_schema`). The function-calling
+        exports derive their strict forms from the compact one."""
         return [
             tool.model_copy(
                 update={
